@@ -1,0 +1,320 @@
+"""The ``gitops`` command line (DESIGN.md section 10)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gitops import __version__, logs
+from gitops.config import Config, ConfigError, load_config
+
+EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "repo-template"
+
+
+def _add_source_flags(p: argparse.ArgumentParser, repo_required: bool = False) -> None:
+    p.add_argument("--config", type=Path, help="config file (default /etc/gitops/config.yaml)")
+    p.add_argument("--repo", required=False, help="repository URL or local path" + (" (required)" if repo_required else ""))
+    p.add_argument("--branch", help="branch to track (default main)")
+    p.add_argument("--path", help="sub-path holding the manifests")
+    p.add_argument("--state-dir", type=Path, help="state directory (default /var/lib/gitops)")
+
+
+def _add_node_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", help="this node's name (default: hostname)")
+    p.add_argument("--docker-host", help="Docker Engine address (default DOCKER_HOST or the local socket)")
+    p.add_argument("--secrets-dir", type=Path)
+    p.add_argument("--interval", type=float, help="seconds between passes (default 30)")
+    p.add_argument("--log-format", choices=["text", "json"])
+    p.add_argument("--log-level")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every verb."""
+    parser = argparse.ArgumentParser(prog="gitops", description="GitOps deployment daemon with no control plane")
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    _add_source_flags(run)
+    _add_node_flags(run)
+    run.add_argument("--once", action="store_true", help="one pass, exit non-zero if it failed")
+
+    val = sub.add_parser("validate", help="validate manifests in a directory or file")
+    val.add_argument("target", nargs="?", default=".", help="directory or file (default .)")
+    val.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    pl = sub.add_parser("plan", help="what this node would do now (0 nothing, 1 changes, 2 error)")
+    _add_source_flags(pl)
+    _add_node_flags(pl)
+
+    st = sub.add_parser("status", help="cluster view from the status branches")
+    _add_source_flags(st)
+    st.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    pm = sub.add_parser("placement", help="who runs what, for the current repo and live nodes")
+    _add_source_flags(pm)
+    pm.add_argument("--without", action="append", default=[], metavar="NODE", help="as if NODE died")
+    pm.add_argument("--add-node", action="append", default=[], metavar="NAME:cpu=..,memory=..,gpus=..")
+    pm.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    sy = sub.add_parser("sync", help="make the running daemon reconcile now")
+    sy.add_argument("--config", type=Path)
+    sy.add_argument("--state-dir", type=Path)
+
+    ini = sub.add_parser("init", help="create a new cluster repository from the template")
+    ini.add_argument("dir", type=Path)
+
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    flags = {
+        k: getattr(args, k, None)
+        for k in ("repo", "branch", "path", "state_dir", "node", "docker_host", "secrets_dir", "interval",
+                  "log_format", "log_level")  # fmt: skip
+    }
+    return load_config(getattr(args, "config", None), flags)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gitops`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(_dispatch(args))
+    except ConfigError as e:
+        print(f"gitops: configuration error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    verb = args.verb
+    if verb == "version":
+        print(f"gitops {__version__}")
+        return EXIT_OK
+    if verb == "validate":
+        return cmd_validate(Path(args.target), args.output)
+    if verb == "init":
+        return cmd_init(args.dir)
+    if verb == "sync":
+        return cmd_sync(_config(args))
+    cfg = _config(args)
+    logs.setup(cfg.log_level if verb == "run" else "WARNING", cfg.log_format)
+    if not cfg.repo:
+        print("gitops: --repo (or repo: in the config, or GITOPS_REPO) is required", file=sys.stderr)
+        return EXIT_ERROR
+    if verb == "run":
+        return cmd_run(cfg, args.once)
+    if verb == "plan":
+        return cmd_plan(cfg)
+    if verb == "status":
+        return cmd_status(cfg, args.output)
+    if verb == "placement":
+        return cmd_placement(cfg, args.without, args.add_node, args.output)
+    raise AssertionError(verb)
+
+
+def cmd_validate(target: Path, output: str) -> int:
+    """Validate manifests on disk: 0 valid, 1 invalid, 2 usage."""
+    from gitops.manifests.load import combine, is_manifest_path, parse_file
+
+    if not target.exists():
+        print(f"gitops validate: {target}: no such file or directory", file=sys.stderr)
+        return EXIT_ERROR
+    if target.is_file():
+        files = {target.name: target}
+    else:
+        files = {
+            str(p.relative_to(target)): p
+            for p in sorted(target.rglob("*"))
+            if p.is_file() and is_manifest_path(str(p.relative_to(target)))
+        }
+    mset = combine({rel: parse_file(rel, p.read_bytes()) for rel, p in files.items()})
+    if output == "json":
+        print(json.dumps({
+            "valid": not mset.errors,
+            "workloads": [w.key for w in mset.workloads],
+            "errors": [e.model_dump(exclude_none=True) for e in mset.errors],
+            "warnings": list(mset.warnings),
+        }, indent=2))  # fmt: skip
+    else:
+        for w in mset.warnings:
+            print(f"warning: {w}", file=sys.stderr)
+        for e in mset.errors:
+            print(f"error: {e}")
+        print(f"{len(files)} file(s), {len(mset.workloads)} workload(s), {len(mset.errors)} error(s)")
+    return EXIT_CHANGES if mset.errors else EXIT_OK
+
+
+def cmd_init(target: Path) -> int:
+    """Create a cluster repository from ``repo-template/`` with one commit on ``main``."""
+    if target.exists() and any(target.iterdir()):
+        print(f"gitops init: {target} exists and is not empty", file=sys.stderr)
+        return EXIT_ERROR
+    if not TEMPLATE_DIR.is_dir():
+        print(f"gitops init: template not found at {TEMPLATE_DIR}", file=sys.stderr)
+        return EXIT_ERROR
+    shutil.copytree(TEMPLATE_DIR, target, dirs_exist_ok=True)
+    ident = ["-c", "user.name=gitops", "-c", "user.email=gitops@localhost"]
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-q", "-m", "Initial cluster repository"]):
+        subprocess.run(["git", "-C", str(target), *cmd], check=True)
+    print(f"created {target}; run: gitops run --repo {target} --node $(hostname)")
+    return EXIT_OK
+
+
+def cmd_sync(cfg: Config) -> int:
+    """Touch the trigger file the running daemon watches."""
+    trigger = cfg.trigger_file
+    if not trigger.parent.is_dir():
+        print(f"gitops sync: no daemon state at {trigger.parent}", file=sys.stderr)
+        return EXIT_ERROR
+    trigger.write_text(str(time.time()))
+    print("sync requested")
+    return EXIT_OK
+
+
+def _reconciler(cfg: Config) -> Any:
+    from gitops.gpu import DeclaredInventory, Gpu, NvmlInventory
+    from gitops.reconciler import Reconciler
+
+    inventory = (
+        DeclaredInventory([Gpu(uuid=g.uuid, model=g.model, memory_mib=g.memory_mib, index=i) for i, g in enumerate(cfg.gpus)])
+        if cfg.gpus is not None
+        else NvmlInventory()
+    )
+    return Reconciler(cfg, inventory)
+
+
+def cmd_run(cfg: Config, once: bool) -> int:
+    """Run the daemon (or one pass)."""
+    from gitops.daemon import Daemon
+    from gitops.reconciler import PassFailed
+    from gitops.source import GitError
+
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    rec = _reconciler(cfg)
+    if once:
+        try:
+            report = rec.run_pass()
+        except (PassFailed, GitError) as e:
+            print(f"gitops: pass failed: {e}", file=sys.stderr)
+            return EXIT_CHANGES
+        finally:
+            rec.close()
+        for a in report.plan.actions:
+            print(a.describe())
+        return EXIT_OK if report.ok else EXIT_CHANGES
+    return Daemon(cfg, rec).run()
+
+
+def cmd_plan(cfg: Config) -> int:
+    """Print what this node would do now: 0 nothing, 1 changes, 2 error."""
+    from gitops.reconciler import PassFailed
+    from gitops.source import GitError
+
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    rec = _reconciler(cfg)
+    try:
+        report = rec.run_pass(dry_run=True)
+    except (PassFailed, GitError) as e:
+        print(f"gitops plan: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        rec.close()
+    for e in report.errors:
+        print(f"error: {e.message}", file=sys.stderr)
+    for a in report.plan.actions:
+        print(a.describe())
+    if not report.plan.actions:
+        print(f"nothing to do at {report.revision[:7]}")
+    return EXIT_CHANGES if report.plan.actions else EXIT_OK
+
+
+def _read_cluster(cfg: Config, state: Path) -> tuple[Any, Any, str]:
+    from gitops.cluster import Membership
+    from gitops.desired import DesiredLoader
+    from gitops.source import GitSource
+    from gitops.status import load
+
+    src = GitSource(cfg.repo, cfg.branch, cfg.path, state, cfg.git_timeout)
+    rev = src.fetch()
+    mset = DesiredLoader(src).load(rev)
+    heads = src.status_heads()
+    raw = src.read_status_files(heads)
+    reports = {n: r for n, b in raw.items() if (r := load(b)) is not None}
+    view = Membership().view(reports, heads, mset.cluster.node_timeout_seconds)
+    return mset, view, rev
+
+
+def cmd_status(cfg: Config, output: str) -> int:
+    """Print nodes and workloads as the status branches report them."""
+    from gitops.source import GitError
+    from gitops.statusview import render_status, status_document
+
+    with tempfile.TemporaryDirectory(prefix="gitops-status-") as tmp:
+        try:
+            mset, view, rev = _read_cluster(cfg, Path(tmp))
+        except GitError as e:
+            print(f"gitops status: {e}", file=sys.stderr)
+            return EXIT_ERROR
+    doc = status_document(mset, view, rev)
+    print(json.dumps(doc, indent=2) if output == "json" else render_status(doc))
+    return EXIT_OK
+
+
+def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) -> int:
+    """Print the assignment for the current repo and live nodes, with what-if changes."""
+    from gitops.placement import NodeInfo, place
+    from gitops.source import GitError
+    from gitops.statusview import parse_node_spec
+
+    with tempfile.TemporaryDirectory(prefix="gitops-placement-") as tmp:
+        try:
+            mset, view, rev = _read_cluster(cfg, Path(tmp))
+        except GitError as e:
+            print(f"gitops placement: {e}", file=sys.stderr)
+            return EXIT_ERROR
+    try:
+        extra: list[NodeInfo] = [parse_node_spec(s) for s in add]
+    except ValueError as e:
+        print(f"gitops placement: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    nodes = [n for n in view.node_infos(frozenset(mset.cluster.cordoned)) if n.name not in set(without)] + extra
+    previous = {
+        (r.key, r.replica): name
+        for name in sorted(view.live)
+        for r in view.reports[name].workloads
+        if r.state in ("running", "ready", "starting", "unhealthy")
+    }
+    a = place(mset.workloads, nodes, previous)
+    if output == "json":
+        print(json.dumps({
+            "revision": rev,
+            "nodes": {n: [f"{k}[{i}]" for k, i in v] for n, v in a.per_node.items()},
+            "unschedulable": [{"workload": k, "replica": i, "reason": why} for k, i, why in a.unschedulable],
+            "digest": a.digest(rev, [n.name for n in nodes]),
+        }, indent=2))  # fmt: skip
+        return EXIT_OK
+    for n in nodes:
+        items = a.for_node(n.name)
+        print(f"{n.name}: {len(items)} replica(s)")
+        for k, i in items:
+            print(f"  {k}[{i}]")
+    for k, i, why in a.unschedulable:
+        print(f"unschedulable: {k}[{i}]: {why}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

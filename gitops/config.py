@@ -1,0 +1,105 @@
+"""Node-local configuration: file, then ``GITOPS_*`` environment, then flags."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
+
+
+class DeclaredGpu(BaseModel):
+    """A GPU declared in config instead of discovered through NVML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uuid: str
+    model: str = "declared"
+    memory_mib: int = 0
+
+
+class Config(BaseModel):
+    """Everything a node needs that must not come from the repository."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repo: str = ""
+    branch: str = "main"
+    path: str = ""
+    node: str = Field(default_factory=lambda: socket.gethostname().split(".")[0].lower())
+    state_dir: Path = Path("/var/lib/gitops")
+    secrets_dir: Path = Path("/etc/gitops/secrets")
+    interval: float = 30.0
+    jitter: float | None = None
+    docker_host: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    cpu_millis: int | None = None
+    memory_mib: int | None = None
+    reserve_cpu_millis: int = 0
+    reserve_memory_mib: int = 0
+    gpus: tuple[DeclaredGpu, ...] | None = None
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    metrics_port: int | None = None
+    status_history: int = 50
+    git_timeout: float = 60.0
+    # Multiplies every restart backoff; tests shrink it so crash loops show in seconds.
+    backoff_scale: float = 1.0
+
+    @property
+    def effective_jitter(self) -> float:
+        """Jitter of the interval timer: 10 % of the interval unless set."""
+        return self.jitter if self.jitter is not None else self.interval * 0.1
+
+    @property
+    def trigger_file(self) -> Path:
+        """File whose change makes the running daemon reconcile now (``gitops sync``)."""
+        return self.state_dir / "sync.trigger"
+
+
+class ConfigError(Exception):
+    """The node-local configuration is unusable."""
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in Config.model_fields:
+        raw = environ.get("GITOPS_" + name.upper())
+        if raw is None:
+            continue
+        # Structured values (labels, gpus) are given as YAML/JSON in the variable.
+        out[name] = yaml.safe_load(raw) if name in {"labels", "gpus"} else raw
+    return out
+
+
+def load_config(
+    file: Path | None = None,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Merge the config file, ``GITOPS_*`` variables and flags, in rising priority."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = file or Path(environ.get("GITOPS_CONFIG", str(DEFAULT_CONFIG_FILE)))
+    if path.exists():
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{path}: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+    elif file is not None:
+        raise ConfigError(f"{path}: no such file")
+    values.update(_env_overrides(environ))
+    values.update({k: v for k, v in (flags or {}).items() if v is not None})
+    try:
+        return Config(**values)
+    except ValidationError as e:
+        raise ConfigError(str(e)) from e

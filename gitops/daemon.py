@@ -1,0 +1,170 @@
+"""The long-running daemon: one reconcile thread, woken by a timer, a trigger file or a push."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from gitops.config import Config
+from gitops.reconciler import PassFailed, Reconciler
+from gitops.source import GitError, normalise_url
+
+log = logging.getLogger(__name__)
+
+RETRY_MIN_S = 1.0
+RETRY_MAX_S = 60.0
+
+
+def sd_notify(message: str) -> None:
+    """Send a systemd notification when running under ``Type=notify``; a no-op elsewhere."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(message.encode())
+    except OSError as e:
+        log.debug("sd_notify failed: %s", e)
+
+
+class _Wake(FileSystemEventHandler):
+    """Wakes the reconcile loop on changes to watched paths, ignoring our own status pushes."""
+
+    def __init__(self, wake: threading.Event, only: Path | None = None):
+        self.wake = wake
+        self.only = only
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        path = os.fsdecode(event.src_path)
+        if self.only is not None and Path(path) != self.only:
+            return
+        # Our own status commits land under refs/heads/gitops/ and objects/; they must not loop.
+        if "/refs/heads/gitops/" in path or "/objects/" in path or path.endswith(".lock"):
+            return
+        self.wake.set()
+
+
+def local_git_dir(url: str) -> Path | None:
+    """The git directory of a repository given as a local path, for change watching."""
+    norm = normalise_url(url)
+    if norm.startswith("file://"):
+        norm = norm[len("file://") :]
+    if "://" in norm or not norm.startswith("/"):
+        return None
+    p = Path(norm)
+    if (p / ".git").is_dir():
+        return p / ".git"
+    return p if (p / "HEAD").exists() else None
+
+
+class Daemon:
+    """Runs passes until stopped; containers are left running when it exits."""
+
+    def __init__(self, config: Config, reconciler: Reconciler):
+        self.config = config
+        self.reconciler = reconciler
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.passes = 0
+        self.last_ok: bool | None = None
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to finish its pass and exit."""
+        self.stopping.set()
+        self.wake.set()
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal %s: stopping, containers keep running", signal.Signals(signum).name)
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT; return the process exit code."""
+        if threading.current_thread() is threading.main_thread():
+            self._install_signals()
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        trigger = self.config.trigger_file
+        trigger.touch()
+        scheduler = BackgroundScheduler(daemon=True)
+        scheduler.add_job(
+            self.wake.set,
+            "interval",
+            seconds=self.config.interval,
+            jitter=self.config.effective_jitter,
+            max_instances=1,
+            coalesce=True,
+            id="reconcile-interval",
+        )
+        observer = Observer()
+        observer.schedule(_Wake(self.wake, trigger), str(trigger.parent), recursive=False)
+        git_dir = local_git_dir(self.config.repo)
+        if git_dir is not None:
+            observer.schedule(_Wake(self.wake), str(git_dir), recursive=True)
+        scheduler.start()
+        observer.start()
+        try:
+            self._loop()
+        finally:
+            observer.stop()
+            scheduler.shutdown(wait=False)
+            observer.join(timeout=5)
+            self.reconciler.close()
+            sd_notify("STOPPING=1")
+        return 0
+
+    def _loop(self) -> None:
+        delay = 0.0
+        failures = 0
+        while not self.stopping.is_set():
+            if delay:
+                self.wake.wait(delay)
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
+            ok = self.pass_once()
+            if self.passes == 1:
+                sd_notify("READY=1")
+            if ok:
+                failures, delay = 0, 0.0
+                self.wake.wait()
+            else:
+                failures += 1
+                # Temporary failures retry with backoff, independent of the interval timer.
+                delay = min(RETRY_MIN_S * 2 ** (failures - 1), RETRY_MAX_S)
+
+    def pass_once(self) -> bool:
+        """One pass with its errors logged; True when it completed."""
+        started = time.monotonic()
+        self.passes += 1
+        try:
+            report = self.reconciler.run_pass()
+        except (PassFailed, GitError) as e:
+            log.error("pass failed (will retry): %s", e)
+            self.last_ok = False
+            return False
+        finally:
+            # The watchdog is fed from the loop itself, so a hung pass makes systemd restart us.
+            sd_notify("WATCHDOG=1")
+        took = time.monotonic() - started
+        n = len(report.plan.actions)
+        level = logging.INFO if n or not report.ok else logging.DEBUG
+        log.log(level, "pass %d at %s: %d action(s), %.3fs", self.passes, report.revision[:7], n, took)
+        self.last_ok = report.ok
+        return True

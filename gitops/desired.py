@@ -1,0 +1,84 @@
+"""Desired state of one revision: manifests parsed by blob id, with the last valid spec kept.
+
+A workload whose document stops validating keeps the spec it had in the newest
+earlier version of its file that did validate, found in Git history itself, so the
+fallback needs no local database and survives a daemon restart.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gitops.manifests.load import combine, is_manifest_path, parse_file
+from gitops.manifests.types import FileResult, ManifestSet, Workload
+from gitops.source import GitSource
+
+log = logging.getLogger(__name__)
+
+HISTORY_DEPTH = 50
+
+
+class DesiredLoader:
+    """Parses revisions through a cache keyed by (path, blob id)."""
+
+    def __init__(self, source: GitSource):
+        self.source = source
+        self._files: dict[tuple[str, str], FileResult] = {}
+        self._revisions: dict[str, ManifestSet] = {}
+
+    def load(self, rev: str) -> ManifestSet:
+        """All manifests at ``rev``, each invalid workload replaced by its last valid spec."""
+        cached = self._revisions.get(rev)
+        if cached is not None:
+            return cached
+        entries = [e for e in self.source.list_files(rev) if is_manifest_path(e.path)]
+        missing = [e.blob for e in entries if (e.path, e.blob) not in self._files]
+        blobs = self.source.read_blobs(missing)
+        results: dict[str, FileResult] = {}
+        live_keys: set[tuple[str, str]] = set()
+        for e in entries:
+            k = (e.path, e.blob)
+            if k not in self._files:
+                self._files[k] = parse_file(e.path, blobs.get(e.blob, b""))
+            results[e.path] = self._files[k]
+            live_keys.add(k)
+        mset = combine(results)
+        mset = self._with_fallbacks(rev, mset, results)
+        # Entries for blobs no longer at head are kept only while history lookups may want them.
+        if len(self._files) > 4 * max(len(live_keys), 256):
+            self._files = {k: v for k, v in self._files.items() if k in live_keys}
+        self._revisions = {rev: mset}
+        return mset
+
+    def _with_fallbacks(self, rev: str, mset: ManifestSet, results: dict[str, FileResult]) -> ManifestSet:
+        """Add, for every invalid workload, its newest valid spec from the file's history."""
+        have = {w.key for w in mset.workloads}
+        extra: list[Workload] = []
+        recovered: set[str] = set()
+        for path, res in sorted(results.items()):
+            wanted = set(res.invalid_keys) - have
+            whole_file = path in mset.unreadable_files
+            if not wanted and not whole_file:
+                continue
+            for blob in self.source.path_history(rev, path, HISTORY_DEPTH):
+                k = (path, blob)
+                if k not in self._files:
+                    self._files[k] = parse_file(path, self.source.read_blobs([blob]).get(blob, b""))
+                old = self._files[k]
+                if old.errors and not old.workloads:
+                    continue
+                for w in old.workloads:
+                    if w.key in have or w.key in recovered:
+                        continue
+                    if whole_file or w.key in wanted:
+                        extra.append(w)
+                        recovered.add(w.key)
+                break
+        if extra:
+            log.warning("keeping last valid spec of %s", ", ".join(sorted(recovered)))
+        return mset.model_copy(
+            update={
+                "workloads": tuple(sorted((*mset.workloads, *extra), key=lambda w: w.key)),
+                "invalid_keys": tuple(sorted(set(mset.invalid_keys) - recovered)),
+            }
+        )

@@ -1,0 +1,196 @@
+"""The executor: applies planned actions to the engine, one call each, and records outcomes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitops.reconcile.plan import Action, Instance, ReplicaId
+from gitops.runtime.docker import LABEL, MANAGED, DockerRuntime, RunRequest, RuntimeFailure
+from gitops.spec import ContainerSpec, EnvVar
+
+log = logging.getLogger(__name__)
+
+# Image pulls that failed are retried with backoff, not on every pass.
+PULL_RETRY_MIN_S = 10.0
+PULL_RETRY_MAX_S = 300.0
+
+
+def container_name(inst: Instance, spec: ContainerSpec, node: str) -> str:
+    """Readable, unique Docker name: ``<ns>.<name>.<replica>.<hash8>[.<container>]_<node>``."""
+    w = inst.workload
+    base = f"{w.namespace}.{w.name}.{inst.replica}.{inst.spec_hash[:8]}"
+    if spec.name != w.pod.containers[0].name:
+        base += f".{spec.name}"
+    return f"{base}_{node}"
+
+
+def labels_for(inst: Instance, spec: ContainerSpec, node: str) -> dict[str, str]:
+    """The identity labels of DESIGN.md section 4, plus the pod container and GPUs."""
+    w = inst.workload
+    return {
+        MANAGED: "true",
+        LABEL + "node": node,
+        LABEL + "namespace": w.namespace,
+        LABEL + "kind": w.kind,
+        LABEL + "name": w.name,
+        LABEL + "replica": str(inst.replica),
+        LABEL + "spec-hash": inst.spec_hash,
+        LABEL + "revision": inst.revision,
+        LABEL + "container": spec.name,
+        LABEL + "gpus": ",".join(inst.gpu_ids),
+    }
+
+
+@dataclass
+class Outcome:
+    """What happened to one replica during execution."""
+
+    failures: dict[ReplicaId, tuple[str, str]] = field(default_factory=dict)  # reason, message
+    started: set[ReplicaId] = field(default_factory=set)  # restarted in place
+    ran: set[ReplicaId] = field(default_factory=set)  # created anew
+    removed: set[ReplicaId] = field(default_factory=set)
+
+
+@dataclass
+class _PullState:
+    failures: int = 0
+    next_try: float = 0.0
+    message: str = ""
+
+
+class Executor:
+    """Turns actions into engine calls for one node."""
+
+    def __init__(self, runtime: DockerRuntime, node: str, secrets_dir: Path):
+        self.runtime = runtime
+        self.node = node
+        self.secrets_dir = secrets_dir
+        self._pulls: dict[str, _PullState] = {}
+
+    def execute(self, actions: list[Action]) -> Outcome:
+        """Apply ``actions`` in order; a failed replica skips its remaining actions."""
+        out = Outcome()
+        pulled: set[str] = set()
+        for action in actions:
+            rid = action.replica
+            if rid in out.failures:
+                continue
+            try:
+                if action.op == "remove" and action.target is not None:
+                    self.runtime.remove(action.target.id)
+                    self._remove_emptydirs(action.target.labels)
+                    out.removed.add(rid)
+                elif action.op == "start" and action.target is not None:
+                    self.runtime.start(action.target.id)
+                    out.started.add(rid)
+                elif action.op == "run" and action.instance is not None and action.container is not None:
+                    self._ensure_image(action.container, pulled)
+                    self.runtime.run(self._request(action.instance, action.container))
+                    out.ran.add(rid)
+                log.info("%s", action.describe())
+            except RuntimeFailure as e:
+                log.warning("%s failed: %s", action.describe(), e)
+                out.failures[rid] = (e.reason, str(e))
+        return out
+
+    def _ensure_image(self, spec: ContainerSpec, pulled: set[str]) -> None:
+        image = spec.image
+        if image in pulled:
+            return
+        present = self.runtime.image_present(image)
+        if spec.pull_policy == "Never" or (spec.pull_policy == "IfNotPresent" and present):
+            if not present:
+                raise RuntimeFailure(f"image {image} is not present and imagePullPolicy is Never", "ErrImageNeverPull")
+            return
+        state = self._pulls.setdefault(image, _PullState())
+        now = time.monotonic()
+        if now < state.next_try:
+            if present:
+                return
+            raise RuntimeFailure(f"{state.message} (retry in {state.next_try - now:.0f}s)", "ImagePullFailed")
+        try:
+            self.runtime.pull(image)
+        except RuntimeFailure as e:
+            state.failures += 1
+            state.next_try = now + min(PULL_RETRY_MIN_S * 2 ** (state.failures - 1), PULL_RETRY_MAX_S)
+            state.message = str(e)
+            if not present:
+                raise
+            # Offline registries must not stop a node from running what it already has.
+            log.warning("%s; using the local copy of %s", e, image)
+        else:
+            self._pulls.pop(image, None)
+        pulled.add(image)
+
+    def _request(self, inst: Instance, spec: ContainerSpec) -> RunRequest:
+        pod = inst.workload.pod
+        first = pod.containers[0]
+        is_first = spec.name == first.name
+        ports: dict[str, int | None] = {}
+        if is_first:
+            # Containers of a pod share the first one's network namespace, so it publishes all ports.
+            for c in pod.containers:
+                for p in c.ports:
+                    ports[f"{p.container_port}/{p.protocol}"] = p.host_port
+        network_mode = "host" if pod.host_network else None
+        if not is_first and not pod.host_network:
+            network_mode = "container:" + container_name(inst, first, self.node)
+        return RunRequest(
+            name=container_name(inst, spec, self.node),
+            image=spec.image,
+            labels=labels_for(inst, spec, self.node),
+            entrypoint=list(spec.command) if spec.command is not None else None,
+            command=list(spec.args) if spec.args is not None else None,
+            env=[f"{e.name}={self._env_value(e)}" for e in spec.env],
+            ports={} if pod.host_network else ports,
+            nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
+            mem_limit=spec.memory_limit_bytes,
+            binds=self._binds(inst, spec),
+            network_mode=network_mode,
+            user=spec.user,
+            working_dir=spec.working_dir,
+            read_only=spec.read_only_root,
+            gpu_ids=inst.gpu_ids,
+            stop_timeout=pod.termination_grace_s,
+        )
+
+    def _env_value(self, env: EnvVar) -> str:
+        secret = env.secret
+        if secret is None:
+            return env.value or ""
+        path = self.secrets_dir / secret.name / secret.key
+        try:
+            return path.read_text().rstrip("\n")
+        except OSError as e:
+            if secret.optional:
+                return ""
+            # Never echo the value; the path tells the operator what to create.
+            raise RuntimeFailure(
+                f"env {env.name}: secret {secret.name}/{secret.key} not found at {path}", "SecretMissing"
+            ) from e
+
+    def _binds(self, inst: Instance, spec: ContainerSpec) -> list[str]:
+        binds: list[str] = []
+        for m in spec.mounts:
+            mode = "ro" if m.read_only else "rw"
+            if m.type == "hostPath":
+                source = f"{m.source.rstrip('/')}/{m.sub_path}" if m.sub_path else m.source
+            else:
+                if m.sub_path:
+                    raise RuntimeFailure(f"subPath on emptyDir {m.source} is not supported", "RunFailed")
+                source = self._emptydir_name(inst, m.source)
+                self.runtime.ensure_volume(source, {**labels_for(inst, spec, self.node), LABEL + "volume": m.source})
+            binds.append(f"{source}:{m.target}:{mode}")
+        return binds
+
+    def _emptydir_name(self, inst: Instance, volume: str) -> str:
+        w = inst.workload
+        return f"gitops.{w.namespace}.{w.name}.{inst.replica}.{inst.spec_hash[:8]}.{volume}_{self.node}"
+
+    def _remove_emptydirs(self, labels: dict[str, str]) -> None:
+        # emptyDir lives as long as its pod: drop the volumes of this replica and spec.
+        keys = ("node", "namespace", "kind", "name", "replica", "spec-hash")
+        self.runtime.remove_volumes([f"{LABEL}{k}={labels.get(LABEL + k, '')}" for k in keys])

@@ -1,0 +1,173 @@
+"""The pure planner: (desired instances, observed containers) -> actions, each with its cause."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from gitops.manifests.types import Workload
+from gitops.runtime.docker import Observed
+from gitops.spec import ContainerSpec
+
+ReplicaId = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One replica of one workload that this node should run."""
+
+    workload: Workload
+    replica: int
+    revision: str
+    gpu_ids: tuple[str, ...] = ()
+
+    @property
+    def id(self) -> ReplicaId:
+        """(workload key, replica index)."""
+        return (self.workload.key, self.replica)
+
+    @property
+    def spec_hash(self) -> str:
+        """Hash of the pod spec this replica should run."""
+        return self.workload.spec_hash
+
+
+@dataclass(frozen=True)
+class Action:
+    """One engine call and why it is needed."""
+
+    op: Literal["run", "start", "remove"]
+    replica: ReplicaId
+    cause: str
+    # run: the instance and which of its pod's containers; start/remove: the container.
+    instance: Instance | None = None
+    container: ContainerSpec | None = None
+    target: Observed | None = None
+
+    def describe(self) -> str:
+        """One line for logs and ``gitops plan``."""
+        key, idx = self.replica
+        what = self.container.name if self.container else (self.target.name if self.target else "")
+        return f"{self.op} {key}[{idx}] {what}: {self.cause}"
+
+
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything besides desired and observed state that gates what the planner may do."""
+
+    # A whole valid revision may prune workloads it no longer names; a broken one may not.
+    prune_allowed: bool = True
+    # Workloads that failed validation with no earlier valid spec: never touched.
+    protected_keys: frozenset[str] = frozenset()
+    # Replicas this node no longer owns but must keep until their new owner is ready.
+    hold: frozenset[ReplicaId] = frozenset()
+    # Replicas this node owns but may not start yet, with why (break-before-make).
+    blocked: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Job replicas that already finished at a spec hash (from this node's status record).
+    finished: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Crash-loop backoff: replica -> earliest time (epoch seconds) of its next restart.
+    restart_not_before: Mapping[ReplicaId, float] = field(default_factory=dict)
+    now: float = 0.0
+
+
+@dataclass
+class Plan:
+    """The actions of one pass plus per-replica notes for status."""
+
+    actions: list[Action] = field(default_factory=list)
+    # replica -> (state, reason) for replicas the plan deliberately leaves alone
+    waiting: dict[ReplicaId, tuple[str, str]] = field(default_factory=dict)
+
+
+def _is_pod_complete(inst: Instance, containers: Sequence[Observed]) -> bool:
+    have = {c.container for c in containers}
+    return all(c.name in have for c in inst.workload.pod.containers)
+
+
+def _needs_restart(inst: Instance, c: Observed) -> bool:
+    if c.state in ("running", "restarting", "paused", "removing"):
+        return False
+    policy = inst.workload.pod.restart_policy
+    if policy == "Never":
+        return False
+    if policy == "OnFailure":
+        return c.exit_code not in (0, None) or c.state == "created"
+    return True
+
+
+def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: PlanInputs) -> Plan:
+    """Diff what should run against what runs; pure, deterministic in its inputs."""
+    result = Plan()
+    by_replica: dict[ReplicaId, list[Observed]] = defaultdict(list)
+    for c in observed:
+        by_replica[(c.key, c.replica)].append(c)
+    wanted = {i.id: i for i in desired}
+    desired_keys = {i.workload.key for i in desired}
+
+    for rid in sorted(wanted):
+        inst = wanted[rid]
+        have = sorted(by_replica.get(rid, []), key=lambda c: c.name)
+        current = [c for c in have if c.spec_hash == inst.spec_hash and _gpus_match(inst, c)]
+        stale = [c for c in have if c not in current]
+        if inst.workload.kind in ("Job", "CronJob") and inputs.finished.get(rid) == inst.spec_hash:
+            result.actions += _remove_all(rid, stale, "superseded by a finished run of the current spec")
+            continue
+        if current and _is_pod_complete(inst, current) and not any(c.state == "created" for c in current):
+            result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
+            for c in current:
+                if _needs_restart(inst, c):
+                    not_before = inputs.restart_not_before.get(rid, 0.0)
+                    if inputs.now < not_before:
+                        result.waiting[rid] = ("CrashLoopBackOff", f"next restart in {not_before - inputs.now:.0f}s")
+                    else:
+                        why = "created but never started" if c.exit_code is None else f"exited with code {c.exit_code}"
+                        result.actions.append(Action("start", rid, f"{why}; restartPolicy {inst.workload.pod.restart_policy}", target=c))
+            continue
+        if rid in inputs.blocked:
+            result.waiting[rid] = ("waiting", inputs.blocked[rid])
+            continue
+        cause = _create_cause(inst, current, stale)
+        # Partial pods and never-started leftovers are rebuilt whole: their shared netns may be gone.
+        run = [Action("run", rid, cause, instance=inst, container=spec) for spec in inst.workload.pod.containers]
+        if _break_before_make(inst):
+            result.actions += _remove_all(rid, have, "replaced (break-before-make)") + run
+        else:
+            result.actions += _remove_all(rid, current, "incomplete pod, rebuilt") + run
+            result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
+
+    for rid in sorted(by_replica):
+        if rid in wanted or rid[0] in inputs.protected_keys:
+            continue
+        if rid in inputs.hold:
+            result.waiting[rid] = ("handoff", "kept until its new owner reports it ready")
+            continue
+        if rid[0] in desired_keys:
+            result.actions += _remove_all(rid, by_replica[rid], "replica no longer assigned to this node")
+        elif inputs.prune_allowed:
+            result.actions += _remove_all(rid, by_replica[rid], "workload no longer in the repository")
+        else:
+            result.waiting[rid] = ("kept", "not pruned: this revision has invalid manifests")
+    return result
+
+
+def _gpus_match(inst: Instance, c: Observed) -> bool:
+    return c.labels.get("gitops.gpus", "") == ",".join(inst.gpu_ids)
+
+
+def _break_before_make(inst: Instance) -> bool:
+    w = inst.workload
+    return w.exclusive or bool(w.pod.host_ports())
+
+
+def _create_cause(inst: Instance, current: Sequence[Observed], stale: Sequence[Observed]) -> str:
+    if current:
+        return "pod incomplete or never started"
+    if stale:
+        return f"spec changed {stale[0].spec_hash[:8]} -> {inst.spec_hash[:8]} at {inst.revision[:7]}"
+    return f"missing (revision {inst.revision[:7]})"
+
+
+def _remove_all(rid: ReplicaId, containers: Sequence[Observed], cause: str) -> list[Action]:
+    return [Action("remove", rid, cause, target=c) for c in containers]

@@ -1,0 +1,253 @@
+"""The Docker adapter: one label-filtered list to observe, one API call per action."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+
+LABEL = "gitops."
+MANAGED = LABEL + "managed"
+
+
+class RuntimeUnavailable(Exception):
+    """The engine does not answer; temporary, the pass is retried."""
+
+
+class RuntimeFailure(Exception):
+    """The engine refused one action (bad image, port in use...); reported per workload."""
+
+    def __init__(self, message: str, reason: str = "RunFailed"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A managed container as one list call reports it."""
+
+    id: str
+    name: str
+    labels: dict[str, str]
+    state: str  # created | running | paused | restarting | exited | dead | removing
+    exit_code: int | None
+    created: int
+
+    @property
+    def key(self) -> str:
+        """The workload key (namespace/kind/name) this container belongs to."""
+        return f"{self.labels.get(LABEL + 'namespace')}/{self.labels.get(LABEL + 'kind')}/{self.labels.get(LABEL + 'name')}"
+
+    @property
+    def replica(self) -> int:
+        """Replica index from the labels (-1 if unreadable)."""
+        try:
+            return int(self.labels.get(LABEL + "replica", "-1"))
+        except ValueError:
+            return -1
+
+    @property
+    def spec_hash(self) -> str:
+        """Spec hash the container was created from."""
+        return self.labels.get(LABEL + "spec-hash", "")
+
+    @property
+    def container(self) -> str:
+        """Name of the pod container this Docker container runs."""
+        return self.labels.get(LABEL + "container", "")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything ``docker create`` needs for one container, already resolved."""
+
+    name: str
+    image: str
+    labels: dict[str, str]
+    entrypoint: list[str] | None = None
+    command: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    # "8080/tcp" -> host port, or None to expose without publishing
+    ports: dict[str, int | None] = field(default_factory=dict)
+    nano_cpus: int | None = None
+    mem_limit: int | None = None
+    binds: list[str] = field(default_factory=list)
+    network_mode: str | None = None
+    user: str | None = None
+    working_dir: str | None = None
+    read_only: bool = False
+    gpu_ids: tuple[str, ...] = ()
+    stop_timeout: int = 30
+
+
+_EXIT_RE = re.compile(r"Exited \((-?\d+)\)")
+
+
+def _exit_code(status: str) -> int | None:
+    m = _EXIT_RE.search(status or "")
+    return int(m.group(1)) if m else None
+
+
+class DockerRuntime:
+    """Talks to one Docker Engine; every failure maps to RuntimeUnavailable or RuntimeFailure."""
+
+    def __init__(self, host: str | None = None, timeout: int = 60):
+        # An explicit base_url: docker.from_env() may follow a CLI context instead of DOCKER_HOST.
+        self.client = docker.DockerClient(base_url=host or "unix:///var/run/docker.sock", timeout=timeout)
+        self.api = self.client.api
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.client.close()
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.NotFound as e:
+            raise RuntimeFailure(e.explanation or str(e), "NotFound") from e
+        except docker.errors.APIError as e:
+            if e.status_code is not None and e.status_code >= 500 and "connect" in str(e).lower():
+                raise RuntimeUnavailable(str(e)) from e
+            raise RuntimeFailure(str(e.explanation or e)) from e
+        except (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError) as e:
+            raise RuntimeUnavailable(f"docker engine unreachable: {e}") from e
+
+    def ping(self) -> None:
+        """Raise RuntimeUnavailable unless the engine answers."""
+        self._call(self.api.ping)
+
+    def list_managed(self, node: str) -> list[Observed]:
+        """Every container this node manages, running or not, in one call."""
+        rows = self._call(
+            self.api.containers, all=True, filters={"label": [f"{MANAGED}=true", f"{LABEL}node={node}"]}
+        )
+        return [
+            Observed(
+                id=r["Id"],
+                name=(r.get("Names") or ["/"])[0].lstrip("/"),
+                labels=r.get("Labels") or {},
+                state=r.get("State", ""),
+                exit_code=_exit_code(r.get("Status", "")),
+                created=int(r.get("Created", 0)),
+            )
+            for r in rows
+        ]
+
+    def inspect(self, cid: str) -> dict[str, Any]:
+        """Full inspect of one container."""
+        result: dict[str, Any] = self._call(self.api.inspect_container, cid)
+        return result
+
+    def image_present(self, image: str) -> bool:
+        """Whether ``image`` is in the local store."""
+        try:
+            self._call(self.api.inspect_image, image)
+        except RuntimeFailure:
+            return False
+        return True
+
+    def pull(self, image: str) -> None:
+        """Pull ``image``; RuntimeFailure(reason=ImagePullFailed) if the registry refuses."""
+        repo, tag = _split_image(image)
+        try:
+            self._call(self.api.pull, repo, tag=tag)
+        except RuntimeFailure as e:
+            raise RuntimeFailure(f"pull {image}: {e}", "ImagePullFailed") from e
+
+    def run(self, req: RunRequest) -> str:
+        """Create and start one container; return its id."""
+        host_config = self.api.create_host_config(
+            port_bindings={k: v for k, v in req.ports.items() if v is not None} or None,
+            nano_cpus=req.nano_cpus,
+            mem_limit=req.mem_limit,
+            binds=req.binds or None,
+            network_mode=req.network_mode,
+            read_only=req.read_only or None,
+            restart_policy={"Name": "no"},
+            device_requests=(
+                [docker.types.DeviceRequest(device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
+                if req.gpu_ids
+                else None
+            ),
+        )
+        created = self._call(
+            self.api.create_container,
+            req.image,
+            name=req.name,
+            command=req.command,
+            entrypoint=req.entrypoint,
+            environment=req.env,
+            labels=req.labels,
+            ports=[_port_tuple(p) for p in req.ports] or None,
+            user=req.user,
+            working_dir=req.working_dir,
+            host_config=host_config,
+            stop_timeout=req.stop_timeout,
+        )
+        cid: str = created["Id"]
+        try:
+            self._call(self.api.start, cid)
+        except RuntimeFailure:
+            self._call(self.api.remove_container, cid, force=True)
+            raise
+        return cid
+
+    def start(self, cid: str) -> None:
+        """Start an existing, stopped container."""
+        self._call(self.api.start, cid)
+
+    def remove(self, cid: str) -> None:
+        """Stop within the container's own grace period, then remove; gone already counts as done."""
+        try:
+            self._call(self.api.stop, cid)
+            self._call(self.api.remove_container, cid, v=True)
+        except RuntimeFailure as e:
+            if e.reason != "NotFound":
+                raise
+
+    def logs_tail(self, cid: str, lines: int = 20) -> str:
+        """Last lines of a container's output, for failure reports."""
+        try:
+            raw: bytes = self._call(self.api.logs, cid, tail=lines, stdout=True, stderr=True)
+        except RuntimeFailure:
+            return ""
+        return raw.decode(errors="replace")[-2000:]
+
+    def exec(self, cid: str, cmd: list[str]) -> tuple[int, str]:
+        """Run ``cmd`` inside a running container; return (exit code, output)."""
+        ex = self._call(self.api.exec_create, cid, cmd, stdout=True, stderr=True)
+        out: bytes = self._call(self.api.exec_start, ex["Id"])
+        code = self._call(self.api.exec_inspect, ex["Id"]).get("ExitCode")
+        return (code if isinstance(code, int) else -1), out.decode(errors="replace")
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create a named volume (for emptyDir) if absent."""
+        self._call(self.api.create_volume, name=name, labels=labels)
+
+    def remove_volumes(self, label_filters: list[str]) -> None:
+        """Remove the named volumes whose labels match every filter."""
+        found = self._call(self.api.volumes, filters={"label": label_filters}) or {}
+        for vol in found.get("Volumes") or []:
+            try:
+                self._call(self.api.remove_volume, vol["Name"])
+            except RuntimeFailure:
+                pass  # still in use by a container being replaced; removed on a later pass
+
+
+def _split_image(image: str) -> tuple[str, str]:
+    if "@" in image:
+        return image, ""
+    name, _, tag = image.rpartition(":")
+    if name and "/" not in tag:
+        return name, tag
+    return image, "latest"
+
+
+def _port_tuple(key: str) -> tuple[int, str]:
+    port, _, proto = key.partition("/")
+    return int(port), proto or "tcp"

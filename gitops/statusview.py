@@ -1,0 +1,116 @@
+"""What ``gitops status`` and ``gitops placement`` show: the cluster as the status branches tell it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from gitops.cluster import ClusterView
+from gitops.manifests.types import ManifestSet
+from gitops.placement import NodeInfo
+
+READY_STATES = ("ready", "succeeded")
+
+
+def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str, Any]:
+    """The cluster view as plain data (the ``-o json`` output)."""
+    now = datetime.now(UTC)
+    digests = Counter(view.reports[n].placement_digest for n in view.live)
+    majority = digests.most_common(1)[0][0] if digests else ""
+    by_key = {w.key: w for w in mset.workloads}
+    nodes = []
+    for name in sorted(view.reports):
+        r = view.reports[name]
+        hb = r.heartbeat_time()
+        used_cpu = used_mem = 0
+        for row in r.workloads:
+            w = by_key.get(row.key)
+            if w is not None and row.state in ("running", "ready", "starting", "unhealthy"):
+                used_cpu += w.pod.cpu_request_millis()
+                used_mem += w.pod.memory_request_mib()
+        nodes.append({
+            "name": name,
+            "live": name in view.live,
+            "heartbeatAgeSeconds": round((now - hb).total_seconds(), 1) if hb else None,
+            "revision": r.revision.sha,
+            "upToDate": r.revision.sha == rev,
+            "capacity": {"cpu": r.capacity.cpu, "memory": r.capacity.memory, "gpus": len(r.capacity.gpus)},
+            "used": {"cpu": used_cpu, "memory": used_mem},
+            "digest": r.placement_digest,
+            "digestAgrees": r.placement_digest == majority,
+            "errors": [e.model_dump(exclude_none=True) for e in r.errors],
+            "labels": r.labels,
+        })  # fmt: skip
+    workloads = []
+    for w in mset.workloads:
+        rows = [(n, row) for n in sorted(view.live) for row in view.reports[n].workloads if row.key == w.key]
+        current = [(n, row) for n, row in rows if row.spec_hash == w.spec_hash]
+        workloads.append({
+            "key": w.key,
+            "kind": w.kind,
+            "desired": w.replicas if w.kind != "DaemonSet" else None,
+            "specHash": w.spec_hash,
+            "running": sum(1 for _, row in rows if row.state in ("running", "ready", "unhealthy")),
+            "ready": sum(1 for _, row in current if row.state in READY_STATES),
+            "updated": len(current),
+            "nodes": sorted({n for n, row in rows if row.state not in ("unschedulable",)}),
+            "replicas": [
+                {"node": n, "replica": row.replica, "state": row.state, "reason": row.reason,
+                 "message": row.message, "specHash": row.spec_hash[:8], "restarts": row.restarts}
+                for n, row in rows
+            ],
+        })  # fmt: skip
+    return {
+        "revision": rev,
+        "liveNodes": sorted(view.live),
+        "nodes": nodes,
+        "workloads": workloads,
+        "manifestErrors": [e.model_dump(exclude_none=True) for e in mset.errors],
+    }
+
+
+def render_status(doc: dict[str, Any]) -> str:
+    """Human-readable tables of nodes and workloads."""
+    lines = [f"revision {doc['revision'][:12]}, {len(doc['liveNodes'])} live node(s)", "", "NODES"]
+    for n in doc["nodes"]:
+        age = n["heartbeatAgeSeconds"]
+        lines.append(
+            f"  {n['name']:<20} {'live' if n['live'] else 'stale':<5} heartbeat {age if age is not None else '?'}s ago"
+            f"  rev {n['revision'][:7]}{'' if n['upToDate'] else ' (behind)'}"
+            f"  cpu {n['used']['cpu']}/{n['capacity']['cpu']}m mem {n['used']['memory']}/{n['capacity']['memory']}Mi"
+            f"  gpus {n['capacity']['gpus']}  digest {n['digest'][:8]}{'' if n['digestAgrees'] else ' DIFFERS'}"
+            f"  errors {len(n['errors'])}"
+        )
+    lines += ["", "WORKLOADS"]
+    for w in doc["workloads"]:
+        desired = w["desired"] if w["desired"] is not None else "-"
+        lines.append(
+            f"  {w['key']:<40} desired {desired} running {w['running']} ready {w['ready']}"
+            f" updated {w['updated']}  on {','.join(w['nodes']) or '-'}"
+        )
+        for r in w["replicas"]:
+            if r["state"] not in READY_STATES or r["reason"]:
+                lines.append(f"      [{r['replica']}] {r['node']}: {r['state']} {r['reason'] or ''} {r['message'] or ''}".rstrip())
+    for e in doc["manifestErrors"]:
+        lines.append(f"error: {e.get('file')}:{e.get('line')}: {e.get('message')}")
+    return "\n".join(lines)
+
+
+def parse_node_spec(text: str) -> NodeInfo:
+    """Parse ``NAME:cpu=4,memory=8192,gpus=2`` (cpu in cores, or millicores with an m suffix; memory in MiB)."""
+    name, _, rest = text.partition(":")
+    if not name:
+        raise ValueError(f"--add-node {text!r}: expected NAME:cpu=..,memory=..,gpus=..")
+    values = {"cpu": "0", "memory": "0", "gpus": "0"}
+    for part in filter(None, rest.split(",")):
+        k, _, v = part.partition("=")
+        if k not in values:
+            raise ValueError(f"--add-node {text!r}: unknown key {k!r} (cpu, memory, gpus)")
+        values[k] = v
+    cpu = values["cpu"]
+    cpu_m = int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
+    gpus = tuple(f"{name}-gpu-{i}" for i in range(int(values["gpus"])))
+    return NodeInfo(name=name, cpu_millis=cpu_m, memory_mib=int(values["memory"]), gpus=gpus)
+
+
