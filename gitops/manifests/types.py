@@ -103,6 +103,8 @@ class FileResult(_Model):
     warnings: tuple[str, ...] = ()
     # Keys (namespace/kind/name) of documents that named a workload but did not validate.
     invalid_keys: tuple[str, ...] = ()
+    # The file could not be read, or holds a document that cannot be identified: keep all it held.
+    unreadable: bool = False
 
 
 class ManifestSet(_Model):

@@ -1,0 +1,26 @@
+"""Kubernetes ``$(VAR)`` references in command, args and env values, expanded as the kubelet does."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+_REFERENCE = re.compile(r"\$(?:\$|\(([^)]*)\))")
+
+
+class SecretReference(ValueError):
+    """A reference to a variable whose value is a node-local secret, unknown when parsing."""
+
+
+def expand(text: str, values: Mapping[str, str], secrets: frozenset[str]) -> str:
+    """``text`` with ``$(NAME)`` replaced from ``values``; ``$$`` escapes; unknown names stay as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$"
+        if name in secrets:
+            raise SecretReference(name)
+        return values.get(name, match.group(0))
+
+    return _REFERENCE.sub(replace, text) if "$" in text else text

@@ -1,0 +1,201 @@
+"""Parsing manifest files into workloads, and combining the files of one revision."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from gitops.manifests import kube
+from gitops.manifests.fields import ignored_fields
+from gitops.manifests.issues import Issues
+from gitops.manifests.types import ClusterSpec, FileResult, ManifestError, ManifestSet, Workload
+from gitops.manifests.workload import convert_workload
+from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
+
+# The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
+CLUSTER_KEY = "gitops/Cluster"
+_CLUSTER_TYPE = ("gitops/v1", "Cluster")
+_SUPPORTED = "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob"
+
+
+def is_manifest_path(path: str) -> bool:
+    """Whether a repository path is a manifest: ``*.yaml``/``*.yml`` outside dot-directories."""
+    parts = path.replace("\\", "/").split("/")
+    return parts[-1].endswith((".yaml", ".yml")) and not any(p.startswith(".") for p in parts if p)
+
+
+class _FileParse:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.issues = Issues(path, {})
+        self.workloads: list[Workload] = []
+        self.clusters: list[tuple[ClusterSpec, int | None]] = []
+        self.invalid_keys: list[str] = []
+        self.unreadable = False
+
+    def document(self, doc: Document) -> None:
+        issues = self.issues.at((), doc.lines)
+        for problem in doc.issues:
+            issues.error(problem.path, problem.message)
+        if doc.data is not None:
+            self.obj(doc.data, (), issues, bool(doc.issues))
+
+    def obj(self, data: object, path: Path, issues: Issues, broken: bool) -> None:
+        issues = issues.at(path, issues.lines)
+        if not isinstance(data, dict):
+            issues.error((), "a document must be a mapping with apiVersion and kind")
+            self.unreadable = True
+            return
+        api, kind = data.get("apiVersion"), data.get("kind")
+        if not isinstance(api, str) or not isinstance(kind, str):
+            issues.error((), "a document needs string apiVersion and kind fields")
+            self.unreadable = True
+            return
+        if (api, kind) == ("v1", "List") and isinstance(data.get("items"), list):
+            for index, item in enumerate(data["items"]):
+                self.obj(item, path + ("items", index), issues, broken)
+            return
+        if (api, kind) == _CLUSTER_TYPE:
+            self.cluster(data, issues, broken)
+        elif kind in kube.WORKLOAD_MODELS:
+            self.workload(data, api, kind, issues, broken)
+        else:
+            issues.warn((), f"skipped {kind} ({api}): {_SUPPORTED}")
+
+    def workload(self, data: dict[str, Any], api: str, kind: str, issues: Issues, broken: bool) -> None:
+        expected, model = kube.WORKLOAD_MODELS[kind]
+        key = _raw_key(data, kind)
+        if key is None:
+            self.unreadable = True  # we cannot tell which workload this was, so keep all of this file's
+        before = len(issues.errors)
+        if api != expected:
+            issues.error(("apiVersion",), f"{api} {kind} is not supported", f"use apiVersion: {expected}")
+        else:
+            doc = _validate(model, data, issues)
+            line = issues.lines.get(issues.base)
+            workload = convert_workload(doc, self.path, line, issues) if doc is not None else None
+            if workload is not None and not broken and len(issues.errors) == before:
+                self.warn_ignored(doc, issues)
+                self.workloads.append(workload)
+                return
+        if key is not None:
+            self.invalid_keys.append(key)
+
+    def cluster(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
+        doc = _validate(kube.Cluster, data, issues)
+        if doc is None or broken:
+            self.invalid_keys.append(CLUSTER_KEY)
+            return
+        spec = ClusterSpec(
+            heartbeat_seconds=doc.spec.heartbeat_seconds,
+            node_timeout_seconds=doc.spec.node_timeout_seconds,
+            cordoned=tuple(doc.spec.cordoned),
+        )
+        self.clusters.append((spec, issues.lines.get(issues.base)))
+
+    def warn_ignored(self, doc: BaseModel | None, issues: Issues) -> None:
+        if doc is not None:
+            for path, why in ignored_fields(doc):
+                issues.warn(path, f"ignored: {why}")
+
+    def result(self) -> FileResult:
+        keys = [w.key for w in self.workloads]
+        duplicates = {k for k in keys if keys.count(k) > 1}
+        for workload in self.workloads:
+            if workload.key in duplicates:
+                self.issues.errors.append(_duplicate_error(workload, "this file"))
+        cluster = self.clusters[0][0] if len(self.clusters) == 1 else None
+        if len(self.clusters) > 1:
+            lines = ", ".join(str(line) for _, line in self.clusters)
+            self.issues.errors.append(
+                ManifestError(file=self.path, line=self.clusters[1][1], message=f"more than one Cluster (lines {lines})")
+            )
+            self.invalid_keys.append(CLUSTER_KEY)
+        return FileResult(
+            workloads=tuple(w for w in self.workloads if w.key not in duplicates),
+            cluster=cluster,
+            errors=tuple(self.issues.errors),
+            warnings=tuple(self.issues.warnings),
+            invalid_keys=tuple(dict.fromkeys([*self.invalid_keys, *sorted(duplicates)])),
+            unreadable=self.unreadable,
+        )
+
+
+def parse_file(path: str, data: bytes) -> FileResult:
+    """Every workload, Cluster, error and warning in one manifest file; pure in (path, data)."""
+    parse = _FileParse(path)
+    try:
+        documents = load_documents(data)
+    except YamlError as exc:
+        error = ManifestError(file=path, line=exc.line, message=exc.message)
+        return FileResult(errors=(error,), unreadable=True)
+    for doc in documents:
+        parse.document(doc)
+    return parse.result()
+
+
+def combine(results: Mapping[str, FileResult]) -> ManifestSet:
+    """All manifests of one revision: files in path order, duplicates and extra Clusters as errors."""
+    files = sorted(results)
+    by_key: dict[str, list[Workload]] = {}
+    errors: list[ManifestError] = []
+    clusters: list[tuple[str, ClusterSpec]] = []
+    for name in files:
+        result = results[name]
+        errors.extend(result.errors)
+        for workload in result.workloads:
+            by_key.setdefault(workload.key, []).append(workload)
+        if result.cluster is not None:
+            clusters.append((name, result.cluster))
+    invalid = [key for name in files for key in results[name].invalid_keys]
+    workloads = []
+    for key, found in by_key.items():
+        if len(found) == 1:
+            workloads.append(found[0])
+            continue
+        places = ", ".join(f"{w.file}:{w.line}" for w in found)
+        errors.extend(_duplicate_error(w, places) for w in found)
+        invalid.append(key)
+    cluster = ClusterSpec()
+    if len(clusters) == 1:
+        cluster = clusters[0][1]
+    elif clusters:
+        names = ", ".join(name for name, _ in clusters)
+        errors.extend(
+            ManifestError(file=name, message=f"more than one Cluster document ({names})", hint="keep exactly one")
+            for name, _ in clusters
+        )
+        invalid.append(CLUSTER_KEY)
+    return ManifestSet(
+        workloads=tuple(sorted(workloads, key=lambda w: w.key)),
+        cluster=cluster,
+        errors=tuple(errors),
+        warnings=tuple(w for name in files for w in results[name].warnings),
+        invalid_keys=tuple(dict.fromkeys(invalid)),
+        unreadable_files=tuple(name for name in files if results[name].unreadable),
+    )
+
+
+def _validate(model: type[kube.KubeModel], data: dict[str, Any], issues: Issues) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        issues.validation_error(exc, model)
+        return None
+
+
+def _raw_key(data: dict[str, Any], kind: str) -> str | None:
+    meta = data.get("metadata")
+    if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
+        return None
+    namespace = meta.get("namespace", "default")
+    return f"{namespace if isinstance(namespace, str) else 'default'}/{kind}/{meta['name']}"
+
+
+def _duplicate_error(workload: Workload, where: str) -> ManifestError:
+    return ManifestError(
+        file=workload.file, line=workload.line, field="metadata.name",
+        message=f"{workload.key} is defined more than once ({where})", hint="rename one of them",
+    )

@@ -1,0 +1,38 @@
+"""Name rules: workload names end up inside Docker container names, so they must be DNS labels."""
+
+from __future__ import annotations
+
+import re
+
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+MAX_LABEL = 63
+
+
+def dns_label(value: str) -> str:
+    """``value`` if it is an RFC 1123 label (lowercase, digits, '-', at most 63); else ValueError."""
+    if len(value) <= MAX_LABEL and _LABEL.match(value):
+        return value
+    suggestion = re.sub(r"[^a-z0-9-]+", "-", value.lower()).strip("-")[:MAX_LABEL].rstrip("-")
+    example = f", e.g. '{suggestion}'" if suggestion and suggestion != value else ""
+    raise ValueError(
+        f"'{value[:80]}' is not a valid name: use at most {MAX_LABEL} lowercase letters, digits and '-', "
+        f"starting and ending with a letter or digit (RFC 1123 label){example}"
+    )
+
+
+def port_name(value: str) -> str:
+    """``value`` if it is an IANA service name as Kubernetes port names must be; else ValueError."""
+    if len(value) <= 15 and _PORT_NAME.match(value) and "--" not in value and re.search("[a-z]", value):
+        return value
+    raise ValueError(
+        f"port name '{value[:80]}' must be at most 15 lowercase letters, digits and single '-', "
+        "with at least one letter"
+    )
+
+
+def env_name(value: str) -> str:
+    """``value`` if Docker can pass it as an environment variable name; else ValueError."""
+    if value and "=" not in value and value.isprintable():
+        return value
+    raise ValueError(f"environment variable name '{value[:80]}' must be non-empty, printable, without '='")

@@ -1,0 +1,160 @@
+"""Turning a validated Deployment, DaemonSet, Job or CronJob into a resolved ``Workload``."""
+
+from __future__ import annotations
+
+import math
+
+from gitops.manifests import kube
+from gitops.manifests.issues import Issues
+from gitops.manifests.pod import PodContext, convert_pod
+from gitops.manifests.types import CronSpec, JobSpec, Workload
+from gitops.manifests.yamlsafe import Path
+
+_TEMPLATE = ("spec", "template", "spec")
+_JOB_TEMPLATE = ("spec", "jobTemplate", "spec")
+
+
+def convert_workload(
+    doc: kube.Deployment | kube.DaemonSet | kube.Job | kube.CronJob, file: str, line: int | None, issues: Issues
+) -> Workload | None:
+    """The resolved workload, or None after recording every reason it is invalid."""
+    before = len(issues.errors)
+    meta = doc.metadata
+    common = {"namespace": meta.namespace, "name": meta.name, "file": file, "line": line, "labels": meta.labels}
+    if isinstance(doc, kube.Deployment):
+        fields = _deployment(doc.spec, issues)
+        template = doc.spec.template
+    elif isinstance(doc, kube.DaemonSet):
+        fields = _daemon_set(doc.spec, issues)
+        template = doc.spec.template
+    elif isinstance(doc, kube.Job):
+        fields = {"job": _job(doc.spec, issues, ("spec",))}
+        template = doc.spec.template
+    else:
+        job_spec = doc.spec.job_template.spec
+        fields = {"job": _job(job_spec, issues, _JOB_TEMPLATE[:-1]), "cron": _cron(doc.spec)}
+        template = job_spec.template
+    template_path = _JOB_TEMPLATE + ("template", "spec") if isinstance(doc, kube.CronJob) else _TEMPLATE
+    pod = convert_pod(template.spec, PodContext(doc.kind, meta.namespace), issues, template_path)  # type: ignore[arg-type]
+    if pod is None or len(issues.errors) > before:
+        return None
+    job = fields.get("job")
+    if isinstance(job, JobSpec):
+        fields["replicas"] = job.completions
+    return Workload(kind=doc.kind, pod=pod, node_selector=template.spec.node_selector, **common, **fields)  # type: ignore[arg-type]
+
+
+def _deployment(spec: kube.DeploymentSpec, issues: Issues) -> dict[str, object]:
+    _check_selector(spec.selector, spec.template.metadata.labels, issues)
+    if spec.progress_deadline_seconds <= spec.min_ready_seconds:
+        issues.error(("spec", "progressDeadlineSeconds"), "must be greater than minReadySeconds")
+    fields: dict[str, object] = {
+        "replicas": spec.replicas,
+        "strategy": spec.strategy.type,
+        "progress_deadline_s": spec.progress_deadline_seconds,
+        "min_ready_s": spec.min_ready_seconds,
+    }
+    rolling = spec.strategy.rolling_update
+    if spec.strategy.type == "Recreate":
+        if rolling is not None:
+            issues.error(("spec", "strategy", "rollingUpdate"), "must not be set when type is Recreate")
+        return fields | {"max_unavailable": spec.replicas, "max_surge": 0}
+    rolling = rolling or kube.RollingUpdate()
+    path = ("spec", "strategy", "rollingUpdate")
+    return fields | _rolling(rolling, "25%", "25%", spec.replicas, issues, path)
+
+
+def _daemon_set(spec: kube.DaemonSetSpec, issues: Issues) -> dict[str, object]:
+    _check_selector(spec.selector, spec.template.metadata.labels, issues)
+    strategy = spec.update_strategy
+    if strategy.type == "OnDelete":
+        issues.warn(
+            ("spec", "updateStrategy", "type"),
+            "OnDelete is treated as RollingUpdate: replicas are updated when a commit changes them",
+        )
+    # Percentages are of nodes, which are unknown here; against one replica they round to one at a time.
+    path = ("spec", "updateStrategy", "rollingUpdate")
+    rolling = _rolling(strategy.rolling_update or kube.RollingUpdate(), 1, 0, 1, issues, path)
+    return {"replicas": 1, "min_ready_s": spec.min_ready_seconds} | rolling
+
+
+def _rolling(
+    rolling: kube.RollingUpdate, unavailable_default: int | str, surge_default: int | str,
+    replicas: int, issues: Issues, path: Path,
+) -> dict[str, object]:
+    unavailable = unavailable_default if rolling.max_unavailable is None else rolling.max_unavailable
+    surge = surge_default if rolling.max_surge is None else rolling.max_surge
+    if _scaled(unavailable, 100, round_up=False) == 0 and _scaled(surge, 100, round_up=True) == 0:
+        issues.error(path, "maxUnavailable and maxSurge cannot both be 0, or the rollout could never progress")
+    resolved_unavailable = _scaled(unavailable, replicas, round_up=False)
+    resolved_surge = _scaled(surge, replicas, round_up=True)
+    # Kubernetes' fencepost: with both rounded to 0, one replica may be unavailable at a time.
+    if resolved_unavailable == 0 and resolved_surge == 0:
+        resolved_unavailable = 1
+    return {"max_unavailable": resolved_unavailable, "max_surge": resolved_surge}
+
+
+def _scaled(value: int | str, total: int, round_up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    exact = int(value[:-1]) * total / 100
+    return math.ceil(exact) if round_up else math.floor(exact)
+
+
+def _check_selector(selector: kube.LabelSelector, labels: dict[str, str], issues: Issues) -> None:
+    path = ("spec", "selector")
+    if not selector.match_labels and not selector.match_expressions:
+        issues.error(path, "an empty selector is not allowed", "set matchLabels to the template's labels")
+    for key, value in selector.match_labels.items():
+        if labels.get(key) != value:
+            issues.error(
+                path + ("matchLabels", key),
+                f"selects {key}={value} but the template's labels have {key}={labels.get(key, '(none)')}",
+                "make spec.selector.matchLabels match spec.template.metadata.labels",
+            )
+    for index, requirement in enumerate(selector.match_expressions):
+        if not _matches(requirement, labels):
+            issues.error(
+                path + ("matchExpressions", index),
+                f"{requirement.key} {requirement.operator} {requirement.values} does not match the template's labels",
+            )
+
+
+def _matches(requirement: kube.LabelSelectorRequirement, labels: dict[str, str]) -> bool:
+    present = requirement.key in labels
+    if requirement.operator == "Exists":
+        return present
+    if requirement.operator == "DoesNotExist":
+        return not present
+    inside = present and labels[requirement.key] in requirement.values
+    return inside if requirement.operator == "In" else not inside
+
+
+def _job(spec: kube.JobSpec, issues: Issues, path: Path) -> JobSpec:
+    completions = spec.completions
+    parallelism = spec.parallelism or 1
+    if completions is None:
+        if parallelism > 1:
+            issues.error(
+                path + ("parallelism",), "work-queue Jobs (parallelism without completions) are not supported",
+                "set completions",
+            )
+        completions = 1
+    return JobSpec(
+        completions=completions,
+        parallelism=min(parallelism, completions),
+        backoff_limit=spec.backoff_limit,
+        active_deadline_s=spec.active_deadline_seconds,
+    )
+
+
+def _cron(spec: kube.CronJobSpec) -> CronSpec:
+    return CronSpec(
+        schedule=spec.schedule,
+        time_zone=spec.time_zone,
+        concurrency_policy=spec.concurrency_policy,
+        starting_deadline_s=spec.starting_deadline_seconds,
+        successful_history=spec.successful_jobs_history_limit,
+        failed_history=spec.failed_jobs_history_limit,
+        suspend=spec.suspend,
+    )
