@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: virtualenv and deps, a Docker Engine and the
+# test image, then lint, type checks and pytest. Extra arguments go to pytest.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+bin="$(bash scripts/venv.sh test)"
+bash scripts/docker-up.sh
+echo "== ruff"; "$bin/ruff" check gitops tests bench
+echo "== mypy"; "$bin/mypy" gitops
+echo "== pytest"
+exec "$bin/python" -m pytest -q -p no:cacheprovider "$@"

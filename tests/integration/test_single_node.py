@@ -1,0 +1,253 @@
+"""One node, in process, against the real engine and real repositories (issue 2's done-means)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import docker
+import pytest
+import yaml
+
+from gitops.config import Config
+from gitops.gpu import DeclaredInventory
+from gitops.reconciler import Reconciler
+from tests.helpers import DOCKER_HOST, TEST_IMAGE, Repo, deployment, git, managed
+
+pytestmark = pytest.mark.usefixtures("docker_engine")
+
+
+def reconciler(repo: Repo | str, node: str, tmp_path: Path, **overrides: object) -> Reconciler:
+    """An in-process node with fixed capacity and no GPUs."""
+    cfg = Config(
+        repo=str(repo.path) if isinstance(repo, Repo) else repo,
+        node=node,
+        state_dir=tmp_path / f"state-{node}",
+        secrets_dir=tmp_path / "secrets",
+        docker_host=DOCKER_HOST,
+        cpu_millis=8000,
+        memory_mib=16384,
+        interval=1,
+        **overrides,  # type: ignore[arg-type]
+    )
+    return Reconciler(cfg, DeclaredInventory([]))
+
+
+def running(node: str) -> list[dict[str, object]]:
+    return [r for r in managed(node) if r["State"] == "running"]
+
+
+def status(repo: Repo, node: str) -> dict[str, object]:
+    data = yaml.safe_load(repo.status_yaml(node))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_deploy_update_revert_remove(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    (tmp_path / "secrets" / "db").mkdir(parents=True)
+    (tmp_path / "secrets" / "db" / "password").write_text("s3cret\n")
+    manifest = deployment("web", replicas=2, env={"MODE": "one"}).replace(
+        "          ]",
+        "            - name: DB_PASSWORD\n              valueFrom: {secretKeyRef: {name: db, key: password}}\n          ]\n"
+        "          ports: [{containerPort: 8080, protocol: TCP}]\n"
+        "          resources: {limits: {cpu: 250m, memory: 64Mi}}",
+    )
+    v1 = repo.put("apps/web.yaml", manifest)
+    rec = reconciler(repo, node_name, tmp_path)
+    report = rec.run_pass()
+    assert report.ok, report.errors
+    rows = running(node_name)
+    assert len(rows) == 2
+    client = docker.DockerClient(base_url=DOCKER_HOST)
+    info = client.api.inspect_container(rows[0]["Id"])
+    labels = info["Config"]["Labels"]
+    assert labels["gitops.managed"] == "true" and labels["gitops.node"] == node_name
+    assert labels["gitops.kind"] == "Deployment" and labels["gitops.name"] == "web"
+    assert labels["gitops.namespace"] == "default" and labels["gitops.revision"] == v1
+    assert len(labels["gitops.spec-hash"]) == 64
+    assert {r["Labels"]["gitops.replica"] for r in rows} == {"0", "1"}
+    assert info["HostConfig"]["NanoCpus"] == 250_000_000
+    assert info["HostConfig"]["Memory"] == 64 * 1024 * 1024
+    assert "MODE=one" in info["Config"]["Env"] and "DB_PASSWORD=s3cret" in info["Config"]["Env"]
+    assert "8080/tcp" in info["Config"]["ExposedPorts"]
+    st = status(repo, node_name)
+    assert st["revision"]["sha"] == v1
+    assert sorted(w["state"] for w in st["workloads"]) == ["ready", "ready"]
+    assert "s3cret" not in repo.status_yaml(node_name)
+    old_hash = labels["gitops.spec-hash"]
+    old_ids = {r["Id"] for r in rows}
+
+    repo.put("apps/web.yaml", manifest.replace("'one'", "'two'"))
+    assert rec.run_pass().ok
+    rows = running(node_name)
+    assert len(rows) == 2 and not ({r["Id"] for r in rows} & old_ids)
+    new_hash = rows[0]["Labels"]["gitops.spec-hash"]
+    assert new_hash != old_hash and all(r["Labels"]["gitops.spec-hash"] == new_hash for r in rows)
+    assert len(managed(node_name)) == 2, "old containers are removed, not left stopped"
+    assert {w["specHash"] for w in status(repo, node_name)["workloads"]} == {new_hash}
+
+    repo.revert()
+    assert rec.run_pass().ok
+    rows = running(node_name)
+    assert len(rows) == 2 and {r["Labels"]["gitops.spec-hash"] for r in rows} == {old_hash}
+
+    repo.remove("apps/web.yaml")
+    assert rec.run_pass().ok
+    assert managed(node_name) == []
+    assert status(repo, node_name)["workloads"] == []
+    client.close()
+
+
+def test_invalid_yaml_keeps_running_and_reports(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    repo.put("apps/other.yaml", deployment("other"))
+    rec = reconciler(repo, node_name, tmp_path)
+    assert rec.run_pass().ok
+    before = {r["Id"] for r in running(node_name)}
+    assert len(before) == 3
+    # Broken YAML in one file, a typo in the other: nothing running may change.
+    repo.write("apps/web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web\n")
+    repo.put("apps/other.yaml", deployment("other").replace("image:", "imagee:"))
+    report = rec.run_pass()
+    assert not report.ok
+    assert {r["Id"] for r in running(node_name)} == before
+    st = status(repo, node_name)
+    files = {(e["file"], e.get("line")) for e in st["errors"]}
+    assert any(f == "apps/web.yaml" and line for f, line in files), st["errors"]
+    assert any(f == "apps/other.yaml" and line for f, line in files), st["errors"]
+    # Drift is still repaired for workloads kept at their last valid spec.
+    docker.DockerClient(base_url=DOCKER_HOST).api.remove_container(sorted(before)[0], force=True)
+    rec.run_pass()
+    assert len(running(node_name)) == 3
+
+
+def test_drift_repair_and_unlabelled_untouched(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    rec = reconciler(repo, node_name, tmp_path)
+    rec.run_pass()
+    client = docker.DockerClient(base_url=DOCKER_HOST)
+    stranger = client.containers.run(TEST_IMAGE, ["sleep", "300"], detach=True, labels={"app": "mine"})
+    try:
+        rows = running(node_name)
+        client.api.remove_container(rows[0]["Id"], force=True)
+        client.api.stop(rows[1]["Id"], timeout=1)
+        assert rec.run_pass().ok
+        after = running(node_name)
+        assert len(after) == 2
+        assert rows[1]["Id"] in {r["Id"] for r in after}, "a stopped container is restarted in place"
+        stranger.reload()
+        assert stranger.status == "running"
+    finally:
+        stranger.remove(force=True)
+        client.close()
+
+
+def test_adopt_after_restart_recreates_nothing(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    reconciler(repo, node_name, tmp_path).run_pass()
+    ids = {r["Id"] for r in running(node_name)}
+    fresh = reconciler(repo, node_name, tmp_path)
+    report = fresh.run_pass()
+    assert report.plan.actions == []
+    assert {r["Id"] for r in running(node_name)} == ids
+
+
+def test_image_pull_failure_reported_others_keep_running(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put("apps/web.yaml", deployment("web"))
+    repo.put(
+        "apps/infer.yaml",
+        """\
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata:
+          name: infer
+        spec:
+          replicas: 3
+          selector: { matchLabels: { app: infer } }
+          template:
+            metadata: { labels: { app: infer } }
+            spec:
+              containers:
+              - name: infer
+                image: ephizen/infer:latest
+                ports: [{ containerPort: 8000 }]
+                resources:
+                  limits: { cpu: '2', memory: '4Gi' }
+        """,
+    )
+    rec = reconciler(repo, node_name, tmp_path)
+    report = rec.run_pass()
+    assert len(running(node_name)) == 1
+    assert {r for r, (reason, _) in report.outcome.failures.items() if reason == "ImagePullFailed"} == {
+        ("default/Deployment/infer", i) for i in range(3)
+    }
+    st = status(repo, node_name)
+    infer = [w for w in st["workloads"] if w["name"] == "infer"]
+    assert len(infer) == 3 and all(w["reason"] == "ImagePullFailed" for w in infer)
+
+
+def test_job_runs_once_per_spec_and_result_kept(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    job = """\
+    apiVersion: batch/v1
+    kind: Job
+    metadata: {name: once}
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: job
+              image: %s
+              imagePullPolicy: IfNotPresent
+              command: ["sh", "-c", "echo done %s"]
+    """
+    repo.put("jobs/once.yaml", job % (TEST_IMAGE, "v1"))
+    rec = reconciler(repo, node_name, tmp_path)
+    rec.run_pass()
+    from tests.helpers import wait_for
+
+    wait_for(lambda: all(r["State"] == "exited" for r in managed(node_name)), what="job exit")
+    rec.run_pass()
+    rows = managed(node_name)
+    assert len(rows) == 1 and rows[0]["State"] == "exited"
+    assert [w["state"] for w in status(repo, node_name)["workloads"]] == ["succeeded"]
+    docker.DockerClient(base_url=DOCKER_HOST).api.remove_container(rows[0]["Id"])
+    # A restarted daemon remembers the result from its own status branch: no rerun.
+    fresh = reconciler(repo, node_name, tmp_path)
+    fresh.run_pass()
+    assert managed(node_name) == []
+    repo.put("jobs/once.yaml", job % (TEST_IMAGE, "v2"))
+    fresh.run_pass()
+    assert len(managed(node_name)) == 1
+
+
+def test_force_push_converges(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put("apps/a.yaml", deployment("a"))
+    rec = reconciler(repo, node_name, tmp_path)
+    rec.run_pass()
+    base = repo.head()
+    repo.put("apps/b.yaml", deployment("b"))
+    rec.run_pass()
+    assert len(running(node_name)) == 2
+    git(repo.path, "reset", "-q", "--hard", base + "~1")  # rewrite history below both
+    repo.put("apps/c.yaml", deployment("c"))
+    assert rec.run_pass().ok
+    names = sorted(r["Labels"]["gitops.name"] for r in running(node_name))
+    assert names == ["c"]
+
+
+def test_git_outage_keeps_state_and_recovers(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put("apps/a.yaml", deployment("a"))
+    rec = reconciler(repo, node_name, tmp_path)
+    rec.run_pass()
+    ids = {r["Id"] for r in running(node_name)}
+    moved = repo.path.with_name("cluster-away")
+    repo.path.rename(moved)
+    try:
+        report = rec.run_pass()
+        assert not report.ok and any("fetch failed" in e.message for e in report.errors)
+        assert {r["Id"] for r in running(node_name)} == ids
+    finally:
+        moved.rename(repo.path)
+    repo.put("apps/b.yaml", deployment("b"))
+    assert rec.run_pass().ok
+    assert len(running(node_name)) == 2

@@ -1,0 +1,106 @@
+"""The pure planner: every action has a cause, and the gates hold."""
+
+from __future__ import annotations
+
+from gitops.manifests.types import Workload
+from gitops.reconcile.plan import Instance, PlanInputs, plan
+from gitops.runtime.docker import Observed
+from gitops.spec import ContainerSpec, Mount, PodSpec, PortSpec
+
+
+def workload(name: str = "web", env: str = "a", **kw: object) -> Workload:
+    c = ContainerSpec(name="main", image="img", env=(), args=(env,))
+    pod = kw.pop("pod", PodSpec(containers=(c,)))
+    return Workload(kind="Deployment", name=name, file="x.yaml", pod=pod, **kw)  # type: ignore[arg-type]
+
+
+def observed(w: Workload, replica: int, state: str = "running", spec_hash: str | None = None,
+             exit_code: int | None = None, container: str = "main") -> Observed:  # fmt: skip
+    h = spec_hash or w.spec_hash
+    return Observed(
+        id=f"id-{w.name}-{replica}-{h[:4]}-{container}",
+        name=f"{w.name}.{replica}.{h[:8]}",
+        labels={"gitops.namespace": w.namespace, "gitops.kind": w.kind, "gitops.name": w.name,
+                "gitops.replica": str(replica), "gitops.spec-hash": h, "gitops.container": container,
+                "gitops.gpus": ""},  # fmt: skip
+        state=state,
+        exit_code=exit_code,
+        created=0,
+    )
+
+
+def test_nothing_to_do_when_everything_matches() -> None:
+    w = workload()
+    p = plan([Instance(w, 0, "r1"), Instance(w, 1, "r1")], [observed(w, 0), observed(w, 1)], PlanInputs())
+    assert p.actions == []
+
+
+def test_missing_replica_is_run_with_cause() -> None:
+    w = workload()
+    p = plan([Instance(w, 0, "abcdef12")], [], PlanInputs())
+    assert [(a.op, a.replica) for a in p.actions] == [("run", (w.key, 0))]
+    assert "missing" in p.actions[0].cause
+
+
+def test_spec_change_runs_new_before_removing_old() -> None:
+    old, new = workload(env="a"), workload(env="b")
+    p = plan([Instance(new, 0, "r2")], [observed(old, 0)], PlanInputs())
+    assert [a.op for a in p.actions] == ["run", "remove"]
+    assert "spec changed" in p.actions[0].cause
+
+
+def test_exclusive_or_host_port_pods_break_before_make() -> None:
+    c = ContainerSpec(name="main", image="img", ports=(PortSpec(container_port=80, host_port=8080),))
+    old = workload(pod=PodSpec(containers=(c,)))
+    new = workload(pod=PodSpec(containers=(c.model_copy(update={"image": "img2"}),)))
+    assert [a.op for a in plan([Instance(new, 0, "r")], [observed(old, 0)], PlanInputs()).actions] == ["remove", "run"]
+    vol = ContainerSpec(name="main", image="img", mounts=(Mount(target="/d", type="hostPath", source="/srv"),))
+    w = workload(pod=PodSpec(containers=(vol,)))
+    assert w.exclusive
+
+
+def test_prune_only_when_revision_is_valid() -> None:
+    gone = workload("gone")
+    assert [a.op for a in plan([], [observed(gone, 0)], PlanInputs()).actions] == ["remove"]
+    p = plan([], [observed(gone, 0)], PlanInputs(prune_allowed=False))
+    assert p.actions == [] and p.waiting[(gone.key, 0)][0] == "kept"
+    p = plan([], [observed(gone, 0)], PlanInputs(protected_keys=frozenset({gone.key})))
+    assert p.actions == []
+
+
+def test_scale_down_removes_extra_replicas_even_with_errors_elsewhere() -> None:
+    w = workload()
+    p = plan([Instance(w, 0, "r")], [observed(w, 0), observed(w, 1)], PlanInputs(prune_allowed=False))
+    assert [(a.op, a.replica[1]) for a in p.actions] == [("remove", 1)]
+
+
+def test_stopped_container_restarts_in_place_respecting_backoff() -> None:
+    w = workload()
+    dead = observed(w, 0, state="exited", exit_code=1)
+    p = plan([Instance(w, 0, "r")], [dead], PlanInputs())
+    assert [(a.op, a.target) for a in p.actions] == [("start", dead)]
+    p = plan([Instance(w, 0, "r")], [dead], PlanInputs(restart_not_before={(w.key, 0): 50.0}, now=40.0))
+    assert p.actions == [] and p.waiting[(w.key, 0)][0] == "CrashLoopBackOff"
+
+
+def test_finished_job_is_not_rerun() -> None:
+    c = ContainerSpec(name="main", image="img")
+    job = Workload(kind="Job", name="j", file="j.yaml", pod=PodSpec(containers=(c,), restart_policy="Never"))
+    assert plan([Instance(job, 0, "r")], [], PlanInputs(finished={(job.key, 0): job.spec_hash})).actions == []
+    done = observed(job, 0, state="exited", exit_code=0)
+    assert plan([Instance(job, 0, "r")], [done], PlanInputs()).actions == []
+
+
+def test_handoff_hold_and_exclusive_block() -> None:
+    w = workload()
+    p = plan([], [observed(w, 3)], PlanInputs(hold=frozenset({(w.key, 3)})))
+    assert p.actions == [] and p.waiting[(w.key, 3)][0] == "handoff"
+    p = plan([Instance(w, 0, "r")], [], PlanInputs(blocked={(w.key, 0): "node-b still runs it"}))
+    assert p.actions == [] and p.waiting[(w.key, 0)] == ("waiting", "node-b still runs it")
+
+
+def test_partial_pod_is_rebuilt_whole() -> None:
+    a, b = ContainerSpec(name="app", image="i"), ContainerSpec(name="side", image="j")
+    w = workload(pod=PodSpec(containers=(a, b)))
+    p = plan([Instance(w, 0, "r")], [observed(w, 0, container="side")], PlanInputs())
+    assert [a.op for a in p.actions] == ["remove", "run", "run"]

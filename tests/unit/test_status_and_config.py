@@ -1,0 +1,41 @@
+"""The status record round-trips; config merges file < environment < flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gitops.config import ConfigError, load_config
+from gitops.status import NodeStatus, ReplicaStatus, commit_message, content_key, dump, load
+
+
+def test_status_round_trip_and_message() -> None:
+    st = NodeStatus(
+        node="node-1",
+        heartbeat="2026-11-27T18:00:00Z",
+        workloads=[
+            ReplicaStatus(namespace="default", kind="Deployment", name="web", replica=i, specHash="ab" * 32,
+                          state="ready")  # fmt: skip
+            for i in range(2)
+        ],
+    )
+    st.revision.sha = "abc1234def"
+    raw = dump(st)
+    assert b"specHash" in raw and b"daemonVersion" in raw
+    back = load(raw)
+    assert back is not None and back.workloads[1].replica == 1
+    assert commit_message(st) == "node-1: web 2/2 ready at abc1234"
+    assert content_key(st) == content_key(st.model_copy(update={"heartbeat": "2030-01-01T00:00:00Z"}))
+    assert load(b"\x00\xff junk") is None
+    assert load(b"node: x\nfutureField: 1\n") is not None
+
+
+def test_config_priority(tmp_path: Path) -> None:
+    f = tmp_path / "config.yaml"
+    f.write_text("repo: /from/file\nnode: file-node\ninterval: 5\nlabels: {zone: a}\n")
+    cfg = load_config(f, {"node": "flag-node"}, {"GITOPS_INTERVAL": "7", "GITOPS_REPO": "/from/env"})
+    assert (cfg.repo, cfg.node, cfg.interval, cfg.labels) == ("/from/env", "flag-node", 7.0, {"zone": "a"})
+    f.write_text("repoo: x\n")
+    with pytest.raises(ConfigError, match="repoo"):
+        load_config(f, {}, {})
