@@ -9,14 +9,15 @@ MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@m
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 # (field name, lowest, highest, names for values starting at lowest, '?' allowed)
-_FIELDS = (
+_Field = tuple[str, int, int, tuple[str, ...], bool]
+_FIELDS: tuple[_Field, ...] = (
     ("minute", 0, 59, (), False),
     ("hour", 0, 23, (), False),
     ("day of month", 1, 31, (), True),
     ("month", 1, 12, _MONTHS, False),
     ("day of week", 0, 6, _DAYS, True),
 )
-_SECONDS = ("second", 0, 59, (), False)
+_SECONDS: _Field = ("second", 0, 59, (), False)
 _TERM = re.compile(r"(\*|\?|\w+)(?:-(\w+))?(?:/(\d+))?\Z")
 
 
@@ -76,5 +77,7 @@ def validate_time_zone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"'{name[:80]}' is not a known IANA time zone, e.g. 'Etc/UTC' or 'Europe/Berlin'") from None
+        raise ValueError(
+            f"'{name[:80]}' is not a known IANA time zone, e.g. 'Etc/UTC' or 'Europe/Berlin'"
+        ) from None
     return name

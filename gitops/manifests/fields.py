@@ -44,7 +44,9 @@ class Refuse:
 
     what_to_do: str
 
-    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
         """Validate the field by rejecting any value that means something."""
         return core_schema.no_info_after_validator_function(self.check, handler(source))
 
@@ -68,10 +70,6 @@ def refuse_when(predicate: Any, what_to_do: str) -> AfterValidator:
         return value
 
     return AfterValidator(check)
-
-
-# Field types for values that are dropped or refused outright: any YAML value is accepted.
-Ignored = Annotated[object, Ignore()]
 
 
 def checked(check: Any) -> AfterValidator:
@@ -205,7 +203,9 @@ def model_at(root: type[BaseModel], path: tuple[str | int, ...]) -> type[BaseMod
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def ignored_fields(model: BaseModel, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+def ignored_fields(
+    model: BaseModel, path: tuple[str | int, ...] = ()
+) -> list[tuple[tuple[str | int, ...], str]]:
     """(path, why) of every Ignore-marked field that is set somewhere inside ``model``."""
     found: list[tuple[tuple[str | int, ...], str]] = []
     for alias, (name, annotation) in fields_by_alias(type(model)).items():
@@ -215,11 +215,11 @@ def ignored_fields(model: BaseModel, path: tuple[str | int, ...] = ()) -> list[t
         marker = field_marker(annotation)
         if isinstance(marker, Ignore):
             if is_set(value):
-                found.append((path + (alias,), marker.why))
+                found.append(((*path, alias), marker.why))
         elif isinstance(value, BaseModel):
-            found.extend(ignored_fields(value, path + (alias,)))
+            found.extend(ignored_fields(value, (*path, alias)))
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, BaseModel):
-                    found.extend(ignored_fields(item, path + (alias, index)))
+                    found.extend(ignored_fields(item, (*path, alias, index)))
     return found

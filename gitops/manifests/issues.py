@@ -35,8 +35,11 @@ class Issues:
         full = self.base + path
         self.errors.append(
             ManifestError(
-                file=self.file, line=line_of(self.lines, full), field=format_path(full) or None,
-                message=message, hint=hint,
+                file=self.file,
+                line=line_of(self.lines, full),
+                field=format_path(full) or None,
+                message=message,
+                hint=hint,
             )
         )
 

@@ -19,7 +19,6 @@ from gitops.manifests.fields import (
     EnvName,
     Gpus,
     Ignore,
-    Ignored,
     Image,
     IntOrPercent,
     KubeModel,
@@ -45,14 +44,17 @@ _PLACEMENT = Ignore("placement here is by capacity-weighted hashing over live no
 
 # --- metadata ---------------------------------------------------------------------------------
 
+
 class ObjectMeta(KubeModel):
     """metadata of a workload."""
 
     name: Label
     namespace: Label = "default"
-    labels: dict[str, str] = {}
-    annotations: dict[str, str] = {}
-    generate_name: Annotated[object, Refuse("set metadata.name: gitops needs a stable name to track a workload")] = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generate_name: Annotated[
+        object, Refuse("set metadata.name: gitops needs a stable name to track a workload")
+    ] = None
     uid: Annotated[object, _API_SERVER] = None
     resource_version: Annotated[object, _API_SERVER] = None
     generation: Annotated[object, _API_SERVER] = None
@@ -61,7 +63,9 @@ class ObjectMeta(KubeModel):
     deletion_grace_period_seconds: Annotated[object, _API_SERVER] = None
     managed_fields: Annotated[object, _API_SERVER] = None
     self_link: Annotated[object, _API_SERVER] = None
-    owner_references: Annotated[object, Ignore("there is no garbage collector; Git decides what exists")] = None
+    owner_references: Annotated[object, Ignore("there is no garbage collector; Git decides what exists")] = (
+        None
+    )
     finalizers: Annotated[object, Ignore("there is no garbage collector; Git decides what exists")] = None
 
 
@@ -78,14 +82,15 @@ def _no_legacy_init_containers(annotations: dict[str, str]) -> dict[str, str]:
 class TemplateMeta(KubeModel):
     """metadata of a pod or job template."""
 
-    labels: dict[str, str] = {}
-    annotations: Annotated[dict[str, str], checked(_no_legacy_init_containers)] = {}
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: Annotated[dict[str, str], checked(_no_legacy_init_containers)] = Field(default_factory=dict)
     name: Annotated[object, Ignore("replicas are named <namespace>.<name>.<replica>.<hash>")] = None
     namespace: Annotated[object, Ignore("the workload's namespace applies")] = None
     creation_timestamp: Annotated[object, _API_SERVER] = None
 
 
 # --- containers -------------------------------------------------------------------------------
+
 
 class ContainerPort(KubeModel):
     """containers[].ports[]."""
@@ -160,8 +165,8 @@ class ResourceList(KubeModel):
     cpu: CpuMillis | None = None
     memory: MemoryBytes | None = None
     gpu: Gpus | None = Field(default=None, alias="nvidia.com/gpu")
-    ephemeral_storage: Annotated[object, Ignore("Docker does not cap a container's writable layer here")] = Field(
-        default=None, alias="ephemeral-storage"
+    ephemeral_storage: Annotated[object, Ignore("Docker does not cap a container's writable layer here")] = (
+        Field(default=None, alias="ephemeral-storage")
     )
 
 
@@ -170,7 +175,9 @@ class ResourceRequirements(KubeModel):
 
     limits: ResourceList | None = None
     requests: ResourceList | None = None
-    claims: Annotated[object, Refuse("dynamic resource claims are not supported; use nvidia.com/gpu limits")] = None
+    claims: Annotated[
+        object, Refuse("dynamic resource claims are not supported; use nvidia.com/gpu limits")
+    ] = None
 
 
 class VolumeMount(KubeModel):
@@ -182,7 +189,9 @@ class VolumeMount(KubeModel):
     sub_path: RelativePath | None = None
     mount_propagation: Annotated[
         str | None,
-        refuse_when(lambda mode: mode != "None", "mount propagation is not applied; remove it (the default is None)"),
+        refuse_when(
+            lambda mode: mode != "None", "mount propagation is not applied; remove it (the default is None)"
+        ),
     ] = None
     sub_path_expr: Annotated[object, Refuse("subPathExpr is not expanded; use a fixed subPath")] = None
     recursive_read_only: Annotated[object, Refuse("recursiveReadOnly is not applied; remove it")] = None
@@ -208,7 +217,7 @@ class HTTPGetAction(KubeModel):
     port: PortRef
     host: str | None = None
     scheme: Literal["HTTP", "HTTPS"] = "HTTP"
-    http_headers: list[HTTPHeader] = []
+    http_headers: list[HTTPHeader] = Field(default_factory=list)
 
 
 class TCPSocketAction(KubeModel):
@@ -225,16 +234,17 @@ class Probe(KubeModel):
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
     grpc: Annotated[
-        object, Refuse("gRPC probes are not supported; use an exec probe running grpc_health_probe, or tcpSocket")
+        object,
+        Refuse("gRPC probes are not supported; use an exec probe running grpc_health_probe, or tcpSocket"),
     ] = None
     initial_delay_seconds: Seconds = 0
     period_seconds: PositiveSeconds = 10
     timeout_seconds: PositiveSeconds = 1
     success_threshold: Annotated[int, Field(ge=1, le=1000)] = 1
     failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 3
-    termination_grace_period_seconds: Annotated[object, Ignore("the pod's terminationGracePeriodSeconds applies")] = (
-        None
-    )
+    termination_grace_period_seconds: Annotated[
+        object, Ignore("the pod's terminationGracePeriodSeconds applies")
+    ] = None
 
     @model_validator(mode="after")
     def _one_handler(self) -> Probe:
@@ -249,7 +259,7 @@ class Capabilities(KubeModel):
     add: Annotated[
         object, Refuse("adding capabilities is not applied; remove capabilities.add or run the image as is")
     ] = None
-    drop: list[str] = []
+    drop: list[str] = Field(default_factory=list)
 
 
 class SeccompProfile(KubeModel):
@@ -257,7 +267,9 @@ class SeccompProfile(KubeModel):
 
     type: Annotated[
         Literal["RuntimeDefault", "Unconfined", "Localhost"],
-        refuse_when(lambda t: t != "RuntimeDefault", "only seccompProfile type RuntimeDefault (Docker's) is applied"),
+        refuse_when(
+            lambda t: t != "RuntimeDefault", "only seccompProfile type RuntimeDefault (Docker's) is applied"
+        ),
     ]
     localhost_profile: str | None = None
 
@@ -267,7 +279,9 @@ class AppArmorProfile(KubeModel):
 
     type: Annotated[
         Literal["RuntimeDefault", "Unconfined", "Localhost"],
-        refuse_when(lambda t: t != "RuntimeDefault", "only appArmorProfile type RuntimeDefault (Docker's) is applied"),
+        refuse_when(
+            lambda t: t != "RuntimeDefault", "only appArmorProfile type RuntimeDefault (Docker's) is applied"
+        ),
     ]
     localhost_profile: str | None = None
 
@@ -307,13 +321,13 @@ class Container(KubeModel):
     command: list[str] | None = None
     args: list[str] | None = None
     working_dir: AbsolutePath | None = None
-    ports: list[ContainerPort] = []
-    env: list[EnvVar] = []
+    ports: list[ContainerPort] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
     env_from: Annotated[
         object, Refuse("envFrom is not supported; list each variable under env with value or secretKeyRef")
     ] = None
     resources: ResourceRequirements | None = None
-    volume_mounts: list[VolumeMount] = []
+    volume_mounts: list[VolumeMount] = Field(default_factory=list)
     liveness_probe: Probe | None = None
     readiness_probe: Probe | None = None
     startup_probe: Probe | None = None
@@ -329,8 +343,12 @@ class Container(KubeModel):
     stdin: Annotated[object, Ignore("containers here get no attached stdin")] = None
     stdin_once: Annotated[object, Ignore("containers here get no attached stdin")] = None
     tty: Annotated[object, Ignore("containers here get no terminal")] = None
-    resize_policy: Annotated[object, Ignore("resources change by a new commit, which replaces the container")] = None
-    volume_devices: Annotated[object, Refuse("raw block devices are not supported; remove volumeDevices")] = None
+    resize_policy: Annotated[
+        object, Ignore("resources change by a new commit, which replaces the container")
+    ] = None
+    volume_devices: Annotated[object, Refuse("raw block devices are not supported; remove volumeDevices")] = (
+        None
+    )
     restart_policy: Annotated[
         object, Refuse("per-container restartPolicy is for sidecar init containers, which are not supported")
     ] = None
@@ -338,13 +356,14 @@ class Container(KubeModel):
 
 # --- volumes ----------------------------------------------------------------------------------
 
+
 class HostPathVolumeSource(KubeModel):
     """volumes[].hostPath: a bind mount of a node path."""
 
     path: AbsolutePath
-    type: Literal["", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"] = (
-        ""
-    )
+    type: Literal[
+        "", "DirectoryOrCreate", "Directory", "FileOrCreate", "File", "Socket", "CharDevice", "BlockDevice"
+    ] = ""
 
 
 class EmptyDirVolumeSource(KubeModel):
@@ -371,8 +390,8 @@ class Volume(KubeModel):
     secret: Annotated[object, _volume_type("secret", "use env valueFrom.secretKeyRef, or a hostPath")] = None
     persistent_volume_claim: Annotated[object, _volume_type("persistentVolumeClaim", "use a hostPath")] = None
     projected: Annotated[object, _volume_type("projected", _BAKE)] = None
-    downward_api: Annotated[object, _volume_type("downwardAPI", "write the values under env[].value")] = Field(
-        default=None, alias="downwardAPI"
+    downward_api: Annotated[object, _volume_type("downwardAPI", "write the values under env[].value")] = (
+        Field(default=None, alias="downwardAPI")
     )
     nfs: Annotated[object, _volume_type("nfs", "mount NFS on the nodes and use a hostPath")] = None
     csi: Annotated[object, _volume_type("csi", "use a hostPath")] = None
@@ -387,6 +406,7 @@ class Volume(KubeModel):
 
 
 # --- pods -------------------------------------------------------------------------------------
+
 
 class PodSecurityContext(KubeModel):
     """spec.template.spec.securityContext: defaults for every container."""
@@ -442,10 +462,10 @@ class PodSpec(KubeModel):
     """spec.template.spec."""
 
     containers: Annotated[list[Container], Field(min_length=1)]
-    volumes: list[Volume] = []
+    volumes: list[Volume] = Field(default_factory=list)
     restart_policy: Literal["Always", "OnFailure", "Never"] | None = None
     termination_grace_period_seconds: Seconds | None = None
-    node_selector: dict[str, str] = {}
+    node_selector: dict[str, str] = Field(default_factory=dict)
     host_network: bool = False
     security_context: PodSecurityContext | None = None
     affinity: Affinity | None = None
@@ -456,12 +476,14 @@ class PodSpec(KubeModel):
             "or run it as a separate Job"
         ),
     ] = None
-    ephemeral_containers: Annotated[object, Refuse("ephemeral containers are not supported; remove them")] = None
-    host_pid: Annotated[object, Refuse("sharing the host's process namespace is not applied; remove hostPID")] = (
-        Field(default=None, alias="hostPID")
+    ephemeral_containers: Annotated[object, Refuse("ephemeral containers are not supported; remove them")] = (
+        None
     )
-    host_ipc: Annotated[object, Refuse("sharing the host's IPC namespace is not applied; remove hostIPC")] = Field(
-        default=None, alias="hostIPC"
+    host_pid: Annotated[
+        object, Refuse("sharing the host's process namespace is not applied; remove hostPID")
+    ] = Field(default=None, alias="hostPID")
+    host_ipc: Annotated[object, Refuse("sharing the host's IPC namespace is not applied; remove hostIPC")] = (
+        Field(default=None, alias="hostIPC")
     )
     host_users: Annotated[object, Refuse("user namespaces are not applied; remove hostUsers")] = None
     share_process_namespace: Annotated[
@@ -475,11 +497,17 @@ class PodSpec(KubeModel):
     runtime_class_name: Annotated[
         object, Refuse("runtime classes are not supported; GPUs come from resources.limits nvidia.com/gpu")
     ] = None
-    readiness_gates: Annotated[object, Refuse("readiness gates are not evaluated; use a readinessProbe")] = None
+    readiness_gates: Annotated[object, Refuse("readiness gates are not evaluated; use a readinessProbe")] = (
+        None
+    )
     scheduling_gates: Annotated[object, Refuse("scheduling gates are not supported; remove them")] = None
     resource_claims: Annotated[object, Refuse("dynamic resource claims are not supported")] = None
-    resources: Annotated[object, Refuse("pod-level resources are not supported; set them per container")] = None
-    tolerations: Annotated[object, Ignore("nodes here have no taints; cordon nodes in the Cluster manifest")] = None
+    resources: Annotated[object, Refuse("pod-level resources are not supported; set them per container")] = (
+        None
+    )
+    tolerations: Annotated[
+        object, Ignore("nodes here have no taints; cordon nodes in the Cluster manifest")
+    ] = None
     topology_spread_constraints: Annotated[object, _PLACEMENT] = None
     service_account_name: Annotated[object, _NO_ACCOUNTS] = None
     service_account: Annotated[object, _NO_ACCOUNTS] = None
@@ -510,12 +538,13 @@ class PodTemplateSpec(KubeModel):
 
 # --- controllers ------------------------------------------------------------------------------
 
+
 class LabelSelectorRequirement(KubeModel):
     """selector.matchExpressions[]."""
 
     key: str
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
-    values: list[str] = []
+    values: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _values_fit_operator(self) -> LabelSelectorRequirement:
@@ -529,8 +558,8 @@ class LabelSelectorRequirement(KubeModel):
 class LabelSelector(KubeModel):
     """spec.selector."""
 
-    match_labels: dict[str, str] = {}
-    match_expressions: list[LabelSelectorRequirement] = []
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
 
 
 class RollingUpdate(KubeModel):
@@ -601,12 +630,19 @@ class JobSpec(KubeModel):
     suspend: Annotated[
         bool | None, refuse_when(bool, "suspended Jobs never start here; remove suspend or set it to false")
     ] = None
-    ttl_seconds_after_finished: Annotated[object, Ignore("finished Jobs are kept until Git removes them")] = None
+    ttl_seconds_after_finished: Annotated[object, Ignore("finished Jobs are kept until Git removes them")] = (
+        None
+    )
     pod_failure_policy: Annotated[
-        object, Refuse("podFailurePolicy is not evaluated; rely on backoffLimit, or handle exit codes in the command")
+        object,
+        Refuse(
+            "podFailurePolicy is not evaluated; rely on backoffLimit, or handle exit codes in the command"
+        ),
     ] = None
     pod_replacement_policy: Annotated[object, Ignore("a failed pod is replaced once it has stopped")] = None
-    backoff_limit_per_index: Annotated[object, Refuse("per-index backoff needs Indexed Jobs; remove it")] = None
+    backoff_limit_per_index: Annotated[object, Refuse("per-index backoff needs Indexed Jobs; remove it")] = (
+        None
+    )
     max_failed_indexes: Annotated[object, Refuse("per-index backoff needs Indexed Jobs; remove it")] = None
     success_policy: Annotated[object, Refuse("successPolicy is not evaluated; remove it")] = None
     selector: Annotated[object, Refuse("Jobs select their own pods; remove spec.selector")] = None
@@ -676,12 +712,13 @@ class CronJob(KubeModel):
 
 # --- gitops/v1 Cluster ------------------------------------------------------------------------
 
+
 class ClusterMeta(KubeModel):
     """metadata of the Cluster document."""
 
     name: str | None = None
-    labels: dict[str, str] = {}
-    annotations: dict[str, str] = {}
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
 
 
 class ClusterSpec(KubeModel):
@@ -689,7 +726,7 @@ class ClusterSpec(KubeModel):
 
     heartbeat_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
     node_timeout_seconds: Annotated[int, Field(ge=2, le=86400)] = 30
-    cordoned: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
+    cordoned: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _timeout_covers_heartbeats(self) -> ClusterSpec:

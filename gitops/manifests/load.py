@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gitops.manifests import kube
-from gitops.manifests.fields import ignored_fields
+from gitops.manifests.fields import KubeModel, ignored_fields
 from gitops.manifests.issues import Issues
 from gitops.manifests.types import ClusterSpec, FileResult, ManifestError, ManifestSet, Workload
 from gitops.manifests.workload import convert_workload
@@ -55,7 +55,7 @@ class _FileParse:
             return
         if (api, kind) == ("v1", "List") and isinstance(data.get("items"), list):
             for index, item in enumerate(data["items"]):
-                self.obj(item, path + ("items", index), issues, broken)
+                self.obj(item, (*path, "items", index), issues, broken)
             return
         if (api, kind) == _CLUSTER_TYPE:
             self.cluster(data, issues, broken)
@@ -110,7 +110,9 @@ class _FileParse:
         if len(self.clusters) > 1:
             lines = ", ".join(str(line) for _, line in self.clusters)
             self.issues.errors.append(
-                ManifestError(file=self.path, line=self.clusters[1][1], message=f"more than one Cluster (lines {lines})")
+                ManifestError(
+                    file=self.path, line=self.clusters[1][1], message=f"more than one Cluster (lines {lines})"
+                )
             )
             self.invalid_keys.append(CLUSTER_KEY)
         return FileResult(
@@ -164,7 +166,9 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
     elif clusters:
         names = ", ".join(name for name, _ in clusters)
         errors.extend(
-            ManifestError(file=name, message=f"more than one Cluster document ({names})", hint="keep exactly one")
+            ManifestError(
+                file=name, message=f"more than one Cluster document ({names})", hint="keep exactly one"
+            )
             for name, _ in clusters
         )
         invalid.append(CLUSTER_KEY)
@@ -178,7 +182,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
     )
 
 
-def _validate(model: type[kube.KubeModel], data: dict[str, Any], issues: Issues) -> Any:
+def _validate(model: type[KubeModel], data: dict[str, Any], issues: Issues) -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -196,6 +200,9 @@ def _raw_key(data: dict[str, Any], kind: str) -> str | None:
 
 def _duplicate_error(workload: Workload, where: str) -> ManifestError:
     return ManifestError(
-        file=workload.file, line=workload.line, field="metadata.name",
-        message=f"{workload.key} is defined more than once ({where})", hint="rename one of them",
+        file=workload.file,
+        line=workload.line,
+        field="metadata.name",
+        message=f"{workload.key} is defined more than once ({where})",
+        hint="rename one of them",
     )

@@ -24,14 +24,17 @@ class PodContext:
 def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) -> spec.PodSpec | None:
     """The resolved pod spec, or None after recording why it cannot be run faithfully."""
     before = len(issues.errors)
-    restart = _restart_policy(pod.restart_policy, ctx.kind, issues, path + ("restartPolicy",))
+    restart = _restart_policy(pod.restart_policy, ctx.kind, issues, (*path, "restartPolicy"))
     volumes = _volumes(pod, issues, path)
     containers = []
     seen: dict[str, int] = {}
     for index, container in enumerate(pod.containers):
-        cpath = path + ("containers", index)
+        cpath = (*path, "containers", index)
         if container.name in seen:
-            issues.error(cpath + ("name",), f"container name '{container.name}' is already used by containers[{seen[container.name]}]")
+            issues.error(
+                (*cpath, "name"),
+                f"container name '{container.name}' is already used by containers[{seen[container.name]}]",
+            )
         seen.setdefault(container.name, index)
         containers.append(_container(container, pod, volumes, ctx, issues, cpath))
     _check_host_ports(containers, issues, path)
@@ -41,7 +44,9 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
         containers=tuple(containers),
         restart_policy=restart,
         termination_grace_s=(
-            _DEFAULT_GRACE_S if pod.termination_grace_period_seconds is None else pod.termination_grace_period_seconds
+            _DEFAULT_GRACE_S
+            if pod.termination_grace_period_seconds is None
+            else pod.termination_grace_period_seconds
         ),
         host_network=pod.host_network,
     )
@@ -52,10 +57,14 @@ def _restart_policy(
 ) -> spec.RestartPolicy:
     if kind in ("Deployment", "DaemonSet"):
         if value not in (None, "Always"):
-            issues.error(path, f"a {kind} keeps its containers running, so restartPolicy must be Always", "remove it")
+            issues.error(
+                path, f"a {kind} keeps its containers running, so restartPolicy must be Always", "remove it"
+            )
         return "Always"
     if value is None or value == "Always":
-        issues.error(path, "a Job's pods need restartPolicy OnFailure or Never", "add restartPolicy: OnFailure")
+        issues.error(
+            path, "a Job's pods need restartPolicy OnFailure or Never", "add restartPolicy: OnFailure"
+        )
         return "OnFailure"
     return value
 
@@ -63,18 +72,22 @@ def _restart_policy(
 def _volumes(pod: kube.PodSpec, issues: Issues, path: Path) -> dict[str, kube.Volume]:
     volumes: dict[str, kube.Volume] = {}
     for index, volume in enumerate(pod.volumes):
-        vpath = path + ("volumes", index)
+        vpath = (*path, "volumes", index)
         if volume.name in volumes:
-            issues.error(vpath + ("name",), f"volume name '{volume.name}' is used twice")
+            issues.error((*vpath, "name"), f"volume name '{volume.name}' is used twice")
         volumes[volume.name] = volume
         if volume.empty_dir is not None and volume.empty_dir.medium == "Memory":
-            issues.warn(vpath + ("emptyDir", "medium"), "Memory is not applied: the emptyDir is a Docker volume on disk")
+            issues.warn(
+                (*vpath, "emptyDir", "medium"),
+                "Memory is not applied: the emptyDir is a Docker volume on disk",
+            )
     context = pod.security_context
     if context is not None and context.fs_group is not None:
-        fs_path = path + ("securityContext", "fsGroup")
+        fs_path = (*path, "securityContext", "fsGroup")
         if volumes:
             issues.error(
-                fs_path, "fsGroup is not applied, so volumes would keep Docker's ownership",
+                fs_path,
+                "fsGroup is not applied, so volumes would keep Docker's ownership",
                 "remove fsGroup and make the volume writable by runAsUser, or use runAsGroup",
             )
         else:
@@ -83,36 +96,42 @@ def _volumes(pod: kube.PodSpec, issues: Issues, path: Path) -> dict[str, kube.Vo
 
 
 def _container(
-    container: kube.Container, pod: kube.PodSpec, volumes: dict[str, kube.Volume],
-    ctx: PodContext, issues: Issues, path: Path,
+    container: kube.Container,
+    pod: kube.PodSpec,
+    volumes: dict[str, kube.Volume],
+    ctx: PodContext,
+    issues: Issues,
+    path: Path,
 ) -> spec.ContainerSpec:
     env, values, secrets = _env(container, ctx, issues, path)
     ports = tuple(
-        spec.PortSpec(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol.lower())  # type: ignore[arg-type]
+        spec.PortSpec(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol.lower())
         for p in container.ports
     )
     if pod.host_network:
         for index, port in enumerate(container.ports):
             if port.host_port is not None and port.host_port != port.container_port:
-                issues.error(path + ("ports", index, "hostPort"), "with hostNetwork, hostPort must equal containerPort")
+                issues.error(
+                    (*path, "ports", index, "hostPort"), "with hostNetwork, hostPort must equal containerPort"
+                )
     named_ports = {p.name: p.container_port for p in container.ports if p.name}
-    resources = _resources(container.resources, issues, path + ("resources",))
+    resources = _resources(container.resources, issues, (*path, "resources"))
     user, read_only = _security(container, pod, issues, path)
     return spec.ContainerSpec(
         name=container.name,
         image=container.image,
         pull_policy=container.image_pull_policy or default_pull_policy(container.image),
-        command=_expanded(container.command, values, secrets, issues, path + ("command",)),
-        args=_expanded(container.args, values, secrets, issues, path + ("args",)),
+        command=_expanded(container.command, values, secrets, issues, (*path, "command")),
+        args=_expanded(container.args, values, secrets, issues, (*path, "args")),
         env=env,
         ports=ports,
         working_dir=container.working_dir,
         user=user,
         read_only_root=read_only,
         mounts=_mounts(container, volumes, issues, path),
-        liveness=_probe(container.liveness_probe, named_ports, issues, path + ("livenessProbe",)),
-        readiness=_probe(container.readiness_probe, named_ports, issues, path + ("readinessProbe",)),
-        startup=_probe(container.startup_probe, named_ports, issues, path + ("startupProbe",)),
+        liveness=_probe(container.liveness_probe, named_ports, issues, (*path, "livenessProbe")),
+        readiness=_probe(container.readiness_probe, named_ports, issues, (*path, "readinessProbe")),
+        startup=_probe(container.startup_probe, named_ports, issues, (*path, "startupProbe")),
         **resources,
     )
 
@@ -133,23 +152,27 @@ def _env(
     values: dict[str, str] = {}
     secrets: set[str] = set()
     for index, var in enumerate(container.env):
-        epath = path + ("env", index)
+        epath = (*path, "env", index)
         if var.name in values or var.name in secrets:
-            issues.warn(epath + ("name",), f"'{var.name}' is set again; the last value wins")
+            issues.warn((*epath, "name"), f"'{var.name}' is set again; the last value wins")
         source = var.value_from
         if source is not None and source.secret_key_ref is not None:
             ref = source.secret_key_ref
-            out.append(spec.EnvVar(name=var.name, secret=spec.SecretRef(name=ref.name, key=ref.key, optional=ref.optional)))
+            out.append(
+                spec.EnvVar(
+                    name=var.name, secret=spec.SecretRef(name=ref.name, key=ref.key, optional=ref.optional)
+                )
+            )
             secrets.add(var.name)
             values.pop(var.name, None)
             continue
         if source is not None and source.field_ref is not None:
             value = ctx.namespace  # the only fieldRef the model lets through
         elif source is not None:
-            issues.error(epath + ("valueFrom",), "valueFrom needs secretKeyRef or fieldRef")
+            issues.error((*epath, "valueFrom"), "valueFrom needs secretKeyRef or fieldRef")
             continue
         else:
-            value = _expand_one(var.value or "", values, frozenset(secrets), issues, epath + ("value",))
+            value = _expand_one(var.value or "", values, frozenset(secrets), issues, (*epath, "value"))
         out.append(spec.EnvVar(name=var.name, value=value))
         values[var.name] = value
         secrets.discard(var.name)
@@ -161,15 +184,18 @@ def _expanded(
 ) -> tuple[str, ...] | None:
     if items is None:
         return None
-    return tuple(_expand_one(item, values, secrets, issues, path + (i,)) for i, item in enumerate(items))
+    return tuple(_expand_one(item, values, secrets, issues, (*path, i)) for i, item in enumerate(items))
 
 
-def _expand_one(text: str, values: dict[str, str], secrets: frozenset[str], issues: Issues, path: Path) -> str:
+def _expand_one(
+    text: str, values: dict[str, str], secrets: frozenset[str], issues: Issues, path: Path
+) -> str:
     try:
         return expand(text, values, secrets)
     except SecretReference as ref:
         issues.error(
-            path, f"$({ref}) refers to a secret, which is only read on the node and cannot be expanded here",
+            path,
+            f"$({ref}) refers to a secret, which is only read on the node and cannot be expanded here",
             f"read ${ref} from the environment in the command instead, e.g. sh -c '... \"${ref}\"'",
         )
         return text
@@ -185,10 +211,11 @@ def _resources(
     memory_request = limits.memory if requests.memory is None else requests.memory
     for name, request, limit in (("cpu", cpu_request, limits.cpu), ("memory", memory_request, limits.memory)):
         if request is not None and limit is not None and request > limit:
-            issues.error(path + ("requests", name), f"request is above the limit ({name} limit {limit})")
+            issues.error((*path, "requests", name), f"request is above the limit ({name} limit {limit})")
     if requests.gpu is not None and requests.gpu != limits.gpu:
         issues.error(
-            path + ("requests", "nvidia.com/gpu"), "GPU requests must equal the limit",
+            (*path, "requests", "nvidia.com/gpu"),
+            "GPU requests must equal the limit",
             "set GPUs under resources.limits only",
         )
     return {
@@ -208,13 +235,19 @@ def _security(
     uid = own.run_as_user if own.run_as_user is not None else shared.run_as_user
     gid = own.run_as_group if own.run_as_group is not None else shared.run_as_group
     non_root = own.run_as_non_root if own.run_as_non_root is not None else shared.run_as_non_root
-    spath = path + ("securityContext",)
+    spath = (*path, "securityContext")
     if gid is not None and uid is None:
-        issues.error(spath + ("runAsGroup",), "runAsGroup needs runAsUser here (Docker's --user is uid[:gid])")
+        issues.error((*spath, "runAsGroup"), "runAsGroup needs runAsUser here (Docker's --user is uid[:gid])")
     if non_root and uid == 0:
-        issues.error(spath + ("runAsNonRoot",), "runAsNonRoot is true but runAsUser is 0", "set runAsUser to a non-zero uid")
+        issues.error(
+            (*spath, "runAsNonRoot"),
+            "runAsNonRoot is true but runAsUser is 0",
+            "set runAsUser to a non-zero uid",
+        )
     elif non_root and uid is None:
-        issues.warn(spath + ("runAsNonRoot",), "cannot be checked against the image; set runAsUser to enforce it")
+        issues.warn(
+            (*spath, "runAsNonRoot"), "cannot be checked against the image; set runAsUser to enforce it"
+        )
     hardening = [
         name
         for name, present in (
@@ -224,7 +257,9 @@ def _security(
         if present
     ]
     if hardening:
-        issues.warn(spath, f"{' and '.join(hardening)} not applied: the container gets Docker's default privileges")
+        issues.warn(
+            spath, f"{' and '.join(hardening)} not applied: the container gets Docker's default privileges"
+        )
     user = None if uid is None else (str(uid) if gid is None else f"{uid}:{gid}")
     return user, own.read_only_root_filesystem
 
@@ -235,14 +270,16 @@ def _mounts(
     mounts = []
     targets: set[str] = set()
     for index, mount in enumerate(container.volume_mounts):
-        mpath = path + ("volumeMounts", index)
+        mpath = (*path, "volumeMounts", index)
         volume = volumes.get(mount.name)
         if volume is None:
             known = ", ".join(sorted(volumes)) or "none"
-            issues.error(mpath + ("name",), f"no volume named '{mount.name}' in spec.volumes (declared: {known})")
+            issues.error(
+                (*mpath, "name"), f"no volume named '{mount.name}' in spec.volumes (declared: {known})"
+            )
             continue
         if mount.mount_path in targets:
-            issues.error(mpath + ("mountPath",), f"'{mount.mount_path}' is mounted twice")
+            issues.error((*mpath, "mountPath"), f"'{mount.mount_path}' is mounted twice")
         targets.add(mount.mount_path)
         if volume.host_path is not None:
             kind, source = "hostPath", volume.host_path.path
@@ -250,14 +287,19 @@ def _mounts(
             kind, source = "emptyDir", volume.name
         mounts.append(
             spec.Mount(
-                target=mount.mount_path, type=kind, source=source,  # type: ignore[arg-type]
-                read_only=mount.read_only, sub_path=mount.sub_path,
+                target=mount.mount_path,
+                type=kind,
+                source=source,
+                read_only=mount.read_only,
+                sub_path=mount.sub_path,
             )
         )
     return tuple(mounts)
 
 
-def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues, path: Path) -> spec.Probe | None:
+def _probe(
+    probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues, path: Path
+) -> spec.Probe | None:
     if probe is None:
         return None
     timings = {
@@ -272,14 +314,20 @@ def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues
     if probe.http_get is not None:
         get = probe.http_get
         return spec.Probe(
-            handler="httpGet", path=get.path, scheme=get.scheme, host=get.host,
-            port=_port(get.port, named_ports, issues, path + ("httpGet", "port")),
-            headers=tuple((h.name, h.value) for h in get.http_headers), **timings,
+            handler="httpGet",
+            path=get.path,
+            scheme=get.scheme,
+            host=get.host,
+            port=_port(get.port, named_ports, issues, (*path, "httpGet", "port")),
+            headers=tuple((h.name, h.value) for h in get.http_headers),
+            **timings,
         )
     assert probe.tcp_socket is not None  # the model requires exactly one handler
     tcp = probe.tcp_socket
     return spec.Probe(
-        handler="tcpSocket", host=tcp.host, port=_port(tcp.port, named_ports, issues, path + ("tcpSocket", "port")),
+        handler="tcpSocket",
+        host=tcp.host,
+        port=_port(tcp.port, named_ports, issues, (*path, "tcpSocket", "port")),
         **timings,
     )
 
@@ -302,5 +350,8 @@ def _check_host_ports(containers: list[spec.ContainerSpec], issues: Issues, path
                 continue
             key = (port.host_port, port.protocol)
             if key in seen:
-                issues.error(path + ("containers", index, "ports"), f"hostPort {port.host_port}/{port.protocol} is used twice")
+                issues.error(
+                    (*path, "containers", index, "ports"),
+                    f"hostPort {port.host_port}/{port.protocol} is used twice",
+                )
             seen.add(key)

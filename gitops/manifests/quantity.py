@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 MAX_CPU_MILLIS = 1024 * 1000
 MAX_MEMORY_BYTES = 64 * 1024**4
@@ -26,15 +26,12 @@ def parse_quantity(value: object) -> Decimal:
     if match is None:
         raise ValueError(f"'{text}' is not a quantity; write e.g. '500m', '2', '512Mi' or '4Gi'")
     sign, number, suffix = match.groups()
-    if sign == "-" and Decimal(number) != 0:
+    amount = Decimal(number)
+    if sign == "-" and amount != 0:
         raise ValueError(f"'{text}' is negative; quantities must be zero or more")
-    try:
-        amount = Decimal(number)
-    except InvalidOperation:  # pragma: no cover - the regex admits only decimal numbers
-        raise ValueError(f"'{text}' is not a number") from None
     suffix = suffix or ""
     if suffix in _BINARY:
-        return amount * 1024 ** _BINARY[suffix]
+        return amount * (1 << (10 * _BINARY[suffix]))
     exponent = int(suffix[1:]) if suffix[:1] in ("e", "E") else _DECIMAL[suffix]
     return amount.scaleb(exponent)
 

@@ -3,52 +3,66 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from gitops.manifests import kube
 from gitops.manifests.issues import Issues
 from gitops.manifests.pod import PodContext, convert_pod
 from gitops.manifests.types import CronSpec, JobSpec, Workload
 from gitops.manifests.yamlsafe import Path
+from gitops.spec import WorkloadKind
 
-_TEMPLATE = ("spec", "template", "spec")
 _JOB_TEMPLATE = ("spec", "jobTemplate", "spec")
 
 
 def convert_workload(
-    doc: kube.Deployment | kube.DaemonSet | kube.Job | kube.CronJob, file: str, line: int | None, issues: Issues
+    doc: kube.Deployment | kube.DaemonSet | kube.Job | kube.CronJob,
+    file: str,
+    line: int | None,
+    issues: Issues,
 ) -> Workload | None:
     """The resolved workload, or None after recording every reason it is invalid."""
     before = len(issues.errors)
-    meta = doc.metadata
-    common = {"namespace": meta.namespace, "name": meta.name, "file": file, "line": line, "labels": meta.labels}
+    kind: WorkloadKind
+    spec_path: Path
+    fields: dict[str, Any]
     if isinstance(doc, kube.Deployment):
+        kind, spec_path, template = "Deployment", ("spec",), doc.spec.template
         fields = _deployment(doc.spec, issues)
-        template = doc.spec.template
     elif isinstance(doc, kube.DaemonSet):
+        kind, spec_path, template = "DaemonSet", ("spec",), doc.spec.template
         fields = _daemon_set(doc.spec, issues)
-        template = doc.spec.template
     elif isinstance(doc, kube.Job):
-        fields = {"job": _job(doc.spec, issues, ("spec",))}
-        template = doc.spec.template
+        kind, spec_path, template = "Job", ("spec",), doc.spec.template
+        job = _job(doc.spec, issues, spec_path)
+        fields = {"job": job, "replicas": job.completions}
     else:
-        job_spec = doc.spec.job_template.spec
-        fields = {"job": _job(job_spec, issues, _JOB_TEMPLATE[:-1]), "cron": _cron(doc.spec)}
-        template = job_spec.template
-    template_path = _JOB_TEMPLATE + ("template", "spec") if isinstance(doc, kube.CronJob) else _TEMPLATE
-    pod = convert_pod(template.spec, PodContext(doc.kind, meta.namespace), issues, template_path)  # type: ignore[arg-type]
+        kind, spec_path, template = "CronJob", _JOB_TEMPLATE, doc.spec.job_template.spec.template
+        job = _job(doc.spec.job_template.spec, issues, spec_path)
+        fields = {"job": job, "replicas": job.completions, "cron": _cron(doc.spec)}
+    meta = doc.metadata
+    pod_path = (*spec_path, "template", "spec")
+    pod = convert_pod(template.spec, PodContext(kind, meta.namespace), issues, pod_path)
     if pod is None or len(issues.errors) > before:
         return None
-    job = fields.get("job")
-    if isinstance(job, JobSpec):
-        fields["replicas"] = job.completions
-    return Workload(kind=doc.kind, pod=pod, node_selector=template.spec.node_selector, **common, **fields)  # type: ignore[arg-type]
+    return Workload(
+        kind=kind,
+        namespace=meta.namespace,
+        name=meta.name,
+        file=file,
+        line=line,
+        labels=meta.labels,
+        pod=pod,
+        node_selector=template.spec.node_selector,
+        **fields,
+    )
 
 
-def _deployment(spec: kube.DeploymentSpec, issues: Issues) -> dict[str, object]:
+def _deployment(spec: kube.DeploymentSpec, issues: Issues) -> dict[str, Any]:
     _check_selector(spec.selector, spec.template.metadata.labels, issues)
     if spec.progress_deadline_seconds <= spec.min_ready_seconds:
         issues.error(("spec", "progressDeadlineSeconds"), "must be greater than minReadySeconds")
-    fields: dict[str, object] = {
+    fields: dict[str, Any] = {
         "replicas": spec.replicas,
         "strategy": spec.strategy.type,
         "progress_deadline_s": spec.progress_deadline_seconds,
@@ -64,7 +78,7 @@ def _deployment(spec: kube.DeploymentSpec, issues: Issues) -> dict[str, object]:
     return fields | _rolling(rolling, "25%", "25%", spec.replicas, issues, path)
 
 
-def _daemon_set(spec: kube.DaemonSetSpec, issues: Issues) -> dict[str, object]:
+def _daemon_set(spec: kube.DaemonSetSpec, issues: Issues) -> dict[str, Any]:
     _check_selector(spec.selector, spec.template.metadata.labels, issues)
     strategy = spec.update_strategy
     if strategy.type == "OnDelete":
@@ -79,13 +93,19 @@ def _daemon_set(spec: kube.DaemonSetSpec, issues: Issues) -> dict[str, object]:
 
 
 def _rolling(
-    rolling: kube.RollingUpdate, unavailable_default: int | str, surge_default: int | str,
-    replicas: int, issues: Issues, path: Path,
-) -> dict[str, object]:
+    rolling: kube.RollingUpdate,
+    unavailable_default: int | str,
+    surge_default: int | str,
+    replicas: int,
+    issues: Issues,
+    path: Path,
+) -> dict[str, Any]:
     unavailable = unavailable_default if rolling.max_unavailable is None else rolling.max_unavailable
     surge = surge_default if rolling.max_surge is None else rolling.max_surge
     if _scaled(unavailable, 100, round_up=False) == 0 and _scaled(surge, 100, round_up=True) == 0:
-        issues.error(path, "maxUnavailable and maxSurge cannot both be 0, or the rollout could never progress")
+        issues.error(
+            path, "maxUnavailable and maxSurge cannot both be 0, or the rollout could never progress"
+        )
     resolved_unavailable = _scaled(unavailable, replicas, round_up=False)
     resolved_surge = _scaled(surge, replicas, round_up=True)
     # Kubernetes' fencepost: with both rounded to 0, one replica may be unavailable at a time.
@@ -108,15 +128,16 @@ def _check_selector(selector: kube.LabelSelector, labels: dict[str, str], issues
     for key, value in selector.match_labels.items():
         if labels.get(key) != value:
             issues.error(
-                path + ("matchLabels", key),
+                (*path, "matchLabels", key),
                 f"selects {key}={value} but the template's labels have {key}={labels.get(key, '(none)')}",
                 "make spec.selector.matchLabels match spec.template.metadata.labels",
             )
     for index, requirement in enumerate(selector.match_expressions):
         if not _matches(requirement, labels):
             issues.error(
-                path + ("matchExpressions", index),
-                f"{requirement.key} {requirement.operator} {requirement.values} does not match the template's labels",
+                (*path, "matchExpressions", index),
+                f"{requirement.key} {requirement.operator} {requirement.values} "
+                "does not match the template's labels",
             )
 
 
@@ -136,7 +157,8 @@ def _job(spec: kube.JobSpec, issues: Issues, path: Path) -> JobSpec:
     if completions is None:
         if parallelism > 1:
             issues.error(
-                path + ("parallelism",), "work-queue Jobs (parallelism without completions) are not supported",
+                (*path, "parallelism"),
+                "work-queue Jobs (parallelism without completions) are not supported",
                 "set completions",
             )
         completions = 1

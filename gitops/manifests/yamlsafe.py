@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import yaml
 from yaml import events
@@ -31,7 +32,7 @@ _COLLECTION_TAGS = {None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 class _Loader(_Base):  # type: ignore[misc, valid-type]
     """The safe loader, resolving plain scalars the way Kubernetes' JSON view sees them."""
 
-    yaml_implicit_resolvers = {
+    yaml_implicit_resolvers: ClassVar[dict[str, list[tuple[str, re.Pattern[str]]]]] = {
         first: [(tag, rx) for tag, rx in resolvers if tag not in _DROPPED_TAGS]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
@@ -180,7 +181,8 @@ class _Composer:
                     if expanded > self.limits.max_alias_nodes:
                         raise YamlError(
                             f"aliases expand to more than {self.limits.max_alias_nodes} nodes "
-                            "(an alias bomb?); write the repeated parts out", line
+                            "(an alias bomb?); write the repeated parts out",
+                            line,
                         )
                 elif isinstance(event, events.ScalarEvent):
                     value, size = self._scalar(event, line), 1
@@ -208,7 +210,9 @@ class _Composer:
         key = event.value
         if key in frame.keys:
             issues.append(
-                YamlIssue(frame.path + (key,), line, f"duplicate key '{key}' (first at line {frame.keys[key]})")
+                YamlIssue(
+                    (*frame.path, key), line, f"duplicate key '{key}' (first at line {frame.keys[key]})"
+                )
             )
         frame.keys.setdefault(key, line)
         return key
@@ -220,7 +224,7 @@ class _Composer:
         construct = _SCALARS.get(tag)
         if construct is None:
             raise YamlError(f"YAML tag {tag} is not supported; use plain strings, numbers and booleans", line)
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        node = yaml.ScalarNode(tag, event.value, style=event.style)
         value: Scalar = construct(node)
         return value
 
@@ -238,9 +242,9 @@ def _child_path(frame: _Frame | None) -> Path:
     if frame is None:
         return ()
     if isinstance(frame.container, list):
-        return frame.path + (len(frame.container),)
+        return (*frame.path, len(frame.container))
     assert frame.key is not None
-    return frame.path + (frame.key,)
+    return (*frame.path, frame.key)
 
 
 def _add(frame: _Frame, value: object, size: int) -> None:
