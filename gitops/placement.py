@@ -1,22 +1,53 @@
 """Deterministic placement: which live node runs which replica. Pure, no I/O.
 
-PLACEHOLDER ALGORITHM: naive first-fit in node-name order. To be replaced by
-capacity-weighted rendezvous hashing (DESIGN.md section 5) keeping this interface.
+Algorithm (DESIGN.md section 5, details and measurements in docs/placement.md):
+
+1. DaemonSets: one instance on every matching node, before anything else.
+2. Keep: a replica stays on the node that reports running it (``previous``) while that
+   node is live, schedulable, matches the selector and still has room for it.
+3. Place the rest: rank nodes per replica by capacity-weighted rendezvous hashing and take
+   the first that fits, preferring nodes without a sibling replica and under a soft quota
+   (110 % of the node's fair share of total demand), then any node with room.
+4. Pull: a node holding no replicas (one that just joined) takes, up to its fair share,
+   the replicas that rank it first, i.e. what plain rendezvous hashing would move to it.
+   Repeated until no node can pull, so the result is a fixed point: feeding it back as
+   ``previous`` returns it unchanged.
+5. Replicas that did not fit in 3 get one more try after 4, then are Unschedulable.
+
+Scores are computed so every process agrees bit for bit: 64-bit blake2b of each replica
+and each node, combined by splitmix64 in numpy uint64 arithmetic, and ``-ln(u)`` computed
+with IEEE-exact operations only (+, -, *, /, frexp), never a libm/SIMD ``log`` whose last
+bit differs between CPUs. Ties are broken by node name.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.manifests.types import Workload
 
-ALGORITHM_VERSION = "naive-0"
+ALGORITHM_VERSION = "hrw-quota-sticky/1"
 
 ReplicaId = tuple[str, int]  # (workload key, replica index)
+
+# New placements aim below this share of a node's fair share; past it they spill over.
+QUOTA_PERCENT = 110
+# Candidates examined before falling back to sorting a replica's whole node ranking.
+_TOP_K = 16
+# Generic (non-GPU) weight: one core counts like 4 GiB; 1000/4096 is exact in binary.
+_MIB_WEIGHT = 1000 / 4096
+
+FloatArray = npt.NDArray[np.float64]
+UintArray = npt.NDArray[np.uint64]
+IntArray = npt.NDArray[np.intp]
 
 
 class NodeInfo(BaseModel):
@@ -66,27 +97,461 @@ class Assignment(BaseModel):
         return hashlib.sha256(raw).hexdigest()
 
 
+# --- deterministic scores -------------------------------------------------------------
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S12, _S27, _S30, _S31 = np.uint64(12), np.uint64(27), np.uint64(30), np.uint64(31)
+_LN2 = 0.6931471805599453
+# 2/(2k+1) for k = 6..0: ln(m) = 2*atanh(s), s = (m-1)/(m+1), |s| <= 1/3 for m in [0.5, 1);
+# seven terms leave a relative error below 2e-8, far below what could bias the ranking.
+_ATANH = (2 / 13, 2 / 11, 2 / 9, 2 / 7, 2 / 5, 2 / 3, 2.0)
+
+
+def hash64(text: str) -> int:
+    """Stable 64-bit hash of ``text`` (blake2b), identical in every process."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def _mix(z: UintArray) -> UintArray:
+    # splitmix64 finaliser: a bijection with full avalanche, so XOR-combined inputs
+    # give independent-looking rankings per replica.
+    z = z ^ (z >> _S30)
+    z *= _M1
+    z ^= z >> _S27
+    z *= _M2
+    z ^= z >> _S31
+    return z
+
+
+def _exponential(h: UintArray) -> FloatArray:
+    """-ln(u) for u = ((h >> 12) + 0.5) / 2**52, using IEEE-exact operations only."""
+    u = (h >> _S12).astype(np.float64)  # < 2**52, so the conversion and +0.5 are exact
+    u += 0.5
+    u *= 2.0**-52
+    m, e = np.frexp(u)
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = np.full_like(s, _ATANH[0])
+    for c in _ATANH[1:]:
+        p *= s2
+        p += c
+    p *= s
+    p += e * _LN2
+    return -p
+
+
+def _scores(replica_hashes: UintArray, node_hashes: UintArray, inv_weights: FloatArray) -> FloatArray:
+    """Rendezvous keys, lower is better: Exp(1) / weight, so P(best) is proportional to weight."""
+    e = _exponential(_mix(replica_hashes[:, None] ^ node_hashes[None, :]))
+    e *= inv_weights[None, :]
+    return e
+
+
+# --- problem model --------------------------------------------------------------------
+
+
+@dataclass
+class _Work:
+    key: str
+    index: int  # position in processing order
+    daemon: bool
+    replicas: int
+    cpu: int
+    mem: int
+    gpu: int
+    ports: frozenset[tuple[int, str]]
+    selector: dict[str, str]
+    eligible: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+
+
+class _Cluster:
+    """Mutable load bookkeeping over nodes sorted by name."""
+
+    def __init__(self, nodes: list[NodeInfo]) -> None:
+        self.nodes = nodes
+        self.names = [n.name for n in nodes]
+        self.cap_cpu = [n.cpu_millis for n in nodes]
+        self.cap_mem = [n.memory_mib for n in nodes]
+        self.cap_gpu = [len(n.gpus) for n in nodes]
+        self.used_cpu = [0] * len(nodes)
+        self.used_mem = [0] * len(nodes)
+        self.used_gpu = [0] * len(nodes)
+        self.ports: list[set[tuple[int, str]]] = [set() for _ in nodes]
+        self.holds: list[dict[str, int]] = [{} for _ in nodes]
+        self.regular = [0] * len(nodes)  # replicas other than DaemonSet instances
+        self.fair_cpu = [0] * len(nodes)
+        self.fair_mem = [0] * len(nodes)
+        self.quota_cpu = [0] * len(nodes)
+        self.quota_mem = [0] * len(nodes)
+        self.hashes: UintArray = np.array([hash64("node\0" + n) for n in self.names], dtype=np.uint64)
+        generic = (
+            np.array(self.cap_cpu, dtype=np.float64) + np.array(self.cap_mem, dtype=np.float64) * _MIB_WEIGHT
+        )
+        gpus = np.array(self.cap_gpu, dtype=np.float64)
+        self.inv_generic = _inverse(generic)
+        self.inv_gpu = _inverse(gpus)
+
+    def set_shares(self, demand_cpu: int, demand_mem: int) -> None:
+        """Fair share and quota per node from total demand over schedulable capacity (integers)."""
+        live = [i for i, n in enumerate(self.nodes) if not n.cordoned]
+        total_cpu = sum(self.cap_cpu[i] for i in live)
+        total_mem = sum(self.cap_mem[i] for i in live)
+        for i in live:
+            if total_cpu:
+                self.fair_cpu[i] = self.cap_cpu[i] * demand_cpu // total_cpu
+                q = self.cap_cpu[i] * demand_cpu * QUOTA_PERCENT // (total_cpu * 100)
+                self.quota_cpu[i] = min(self.cap_cpu[i], q)
+            if total_mem:
+                self.fair_mem[i] = self.cap_mem[i] * demand_mem // total_mem
+                q = self.cap_mem[i] * demand_mem * QUOTA_PERCENT // (total_mem * 100)
+                self.quota_mem[i] = min(self.cap_mem[i], q)
+
+    def misfit(self, n: int, w: _Work) -> str | None:
+        """Why ``w`` cannot be added to node ``n`` at all, or None if it fits."""
+        if self.used_cpu[n] + w.cpu > self.cap_cpu[n]:
+            return "insufficient cpu"
+        if self.used_mem[n] + w.mem > self.cap_mem[n]:
+            return "insufficient memory"
+        if self.used_gpu[n] + w.gpu > self.cap_gpu[n]:
+            return "insufficient nvidia.com/gpu"
+        clash = w.ports & self.ports[n]
+        if clash:
+            port, proto = min(clash)
+            return f"host port {port}/{proto} in use"
+        return None
+
+    def fits(self, n: int, w: _Work) -> bool:
+        """True if ``w`` fits node ``n`` within hard capacity."""
+        return (
+            self.used_cpu[n] + w.cpu <= self.cap_cpu[n]
+            and self.used_mem[n] + w.mem <= self.cap_mem[n]
+            and self.used_gpu[n] + w.gpu <= self.cap_gpu[n]
+            and not (w.ports and w.ports & self.ports[n])
+        )
+
+    def under_quota(self, n: int, w: _Work) -> bool:
+        """True if adding ``w`` keeps node ``n`` within its soft quota (hard fit assumed)."""
+        return self.used_cpu[n] + w.cpu <= self.quota_cpu[n] and self.used_mem[n] + w.mem <= self.quota_mem[n]
+
+    def add(self, n: int, w: _Work) -> None:
+        """Account ``w`` on node ``n``."""
+        self.used_cpu[n] += w.cpu
+        self.used_mem[n] += w.mem
+        self.used_gpu[n] += w.gpu
+        self.ports[n] |= w.ports
+        self.holds[n][w.key] = self.holds[n].get(w.key, 0) + 1
+        self.regular[n] += not w.daemon
+
+    def remove(self, n: int, w: _Work) -> None:
+        """Undo ``add``."""
+        self.used_cpu[n] -= w.cpu
+        self.used_mem[n] -= w.mem
+        self.used_gpu[n] -= w.gpu
+        self.ports[n] -= w.ports
+        self.regular[n] -= not w.daemon
+        left = self.holds[n][w.key] - 1
+        if left:
+            self.holds[n][w.key] = left
+        else:
+            del self.holds[n][w.key]
+
+    def _active(self, n: int) -> list[tuple[int, int]]:
+        dims = ((self.used_cpu[n], self.fair_cpu[n]), (self.used_mem[n], self.fair_mem[n]))
+        return [(u, f) for u, f in dims if f > 0]
+
+    def below_fair(self, n: int) -> bool:
+        """Below its fair share in every resource that has demand."""
+        active = self._active(n)
+        return bool(active) and all(u < f for u, f in active)
+
+
+def _inverse(weights: FloatArray) -> FloatArray:
+    out = np.full_like(weights, np.inf)
+    np.divide(1.0, weights, out=out, where=weights > 0)
+    return out
+
+
+def _matches(node: NodeInfo, selector: Mapping[str, str]) -> bool:
+    return all(node.labels.get(k) == v for k, v in selector.items())
+
+
+def _describe_selector(selector: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+
+
+# --- the placer -----------------------------------------------------------------------
+
+
+class _Placer:
+    def __init__(self, workloads: Sequence[Workload], nodes: Sequence[NodeInfo]) -> None:
+        ordered_nodes = sorted(nodes, key=lambda n: n.name)
+        for a, b in itertools.pairwise(ordered_nodes):
+            if a.name == b.name:
+                raise ValueError(f"duplicate node name {a.name!r}")
+        self.cluster = _Cluster(ordered_nodes)
+        picked = [w for w in workloads if w.kind != "CronJob"]
+        keys = sorted(w.key for w in picked)
+        for a_key, b_key in itertools.pairwise(keys):
+            if a_key == b_key:
+                raise ValueError(f"duplicate workload {a_key!r}")
+        works = [self._model(w) for w in sorted(picked, key=lambda w: w.key)]
+        self._eligibility(works)
+        daemons = [w for w in works if w.daemon]
+        # GPU workloads first (scarcest resource), then the most constrained (fewest eligible
+        # nodes: selectors, size), then larger requests, then key: first-fit strands
+        # constrained or big replicas when small unconstrained ones took their room.
+        others = sorted(
+            (w for w in works if not w.daemon), key=lambda w: (-w.gpu, len(w.eligible), -w.cpu, -w.mem, w.key)
+        )
+        self.works = daemons + others
+        for i, w in enumerate(self.works):
+            w.index = i
+        self.by_key = {w.key: w for w in self.works}
+        self.owner: dict[ReplicaId, int] = {}
+        self.unschedulable: list[tuple[str, int, str]] = []
+        self.daemon_nodes: dict[str, list[int]] = {}
+
+    def _model(self, w: Workload) -> _Work:
+        return _Work(
+            key=w.key,
+            index=0,
+            daemon=w.kind == "DaemonSet",
+            replicas=max(0, w.replicas),
+            cpu=w.pod.cpu_request_millis(),
+            mem=w.pod.memory_request_mib(),
+            gpu=w.pod.gpu_count(),
+            ports=frozenset(w.pod.host_ports()),
+            selector=dict(w.node_selector),
+        )
+
+    def _eligibility(self, works: list[_Work]) -> None:
+        """Static candidate nodes per workload: selector, schedulable, big enough when empty."""
+        c = self.cluster
+        cordoned = np.array([n.cordoned for n in c.nodes], dtype=bool)
+        cap_cpu = np.array(c.cap_cpu, dtype=np.int64)
+        cap_mem = np.array(c.cap_mem, dtype=np.int64)
+        cap_gpu = np.array(c.cap_gpu, dtype=np.int64)
+        by_selector: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
+        for w in works:
+            sel = tuple(sorted(w.selector.items()))
+            if sel not in by_selector:
+                by_selector[sel] = np.array([_matches(n, w.selector) for n in c.nodes], dtype=bool)
+            mask = by_selector[sel] & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
+            if not w.daemon:
+                mask &= ~cordoned
+            w.eligible = np.flatnonzero(mask)
+        self.selector_masks = by_selector
+
+    def run(self, previous: Mapping[ReplicaId, str]) -> Assignment:
+        c = self.cluster
+        live = np.array([not n.cordoned for n in c.nodes], dtype=bool)
+        demand_cpu = demand_mem = 0
+        for w in self.works:
+            count = int(np.count_nonzero(live[w.eligible])) if w.daemon else w.replicas
+            demand_cpu += count * w.cpu
+            demand_mem += count * w.mem
+        c.set_shares(demand_cpu, demand_mem)
+
+        self._place_daemons()
+        pending = self._keep(previous)
+        failed = self._first_fit_all(pending)
+        self._pull()
+        for w, r in failed:
+            if self._first_fit_all([(w, r)]):
+                self.unschedulable.append((w.key, r, self._reason(w)))
+        return self._result()
+
+    def _place_daemons(self) -> None:
+        c = self.cluster
+        for w in self.works:
+            if not w.daemon:
+                continue
+            matching = self.selector_masks[tuple(sorted(w.selector.items()))]
+            for n in np.flatnonzero(matching).tolist():
+                why = c.misfit(n, w)
+                if why is None:
+                    c.add(n, w)
+                    self.daemon_nodes.setdefault(w.key, []).append(n)
+                else:
+                    self.unschedulable.append((w.key, 0, f"node {c.names[n]}: {why}"))
+
+    def _keep(self, previous: Mapping[ReplicaId, str]) -> list[tuple[_Work, int]]:
+        """Keep replicas where nodes report them while still valid; return the rest in order."""
+        c = self.cluster
+        index = {name: i for i, name in enumerate(c.names)}
+        pending: list[tuple[_Work, int]] = []
+        for w in self.works:
+            if w.daemon:
+                continue
+            allowed = set(w.eligible.tolist()) if previous else set()
+            for r in range(w.replicas):
+                n = index.get(previous.get((w.key, r), ""), -1)
+                if n in allowed and c.fits(n, w):
+                    c.add(n, w)
+                    self.owner[(w.key, r)] = n
+                else:
+                    pending.append((w, r))
+        return pending
+
+    def _first_fit_all(self, pending: list[tuple[_Work, int]]) -> list[tuple[_Work, int]]:
+        """First-fit each pending replica down its ranking; return those that fit nowhere."""
+        c = self.cluster
+        failed: list[tuple[_Work, int]] = []
+        start = 0
+        while start < len(pending):
+            w = pending[start][0]
+            stop = start
+            while stop < len(pending) and pending[stop][0] is w:
+                stop += 1
+            reps = [r for _, r in pending[start:stop]]
+            start = stop
+            if len(w.eligible) == 0:
+                failed += [(w, r) for r in reps]
+                continue
+            inv = (c.inv_gpu if w.gpu else c.inv_generic)[w.eligible]
+            hashes = np.array([hash64(f"{w.key}\0{r}") for r in reps], dtype=np.uint64)
+            scores = _scores(hashes, c.hashes[w.eligible], inv)
+            for row, candidates in enumerate(_top_candidates(scores)):
+                node = self._choose(w, candidates)
+                if node is None:
+                    full = np.argsort(scores[row], kind="stable").tolist()
+                    node = self._choose(w, full, exhaustive=True)
+                if node is None:
+                    failed.append((w, reps[row]))
+                    continue
+                n = int(w.eligible[node])
+                c.add(n, w)
+                self.owner[(w.key, reps[row])] = n
+        return failed
+
+    def _choose(self, w: _Work, order: list[int], exhaustive: bool = False) -> int | None:
+        """Best column in ``order``: first under quota without a sibling, else the best fallback."""
+        c = self.cluster
+        best: tuple[int, int] | None = None
+        for col in order:
+            n = int(w.eligible[col])
+            if not c.fits(n, w):
+                continue
+            # 0: quota & spread, 1: spread over quota, 2: quota with a sibling, 3: neither.
+            rank = (0 if w.key not in c.holds[n] else 2) + (0 if c.under_quota(n, w) else 1)
+            if rank == 0:
+                return col
+            if best is None or rank < best[0]:
+                best = (rank, col)
+        # A fallback seen in the top candidates may be beaten by a quota node further down.
+        return best[1] if exhaustive and best is not None else None
+
+    def _pull(self) -> None:
+        """Let empty nodes (newcomers) take up to their fair share of the replicas that rank them first."""
+        c = self.cluster
+        placed = sorted(self.owner, key=lambda rid: (self.by_key[rid[0]].index, rid[1]))
+        if not placed:
+            return
+        works = [self.by_key[k] for k, _ in placed]
+        hashes = np.array([hash64(f"{k}\0{r}") for k, r in placed], dtype=np.uint64)
+        is_gpu = np.array([w.gpu > 0 for w in works], dtype=bool)
+        widx = np.array([w.index for w in works], dtype=np.intp)
+        owners = np.array([self.owner[rid] for rid in placed], dtype=np.intp)
+        inv = np.where(is_gpu, c.inv_gpu[owners], c.inv_generic[owners])
+        current = _exponential(_mix(hashes ^ c.hashes[owners])) * inv
+        eligible = np.zeros((len(self.works), len(c.names)), dtype=bool)
+        for w in self.works:
+            eligible[w.index, w.eligible] = True
+        moved = True
+        while moved:
+            moved = False
+            for q in range(len(c.names)):
+                if c.regular[q] or not c.below_fair(q) or c.nodes[q].cordoned:
+                    continue
+                inv_q = np.where(is_gpu, c.inv_gpu[q], c.inv_generic[q])
+                score = _exponential(_mix(hashes ^ c.hashes[q])) * inv_q
+                cand = np.flatnonzero(eligible[widx, q] & (score < current))
+                for i in self._pull_order(q, cand, works, hashes, score):
+                    w = works[i]
+                    if w.key in c.holds[q] or not c.fits(q, w) or not c.under_quota(q, w):
+                        continue
+                    c.remove(int(owners[i]), w)
+                    c.add(q, w)
+                    owners[i] = q
+                    current[i] = score[i]
+                    self.owner[placed[i]] = q
+                    moved = True
+                    if not c.below_fair(q):
+                        break
+
+    def _pull_order(
+        self, q: int, cand: IntArray, works: list[_Work], hashes: UintArray, score: FloatArray
+    ) -> list[int]:
+        """The candidates whose top-ranked node is ``q``, strongest preference first."""
+        c = self.cluster
+        # Only replicas ranking q first: exactly what plain rendezvous hashing would move, a
+        # size-neutral sample of about q's weighted share. Taking any replica that merely
+        # ranks q above its current node favours small ones (first-fit displaced them) and
+        # moved twice the newcomer's share of replicas to fill its share of cpu.
+        top = np.zeros(len(cand), dtype=bool)
+        groups: dict[int, list[int]] = {}
+        for pos, i in enumerate(cand.tolist()):
+            groups.setdefault(works[i].index, []).append(pos)
+        for positions in groups.values():
+            w = works[int(cand[positions[0]])]
+            inv = (c.inv_gpu if w.gpu else c.inv_generic)[w.eligible]
+            rows = _scores(hashes[cand[positions]], c.hashes[w.eligible], inv)
+            # argmin takes the first minimum: ties go to the lower node name, as in ranking.
+            top[positions] = w.eligible[np.argmin(rows, axis=1)] == q
+        chosen = cand[top]
+        return chosen[np.lexsort((chosen, score[chosen]))].tolist()  # type: ignore[no-any-return]
+
+    def _reason(self, w: _Work) -> str:
+        c = self.cluster
+        matching = [
+            n
+            for n in np.flatnonzero(self.selector_masks[tuple(sorted(w.selector.items()))]).tolist()
+            if not c.nodes[n].cordoned
+        ]
+        if not matching:
+            where = f" matches nodeSelector {_describe_selector(w.selector)}" if w.selector else ""
+            return f"no schedulable node{where}"
+        counts: dict[str, int] = {}
+        for n in matching:
+            why = c.misfit(n, w) or "fits only by displacing others"
+            counts[why] = counts.get(why, 0) + 1
+        detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+        return f"0/{len(matching)} matching nodes fit ({detail})"
+
+    def _result(self) -> Assignment:
+        per_node: dict[str, list[ReplicaId]] = {}
+        names = self.cluster.names
+        for key, nodes in self.daemon_nodes.items():
+            for n in nodes:
+                per_node.setdefault(names[n], []).append((key, 0))
+        for rid, n in self.owner.items():
+            per_node.setdefault(names[n], []).append(rid)
+        # Built from validated inputs; skipping re-validation keeps 10,000 replicas cheap.
+        return Assignment.model_construct(
+            per_node={n: sorted(v) for n, v in sorted(per_node.items())},
+            unschedulable=sorted(self.unschedulable),
+        )
+
+
+def _top_candidates(scores: FloatArray) -> list[list[int]]:
+    """Per row, the columns of the lowest ``_TOP_K`` scores (all ties included), best first."""
+    rows, cols = scores.shape
+    if cols <= _TOP_K:
+        return np.argsort(scores, axis=1, kind="stable").tolist()  # type: ignore[no-any-return]
+    threshold = np.partition(scores, _TOP_K - 1, axis=1)[:, _TOP_K - 1]
+    r, k = np.nonzero(scores <= threshold[:, None])
+    # lexsort's last key is primary: row, then score, then column (the node-name order).
+    order = np.lexsort((k, scores[r, k], r))
+    ks = k[order].tolist()
+    bounds = np.searchsorted(r[order], np.arange(rows + 1)).tolist()
+    return [ks[bounds[i] : bounds[i + 1]] for i in range(rows)]
+
+
 def place(
     workloads: Sequence[Workload],
     nodes: Sequence[NodeInfo],
     previous: Mapping[ReplicaId, str] | None = None,
 ) -> Assignment:
-    """Assign every replica of ``workloads`` to a node in ``nodes``."""
-    del previous
-    per_node: dict[str, list[ReplicaId]] = {}
-    unschedulable: list[tuple[str, int, str]] = []
-    usable = sorted((n for n in nodes if not n.cordoned), key=lambda n: n.name)
-    for w in sorted(workloads, key=lambda w: w.key):
-        if w.kind == "CronJob":
-            continue
-        matching = [n for n in usable if all(n.labels.get(k) == v for k, v in w.node_selector.items())]
-        if w.kind == "DaemonSet":
-            for n in matching:
-                per_node.setdefault(n.name, []).append((w.key, 0))
-            continue
-        for r in range(w.replicas):
-            if matching:
-                per_node.setdefault(matching[r % len(matching)].name, []).append((w.key, r))
-            else:
-                unschedulable.append((w.key, r, "no live node matches nodeSelector"))
-    return Assignment(per_node={k: sorted(v) for k, v in sorted(per_node.items())}, unschedulable=unschedulable)
+    """Assign every replica of ``workloads`` to a node in ``nodes``, keeping ``previous`` where valid."""
+    return _Placer(workloads, nodes).run(previous or {})
