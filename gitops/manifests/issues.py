@@ -30,13 +30,13 @@ class Issues:
         """The same collector, for the document at ``base`` with line table ``lines``."""
         return Issues(self.file, lines, base, self.errors, self.warnings)
 
-    def error(self, path: Path, message: str, hint: str | None = None) -> None:
-        """Record an error at ``path`` of the current document."""
+    def error(self, path: Path, message: str, hint: str | None = None, line: int | None = None) -> None:
+        """Record an error at ``path`` of the current document (at ``line`` if given, else the path's)."""
         full = self.base + path
         self.errors.append(
             ManifestError(
                 file=self.file,
-                line=line_of(self.lines, full),
+                line=line or line_of(self.lines, full),
                 field=format_path(full) or None,
                 message=message,
                 hint=hint,

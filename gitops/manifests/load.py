@@ -38,7 +38,7 @@ class _FileParse:
     def document(self, doc: Document) -> None:
         issues = self.issues.at((), doc.lines)
         for problem in doc.issues:
-            issues.error(problem.path, problem.message)
+            issues.error(problem.path, problem.message, line=problem.line)
         if doc.data is not None:
             self.obj(doc.data, (), issues, bool(doc.issues))
 
