@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -42,20 +43,62 @@ def sd_notify(message: str) -> None:
 
 
 class _Wake(FileSystemEventHandler):
-    """Wakes the reconcile loop on changes to watched paths, ignoring our own status pushes."""
+    """Wakes the reconcile loop when a watched path changes (optionally one file only)."""
 
     def __init__(self, wake: threading.Event, only: Path | None = None):
         self.wake = wake
         self.only = only
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        path = os.fsdecode(event.src_path)
-        if self.only is not None and Path(path) != self.only:
-            return
-        # Our own status commits land under refs/heads/gitops/ and objects/; they must not loop.
-        if "/refs/heads/gitops/" in path or "/objects/" in path or path.endswith(".lock"):
-            return
-        self.wake.set()
+        if self.only is None or Path(os.fsdecode(event.src_path)) == self.only:
+            self.wake.set()
+
+
+class BranchWatcher:
+    """Wakes the loop when the tracked branch of a local repository moves.
+
+    File events in a git directory come in bursts and include our own status pushes,
+    so events only mark the ref as worth re-reading; the loop is woken only when the
+    branch really points somewhere new.
+    """
+
+    DEBOUNCE_S = 0.05
+
+    def __init__(self, git_dir: Path, branch: str, wake: threading.Event, stopping: threading.Event):
+        self.git_dir = git_dir
+        self.branch = branch
+        self.wake = wake
+        self.stopping = stopping
+        self.dirty = threading.Event()
+        self.last = self._head()
+        self.thread = threading.Thread(target=self._run, name="branch-watcher", daemon=True)
+
+    def schedule(self, observer: Any) -> None:
+        """Watch the ref files (not the object store) and start the checker thread."""
+        observer.schedule(_Wake(self.dirty), str(self.git_dir), recursive=False)
+        heads = self.git_dir / "refs" / "heads"
+        if heads.is_dir():
+            observer.schedule(_Wake(self.dirty), str(heads), recursive=True)
+        self.thread.start()
+
+    def _head(self) -> str:
+        proc = subprocess.run(
+            ["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify", "--quiet", f"refs/heads/{self.branch}"],
+            capture_output=True,
+            check=False,
+        )
+        return proc.stdout.decode().strip()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            if not self.dirty.wait(1.0):
+                continue
+            time.sleep(self.DEBOUNCE_S)
+            self.dirty.clear()
+            head = self._head()
+            if head != self.last:
+                self.last = head
+                self.wake.set()
 
 
 def local_git_dir(url: str) -> Path | None:
@@ -116,7 +159,7 @@ class Daemon:
         observer.schedule(_Wake(self.wake, trigger), str(trigger.parent), recursive=False)
         git_dir = local_git_dir(self.config.repo)
         if git_dir is not None:
-            observer.schedule(_Wake(self.wake), str(git_dir), recursive=True)
+            BranchWatcher(git_dir, self.config.branch, self.wake, self.stopping).schedule(observer)
         scheduler.start()
         observer.start()
         try:
@@ -157,6 +200,11 @@ class Daemon:
             report = self.reconciler.run_pass()
         except (PassFailed, GitError) as e:
             log.error("pass failed (will retry): %s", e)
+            self.last_ok = False
+            return False
+        except Exception:
+            # A bug must not take the node's workloads down with the daemon: log and retry.
+            log.exception("pass crashed (will retry)")
             self.last_ok = False
             return False
         finally:

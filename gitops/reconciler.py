@@ -127,9 +127,9 @@ class Reconciler:
         report = PassReport(rev, mset, assignment, the_plan, errors=errors)
         if dry_run:
             return report
-        report.outcome = self.executor.execute(the_plan.actions)
-        self._record_outcome(report.outcome)
         try:
+            report.outcome = self.executor.execute(the_plan.actions)
+            self._record_outcome(report.outcome)
             after = self.runtime.list_managed(self.node) if the_plan.actions else observed
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import DOCKER_HOST, ROOT, TEST_IMAGE, Repo, remove_node_containers
+from tests.helpers import DOCKER_HOST, ROOT, TEST_IMAGE, DaemonProcess, Repo, SecondEngine, remove_node_containers
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +41,26 @@ def repo(tmp_path: Path) -> Repo:
     r = Repo(tmp_path / "cluster")
     r.commit("init")
     return r
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
+    """Daemon processes a test starts; SIGTERMed (then killed) at teardown."""
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        if d.alive():
+            try:
+                d.kill(15)
+            except subprocess.TimeoutExpired:
+                d.kill(9)
+
+
+@pytest.fixture
+def second_engine(tmp_path_factory: pytest.TempPathFactory, docker_engine: str) -> Iterator[SecondEngine]:
+    """A second, private dockerd (its own socket and data root) holding the test image."""
+    engine = SecondEngine(tmp_path_factory.mktemp("dockerd2"))
+    engine.start()
+    engine.load_image(TEST_IMAGE)
+    yield engine
+    engine.stop(remove_containers=True)

@@ -79,12 +79,12 @@ def deployment(
     replicas: int = 1,
     env: dict[str, str] | None = None,
     command: list[str] | None = None,
-    extra_container: str = "",
-    extra_spec: str = "",
+    container_extra: str = "",
+    spec_extra: str = "",
     image: str = TEST_IMAGE,
 ) -> str:
-    """A Deployment manifest running the test image."""
-    env_yaml = "".join(f"\n            - {{name: {k}, value: {v!r}}}" for k, v in (env or {}).items())
+    """A Deployment manifest running the test image; extras are YAML lines at container/pod level."""
+    env_lines = "".join(f"\n            - {{name: {k}, value: {v!r}}}" for k, v in (env or {}).items())
     return f"""\
 apiVersion: apps/v1
 kind: Deployment
@@ -96,15 +96,14 @@ spec:
   template:
     metadata: {{labels: {{app: {name}}}}}
     spec:
-      terminationGracePeriodSeconds: 2{extra_spec}
-      containers:
+      terminationGracePeriodSeconds: 2
+{spec_extra}      containers:
         - name: main
           image: {image}
           imagePullPolicy: IfNotPresent
           command: {command or SERVE!r}
-          env: [{env_yaml}
-          ]{extra_container}
-"""
+          env:{env_lines or " []"}
+{container_extra}"""
 
 
 def managed(node: str, client: docker.DockerClient | None = None, all_: bool = True) -> list[dict[str, Any]]:
@@ -139,3 +138,106 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
+
+
+class DaemonProcess:
+    """A real ``gitops run`` process, as systemd would start it."""
+
+    def __init__(self, repo: str, node: str, state_dir: Path, log: Path, interval: float = 2.0,
+                 docker_host: str = DOCKER_HOST, extra_env: dict[str, str] | None = None,
+                 extra_args: list[str] | None = None):  # fmt: skip
+        self.args = [
+            str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else "python3",
+            "-m", "gitops.cli", "run", "--repo", repo, "--node", node, "--state-dir", str(state_dir),
+            "--interval", str(interval), "--docker-host", docker_host, *(extra_args or []),
+        ]  # fmt: skip
+        self.env = {
+            **os.environ,
+            "GITOPS_CONFIG": str(state_dir / "no-config.yaml"),
+            "GITOPS_CPU_MILLIS": "8000",
+            "GITOPS_MEMORY_MIB": "16384",
+            "GITOPS_GPUS": "[]",
+            "GITOPS_SECRETS_DIR": str(state_dir / "secrets"),
+            "PYTHONPATH": str(ROOT),
+            **(extra_env or {}),
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DaemonProcess:
+        """Start the process (logs appended to ``self.log``)."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self, sig: int = 9) -> int:
+        """Send ``sig`` and wait for the exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout=30)
+
+    def alive(self) -> bool:
+        """Whether the process still runs."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        """Everything it logged so far."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class SecondEngine:
+    """A private dockerd for tests where an engine (and its node) dies; see DESIGN.md section 11."""
+
+    def __init__(self, root: Path):
+        # unix socket paths are limited to ~108 bytes: keep it short.
+        self.sock = Path(f"/tmp/gd2-{os.getpid()}-{root.name[-6:]}.sock")
+        self.host = f"unix://{self.sock}"
+        self.root = root
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    BRIDGE = "gitops-br2"
+
+    def start(self) -> None:
+        """Start dockerd and wait until it answers."""
+        # Its own bridge: `--bridge=none` makes dockerd delete the main engine's docker0.
+        if subprocess.run(["ip", "link", "show", self.BRIDGE], capture_output=True).returncode != 0:
+            for cmd in (["link", "add", "name", self.BRIDGE, "type", "bridge"],
+                        ["addr", "add", "172.31.250.1/24", "dev", self.BRIDGE],
+                        ["link", "set", self.BRIDGE, "up"]):  # fmt: skip
+                subprocess.run(["ip", *cmd], check=True)
+        args = [
+            "dockerd", "-H", self.host, "--data-root", str(self.root / "data"),
+            "--exec-root", f"/tmp/gd2x-{self.root.name[-6:]}", "--pidfile", str(self.root / "dockerd.pid"),
+            f"--bridge={self.BRIDGE}", "--iptables=false", "--ip6tables=false",
+        ]  # fmt: skip
+        with (self.root / "dockerd.log").open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(self._answers, timeout=60, interval=0.3, what=f"dockerd at {self.host}")
+
+    def _answers(self) -> bool:
+        try:
+            c = docker.DockerClient(base_url=self.host, timeout=5)
+            c.ping()
+            c.close()
+            return True
+        except Exception:
+            return False
+
+    def load_image(self, image: str) -> None:
+        """Copy an image from the main engine (nothing can be pulled here)."""
+        save = subprocess.Popen(["docker", "-H", DOCKER_HOST, "save", image], stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=save.stdout, check=True, capture_output=True)
+        save.wait(timeout=60)
+
+    def stop(self, remove_containers: bool = False) -> None:
+        """Stop dockerd (its containers die with it unless removed first)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if remove_containers:
+            c = docker.DockerClient(base_url=self.host)
+            for row in c.api.containers(all=True):
+                c.api.remove_container(row["Id"], force=True)
+            c.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=60)

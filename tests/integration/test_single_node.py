@@ -45,11 +45,13 @@ def status(repo: Repo, node: str) -> dict[str, object]:
 def test_deploy_update_revert_remove(repo: Repo, node_name: str, tmp_path: Path) -> None:
     (tmp_path / "secrets" / "db").mkdir(parents=True)
     (tmp_path / "secrets" / "db" / "password").write_text("s3cret\n")
-    manifest = deployment("web", replicas=2, env={"MODE": "one"}).replace(
-        "          ]",
-        "            - name: DB_PASSWORD\n              valueFrom: {secretKeyRef: {name: db, key: password}}\n          ]\n"
+    manifest = deployment(
+        "web",
+        replicas=2,
+        env={"MODE": "one"},
+        container_extra="            - name: DB_PASSWORD\n              valueFrom: {secretKeyRef: {name: db, key: password}}\n"
         "          ports: [{containerPort: 8080, protocol: TCP}]\n"
-        "          resources: {limits: {cpu: 250m, memory: 64Mi}}",
+        "          resources: {limits: {cpu: 250m, memory: 64Mi}}\n",
     )
     v1 = repo.put("apps/web.yaml", manifest)
     rec = reconciler(repo, node_name, tmp_path)
