@@ -22,7 +22,11 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "repo-template"
 
 def _add_source_flags(p: argparse.ArgumentParser, repo_required: bool = False) -> None:
     p.add_argument("--config", type=Path, help="config file (default /etc/gitops/config.yaml)")
-    p.add_argument("--repo", required=False, help="repository URL or local path" + (" (required)" if repo_required else ""))
+    p.add_argument(
+        "--repo",
+        required=False,
+        help="repository URL or local path" + (" (required)" if repo_required else ""),
+    )
     p.add_argument("--branch", help="branch to track (default main)")
     p.add_argument("--path", help="sub-path holding the manifests")
     p.add_argument("--state-dir", type=Path, help="state directory (default /var/lib/gitops)")
@@ -79,8 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace) -> Config:
     flags = {
         k: getattr(args, k, None)
-        for k in ("repo", "branch", "path", "state_dir", "node", "docker_host", "secrets_dir", "interval",
-                  "log_format", "log_level")  # fmt: skip
+        for k in (
+            "repo",
+            "branch",
+            "path",
+            "state_dir",
+            "node",
+            "docker_host",
+            "secrets_dir",
+            "interval",
+            "log_format",
+            "log_level",
+        )
     }
     return load_config(getattr(args, "config", None), flags)
 
@@ -142,12 +156,17 @@ def cmd_validate(target: Path, output: str) -> int:
         }
     mset = combine({rel: parse_file(rel, p.read_bytes()) for rel, p in files.items()})
     if output == "json":
-        print(json.dumps({
-            "valid": not mset.errors,
-            "workloads": [w.key for w in mset.workloads],
-            "errors": [e.model_dump(exclude_none=True) for e in mset.errors],
-            "warnings": list(mset.warnings),
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "valid": not mset.errors,
+                    "workloads": [w.key for w in mset.workloads],
+                    "errors": [e.model_dump(exclude_none=True) for e in mset.errors],
+                    "warnings": list(mset.warnings),
+                },
+                indent=2,
+            )
+        )
     else:
         for w in mset.warnings:
             print(f"warning: {w}", file=sys.stderr)
@@ -167,7 +186,11 @@ def cmd_init(target: Path) -> int:
         return EXIT_ERROR
     shutil.copytree(TEMPLATE_DIR, target, dirs_exist_ok=True)
     ident = ["-c", "user.name=gitops", "-c", "user.email=gitops@localhost"]
-    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-q", "-m", "Initial cluster repository"]):
+    for cmd in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        [*ident, "commit", "-q", "-m", "Initial cluster repository"],
+    ):
         subprocess.run(["git", "-C", str(target), *cmd], check=True)
     print(f"created {target}; run: gitops run --repo {target} --node $(hostname)")
     return EXIT_OK
@@ -189,7 +212,9 @@ def _reconciler(cfg: Config) -> Any:
     from gitops.reconciler import Reconciler
 
     inventory = (
-        DeclaredInventory([Gpu(uuid=g.uuid, model=g.model, memory_mib=g.memory_mib, index=i) for i, g in enumerate(cfg.gpus)])
+        DeclaredInventory(
+            [Gpu(uuid=g.uuid, model=g.model, memory_mib=g.memory_mib, index=i) for i, g in enumerate(cfg.gpus)]
+        )
         if cfg.gpus is not None
         else NvmlInventory()
     )
@@ -232,8 +257,8 @@ def cmd_plan(cfg: Config) -> int:
         return EXIT_ERROR
     finally:
         rec.close()
-    for e in report.errors:
-        print(f"error: {e.message}", file=sys.stderr)
+    for err in report.errors:
+        print(f"error: {err.message}", file=sys.stderr)
     for a in report.plan.actions:
         print(a.describe())
     if not report.plan.actions:
@@ -299,12 +324,17 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
     }
     a = place(mset.workloads, nodes, previous)
     if output == "json":
-        print(json.dumps({
-            "revision": rev,
-            "nodes": {n: [f"{k}[{i}]" for k, i in v] for n, v in a.per_node.items()},
-            "unschedulable": [{"workload": k, "replica": i, "reason": why} for k, i, why in a.unschedulable],
-            "digest": a.digest(rev, [n.name for n in nodes]),
-        }, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "revision": rev,
+                    "nodes": {n: [f"{k}[{i}]" for k, i in v] for n, v in a.per_node.items()},
+                    "unschedulable": [{"workload": k, "replica": i, "reason": why} for k, i, why in a.unschedulable],
+                    "digest": a.digest(rev, [n.name for n in nodes]),
+                },
+                indent=2,
+            )
+        )
         return EXIT_OK
     for n in nodes:
         items = a.for_node(n.name)

@@ -83,7 +83,15 @@ class BranchWatcher:
 
     def _head(self) -> str:
         proc = subprocess.run(
-            ["git", "--git-dir", str(self.git_dir), "rev-parse", "--verify", "--quiet", f"refs/heads/{self.branch}"],
+            [
+                "git",
+                "--git-dir",
+                str(self.git_dir),
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                f"refs/heads/{self.branch}",
+            ],
             capture_output=True,
             check=False,
         )

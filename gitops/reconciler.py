@@ -235,9 +235,7 @@ class Reconciler:
                     (r.key, r.replica) == inst.id and r.state in RUNNING_STATES for r in view.reports[name].workloads
                 ):
                     blocked[inst.id] = f"exclusive: waiting for {name} to stop it or expire"
-        not_before = {
-            rid: t.last + self._backoff(t.streak) for rid, t in self._restarts.items() if t.streak > 0
-        }
+        not_before = {rid: t.last + self._backoff(t.streak) for rid, t in self._restarts.items() if t.streak > 0}
         return PlanInputs(
             prune_allowed=not mset.errors,
             protected_keys=frozenset(mset.invalid_keys),
@@ -259,7 +257,7 @@ class Reconciler:
         )
 
     def _backoff(self, streak: int) -> float:
-        return min(BACKOFF_START_S * 2 ** (streak - 1), BACKOFF_MAX_S) * self.config.backoff_scale
+        return float(min(BACKOFF_START_S * 2 ** (streak - 1), BACKOFF_MAX_S) * self.config.backoff_scale)
 
     def _record_outcome(self, outcome: Outcome) -> None:
         now = time.monotonic()
@@ -296,7 +294,7 @@ class Reconciler:
         for rid, cs in sorted(by_rid.items()):
             if rid in wanted:
                 continue
-            state, reason = the_plan.waiting.get(rid, ("running", "Terminating"))
+            _state, reason = the_plan.waiting.get(rid, ("running", "Terminating"))
             c = cs[0]
             rows.append(self._row(rid, c.spec_hash, c.id, "running" if c.state == "running" else "exited", reason))
         live_sorted = sorted(view.live | {self.node})
@@ -308,18 +306,24 @@ class Reconciler:
                 if w is not None:
                     rows.append(
                         ReplicaStatus(
-                            namespace=w.namespace, kind=w.kind, name=w.name, replica=idx,
-                            specHash=w.spec_hash, state="unschedulable", reason="Unschedulable", message=why,
-                        )  # fmt: skip
+                            namespace=w.namespace,
+                            kind=w.kind,
+                            name=w.name,
+                            replica=idx,
+                            spec_hash=w.spec_hash,
+                            state="unschedulable",
+                            reason="Unschedulable",
+                            message=why,
+                        )
                     )
-        self._finished = {
-            rid: r for rid, r in self._finished.items() if rid in wanted
-        } | {(r.key, r.replica): r for r in rows if r.kind in ("Job", "CronJob") and r.state in ("succeeded", "failed")}
+        self._finished = {rid: r for rid, r in self._finished.items() if rid in wanted} | {
+            (r.key, r.replica): r for r in rows if r.kind in ("Job", "CronJob") and r.state in ("succeeded", "failed")
+        }
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))
         return NodeStatus(
             node=self.node,
-            daemonVersion=__version__,
+            daemon_version=__version__,
             heartbeat=utc_now_iso(),
             labels=self.facts.labels,
             capacity=Capacity(
@@ -327,16 +331,14 @@ class Reconciler:
                 memory=self.facts.memory_mib,
                 gpus=[GpuStatus(uuid=g.uuid, model=g.model, memory=g.memory_mib) for g in self.gpus],
             ),
-            revision=RevisionStatus(sha=rev, verified=False, appliedAt=utc_now_iso()),
-            placementDigest=assignment.digest(rev, sorted(view.live | {self.node})),
-            liveNodes=sorted(view.live | {self.node}),
+            revision=RevisionStatus(sha=rev, verified=False, applied_at=utc_now_iso()),
+            placement_digest=assignment.digest(rev, sorted(view.live | {self.node})),
+            live_nodes=sorted(view.live | {self.node}),
             errors=errors,
             workloads=sorted(rows, key=lambda r: (r.namespace, r.kind, r.name, r.replica)),
         )
 
-    def _replica_row(
-        self, inst: Instance, cs: list[Observed], the_plan: Plan, now_mono: float
-    ) -> ReplicaStatus:
+    def _replica_row(self, inst: Instance, cs: list[Observed], the_plan: Plan, now_mono: float) -> ReplicaStatus:
         rid = inst.id
         w = inst.workload
         current = [c for c in cs if c.spec_hash == inst.spec_hash]
@@ -365,9 +367,7 @@ class Reconciler:
             job = w.job
             if job is not None and track.total >= job.backoff_limit + 0 and code not in (0, None):
                 tail = self.runtime.logs_tail(exited[0].id, 10)
-                return self._row(
-                    rid, inst.spec_hash, main.id, "failed", "BackoffLimitExceeded", tail, exit_code=code
-                )
+                return self._row(rid, inst.spec_hash, main.id, "failed", "BackoffLimitExceeded", tail, exit_code=code)
         if rid in the_plan.waiting:
             state, why = the_plan.waiting[rid]
             return self._row(rid, inst.spec_hash, main.id, "exited", state, why, code, track.total)
@@ -389,9 +389,19 @@ class Reconciler:
         since = prev[1] if prev and prev[0] == state else utc_now_iso()
         self._since[rid] = (state, since)
         return ReplicaStatus(
-            namespace=ns, kind=kind, name=name, replica=rid[1], specHash=spec_hash, container=cid,
-            state=state, reason=reason, message=message, exitCode=exit_code, restarts=restarts, since=since,
-        )  # fmt: skip
+            namespace=ns,
+            kind=kind,
+            name=name,
+            replica=rid[1],
+            spec_hash=spec_hash,
+            container=cid,
+            state=state,
+            reason=reason,
+            message=message,
+            exit_code=exit_code,
+            restarts=restarts,
+            since=since,
+        )
 
     def _push(self, status: NodeStatus, heartbeat_s: int) -> bool:
         key = content_key(status)
@@ -410,4 +420,3 @@ class Reconciler:
     def close(self) -> None:
         """Release the engine connection."""
         self.runtime.close()
-

@@ -77,7 +77,10 @@ class GitSource:
         if not (self.mirror / "HEAD").exists():
             self.mirror.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
-                ["git", "init", "-q", "--bare", str(self.mirror)], check=True, capture_output=True, env=self._env
+                ["git", "init", "-q", "--bare", str(self.mirror)],
+                check=True,
+                capture_output=True,
+                env=self._env,
             )
             self.git("config", "gc.auto", "0")
         self.git("config", "remote.origin.url", self.url)
@@ -89,10 +92,16 @@ class GitSource:
         """
         self.ensure_mirror()
         self.git(
-            "fetch", "--quiet", "--no-tags", "--prune", "--force", "--no-write-fetch-head", "origin",
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            "--force",
+            "--no-write-fetch-head",
+            "origin",
             f"+refs/heads/{self.branch}:{HEAD_REF}",
             f"+{STATUS_BRANCH_PREFIX}*:{STATUS_PREFIX}*",
-        )  # fmt: skip
+        )
         return self.head()
 
     def head(self) -> str:
@@ -196,8 +205,12 @@ class GitSource:
         if parent:
             args += ["-p", parent]
         who, mail = f"gitops {node}", f"{node}@gitops.invalid"
-        ident = {"GIT_AUTHOR_NAME": who, "GIT_AUTHOR_EMAIL": mail, "GIT_COMMITTER_NAME": who,
-                 "GIT_COMMITTER_EMAIL": mail}  # fmt: skip
+        ident = {
+            "GIT_AUTHOR_NAME": who,
+            "GIT_AUTHOR_EMAIL": mail,
+            "GIT_COMMITTER_NAME": who,
+            "GIT_COMMITTER_EMAIL": mail,
+        }
         commit = self.git(*args, env=ident).decode().strip()
         self.git("push", "--quiet", "--force", "origin", f"{commit}:{STATUS_BRANCH_PREFIX}{node}")
         self.git("update-ref", ref, commit)

@@ -122,9 +122,7 @@ class PodSpec(Frozen):
 
     def host_ports(self) -> tuple[tuple[int, str], ...]:
         """(port, protocol) pairs this pod binds on its node, sorted."""
-        return tuple(
-            sorted((p.host_port, p.protocol) for c in self.containers for p in c.ports if p.host_port)
-        )
+        return tuple(sorted((p.host_port, p.protocol) for c in self.containers for p in c.ports if p.host_port))
 
     def is_exclusive(self) -> bool:
         """True where two copies must never run at once (volume backed)."""

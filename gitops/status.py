@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+
 class _Status(BaseModel):
     # Reading tolerates fields from newer daemons: a mixed-version cluster must still agree.
     model_config = ConfigDict(extra="ignore", populate_by_name=True)

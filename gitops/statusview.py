@@ -29,38 +29,53 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
             if w is not None and row.state in ("running", "ready", "starting", "unhealthy"):
                 used_cpu += w.pod.cpu_request_millis()
                 used_mem += w.pod.memory_request_mib()
-        nodes.append({
-            "name": name,
-            "live": name in view.live,
-            "heartbeatAgeSeconds": round((now - hb).total_seconds(), 1) if hb else None,
-            "revision": r.revision.sha,
-            "upToDate": r.revision.sha == rev,
-            "capacity": {"cpu": r.capacity.cpu, "memory": r.capacity.memory, "gpus": len(r.capacity.gpus)},
-            "used": {"cpu": used_cpu, "memory": used_mem},
-            "digest": r.placement_digest,
-            "digestAgrees": r.placement_digest == majority,
-            "errors": [e.model_dump(exclude_none=True) for e in r.errors],
-            "labels": r.labels,
-        })  # fmt: skip
+        nodes.append(
+            {
+                "name": name,
+                "live": name in view.live,
+                "heartbeatAgeSeconds": round((now - hb).total_seconds(), 1) if hb else None,
+                "revision": r.revision.sha,
+                "upToDate": r.revision.sha == rev,
+                "capacity": {
+                    "cpu": r.capacity.cpu,
+                    "memory": r.capacity.memory,
+                    "gpus": len(r.capacity.gpus),
+                },
+                "used": {"cpu": used_cpu, "memory": used_mem},
+                "digest": r.placement_digest,
+                "digestAgrees": r.placement_digest == majority,
+                "errors": [e.model_dump(exclude_none=True) for e in r.errors],
+                "labels": r.labels,
+            }
+        )
     workloads = []
     for w in mset.workloads:
         rows = [(n, row) for n in sorted(view.live) for row in view.reports[n].workloads if row.key == w.key]
         current = [(n, row) for n, row in rows if row.spec_hash == w.spec_hash]
-        workloads.append({
-            "key": w.key,
-            "kind": w.kind,
-            "desired": w.replicas if w.kind != "DaemonSet" else None,
-            "specHash": w.spec_hash,
-            "running": sum(1 for _, row in rows if row.state in ("running", "ready", "unhealthy")),
-            "ready": sum(1 for _, row in current if row.state in READY_STATES),
-            "updated": len(current),
-            "nodes": sorted({n for n, row in rows if row.state not in ("unschedulable",)}),
-            "replicas": [
-                {"node": n, "replica": row.replica, "state": row.state, "reason": row.reason,
-                 "message": row.message, "specHash": row.spec_hash[:8], "restarts": row.restarts}
-                for n, row in rows
-            ],
-        })  # fmt: skip
+        workloads.append(
+            {
+                "key": w.key,
+                "kind": w.kind,
+                "desired": w.replicas if w.kind != "DaemonSet" else None,
+                "specHash": w.spec_hash,
+                "running": sum(1 for _, row in rows if row.state in ("running", "ready", "unhealthy")),
+                "ready": sum(1 for _, row in current if row.state in READY_STATES),
+                "updated": len(current),
+                "nodes": sorted({n for n, row in rows if row.state not in ("unschedulable",)}),
+                "replicas": [
+                    {
+                        "node": n,
+                        "replica": row.replica,
+                        "state": row.state,
+                        "reason": row.reason,
+                        "message": row.message,
+                        "specHash": row.spec_hash[:8],
+                        "restarts": row.restarts,
+                    }
+                    for n, row in rows
+                ],
+            }
+        )
     return {
         "revision": rev,
         "liveNodes": sorted(view.live),
@@ -91,7 +106,8 @@ def render_status(doc: dict[str, Any]) -> str:
         )
         for r in w["replicas"]:
             if r["state"] not in READY_STATES or r["reason"]:
-                lines.append(f"      [{r['replica']}] {r['node']}: {r['state']} {r['reason'] or ''} {r['message'] or ''}".rstrip())
+                why = f"{r['reason'] or ''} {r['message'] or ''}"
+                lines.append(f"      [{r['replica']}] {r['node']}: {r['state']} {why}".rstrip())
     for e in doc["manifestErrors"]:
         lines.append(f"error: {e.get('file')}:{e.get('line')}: {e.get('message')}")
     return "\n".join(lines)
@@ -112,5 +128,3 @@ def parse_node_spec(text: str) -> NodeInfo:
     cpu_m = int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
     gpus = tuple(f"{name}-gpu-{i}" for i in range(int(values["gpus"])))
     return NodeInfo(name=name, cpu_millis=cpu_m, memory_mib=int(values["memory"]), gpus=gpus)
-
-

@@ -10,7 +10,15 @@ from pathlib import Path
 import docker
 import pytest
 
-from tests.helpers import DOCKER_HOST, ROOT, TEST_IMAGE, DaemonProcess, Repo, SecondEngine, remove_node_containers
+from tests.helpers import (
+    DOCKER_HOST,
+    ROOT,
+    TEST_IMAGE,
+    DaemonProcess,
+    Repo,
+    SecondEngine,
+    remove_node_containers,
+)
 
 
 @pytest.fixture(scope="session")

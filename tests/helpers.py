@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import textwrap
@@ -21,8 +22,13 @@ SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
 
 def git(cwd: Path, *args: str) -> str:
     """Run git in ``cwd`` and return stdout."""
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
 
 
@@ -116,15 +122,11 @@ def remove_node_containers(node: str) -> None:
     """Force-remove every container and volume a test node created."""
     c = docker.DockerClient(base_url=DOCKER_HOST)
     for row in managed(node, c):
-        try:
+        with contextlib.suppress(docker.errors.NotFound):
             c.api.remove_container(row["Id"], force=True, v=True)
-        except docker.errors.NotFound:
-            pass
     for vol in (c.api.volumes(filters={"label": [f"gitops.node={node}"]}) or {}).get("Volumes") or []:
-        try:
+        with contextlib.suppress(docker.errors.APIError):
             c.api.remove_volume(vol["Name"], force=True)
-        except docker.errors.APIError:
-            pass
     c.close()
 
 
@@ -143,14 +145,34 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
 class DaemonProcess:
     """A real ``gitops run`` process, as systemd would start it."""
 
-    def __init__(self, repo: str, node: str, state_dir: Path, log: Path, interval: float = 2.0,
-                 docker_host: str = DOCKER_HOST, extra_env: dict[str, str] | None = None,
-                 extra_args: list[str] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        repo: str,
+        node: str,
+        state_dir: Path,
+        log: Path,
+        interval: float = 2.0,
+        docker_host: str = DOCKER_HOST,
+        extra_env: dict[str, str] | None = None,
+        extra_args: list[str] | None = None,
+    ):
         self.args = [
             str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").exists() else "python3",
-            "-m", "gitops.cli", "run", "--repo", repo, "--node", node, "--state-dir", str(state_dir),
-            "--interval", str(interval), "--docker-host", docker_host, *(extra_args or []),
-        ]  # fmt: skip
+            "-m",
+            "gitops.cli",
+            "run",
+            "--repo",
+            repo,
+            "--node",
+            node,
+            "--state-dir",
+            str(state_dir),
+            "--interval",
+            str(interval),
+            "--docker-host",
+            docker_host,
+            *(extra_args or []),
+        ]
         self.env = {
             **os.environ,
             "GITOPS_CONFIG": str(state_dir / "no-config.yaml"),
@@ -202,15 +224,26 @@ class SecondEngine:
         """Start dockerd and wait until it answers."""
         # Its own bridge: `--bridge=none` makes dockerd delete the main engine's docker0.
         if subprocess.run(["ip", "link", "show", self.BRIDGE], capture_output=True).returncode != 0:
-            for cmd in (["link", "add", "name", self.BRIDGE, "type", "bridge"],
-                        ["addr", "add", "172.31.250.1/24", "dev", self.BRIDGE],
-                        ["link", "set", self.BRIDGE, "up"]):  # fmt: skip
+            for cmd in (
+                ["link", "add", "name", self.BRIDGE, "type", "bridge"],
+                ["addr", "add", "172.31.250.1/24", "dev", self.BRIDGE],
+                ["link", "set", self.BRIDGE, "up"],
+            ):
                 subprocess.run(["ip", *cmd], check=True)
         args = [
-            "dockerd", "-H", self.host, "--data-root", str(self.root / "data"),
-            "--exec-root", f"/tmp/gd2x-{self.root.name[-6:]}", "--pidfile", str(self.root / "dockerd.pid"),
-            f"--bridge={self.BRIDGE}", "--iptables=false", "--ip6tables=false",
-        ]  # fmt: skip
+            "dockerd",
+            "-H",
+            self.host,
+            "--data-root",
+            str(self.root / "data"),
+            "--exec-root",
+            f"/tmp/gd2x-{self.root.name[-6:]}",
+            "--pidfile",
+            str(self.root / "dockerd.pid"),
+            f"--bridge={self.BRIDGE}",
+            "--iptables=false",
+            "--ip6tables=false",
+        ]
         with (self.root / "dockerd.log").open("ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         wait_for(self._answers, timeout=60, interval=0.3, what=f"dockerd at {self.host}")

@@ -120,10 +120,20 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
                 if _needs_restart(inst, c):
                     not_before = inputs.restart_not_before.get(rid, 0.0)
                     if inputs.now < not_before:
-                        result.waiting[rid] = ("CrashLoopBackOff", f"next restart in {not_before - inputs.now:.0f}s")
+                        result.waiting[rid] = (
+                            "CrashLoopBackOff",
+                            f"next restart in {not_before - inputs.now:.0f}s",
+                        )
                     else:
                         why = "created but never started" if c.exit_code is None else f"exited with code {c.exit_code}"
-                        result.actions.append(Action("start", rid, f"{why}; restartPolicy {inst.workload.pod.restart_policy}", target=c))
+                        result.actions.append(
+                            Action(
+                                "start",
+                                rid,
+                                f"{why}; restartPolicy {inst.workload.pod.restart_policy}",
+                                target=c,
+                            )
+                        )
             continue
         if rid in inputs.blocked:
             result.waiting[rid] = ("waiting", inputs.blocked[rid])

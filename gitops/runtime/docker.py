@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,8 @@ class Observed:
     @property
     def key(self) -> str:
         """The workload key (namespace/kind/name) this container belongs to."""
-        return f"{self.labels.get(LABEL + 'namespace')}/{self.labels.get(LABEL + 'kind')}/{self.labels.get(LABEL + 'name')}"
+        get = self.labels.get
+        return f"{get(LABEL + 'namespace')}/{get(LABEL + 'kind')}/{get(LABEL + 'name')}"
 
     @property
     def replica(self) -> int:
@@ -123,9 +125,7 @@ class DockerRuntime:
 
     def list_managed(self, node: str) -> list[Observed]:
         """Every container this node manages, running or not, in one call."""
-        rows = self._call(
-            self.api.containers, all=True, filters={"label": [f"{MANAGED}=true", f"{LABEL}node={node}"]}
-        )
+        rows = self._call(self.api.containers, all=True, filters={"label": [f"{MANAGED}=true", f"{LABEL}node={node}"]})
         return [
             Observed(
                 id=r["Id"],
@@ -233,10 +233,9 @@ class DockerRuntime:
         """Remove the named volumes whose labels match every filter."""
         found = self._call(self.api.volumes, filters={"label": label_filters}) or {}
         for vol in found.get("Volumes") or []:
-            try:
+            # Still in use by a container being replaced: it goes with that container's removal.
+            with contextlib.suppress(RuntimeFailure):
                 self._call(self.api.remove_volume, vol["Name"])
-            except RuntimeFailure:
-                pass  # still in use by a container being replaced; removed on a later pass
 
 
 def _split_image(image: str) -> tuple[str, str]:

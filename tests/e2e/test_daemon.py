@@ -52,8 +52,10 @@ def test_commit_triggers_pass_sigkill_adopts_drift_repaired(
 
     d.kill(9)
     d2 = start(daemons, str(repo.path), node_name, tmp_path, interval=2)
-    wait_for(lambda: "pass 1 " in d2.output() or "pass 1 at" in d2.output() or _passed(repo, node_name, ids),
-             what="first pass of the restarted daemon")  # fmt: skip
+    wait_for(
+        lambda: "pass 1 " in d2.output() or "pass 1 at" in d2.output() or _passed(repo, node_name, ids),
+        what="first pass of the restarted daemon",
+    )
     time.sleep(2.5)
     assert running_ids(node_name) == ids, "a restarted daemon recreates nothing unchanged"
 
@@ -71,9 +73,17 @@ def test_commit_triggers_pass_sigkill_adopts_drift_repaired(
     victim = sorted(running_ids(node_name))[0]
     client.api.remove_container(victim, force=True)
     subprocess.run(
-        [str(ROOT / ".venv/bin/python"), "-m", "gitops.cli", "sync", "--state-dir", str(tmp_path / f"state-{node_name}")],
-        check=True, env={**os.environ, "PYTHONPATH": str(ROOT), "GITOPS_CONFIG": "/nonexistent"},
-    )  # fmt: skip
+        [
+            str(ROOT / ".venv/bin/python"),
+            "-m",
+            "gitops.cli",
+            "sync",
+            "--state-dir",
+            str(tmp_path / f"state-{node_name}"),
+        ],
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "GITOPS_CONFIG": "/nonexistent"},
+    )
     wait_for(lambda: len(running_ids(node_name)) == 3, timeout=10, what="repair after gitops sync")
 
     # SIGTERM stops the daemon and leaves the containers running.
@@ -98,8 +108,12 @@ def test_status_branch_follows_changes(
         return sorted(w["state"] for w in (yaml.safe_load(raw) or {}).get("workloads", [])) if raw else []
 
     wait_for(lambda: states() == ["ready", "ready"], what="status shows 2 ready")
-    msg = subprocess.run(["git", "-C", str(repo.path), "log", "-1", "--format=%s", f"gitops/status/{node_name}"],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    msg = subprocess.run(
+        ["git", "-C", str(repo.path), "log", "-1", "--format=%s", f"gitops/status/{node_name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert msg.startswith(f"{node_name}: web 2/2 ready at ")
     repo.remove("apps/web.yaml")
     wait_for(lambda: states() == [] and not managed(node_name), what="status and containers empty after removal")
@@ -115,8 +129,11 @@ def test_engine_restart_daemon_reconnects(
     time.sleep(2)
     assert d.alive(), d.output()
     second_engine.start()
-    wait_for(lambda: len(running_ids(node_name, second_engine.host)) == 2, timeout=60,
-             what="replicas running again after the engine came back")  # fmt: skip
+    wait_for(
+        lambda: len(running_ids(node_name, second_engine.host)) == 2,
+        timeout=60,
+        what="replicas running again after the engine came back",
+    )
     assert d.alive()
 
 
@@ -130,18 +147,33 @@ def git_daemon(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[byt
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    args = ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", f"--base-path={base}",
-            "--export-all", "--enable=receive-pack", str(base)]  # fmt: skip
+    args = [
+        "git",
+        "daemon",
+        "--reuseaddr",
+        "--listen=127.0.0.1",
+        f"--port={port}",
+        f"--base-path={base}",
+        "--export-all",
+        "--enable=receive-pack",
+        str(base),
+    ]
     proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
     url = f"git://127.0.0.1:{port}/cluster.git"
-    wait_for(lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0, what="git daemon")
+    wait_for(
+        lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
+        what="git daemon",
+    )
     yield url, bare, proc
     proc.terminate()
     proc.wait(timeout=10)
 
 
 def test_git_server_outage_changes_nothing_and_recovers(
-    node_name: str, tmp_path: Path, daemons: list[DaemonProcess], git_daemon: tuple[str, Path, subprocess.Popen[bytes]]
+    node_name: str,
+    tmp_path: Path,
+    daemons: list[DaemonProcess],
+    git_daemon: tuple[str, Path, subprocess.Popen[bytes]],
 ) -> None:
     url, bare, server = git_daemon
     work = Repo(tmp_path / "work")
@@ -155,16 +187,33 @@ def test_git_server_outage_changes_nothing_and_recovers(
     assert running_ids(node_name) == ids, "a Git outage changes nothing that runs"
     port = url.split(":")[2].split("/")[0]
     revived = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", f"--base-path={bare.parent}",
-         "--export-all", "--enable=receive-pack", str(bare.parent)], stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            f"--base-path={bare.parent}",
+            "--export-all",
+            "--enable=receive-pack",
+            str(bare.parent),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     try:
-        wait_for(lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0, what="revive")
+        wait_for(
+            lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
+            what="revive",
+        )
         work.put("apps/web.yaml", deployment("web", replicas=3))
         subprocess.run(["git", "-C", str(work.path), "push", "-q", url, "main"], check=True)
         wait_for(lambda: len(running_ids(node_name)) == 3, timeout=30, what="recovered after the server returned")
-        out = subprocess.run(["git", "--git-dir", str(bare), "show", f"gitops/status/{node_name}:status.yaml"],
-                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            ["git", "--git-dir", str(bare), "show", f"gitops/status/{node_name}:status.yaml"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert f"node: {node_name}" in out
     finally:
         revived.terminate()
@@ -176,10 +225,16 @@ def test_quickstart_path(tmp_path: Path, node_name: str) -> None:
     client = docker.DockerClient(base_url=DOCKER_HOST)
     # Tests cannot pull: the template's public image is stood in for by the local test image.
     client.images.get("gitops-test/busybox:latest").tag("busybox", "1.36")
-    env = {**os.environ, "GITOPS_QUICKSTART_DIR": str(tmp_path / "cluster"), "GITOPS_NODE": node_name,
-           "GITOPS_ONCE": "1", "GITOPS_CONFIG": "/nonexistent"}  # fmt: skip
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "up.sh")], env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    env = {
+        **os.environ,
+        "GITOPS_QUICKSTART_DIR": str(tmp_path / "cluster"),
+        "GITOPS_NODE": node_name,
+        "GITOPS_ONCE": "1",
+        "GITOPS_CONFIG": "/nonexistent",
+    }
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "up.sh")], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert len(running_ids(node_name)) == 2
     cid = sorted(running_ids(node_name))[0]
@@ -195,7 +250,8 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
     exe = ROOT / ".venv" / "bin" / "gitops"
     assert exe.exists()
     (tmp_path / "gitops.service").write_text(unit.replace("/usr/local/bin/gitops", str(exe)))
-    proc = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "gitops.service")], capture_output=True,
-                          text=True)  # fmt: skip
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(tmp_path / "gitops.service")], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Type=notify" in unit and "WatchdogSec=" in unit

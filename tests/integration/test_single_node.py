@@ -49,7 +49,8 @@ def test_deploy_update_revert_remove(repo: Repo, node_name: str, tmp_path: Path)
         "web",
         replicas=2,
         env={"MODE": "one"},
-        container_extra="            - name: DB_PASSWORD\n              valueFrom: {secretKeyRef: {name: db, key: password}}\n"
+        container_extra="            - name: DB_PASSWORD\n"
+        "              valueFrom: {secretKeyRef: {name: db, key: password}}\n"
         "          ports: [{containerPort: 8080, protocol: TCP}]\n"
         "          resources: {limits: {cpu: 250m, memory: 64Mi}}\n",
     )

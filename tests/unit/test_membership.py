@@ -16,8 +16,13 @@ def report(name: str, at: datetime) -> NodeStatus:
 
 def test_fresh_is_live_and_stale_is_not() -> None:
     m = Membership()
-    view = m.view({"a": report("a", T0), "b": report("b", T0 - timedelta(seconds=60))},
-                  {"a": "1", "b": "2"}, 30, now=T0, monotonic=0.0)  # fmt: skip
+    view = m.view(
+        {"a": report("a", T0), "b": report("b", T0 - timedelta(seconds=60))},
+        {"a": "1", "b": "2"},
+        30,
+        now=T0,
+        monotonic=0.0,
+    )
     assert view.live == {"a"}
 
 
@@ -26,8 +31,13 @@ def test_skewed_clock_cannot_flap_a_node_that_keeps_committing() -> None:
     # Node "slow" writes timestamps 40 s behind our clock, but its commits keep changing.
     for i in range(10):
         now = T0 + timedelta(seconds=10 * i)
-        view = m.view({"slow": report("slow", now - timedelta(seconds=40))}, {"slow": f"c{i}"}, 30,
-                      now=now, monotonic=10.0 * i)  # fmt: skip
+        view = m.view(
+            {"slow": report("slow", now - timedelta(seconds=40))},
+            {"slow": f"c{i}"},
+            30,
+            now=now,
+            monotonic=10.0 * i,
+        )
         if i:
             assert view.live == {"slow"}, i
 

@@ -15,8 +15,14 @@ def test_status_round_trip_and_message() -> None:
         node="node-1",
         heartbeat="2026-11-27T18:00:00Z",
         workloads=[
-            ReplicaStatus(namespace="default", kind="Deployment", name="web", replica=i, specHash="ab" * 32,
-                          state="ready")  # fmt: skip
+            ReplicaStatus(
+                namespace="default",
+                kind="Deployment",
+                name="web",
+                replica=i,
+                spec_hash="ab" * 32,
+                state="ready",
+            )
             for i in range(2)
         ],
     )

@@ -14,15 +14,27 @@ def workload(name: str = "web", env: str = "a", **kw: object) -> Workload:
     return Workload(kind="Deployment", name=name, file="x.yaml", pod=pod, **kw)  # type: ignore[arg-type]
 
 
-def observed(w: Workload, replica: int, state: str = "running", spec_hash: str | None = None,
-             exit_code: int | None = None, container: str = "main") -> Observed:  # fmt: skip
+def observed(
+    w: Workload,
+    replica: int,
+    state: str = "running",
+    spec_hash: str | None = None,
+    exit_code: int | None = None,
+    container: str = "main",
+) -> Observed:
     h = spec_hash or w.spec_hash
     return Observed(
         id=f"id-{w.name}-{replica}-{h[:4]}-{container}",
         name=f"{w.name}.{replica}.{h[:8]}",
-        labels={"gitops.namespace": w.namespace, "gitops.kind": w.kind, "gitops.name": w.name,
-                "gitops.replica": str(replica), "gitops.spec-hash": h, "gitops.container": container,
-                "gitops.gpus": ""},  # fmt: skip
+        labels={
+            "gitops.namespace": w.namespace,
+            "gitops.kind": w.kind,
+            "gitops.name": w.name,
+            "gitops.replica": str(replica),
+            "gitops.spec-hash": h,
+            "gitops.container": container,
+            "gitops.gpus": "",
+        },
         state=state,
         exit_code=exit_code,
         created=0,
@@ -53,7 +65,10 @@ def test_exclusive_or_host_port_pods_break_before_make() -> None:
     c = ContainerSpec(name="main", image="img", ports=(PortSpec(container_port=80, host_port=8080),))
     old = workload(pod=PodSpec(containers=(c,)))
     new = workload(pod=PodSpec(containers=(c.model_copy(update={"image": "img2"}),)))
-    assert [a.op for a in plan([Instance(new, 0, "r")], [observed(old, 0)], PlanInputs()).actions] == ["remove", "run"]
+    assert [a.op for a in plan([Instance(new, 0, "r")], [observed(old, 0)], PlanInputs()).actions] == [
+        "remove",
+        "run",
+    ]
     vol = ContainerSpec(name="main", image="img", mounts=(Mount(target="/d", type="hostPath", source="/srv"),))
     w = workload(pod=PodSpec(containers=(vol,)))
     assert w.exclusive
