@@ -84,7 +84,7 @@ class TemplateMeta(KubeModel):
 
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: Annotated[dict[str, str], checked(_no_legacy_init_containers)] = Field(default_factory=dict)
-    name: Annotated[object, Ignore("replicas are named <namespace>.<name>.<replica>.<hash>")] = None
+    name: Annotated[object, Ignore("each replica gets its own container name (namespace.name.replica.hash)")] = None
     namespace: Annotated[object, Ignore("the workload's namespace applies")] = None
     creation_timestamp: Annotated[object, _API_SERVER] = None
 

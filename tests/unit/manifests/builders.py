@@ -9,7 +9,9 @@ def _indent(text: str, spaces: int) -> str:
     return textwrap.indent(textwrap.dedent(text).strip("\n"), " " * spaces) + "\n" if text.strip() else ""
 
 
-def deployment(container: str = "", pod: str = "", spec: str = "", name: str = "web", image: str = "nginx:1.27") -> bytes:
+def deployment(
+    container: str = "", pod: str = "", spec: str = "", name: str = "web", image: str = "nginx:1.27"
+) -> bytes:
     """A valid Deployment; ``container``/``pod``/``spec`` are YAML lines added at that level."""
     text = (
         "apiVersion: apps/v1\n"
@@ -17,16 +19,11 @@ def deployment(container: str = "", pod: str = "", spec: str = "", name: str = "
         "metadata:\n"
         f"  name: {name}\n"
         "spec:\n"
-        "  selector: {matchLabels: {app: web}}\n"
-        + _indent(spec, 2)
-        + "  template:\n"
+        "  selector: {matchLabels: {app: web}}\n" + _indent(spec, 2) + "  template:\n"
         "    metadata: {labels: {app: web}}\n"
-        "    spec:\n"
-        + _indent(pod, 6)
-        + "      containers:\n"
+        "    spec:\n" + _indent(pod, 6) + "      containers:\n"
         "      - name: web\n"
-        f"        image: {image}\n"
-        + _indent(container, 8)
+        f"        image: {image}\n" + _indent(container, 8)
     )
     return text.encode()
 
@@ -35,9 +32,7 @@ def job(pod: str = "restartPolicy: Never", spec: str = "", kind: str = "Job") ->
     """A valid Job (or, with ``kind='CronJob'``, the Job template of a CronJob every minute)."""
     body = (
         "  template:\n"
-        "    spec:\n"
-        + _indent(pod, 6)
-        + "      containers:\n"
+        "    spec:\n" + _indent(pod, 6) + "      containers:\n"
         "      - {name: main, image: busybox:1.36, command: [sh, -c, 'echo hi']}\n"
     )
     if kind == "Job":

@@ -62,8 +62,14 @@ def test_the_reference_deployment() -> None:
 
 @pytest.mark.parametrize(
     ("image", "policy"),
-    [("nginx", "Always"), ("nginx:latest", "Always"), ("nginx:1.27", "IfNotPresent"),
-     ("reg:5000/team/app", "Always"), ("reg:5000/app:v2", "IfNotPresent"), ("app@sha256:" + "a" * 64, "IfNotPresent")],
+    [
+        ("nginx", "Always"),
+        ("nginx:latest", "Always"),
+        ("nginx:1.27", "IfNotPresent"),
+        ("reg:5000/team/app", "Always"),
+        ("reg:5000/app:v2", "IfNotPresent"),
+        ("app@sha256:" + "a" * 64, "IfNotPresent"),
+    ],
 )
 def test_default_pull_policy(image: str, policy: str) -> None:
     assert only(parse_file("a.yaml", deployment(image=image))).pod.containers[0].pull_policy == policy
@@ -123,7 +129,9 @@ def test_container_fields_are_mapped() -> None:
     assert c.readiness.headers == (("X-A", "b"),)
     assert c.liveness is not None and (c.liveness.handler, c.liveness.initial_delay_s) == ("tcpSocket", 3)
     assert c.startup is not None and (c.startup.command, c.startup.timeout_s, c.startup.failure_threshold) == (
-        ("cat", "/ok"), 1, 3,
+        ("cat", "/ok"),
+        1,
+        3,
     )
     assert (c.user, c.read_only_root) == ("1000:2000", True)
     assert c.mounts == (
@@ -151,8 +159,9 @@ def test_rollout_strategy_is_resolved(strategy: str, replicas: int, unavailable:
 
 
 def test_rollout_that_cannot_progress_is_refused() -> None:
-    error = one_error(deployment(spec="strategy: {rollingUpdate: {maxUnavailable: 0, maxSurge: '0%'}}"),
-                      "spec.strategy.rollingUpdate")
+    error = one_error(
+        deployment(spec="strategy: {rollingUpdate: {maxUnavailable: 0, maxSurge: '0%'}}"), "spec.strategy.rollingUpdate"
+    )
     assert "both be 0" in error.message
 
 
@@ -216,44 +225,90 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
         (deployment(spec="replicas: 1000000000"), "spec.replicas", "less than or equal to 1000"),
         (deployment(spec="replicas: -1"), "spec.replicas", "greater than or equal to 0"),
         (deployment(spec="replicas: '3'"), "spec.replicas", "integer"),
-        (deployment(container="resources: {limits: {memory: -1}}"),
-         "spec.template.spec.containers[0].resources.limits.memory", "negative"),
-        (deployment(container="resources: {limits: {cpu: abc}}"),
-         "spec.template.spec.containers[0].resources.limits.cpu", "not a quantity"),
-        (deployment(container="resources: {requests: {cpu: 2}, limits: {cpu: 1}}"),
-         "spec.template.spec.containers[0].resources.requests.cpu", "above the limit"),
-        (deployment(container='resources: {limits: {"nvidia.com/gpu": 0.5}}'),
-         'spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"]', "whole number"),
-        (deployment(container="env: [{name: A, value: 1}]"), "spec.template.spec.containers[0].env[0].value",
-         "string"),
-        (deployment(spec="selector: {matchLabels: {app: other}}"), "spec.selector.matchLabels.app",
-         "app=other"),
+        (
+            deployment(container="resources: {limits: {memory: -1}}"),
+            "spec.template.spec.containers[0].resources.limits.memory",
+            "negative",
+        ),
+        (
+            deployment(container="resources: {limits: {cpu: abc}}"),
+            "spec.template.spec.containers[0].resources.limits.cpu",
+            "not a quantity",
+        ),
+        (
+            deployment(container="resources: {requests: {cpu: 2}, limits: {cpu: 1}}"),
+            "spec.template.spec.containers[0].resources.requests.cpu",
+            "above the limit",
+        ),
+        (
+            deployment(container='resources: {limits: {"nvidia.com/gpu": 0.5}}'),
+            'spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"]',
+            "whole number",
+        ),
+        (deployment(container="env: [{name: A, value: 1}]"), "spec.template.spec.containers[0].env[0].value", "string"),
+        (deployment(spec="selector: {matchLabels: {app: other}}"), "spec.selector.matchLabels.app", "app=other"),
         (deployment(pod="restartPolicy: Never"), "spec.template.spec.restartPolicy", "must be Always"),
         (job(pod=""), "spec.template.spec.restartPolicy", "OnFailure or Never"),
-        (deployment(container="volumeMounts: [{name: data, mountPath: /d}]"),
-         "spec.template.spec.containers[0].volumeMounts[0].name", "no volume named 'data'"),
-        (deployment(container="readinessProbe: {httpGet: {port: web}}"),
-         "spec.template.spec.containers[0].readinessProbe.httpGet.port", "no container port is named 'web'"),
-        (deployment(container="securityContext: {privileged: true}"),
-         "spec.template.spec.containers[0].securityContext.privileged", "privileged"),
-        (deployment(container="securityContext: {capabilities: {add: [NET_ADMIN]}}"),
-         "spec.template.spec.containers[0].securityContext.capabilities.add", "capabilities"),
-        (deployment(pod="volumes: [{name: c, configMap: {name: c}}]"), "spec.template.spec.volumes[0].configMap",
-         "configMap volumes are not supported"),
-        (deployment(pod="initContainers: [{name: i, image: busybox}]"), "spec.template.spec.initContainers",
-         "initContainers are not run"),
-        (deployment(pod="affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: []}}}"),
-         "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution", "nodeSelector"),
-        (deployment(container="env: [{name: A, valueFrom: {configMapKeyRef: {name: c, key: k}}}]"),
-         "spec.template.spec.containers[0].env[0].valueFrom.configMapKeyRef", "ConfigMaps are not read"),
-        (deployment(container="env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]"),
-         "spec.template.spec.containers[0].env[0].valueFrom.fieldRef.fieldPath", "metadata.namespace"),
-        (deployment(container="lifecycle: {preStop: {exec: {command: [x]}}}"),
-         "spec.template.spec.containers[0].lifecycle", "hooks are not run"),
-        (deployment().replace(b"- name: web", b"- name: Bad_Name"), "spec.template.spec.containers[0].name",
-         "RFC 1123"),
-        (deployment(container="env: [{name: S, valueFrom: {secretKeyRef: {name: s, key: k}}}]\nargs: [$(S)]"),
-         "spec.template.spec.containers[0].args[0]", "secret"),
+        (
+            deployment(container="volumeMounts: [{name: data, mountPath: /d}]"),
+            "spec.template.spec.containers[0].volumeMounts[0].name",
+            "no volume named 'data'",
+        ),
+        (
+            deployment(container="readinessProbe: {httpGet: {port: web}}"),
+            "spec.template.spec.containers[0].readinessProbe.httpGet.port",
+            "no container port is named 'web'",
+        ),
+        (
+            deployment(container="securityContext: {privileged: true}"),
+            "spec.template.spec.containers[0].securityContext.privileged",
+            "privileged",
+        ),
+        (
+            deployment(container="securityContext: {capabilities: {add: [NET_ADMIN]}}"),
+            "spec.template.spec.containers[0].securityContext.capabilities.add",
+            "capabilities",
+        ),
+        (
+            deployment(pod="volumes: [{name: c, configMap: {name: c}}]"),
+            "spec.template.spec.volumes[0].configMap",
+            "configMap volumes are not supported",
+        ),
+        (
+            deployment(pod="initContainers: [{name: i, image: busybox}]"),
+            "spec.template.spec.initContainers",
+            "initContainers are not run",
+        ),
+        (
+            deployment(pod="affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {x: 1}}}"),
+            "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+            "nodeSelector",
+        ),
+        (
+            deployment(container="env: [{name: A, valueFrom: {configMapKeyRef: {name: c, key: k}}}]"),
+            "spec.template.spec.containers[0].env[0].valueFrom.configMapKeyRef",
+            "ConfigMaps are not read",
+        ),
+        (
+            deployment(container="env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]"),
+            "spec.template.spec.containers[0].env[0].valueFrom.fieldRef.fieldPath",
+            "metadata.namespace",
+        ),
+        (
+            deployment(container="lifecycle: {preStop: {exec: {command: [x]}}}"),
+            "spec.template.spec.containers[0].lifecycle",
+            "hooks are not run",
+        ),
+        (
+            deployment().replace(b"- name: web", b"- name: Bad_Name"),
+            "spec.template.spec.containers[0].name",
+            "RFC 1123",
+        ),
+        (
+            deployment(container="env: [{name: S, valueFrom: {secretKeyRef: {name: s, key: k}}}]\nargs: [$(S)]"),
+            "spec.template.spec.containers[0].args[0]",
+            "secret",
+        ),
         (job(spec="parallelism: 2"), "spec.parallelism", "set completions"),
         (job(spec="podFailurePolicy: {rules: [{action: Ignore}]}"), "spec.podFailurePolicy", "backoffLimit"),
         (b"apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: x}\n", "apiVersion", "not supported"),
@@ -389,8 +444,16 @@ def test_combine_reports_duplicates_and_extra_clusters() -> None:
 
 @pytest.mark.parametrize(
     ("path", "expected"),
-    [("app.yaml", True), ("apps/web.yml", True), ("a/b/c.yaml", True), (".github/ci.yaml", False),
-     ("apps/.hidden/x.yaml", False), ("apps/.x.yaml", False), ("README.md", False), ("yaml", False)],
+    [
+        ("app.yaml", True),
+        ("apps/web.yml", True),
+        ("a/b/c.yaml", True),
+        (".github/ci.yaml", False),
+        ("apps/.hidden/x.yaml", False),
+        ("apps/.x.yaml", False),
+        ("README.md", False),
+        ("yaml", False),
+    ],
 )
 def test_is_manifest_path(path: str, expected: bool) -> None:
     assert is_manifest_path(path) is expected

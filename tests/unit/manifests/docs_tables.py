@@ -8,6 +8,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pydantic import BaseModel
+
+from gitops.manifests import kube
+from gitops.manifests.fields import Ignore, Refuse, field_marker, fields_by_alias, model_at
 from gitops.manifests.load import parse_file
 from gitops.manifests.types import FileResult
 
@@ -53,5 +57,37 @@ def table(results: dict[str, FileResult]) -> str:
     return "\n".join(rows)
 
 
+def _models() -> list[type[BaseModel]]:
+    roots: list[type[BaseModel]] = [model for _, model in kube.WORKLOAD_MODELS.values()]
+    found: list[type[BaseModel]] = []
+    while roots:
+        model = roots.pop(0)
+        if model in found:
+            continue
+        found.append(model)
+        for alias in fields_by_alias(model):
+            child = model_at(model, (alias,)) or model_at(model, (alias, 0))
+            if child is not None:
+                roots.append(child)
+    return found
+
+
+def field_classes(kind: type[Ignore] | type[Refuse]) -> str:
+    """Markdown rows (Kubernetes type, field, why) of every field marked ``kind``."""
+    rows = ["| Kubernetes type | Field | Why / what to do |", "|---|---|---|"]
+    for model in _models():
+        for alias, (_, annotation) in fields_by_alias(model).items():
+            marker = field_marker(annotation)
+            if isinstance(marker, kind):
+                why = marker.why if isinstance(marker, Ignore) else marker.what_to_do
+                rows.append(f"| {model.__name__} | `{alias}` | {why} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
+    print("Ignored with a warning:\n")
+    print(field_classes(Ignore))
+    print("\nRefused:\n")
+    print(field_classes(Refuse))
+    print("\nCorpus:\n")
     print(table(parse_corpus()))
