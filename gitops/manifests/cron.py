@@ -77,7 +77,5 @@ def validate_time_zone(name: str) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"'{name[:80]}' is not a known IANA time zone, e.g. 'Etc/UTC' or 'Europe/Berlin'"
-        ) from None
+        raise ValueError(f"'{name[:80]}' is not a known IANA time zone, e.g. 'Etc/UTC' or 'Europe/Berlin'") from None
     return name

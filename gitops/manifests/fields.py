@@ -44,9 +44,7 @@ class Refuse:
 
     what_to_do: str
 
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         """Validate the field by rejecting any value that means something."""
         return core_schema.no_info_after_validator_function(self.check, handler(source))
 
@@ -203,9 +201,7 @@ def model_at(root: type[BaseModel], path: tuple[str | int, ...]) -> type[BaseMod
     return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
 
 
-def ignored_fields(
-    model: BaseModel, path: tuple[str | int, ...] = ()
-) -> list[tuple[tuple[str | int, ...], str]]:
+def ignored_fields(model: BaseModel, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
     """(path, why) of every Ignore-marked field that is set somewhere inside ``model``."""
     found: list[tuple[tuple[str | int, ...], str]] = []
     for alias, (name, annotation) in fields_by_alias(type(model)).items():

@@ -52,9 +52,7 @@ class ObjectMeta(KubeModel):
     namespace: Label = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    generate_name: Annotated[
-        object, Refuse("set metadata.name: gitops needs a stable name to track a workload")
-    ] = None
+    generate_name: Annotated[object, Refuse("set metadata.name: gitops needs a stable name to track a workload")] = None
     uid: Annotated[object, _API_SERVER] = None
     resource_version: Annotated[object, _API_SERVER] = None
     generation: Annotated[object, _API_SERVER] = None
@@ -63,9 +61,7 @@ class ObjectMeta(KubeModel):
     deletion_grace_period_seconds: Annotated[object, _API_SERVER] = None
     managed_fields: Annotated[object, _API_SERVER] = None
     self_link: Annotated[object, _API_SERVER] = None
-    owner_references: Annotated[object, Ignore("there is no garbage collector; Git decides what exists")] = (
-        None
-    )
+    owner_references: Annotated[object, Ignore("there is no garbage collector; Git decides what exists")] = None
     finalizers: Annotated[object, Ignore("there is no garbage collector; Git decides what exists")] = None
 
 
@@ -165,8 +161,8 @@ class ResourceList(KubeModel):
     cpu: CpuMillis | None = None
     memory: MemoryBytes | None = None
     gpu: Gpus | None = Field(default=None, alias="nvidia.com/gpu")
-    ephemeral_storage: Annotated[object, Ignore("Docker does not cap a container's writable layer here")] = (
-        Field(default=None, alias="ephemeral-storage")
+    ephemeral_storage: Annotated[object, Ignore("Docker does not cap a container's writable layer here")] = Field(
+        default=None, alias="ephemeral-storage"
     )
 
 
@@ -175,9 +171,7 @@ class ResourceRequirements(KubeModel):
 
     limits: ResourceList | None = None
     requests: ResourceList | None = None
-    claims: Annotated[
-        object, Refuse("dynamic resource claims are not supported; use nvidia.com/gpu limits")
-    ] = None
+    claims: Annotated[object, Refuse("dynamic resource claims are not supported; use nvidia.com/gpu limits")] = None
 
 
 class VolumeMount(KubeModel):
@@ -189,9 +183,7 @@ class VolumeMount(KubeModel):
     sub_path: RelativePath | None = None
     mount_propagation: Annotated[
         str | None,
-        refuse_when(
-            lambda mode: mode != "None", "mount propagation is not applied; remove it (the default is None)"
-        ),
+        refuse_when(lambda mode: mode != "None", "mount propagation is not applied; remove it (the default is None)"),
     ] = None
     sub_path_expr: Annotated[object, Refuse("subPathExpr is not expanded; use a fixed subPath")] = None
     recursive_read_only: Annotated[object, Refuse("recursiveReadOnly is not applied; remove it")] = None
@@ -242,9 +234,9 @@ class Probe(KubeModel):
     timeout_seconds: PositiveSeconds = 1
     success_threshold: Annotated[int, Field(ge=1, le=1000)] = 1
     failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 3
-    termination_grace_period_seconds: Annotated[
-        object, Ignore("the pod's terminationGracePeriodSeconds applies")
-    ] = None
+    termination_grace_period_seconds: Annotated[object, Ignore("the pod's terminationGracePeriodSeconds applies")] = (
+        None
+    )
 
     @model_validator(mode="after")
     def _one_handler(self) -> Probe:
@@ -267,9 +259,7 @@ class SeccompProfile(KubeModel):
 
     type: Annotated[
         Literal["RuntimeDefault", "Unconfined", "Localhost"],
-        refuse_when(
-            lambda t: t != "RuntimeDefault", "only seccompProfile type RuntimeDefault (Docker's) is applied"
-        ),
+        refuse_when(lambda t: t != "RuntimeDefault", "only seccompProfile type RuntimeDefault (Docker's) is applied"),
     ]
     localhost_profile: str | None = None
 
@@ -279,9 +269,7 @@ class AppArmorProfile(KubeModel):
 
     type: Annotated[
         Literal["RuntimeDefault", "Unconfined", "Localhost"],
-        refuse_when(
-            lambda t: t != "RuntimeDefault", "only appArmorProfile type RuntimeDefault (Docker's) is applied"
-        ),
+        refuse_when(lambda t: t != "RuntimeDefault", "only appArmorProfile type RuntimeDefault (Docker's) is applied"),
     ]
     localhost_profile: str | None = None
 
@@ -306,9 +294,9 @@ class SecurityContext(KubeModel):
     seccomp_profile: SeccompProfile | None = None
     app_armor_profile: AppArmorProfile | None = None
     se_linux_options: Annotated[object, _SE_LINUX] = None
-    proc_mount: Annotated[
-        str | None, refuse_when(lambda m: m != "Default", "procMount is not applied; remove it")
-    ] = None
+    proc_mount: Annotated[str | None, refuse_when(lambda m: m != "Default", "procMount is not applied; remove it")] = (
+        None
+    )
     windows_options: Annotated[object, _WINDOWS] = None
 
 
@@ -334,21 +322,15 @@ class Container(KubeModel):
     security_context: SecurityContext | None = None
     lifecycle: Annotated[
         object,
-        Refuse(
-            "lifecycle hooks are not run; do postStart work in the command and handle SIGTERM for shutdown"
-        ),
+        Refuse("lifecycle hooks are not run; do postStart work in the command and handle SIGTERM for shutdown"),
     ] = None
     termination_message_path: Annotated[object, Ignore("exit status and logs are reported instead")] = None
     termination_message_policy: Annotated[object, Ignore("exit status and logs are reported instead")] = None
     stdin: Annotated[object, Ignore("containers here get no attached stdin")] = None
     stdin_once: Annotated[object, Ignore("containers here get no attached stdin")] = None
     tty: Annotated[object, Ignore("containers here get no terminal")] = None
-    resize_policy: Annotated[
-        object, Ignore("resources change by a new commit, which replaces the container")
-    ] = None
-    volume_devices: Annotated[object, Refuse("raw block devices are not supported; remove volumeDevices")] = (
-        None
-    )
+    resize_policy: Annotated[object, Ignore("resources change by a new commit, which replaces the container")] = None
+    volume_devices: Annotated[object, Refuse("raw block devices are not supported; remove volumeDevices")] = None
     restart_policy: Annotated[
         object, Refuse("per-container restartPolicy is for sidecar init containers, which are not supported")
     ] = None
@@ -390,8 +372,8 @@ class Volume(KubeModel):
     secret: Annotated[object, _volume_type("secret", "use env valueFrom.secretKeyRef, or a hostPath")] = None
     persistent_volume_claim: Annotated[object, _volume_type("persistentVolumeClaim", "use a hostPath")] = None
     projected: Annotated[object, _volume_type("projected", _BAKE)] = None
-    downward_api: Annotated[object, _volume_type("downwardAPI", "write the values under env[].value")] = (
-        Field(default=None, alias="downwardAPI")
+    downward_api: Annotated[object, _volume_type("downwardAPI", "write the values under env[].value")] = Field(
+        default=None, alias="downwardAPI"
     )
     nfs: Annotated[object, _volume_type("nfs", "mount NFS on the nodes and use a hostPath")] = None
     csi: Annotated[object, _volume_type("csi", "use a hostPath")] = None
@@ -471,19 +453,14 @@ class PodSpec(KubeModel):
     affinity: Affinity | None = None
     init_containers: Annotated[
         object,
-        Refuse(
-            "initContainers are not run; fold the step into the container's command, "
-            "or run it as a separate Job"
-        ),
+        Refuse("initContainers are not run; fold the step into the container's command, or run it as a separate Job"),
     ] = None
-    ephemeral_containers: Annotated[object, Refuse("ephemeral containers are not supported; remove them")] = (
-        None
+    ephemeral_containers: Annotated[object, Refuse("ephemeral containers are not supported; remove them")] = None
+    host_pid: Annotated[object, Refuse("sharing the host's process namespace is not applied; remove hostPID")] = Field(
+        default=None, alias="hostPID"
     )
-    host_pid: Annotated[
-        object, Refuse("sharing the host's process namespace is not applied; remove hostPID")
-    ] = Field(default=None, alias="hostPID")
-    host_ipc: Annotated[object, Refuse("sharing the host's IPC namespace is not applied; remove hostIPC")] = (
-        Field(default=None, alias="hostIPC")
+    host_ipc: Annotated[object, Refuse("sharing the host's IPC namespace is not applied; remove hostIPC")] = Field(
+        default=None, alias="hostIPC"
     )
     host_users: Annotated[object, Refuse("user namespaces are not applied; remove hostUsers")] = None
     share_process_namespace: Annotated[
@@ -497,17 +474,11 @@ class PodSpec(KubeModel):
     runtime_class_name: Annotated[
         object, Refuse("runtime classes are not supported; GPUs come from resources.limits nvidia.com/gpu")
     ] = None
-    readiness_gates: Annotated[object, Refuse("readiness gates are not evaluated; use a readinessProbe")] = (
-        None
-    )
+    readiness_gates: Annotated[object, Refuse("readiness gates are not evaluated; use a readinessProbe")] = None
     scheduling_gates: Annotated[object, Refuse("scheduling gates are not supported; remove them")] = None
     resource_claims: Annotated[object, Refuse("dynamic resource claims are not supported")] = None
-    resources: Annotated[object, Refuse("pod-level resources are not supported; set them per container")] = (
-        None
-    )
-    tolerations: Annotated[
-        object, Ignore("nodes here have no taints; cordon nodes in the Cluster manifest")
-    ] = None
+    resources: Annotated[object, Refuse("pod-level resources are not supported; set them per container")] = None
+    tolerations: Annotated[object, Ignore("nodes here have no taints; cordon nodes in the Cluster manifest")] = None
     topology_spread_constraints: Annotated[object, _PLACEMENT] = None
     service_account_name: Annotated[object, _NO_ACCOUNTS] = None
     service_account: Annotated[object, _NO_ACCOUNTS] = None
@@ -630,19 +601,13 @@ class JobSpec(KubeModel):
     suspend: Annotated[
         bool | None, refuse_when(bool, "suspended Jobs never start here; remove suspend or set it to false")
     ] = None
-    ttl_seconds_after_finished: Annotated[object, Ignore("finished Jobs are kept until Git removes them")] = (
-        None
-    )
+    ttl_seconds_after_finished: Annotated[object, Ignore("finished Jobs are kept until Git removes them")] = None
     pod_failure_policy: Annotated[
         object,
-        Refuse(
-            "podFailurePolicy is not evaluated; rely on backoffLimit, or handle exit codes in the command"
-        ),
+        Refuse("podFailurePolicy is not evaluated; rely on backoffLimit, or handle exit codes in the command"),
     ] = None
     pod_replacement_policy: Annotated[object, Ignore("a failed pod is replaced once it has stopped")] = None
-    backoff_limit_per_index: Annotated[object, Refuse("per-index backoff needs Indexed Jobs; remove it")] = (
-        None
-    )
+    backoff_limit_per_index: Annotated[object, Refuse("per-index backoff needs Indexed Jobs; remove it")] = None
     max_failed_indexes: Annotated[object, Refuse("per-index backoff needs Indexed Jobs; remove it")] = None
     success_policy: Annotated[object, Refuse("successPolicy is not evaluated; remove it")] = None
     selector: Annotated[object, Refuse("Jobs select their own pods; remove spec.selector")] = None

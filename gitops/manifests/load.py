@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from gitops.manifests import kube
 from gitops.manifests.fields import KubeModel, ignored_fields
@@ -77,7 +78,8 @@ class _FileParse:
             line = issues.lines.get(issues.base)
             workload = convert_workload(doc, self.path, line, issues) if doc is not None else None
             if workload is not None and not broken and len(issues.errors) == before:
-                self.warn_ignored(doc, issues)
+                for path, why in ignored_fields(doc):
+                    issues.warn(path, f"ignored: {why}")
                 self.workloads.append(workload)
                 return
         if key is not None:
@@ -95,14 +97,9 @@ class _FileParse:
         )
         self.clusters.append((spec, issues.lines.get(issues.base)))
 
-    def warn_ignored(self, doc: BaseModel | None, issues: Issues) -> None:
-        if doc is not None:
-            for path, why in ignored_fields(doc):
-                issues.warn(path, f"ignored: {why}")
-
     def result(self) -> FileResult:
-        keys = [w.key for w in self.workloads]
-        duplicates = {k for k in keys if keys.count(k) > 1}
+        counts = Counter(w.key for w in self.workloads)
+        duplicates = {key for key, count in counts.items() if count > 1}
         for workload in self.workloads:
             if workload.key in duplicates:
                 self.issues.errors.append(_duplicate_error(workload, "this file"))
@@ -166,9 +163,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
     elif clusters:
         names = ", ".join(name for name, _ in clusters)
         errors.extend(
-            ManifestError(
-                file=name, message=f"more than one Cluster document ({names})", hint="keep exactly one"
-            )
+            ManifestError(file=name, message=f"more than one Cluster document ({names})", hint="keep exactly one")
             for name, _ in clusters
         )
         invalid.append(CLUSTER_KEY)

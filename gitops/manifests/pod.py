@@ -44,9 +44,7 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
         containers=tuple(containers),
         restart_policy=restart,
         termination_grace_s=(
-            _DEFAULT_GRACE_S
-            if pod.termination_grace_period_seconds is None
-            else pod.termination_grace_period_seconds
+            _DEFAULT_GRACE_S if pod.termination_grace_period_seconds is None else pod.termination_grace_period_seconds
         ),
         host_network=pod.host_network,
     )
@@ -57,14 +55,10 @@ def _restart_policy(
 ) -> spec.RestartPolicy:
     if kind in ("Deployment", "DaemonSet"):
         if value not in (None, "Always"):
-            issues.error(
-                path, f"a {kind} keeps its containers running, so restartPolicy must be Always", "remove it"
-            )
+            issues.error(path, f"a {kind} keeps its containers running, so restartPolicy must be Always", "remove it")
         return "Always"
     if value is None or value == "Always":
-        issues.error(
-            path, "a Job's pods need restartPolicy OnFailure or Never", "add restartPolicy: OnFailure"
-        )
+        issues.error(path, "a Job's pods need restartPolicy OnFailure or Never", "add restartPolicy: OnFailure")
         return "OnFailure"
     return value
 
@@ -111,9 +105,7 @@ def _container(
     if pod.host_network:
         for index, port in enumerate(container.ports):
             if port.host_port is not None and port.host_port != port.container_port:
-                issues.error(
-                    (*path, "ports", index, "hostPort"), "with hostNetwork, hostPort must equal containerPort"
-                )
+                issues.error((*path, "ports", index, "hostPort"), "with hostNetwork, hostPort must equal containerPort")
     named_ports = {p.name: p.container_port for p in container.ports if p.name}
     resources = _resources(container.resources, issues, (*path, "resources"))
     user, read_only = _security(container, pod, issues, path)
@@ -159,9 +151,7 @@ def _env(
         if source is not None and source.secret_key_ref is not None:
             ref = source.secret_key_ref
             out.append(
-                spec.EnvVar(
-                    name=var.name, secret=spec.SecretRef(name=ref.name, key=ref.key, optional=ref.optional)
-                )
+                spec.EnvVar(name=var.name, secret=spec.SecretRef(name=ref.name, key=ref.key, optional=ref.optional))
             )
             secrets.add(var.name)
             values.pop(var.name, None)
@@ -187,9 +177,7 @@ def _expanded(
     return tuple(_expand_one(item, values, secrets, issues, (*path, i)) for i, item in enumerate(items))
 
 
-def _expand_one(
-    text: str, values: dict[str, str], secrets: frozenset[str], issues: Issues, path: Path
-) -> str:
+def _expand_one(text: str, values: dict[str, str], secrets: frozenset[str], issues: Issues, path: Path) -> str:
     try:
         return expand(text, values, secrets)
     except SecretReference as ref:
@@ -201,9 +189,7 @@ def _expand_one(
         return text
 
 
-def _resources(
-    resources: kube.ResourceRequirements | None, issues: Issues, path: Path
-) -> dict[str, int | None]:
+def _resources(resources: kube.ResourceRequirements | None, issues: Issues, path: Path) -> dict[str, int | None]:
     limits = resources.limits if resources and resources.limits else kube.ResourceList()
     requests = resources.requests if resources and resources.requests else kube.ResourceList()
     # As in Kubernetes, a request left out defaults to the limit.
@@ -227,9 +213,7 @@ def _resources(
     }
 
 
-def _security(
-    container: kube.Container, pod: kube.PodSpec, issues: Issues, path: Path
-) -> tuple[str | None, bool]:
+def _security(container: kube.Container, pod: kube.PodSpec, issues: Issues, path: Path) -> tuple[str | None, bool]:
     own = container.security_context or kube.SecurityContext()
     shared = pod.security_context or kube.PodSecurityContext()
     uid = own.run_as_user if own.run_as_user is not None else shared.run_as_user
@@ -245,9 +229,7 @@ def _security(
             "set runAsUser to a non-zero uid",
         )
     elif non_root and uid is None:
-        issues.warn(
-            (*spath, "runAsNonRoot"), "cannot be checked against the image; set runAsUser to enforce it"
-        )
+        issues.warn((*spath, "runAsNonRoot"), "cannot be checked against the image; set runAsUser to enforce it")
     hardening = [
         name
         for name, present in (
@@ -257,9 +239,7 @@ def _security(
         if present
     ]
     if hardening:
-        issues.warn(
-            spath, f"{' and '.join(hardening)} not applied: the container gets Docker's default privileges"
-        )
+        issues.warn(spath, f"{' and '.join(hardening)} not applied: the container gets Docker's default privileges")
     user = None if uid is None else (str(uid) if gid is None else f"{uid}:{gid}")
     return user, own.read_only_root_filesystem
 
@@ -274,9 +254,7 @@ def _mounts(
         volume = volumes.get(mount.name)
         if volume is None:
             known = ", ".join(sorted(volumes)) or "none"
-            issues.error(
-                (*mpath, "name"), f"no volume named '{mount.name}' in spec.volumes (declared: {known})"
-            )
+            issues.error((*mpath, "name"), f"no volume named '{mount.name}' in spec.volumes (declared: {known})")
             continue
         if mount.mount_path in targets:
             issues.error((*mpath, "mountPath"), f"'{mount.mount_path}' is mounted twice")
@@ -297,11 +275,11 @@ def _mounts(
     return tuple(mounts)
 
 
-def _probe(
-    probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues, path: Path
-) -> spec.Probe | None:
+def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues, path: Path) -> spec.Probe | None:
     if probe is None:
         return None
+    if path[-1] != "readinessProbe" and probe.success_threshold != 1:
+        issues.error((*path, "successThreshold"), "must be 1 for liveness and startup probes (as in Kubernetes)")
     timings = {
         "initial_delay_s": probe.initial_delay_seconds,
         "period_s": probe.period_seconds,

@@ -103,9 +103,7 @@ def _rolling(
     unavailable = unavailable_default if rolling.max_unavailable is None else rolling.max_unavailable
     surge = surge_default if rolling.max_surge is None else rolling.max_surge
     if _scaled(unavailable, 100, round_up=False) == 0 and _scaled(surge, 100, round_up=True) == 0:
-        issues.error(
-            path, "maxUnavailable and maxSurge cannot both be 0, or the rollout could never progress"
-        )
+        issues.error(path, "maxUnavailable and maxSurge cannot both be 0, or the rollout could never progress")
     resolved_unavailable = _scaled(unavailable, replicas, round_up=False)
     resolved_surge = _scaled(surge, replicas, round_up=True)
     # Kubernetes' fencepost: with both rounded to 0, one replica may be unavailable at a time.
@@ -136,8 +134,7 @@ def _check_selector(selector: kube.LabelSelector, labels: dict[str, str], issues
         if not _matches(requirement, labels):
             issues.error(
                 (*path, "matchExpressions", index),
-                f"{requirement.key} {requirement.operator} {requirement.values} "
-                "does not match the template's labels",
+                f"{requirement.key} {requirement.operator} {requirement.values} does not match the template's labels",
             )
 
 

@@ -210,9 +210,7 @@ class _Composer:
         key = event.value
         if key in frame.keys:
             issues.append(
-                YamlIssue(
-                    (*frame.path, key), line, f"duplicate key '{key}' (first at line {frame.keys[key]})"
-                )
+                YamlIssue((*frame.path, key), line, f"duplicate key '{key}' (first at line {frame.keys[key]})")
             )
         frame.keys.setdefault(key, line)
         return key

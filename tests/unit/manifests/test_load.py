@@ -310,6 +310,11 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "secret",
         ),
         (job(spec="parallelism: 2"), "spec.parallelism", "set completions"),
+        (
+            deployment(container="livenessProbe: {exec: {command: [x]}, successThreshold: 2}"),
+            "spec.template.spec.containers[0].livenessProbe.successThreshold",
+            "must be 1",
+        ),
         (job(spec="podFailurePolicy: {rules: [{action: Ignore}]}"), "spec.podFailurePolicy", "backoffLimit"),
         (b"apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: x}\n", "apiVersion", "not supported"),
     ],
