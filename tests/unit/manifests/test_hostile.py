@@ -6,12 +6,15 @@ import random
 import time
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gitops.manifests import yamlsafe
 from gitops.manifests.load import parse_file
 from gitops.manifests.types import FileResult
 from tests.unit.manifests.builders import deployment
+from tests.unit.manifests.docs_tables import corpus_files
 
 ALIAS_BOMB = b"""\
 a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
@@ -137,8 +140,6 @@ def test_yaml_like_text_parses_without_exceptions(text: str) -> None:
     st.sampled_from(["spec", "spec.template", "spec.template.spec", "spec.template.spec.containers"]),
 )
 def test_any_value_anywhere_in_a_deployment_is_an_error_not_an_exception(value: object, where: str) -> None:
-    import yaml
-
     doc = yaml.safe_load(deployment())
     node = doc
     for key in where.split("."):
@@ -149,3 +150,15 @@ def test_any_value_anywhere_in_a_deployment_is_an_error_not_an_exception(value: 
         node["extra"] = value
     result = parse_file("fuzz.yaml", yaml.safe_dump(doc).encode())
     assert all(e.line and e.field for e in result.errors)
+
+
+def test_pure_python_fallback_reads_like_libyaml() -> None:
+    class PythonLoader(yaml.SafeLoader):
+        yaml_implicit_resolvers = yamlsafe._Loader.yaml_implicit_resolvers
+
+    for path in corpus_files():
+        text = path.read_text()
+        fallback = yamlsafe._Composer(PythonLoader(text), yamlsafe.Limits()).documents()
+        assert fallback == yamlsafe.load_documents(path.read_bytes()), path.name
+    with pytest.raises(yamlsafe.YamlError, match="nesting deeper than 64"):
+        yamlsafe._Composer(PythonLoader("a: " + "[" * 5000 + "]" * 5000), yamlsafe.Limits()).documents()
