@@ -163,6 +163,7 @@ class _Work:
     ports: frozenset[tuple[int, str]]
     selector: dict[str, str]
     eligible: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
+    mask: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 class _Cluster:
@@ -185,9 +186,7 @@ class _Cluster:
         self.quota_cpu = [0] * len(nodes)
         self.quota_mem = [0] * len(nodes)
         self.hashes: UintArray = np.array([hash64("node\0" + n) for n in self.names], dtype=np.uint64)
-        generic = (
-            np.array(self.cap_cpu, dtype=np.float64) + np.array(self.cap_mem, dtype=np.float64) * _MIB_WEIGHT
-        )
+        generic = np.array(self.cap_cpu, dtype=np.float64) + np.array(self.cap_mem, dtype=np.float64) * _MIB_WEIGHT
         gpus = np.array(self.cap_gpu, dtype=np.float64)
         self.inv_generic = _inverse(generic)
         self.inv_gpu = _inverse(gpus)
@@ -340,6 +339,7 @@ class _Placer:
             mask = by_selector[sel] & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
             if not w.daemon:
                 mask &= ~cordoned
+            w.mask = mask
             w.eligible = np.flatnonzero(mask)
         self.selector_masks = by_selector
 
@@ -384,10 +384,9 @@ class _Placer:
         for w in self.works:
             if w.daemon:
                 continue
-            allowed = set(w.eligible.tolist()) if previous else set()
             for r in range(w.replicas):
                 n = index.get(previous.get((w.key, r), ""), -1)
-                if n in allowed and c.fits(n, w):
+                if n >= 0 and w.mask[n] and c.fits(n, w):
                     c.add(n, w)
                     self.owner[(w.key, r)] = n
                 else:
