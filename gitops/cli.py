@@ -316,13 +316,7 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
         print(f"gitops placement: {e}", file=sys.stderr)
         return EXIT_ERROR
     nodes = [n for n in view.node_infos(frozenset(mset.cluster.cordoned)) if n.name not in set(without)] + extra
-    previous = {
-        (r.key, r.replica): name
-        for name in sorted(view.live)
-        for r in view.reports[name].workloads
-        if r.state in ("running", "ready", "starting", "unhealthy")
-    }
-    a = place(mset.workloads, nodes, previous)
+    a = place(mset.workloads, nodes, view.placements())
     if output == "json":
         print(
             json.dumps(

@@ -10,6 +10,9 @@ from datetime import UTC, datetime
 from gitops.placement import NodeInfo
 from gitops.status import NodeStatus
 
+RUNNING_STATES = frozenset({"running", "ready", "starting", "unhealthy"})
+RELEASING_REASONS = frozenset({"Handoff", "NotPruned", "Terminating"})
+
 
 @dataclass(frozen=True)
 class ClusterView:
@@ -35,6 +38,20 @@ class ClusterView:
                 )
             )
         return out
+
+
+    def placements(self) -> dict[tuple[str, int], str]:
+        """Where live nodes say each replica runs: the sticky input to placement.
+
+        Copies a node is only keeping until a successor is ready (or keeps because the
+        revision is broken) are not claims, or the replica could bounce back to them.
+        """
+        prev: dict[tuple[str, int], str] = {}
+        for name in sorted(self.live):
+            for r in self.reports[name].workloads:
+                if r.state in RUNNING_STATES and r.reason not in RELEASING_REASONS:
+                    prev.setdefault((r.key, r.replica), name)
+        return prev
 
 
 class Membership:

@@ -194,7 +194,8 @@ class Daemon:
                 sd_notify("READY=1")
             if ok:
                 failures, delay = 0, 0.0
-                self.wake.wait()
+                # Heartbeats are due more often than a long interval: wake for them too.
+                self.wake.wait(self.reconciler.next_heartbeat_in() + 0.05)
             else:
                 failures += 1
                 # Temporary failures retry with backoff, independent of the interval timer.

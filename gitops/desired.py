@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from gitops.manifests.load import combine, is_manifest_path, parse_file
+from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
 from gitops.manifests.types import FileResult, ManifestSet, Workload
 from gitops.source import GitSource
 
@@ -55,6 +55,7 @@ class DesiredLoader:
         have = {w.key for w in mset.workloads}
         extra: list[Workload] = []
         recovered: set[str] = set()
+        cluster = mset.cluster
         for path, res in sorted(results.items()):
             wanted = set(res.invalid_keys) - have
             whole_file = path in mset.unreadable_files
@@ -65,8 +66,11 @@ class DesiredLoader:
                 if k not in self._files:
                     self._files[k] = parse_file(path, self.source.read_blobs([blob]).get(blob, b""))
                 old = self._files[k]
-                if old.errors and not old.workloads:
+                if old.errors and not old.workloads and old.cluster is None:
                     continue
+                if CLUSTER_KEY in wanted and old.cluster is not None and CLUSTER_KEY not in recovered:
+                    cluster = old.cluster
+                    recovered.add(CLUSTER_KEY)
                 for w in old.workloads:
                     if w.key in have or w.key in recovered:
                         continue
@@ -79,6 +83,7 @@ class DesiredLoader:
         return mset.model_copy(
             update={
                 "workloads": tuple(sorted((*mset.workloads, *extra), key=lambda w: w.key)),
+                "cluster": cluster,
                 "invalid_keys": tuple(sorted(set(mset.invalid_keys) - recovered)),
             }
         )

@@ -4,9 +4,10 @@ Algorithm (DESIGN.md section 5, details and measurements in docs/placement.md):
 
 1. DaemonSets: one instance on every matching node, before anything else.
 2. Keep: a replica stays on the node that reports running it (``previous``) while that
-   node is live, schedulable, matches the selector and still has room for it.
+   node is live, schedulable, matches the selector, still has room for it, and holds no
+   more than its even spread of that workload (ceil(replicas / eligible nodes)).
 3. Place the rest: rank nodes per replica by capacity-weighted rendezvous hashing and take
-   the first that fits, preferring nodes without a sibling replica and under a soft quota
+   the first that fits, preferring nodes under the workload's spread and under a soft quota
    (110 % of the node's fair share of total demand), then any node with room.
 4. Pull: a node holding no replicas (one that just joined) takes, up to its fair share,
    the replicas that rank it first, i.e. what plain rendezvous hashing would move to it.
@@ -34,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.manifests.types import Workload
 
-ALGORITHM_VERSION = "hrw-quota-sticky/1"
+ALGORITHM_VERSION = "hrw-quota-sticky/2"
 
 ReplicaId = tuple[str, int]  # (workload key, replica index)
 
@@ -162,6 +163,9 @@ class _Work:
     gpu: int
     ports: frozenset[tuple[int, str]]
     selector: dict[str, str]
+    # Soft cap of replicas per node: ceil(replicas / eligible nodes), so equal nodes share evenly
+    # even when requests are zero and resource quotas cannot tell them apart.
+    spread: int = 1
     eligible: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     mask: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
@@ -341,6 +345,7 @@ class _Placer:
                 mask &= ~cordoned
             w.mask = mask
             w.eligible = np.flatnonzero(mask)
+            w.spread = max(1, -(-w.replicas // len(w.eligible))) if len(w.eligible) else 1
         self.selector_masks = by_selector
 
     def run(self, previous: Mapping[ReplicaId, str]) -> Assignment:
@@ -386,7 +391,7 @@ class _Placer:
                 continue
             for r in range(w.replicas):
                 n = index.get(previous.get((w.key, r), ""), -1)
-                if n >= 0 and w.mask[n] and c.fits(n, w):
+                if n >= 0 and w.mask[n] and c.fits(n, w) and c.holds[n].get(w.key, 0) < w.spread:
                     c.add(n, w)
                     self.owner[(w.key, r)] = n
                 else:
@@ -433,7 +438,7 @@ class _Placer:
             if not c.fits(n, w):
                 continue
             # 0: quota & spread, 1: spread over quota, 2: quota with a sibling, 3: neither.
-            rank = (0 if w.key not in c.holds[n] else 2) + (0 if c.under_quota(n, w) else 1)
+            rank = (0 if c.holds[n].get(w.key, 0) < w.spread else 2) + (0 if c.under_quota(n, w) else 1)
             if rank == 0:
                 return col
             if best is None or rank < best[0]:
@@ -468,7 +473,7 @@ class _Placer:
                 cand = np.flatnonzero(eligible[widx, q] & (score < current))
                 for i in self._pull_order(q, cand, works, hashes, score):
                     w = works[i]
-                    if w.key in c.holds[q] or not c.fits(q, w) or not c.under_quota(q, w):
+                    if c.holds[q].get(w.key, 0) >= w.spread or not c.fits(q, w) or not c.under_quota(q, w):
                         continue
                     c.remove(int(owners[i]), w)
                     c.add(q, w)

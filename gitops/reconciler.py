@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from gitops import __version__
-from gitops.cluster import ClusterView, Membership
+from gitops.cluster import RUNNING_STATES, ClusterView, Membership
 from gitops.config import Config
 from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory, assign_gpus
@@ -34,10 +34,10 @@ from gitops.status import (
 
 log = logging.getLogger(__name__)
 
-RUNNING_STATES = frozenset({"running", "ready", "starting", "unhealthy"})
 BACKOFF_START_S = 10.0
 BACKOFF_MAX_S = 300.0
 BACKOFF_RESET_S = 600.0
+FENCE_MARGIN_S = 2.0
 
 
 class PassFailed(Exception):
@@ -98,6 +98,7 @@ class Reconciler:
         self._failures: dict[ReplicaId, tuple[str, str]] = {}
         self._fetch_error: str | None = None
         self._last_push_ok = time.monotonic()
+        self._heartbeat_timeout: tuple[float, float] = (10.0, 30.0)
         self._last_push_content = b""
         self._last_push_at = 0.0
         self._own_loaded = False
@@ -108,21 +109,24 @@ class Reconciler:
     def run_pass(self, dry_run: bool = False) -> PassReport:
         """Do one full pass; raise PassFailed when there is no revision or no engine."""
         errors: list[ErrorStatus] = []
+        # A hanging fetch must not delay fencing past the node timeout.
+        self.source.timeout = min(self.config.git_timeout, max(3.0, self._heartbeat_timeout[1] / 3))
         rev = self._fetch(errors)
         mset = self.loader.load(rev)
+        self._heartbeat_timeout = (mset.cluster.heartbeat_seconds, mset.cluster.node_timeout_seconds)
         errors += [ErrorStatus(file=e.file, line=e.line, field=e.field, message=str(e)) for e in mset.errors]
         view = self._cluster_view(mset.cluster.node_timeout_seconds)
         if not self._own_loaded:
             self._load_own_record(view)
         nodes = self._nodes(view, mset)
-        assignment = place(mset.workloads, nodes, self._previous(view))
-        fenced = self._fenced(mset)
+        assignment = place(mset.workloads, nodes, view.placements())
+        fenced = self._fenced_keys(mset)
         desired = self._instances(mset, assignment, rev, fenced)
         try:
             observed = self.runtime.list_managed(self.node)
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        inputs = self._plan_inputs(mset, view, assignment, desired, observed)
+        inputs = self._plan_inputs(mset, view, assignment, desired, observed, fenced)
         the_plan = plan(desired, observed, inputs)
         report = PassReport(rev, mset, assignment, the_plan, errors=errors)
         if dry_run:
@@ -182,26 +186,19 @@ class Reconciler:
         nodes.append(self.facts.model_copy(update={"cordoned": self.node in cordoned}))
         return sorted(nodes, key=lambda n: n.name)
 
-    def _previous(self, view: ClusterView) -> dict[ReplicaId, str]:
-        prev: dict[ReplicaId, str] = {}
-        for name in sorted(view.live):
-            for r in view.reports[name].workloads:
-                if r.state in RUNNING_STATES:
-                    prev.setdefault((r.key, r.replica), name)
-        return prev
+    def _fenced_keys(self, mset: ManifestSet) -> frozenset[str]:
+        """Exclusive workloads to stop because our heartbeat has not reached Git within the timeout."""
+        silent = time.monotonic() - self._last_push_ok
+        if silent <= mset.cluster.node_timeout_seconds:
+            return frozenset()
+        keys = frozenset(w.key for w in mset.workloads if w.exclusive)
+        if keys:
+            log.warning("fenced: no heartbeat pushed for %.0fs, stopping %s", silent, ", ".join(sorted(keys)))
+        return keys
 
-    def _fenced(self, mset: ManifestSet) -> bool:
-        """True when our heartbeat has not reached Git for longer than the node timeout."""
-        return time.monotonic() - self._last_push_ok > mset.cluster.node_timeout_seconds
-
-    def _instances(self, mset: ManifestSet, assignment: Assignment, rev: str, fenced: bool) -> list[Instance]:
+    def _instances(self, mset: ManifestSet, assignment: Assignment, rev: str, fenced: frozenset[str]) -> list[Instance]:
         by_key: dict[str, Workload] = {w.key: w for w in mset.workloads}
-        mine = [(by_key[k], r) for k, r in assignment.for_node(self.node) if k in by_key]
-        if fenced:
-            dropped = [w.key for w, _ in mine if w.exclusive]
-            if dropped:
-                log.warning("fenced (no heartbeat pushed for too long): stopping %s", ", ".join(sorted(set(dropped))))
-            mine = [(w, r) for w, r in mine if not w.exclusive]
+        mine = [(by_key[k], r) for k, r in assignment.for_node(self.node) if k in by_key and k not in fenced]
         demands = [((w.key, r), w.pod.gpu_count()) for w, r in mine if w.pod.gpu_count()]
         gpu_ids = assign_gpus(self.gpus, demands) if demands else {}
         return [Instance(w, r, rev, gpu_ids.get((w.key, r), ())) for w, r in mine]
@@ -213,6 +210,7 @@ class Reconciler:
         assignment: Assignment,
         desired: list[Instance],
         observed: list[Observed],
+        fenced: frozenset[str],
     ) -> PlanInputs:
         now = time.monotonic()
         by_key = {w.key: w for w in mset.workloads}
@@ -227,13 +225,16 @@ class Reconciler:
             if owner and owner != self.node and not self._reports_ready(view, owner, rid, w.spec_hash):
                 hold.add(rid)
         blocked: dict[ReplicaId, str] = {}
+        # A predecessor counts as gone only a margin after its timeout, so that its own
+        # fencing (at the timeout, by its clock) has certainly happened first.
+        gone_after = mset.cluster.node_timeout_seconds + 2 * mset.cluster.heartbeat_seconds + FENCE_MARGIN_S
         for inst in desired:
             if not inst.workload.exclusive:
                 continue
-            for name in sorted(view.live - {self.node}):
-                if any(
-                    (r.key, r.replica) == inst.id and r.state in RUNNING_STATES for r in view.reports[name].workloads
-                ):
+            for name, report in sorted(view.reports.items()):
+                if name == self.node or view.ages.get(name, float("inf")) > gone_after:
+                    continue
+                if any((r.key, r.replica) == inst.id and r.state in RUNNING_STATES for r in report.workloads):
                     blocked[inst.id] = f"exclusive: waiting for {name} to stop it or expire"
         not_before = {rid: t.last + self._backoff(t.streak) for rid, t in self._restarts.items() if t.streak > 0}
         return PlanInputs(
@@ -241,6 +242,8 @@ class Reconciler:
             protected_keys=frozenset(mset.invalid_keys),
             hold=frozenset(hold),
             blocked=blocked,
+            fenced=fenced,
+            workload_keys=frozenset(by_key),
             finished={rid: r.spec_hash for rid, r in self._finished.items()},
             restart_not_before=not_before,
             now=now,
@@ -264,6 +267,11 @@ class Reconciler:
         for rid in outcome.started:
             t = self._restarts.setdefault(rid, RestartTrack())
             t.total += 1
+            t.streak += 1
+            t.last = now
+        for rid in outcome.failures:
+            # Failed starts back off like crashes, so a broken spec is not retried every pass.
+            t = self._restarts.setdefault(rid, RestartTrack())
             t.streak += 1
             t.last = now
         for rid in outcome.ran:
@@ -416,6 +424,10 @@ class Reconciler:
         self._last_push_ok = self._last_push_at = now
         self._last_push_content = key
         return True
+
+    def next_heartbeat_in(self) -> float:
+        """Seconds until a pass is due to push a heartbeat, whatever the interval."""
+        return max(0.0, self._last_push_at + self._heartbeat_timeout[0] - time.monotonic())
 
     def close(self) -> None:
         """Release the engine connection."""

@@ -274,3 +274,48 @@ class SecondEngine:
             c.close()
         self.proc.terminate()
         self.proc.wait(timeout=60)
+
+
+class GitServer:
+    """``git daemon`` on 127.0.0.1 serving bare repositories under ``base`` (pushes allowed)."""
+
+    def __init__(self, base: Path, port: int | None = None):
+        self.base = base
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def url(self, name: str = "cluster.git") -> str:
+        """The git:// URL of a repository it serves."""
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def start(self) -> GitServer:
+        """Start serving and wait until it answers."""
+        args = ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={self.port}",
+                f"--base-path={self.base}", "--export-all", "--enable=receive-pack", str(self.base)]  # fmt: skip
+        self.proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
+        wait_for(lambda: subprocess.run(["git", "ls-remote", self.url()], capture_output=True).returncode == 0,
+                 what="git daemon")  # fmt: skip
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (clients get connection refused)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bare_repo(base: Path, name: str = "cluster.git") -> Path:
+    """An empty bare repository with ``main`` as its default branch."""
+    path = base / name
+    path.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
+    return path

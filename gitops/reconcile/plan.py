@@ -63,6 +63,10 @@ class PlanInputs:
     protected_keys: frozenset[str] = frozenset()
     # Replicas this node no longer owns but must keep until their new owner is ready.
     hold: frozenset[ReplicaId] = frozenset()
+    # Every workload key in the revision: replicas of these that are not ours are moved, not pruned.
+    workload_keys: frozenset[str] = frozenset()
+    # Exclusive workloads this node must stop because it could not push a heartbeat (fencing).
+    fenced: frozenset[str] = frozenset()
     # Replicas this node owns but may not start yet, with why (break-before-make).
     blocked: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Job replicas that already finished at a spec hash (from this node's status record).
@@ -89,11 +93,13 @@ def _is_pod_complete(inst: Instance, containers: Sequence[Observed]) -> bool:
 def _needs_restart(inst: Instance, c: Observed) -> bool:
     if c.state in ("running", "restarting", "paused", "removing"):
         return False
+    if c.state == "created":
+        return True  # its start failed (or was interrupted): retried, whatever the policy
     policy = inst.workload.pod.restart_policy
     if policy == "Never":
         return False
     if policy == "OnFailure":
-        return c.exit_code not in (0, None) or c.state == "created"
+        return c.exit_code not in (0, None)
     return True
 
 
@@ -104,7 +110,7 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
     for c in observed:
         by_replica[(c.key, c.replica)].append(c)
     wanted = {i.id: i for i in desired}
-    desired_keys = {i.workload.key for i in desired}
+    desired_keys = {i.workload.key for i in desired} | inputs.workload_keys
 
     for rid in sorted(wanted):
         inst = wanted[rid]
@@ -114,7 +120,7 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
         if inst.workload.kind in ("Job", "CronJob") and inputs.finished.get(rid) == inst.spec_hash:
             result.actions += _remove_all(rid, stale, "superseded by a finished run of the current spec")
             continue
-        if current and _is_pod_complete(inst, current) and not any(c.state == "created" for c in current):
+        if current and _is_pod_complete(inst, current):
             result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
             for c in current:
                 if _needs_restart(inst, c):
@@ -139,7 +145,7 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
             result.waiting[rid] = ("waiting", inputs.blocked[rid])
             continue
         cause = _create_cause(inst, current, stale)
-        # Partial pods and never-started leftovers are rebuilt whole: their shared netns may be gone.
+        # Partial pods are rebuilt whole: the shared network namespace may be gone.
         run = [Action("run", rid, cause, instance=inst, container=spec) for spec in inst.workload.pod.containers]
         if _break_before_make(inst):
             result.actions += _remove_all(rid, have, "replaced (break-before-make)") + run
@@ -148,17 +154,22 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
             result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
 
     for rid in sorted(by_replica):
-        if rid in wanted or rid[0] in inputs.protected_keys:
+        if rid in wanted:
+            continue
+        if rid[0] in inputs.fenced:
+            result.actions += _remove_all(rid, by_replica[rid], "fenced: no heartbeat reached Git within the timeout")
+            continue
+        if rid[0] in inputs.protected_keys:
             continue
         if rid in inputs.hold:
-            result.waiting[rid] = ("handoff", "kept until its new owner reports it ready")
+            result.waiting[rid] = ("Handoff", "kept until its new owner reports it ready")
             continue
         if rid[0] in desired_keys:
             result.actions += _remove_all(rid, by_replica[rid], "replica no longer assigned to this node")
         elif inputs.prune_allowed:
             result.actions += _remove_all(rid, by_replica[rid], "workload no longer in the repository")
         else:
-            result.waiting[rid] = ("kept", "not pruned: this revision has invalid manifests")
+            result.waiting[rid] = ("NotPruned", "not pruned: this revision has invalid manifests")
     return result
 
 

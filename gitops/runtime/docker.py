@@ -190,11 +190,8 @@ class DockerRuntime:
             stop_timeout=req.stop_timeout,
         )
         cid: str = created["Id"]
-        try:
-            self._call(self.api.start, cid)
-        except RuntimeFailure:
-            self._call(self.api.remove_container, cid, force=True)
-            raise
+        # A container whose start fails stays "created": inspectable, and retried with backoff.
+        self._call(self.api.start, cid)
         return cid
 
     def start(self, cid: str) -> None:

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 import yaml
 
-from tests.helpers import DOCKER_HOST, ROOT, DaemonProcess, Repo, SecondEngine, deployment, managed, wait_for
+from tests.helpers import (
+    DOCKER_HOST,
+    ROOT,
+    DaemonProcess,
+    GitServer,
+    Repo,
+    SecondEngine,
+    bare_repo,
+    deployment,
+    managed,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -137,87 +146,32 @@ def test_engine_restart_daemon_reconnects(
     assert d.alive()
 
 
-@pytest.fixture
-def git_daemon(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[bytes]]]:
-    """A bare repository served by ``git daemon`` on 127.0.0.1 (push enabled)."""
-    base = tmp_path / "served"
-    bare = base / "cluster.git"
-    bare.mkdir(parents=True)
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    args = [
-        "git",
-        "daemon",
-        "--reuseaddr",
-        "--listen=127.0.0.1",
-        f"--port={port}",
-        f"--base-path={base}",
-        "--export-all",
-        "--enable=receive-pack",
-        str(base),
-    ]
-    proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
-    url = f"git://127.0.0.1:{port}/cluster.git"
-    wait_for(
-        lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
-        what="git daemon",
-    )
-    yield url, bare, proc
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 def test_git_server_outage_changes_nothing_and_recovers(
-    node_name: str,
-    tmp_path: Path,
-    daemons: list[DaemonProcess],
-    git_daemon: tuple[str, Path, subprocess.Popen[bytes]],
+    node_name: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    url, bare, server = git_daemon
+    bare = bare_repo(tmp_path / "served")
+    server = GitServer(bare.parent).start()
+    url = server.url()
     work = Repo(tmp_path / "work")
     work.put("apps/web.yaml", deployment("web", replicas=2))
     subprocess.run(["git", "-C", str(work.path), "push", "-q", url, "main"], check=True)
     start(daemons, url, node_name, tmp_path, interval=1)
     ids = wait_for(lambda: n_running(node_name, 2), timeout=30, what="2 replicas")
-    server.terminate()
-    server.wait(timeout=10)
+    server.stop()
     time.sleep(3)
     assert running_ids(node_name) == ids, "a Git outage changes nothing that runs"
-    port = url.split(":")[2].split("/")[0]
-    revived = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            f"--base-path={bare.parent}",
-            "--export-all",
-            "--enable=receive-pack",
-            str(bare.parent),
-        ],
-        stderr=subprocess.DEVNULL,
-    )
+    server.start()
     try:
-        wait_for(
-            lambda: subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0,
-            what="revive",
-        )
         work.put("apps/web.yaml", deployment("web", replicas=3))
         subprocess.run(["git", "-C", str(work.path), "push", "-q", url, "main"], check=True)
         wait_for(lambda: len(running_ids(node_name)) == 3, timeout=30, what="recovered after the server returned")
         out = subprocess.run(
             ["git", "--git-dir", str(bare), "show", f"gitops/status/{node_name}:status.yaml"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
         assert f"node: {node_name}" in out
     finally:
-        revived.terminate()
-        revived.wait(timeout=10)
+        server.stop()
 
 
 def test_quickstart_path(tmp_path: Path, node_name: str) -> None:

@@ -87,8 +87,17 @@ def test_replica_leaves_node_that_no_longer_fits_or_matches() -> None:
 
 def test_previous_is_kept_where_valid() -> None:
     nodes = [node(f"n{i}") for i in range(5)]
-    prev = {("default/Deployment/w", i): "n4" for i in range(3)}
+    prev = {("default/Deployment/w", i): f"n{4 - i}" for i in range(3)}
     assert owners(place([wl("w", replicas=3)], nodes, prev)) == prev
+
+
+def test_previous_piled_on_one_node_spreads_evenly() -> None:
+    # After a cold start every node may have claimed every replica; equal nodes end even.
+    nodes = [node(n) for n in "abc"]
+    prev = {("default/Deployment/w", i): "a" for i in range(6)}
+    after = owners(place([wl("w", replicas=6, cpu=0)], nodes, prev))
+    assert sorted(list(after.values()).count(n) for n in "abc") == [2, 2, 2]
+    assert sum(1 for r, n in after.items() if n == "a") == 2
 
 
 def test_joining_node_pulls_its_share_and_nothing_else_moves() -> None:
