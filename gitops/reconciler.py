@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gitops import __version__
-from gitops.cluster import RUNNING_STATES, ClusterView, Membership
+from gitops.cluster import RELEASING_REASONS, RUNNING_STATES, ClusterView, Membership
 from gitops.config import Config
 from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory, assign_gpus
+from gitops.health import Health, Prober, ProbeTarget
 from gitops.manifests.types import ManifestSet, Workload
 from gitops.nodefacts import node_info
 from gitops.placement import Assignment, NodeInfo, place
 from gitops.reconcile.execute import Executor, Outcome
+from gitops.reconcile.memory import Memory
 from gitops.reconcile.plan import Instance, Plan, PlanInputs, ReplicaId, plan
+from gitops.rollout import Gates, ReplicaView, compute_gates
 from gitops.runtime.docker import DockerRuntime, Observed, RuntimeUnavailable
 from gitops.source import GitError, GitSource
 from gitops.status import (
@@ -34,23 +38,14 @@ from gitops.status import (
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START_S = 10.0
-BACKOFF_MAX_S = 300.0
-BACKOFF_RESET_S = 600.0
+# Margin after a peer's timeout before its exclusive replicas are taken over, so that its
+# own fencing (at the timeout, by its own clock) has certainly happened first.
 FENCE_MARGIN_S = 2.0
+NO_HEALTH = Health(ready=True, live=True, started=True, message="", consecutive_failures=0)
 
 
 class PassFailed(Exception):
     """A pass could not complete; temporary, the next pass retries."""
-
-
-@dataclass
-class RestartTrack:
-    """Crash-loop bookkeeping for one replica."""
-
-    total: int = 0
-    streak: int = 0
-    last: float = 0.0
 
 
 @dataclass
@@ -71,14 +66,28 @@ class PassReport:
         return not self.errors and not (self.outcome and self.outcome.failures)
 
 
+@dataclass
+class _Observation:
+    """Containers of this node grouped per replica, with their health."""
+
+    containers: list[Observed]
+    by_replica: dict[ReplicaId, list[Observed]]
+    ready_ids: frozenset[str]
+    unhealthy_ids: frozenset[str]
+    health: dict[str, Health]
+
+
 class Reconciler:
     """Holds a node's adapters and the little memory a pass needs between runs."""
 
-    def __init__(self, config: Config, gpus: GpuInventory, runtime: DockerRuntime | None = None):
+    def __init__(
+        self, config: Config, gpus: GpuInventory, runtime: DockerRuntime | None = None, prober: Prober | None = None
+    ):
         self.config = config
         self.node = config.node
         self.source = GitSource(config.repo, config.branch, config.path, config.state_dir, config.git_timeout)
         self.runtime = runtime or DockerRuntime(config.docker_host)
+        self.prober = prober
         self.executor = Executor(self.runtime, self.node, config.secrets_dir)
         self.loader = DesiredLoader(self.source)
         self.membership = Membership()
@@ -92,16 +101,13 @@ class Reconciler:
             reserve_cpu_millis=config.reserve_cpu_millis,
             reserve_memory_mib=config.reserve_memory_mib,
         )
-        self._restarts: dict[ReplicaId, RestartTrack] = {}
-        self._since: dict[ReplicaId, tuple[str, str]] = {}
-        self._finished: dict[ReplicaId, ReplicaStatus] = {}
-        self._failures: dict[ReplicaId, tuple[str, str]] = {}
+        self.memory = Memory(backoff_scale=config.backoff_scale)
+        self._recovered = False
         self._fetch_error: str | None = None
         self._last_push_ok = time.monotonic()
-        self._heartbeat_timeout: tuple[float, float] = (10.0, 30.0)
-        self._last_push_content = b""
         self._last_push_at = 0.0
-        self._own_loaded = False
+        self._last_push_content = b""
+        self._heartbeat_timeout: tuple[float, float] = (10.0, 30.0)
         self._status_cache: dict[str, NodeStatus | None] = {}
 
     # -- the pass --------------------------------------------------------------------------
@@ -116,29 +122,28 @@ class Reconciler:
         self._heartbeat_timeout = (mset.cluster.heartbeat_seconds, mset.cluster.node_timeout_seconds)
         errors += [ErrorStatus(file=e.file, line=e.line, field=e.field, message=str(e)) for e in mset.errors]
         view = self._cluster_view(mset.cluster.node_timeout_seconds)
-        if not self._own_loaded:
-            self._load_own_record(view)
-        nodes = self._nodes(view, mset)
-        assignment = place(mset.workloads, nodes, view.placements())
+        if not self._recovered:
+            self.memory.recover(view.reports.get(self.node))
+            self._recovered = True
+        assignment = place(mset.workloads, self._nodes(view, mset), view.placements())
         fenced = self._fenced_keys(mset)
         desired = self._instances(mset, assignment, rev, fenced)
-        try:
-            observed = self.runtime.list_managed(self.node)
-        except RuntimeUnavailable as e:
-            raise PassFailed(str(e)) from e
-        inputs = self._plan_inputs(mset, view, assignment, desired, observed, fenced)
-        the_plan = plan(desired, observed, inputs)
+        obs = self._observe(mset)
+        gates = compute_gates(mset.workloads, self._replica_views(view, obs))
+        inputs = self._plan_inputs(mset, view, assignment, desired, obs, fenced, gates)
+        the_plan = plan(desired, obs.containers, inputs)
         report = PassReport(rev, mset, assignment, the_plan, errors=errors)
         if dry_run:
             return report
         try:
             report.outcome = self.executor.execute(the_plan.actions)
             self._record_outcome(report.outcome)
-            after = self.runtime.list_managed(self.node) if the_plan.actions else observed
+            if the_plan.actions:
+                obs = self._observe(mset)
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        status = self._status(rev, mset, view, assignment, desired, after, the_plan, errors)
-        report.pushed = self._push(status, mset.cluster.heartbeat_seconds)
+        status = self._status(rev, mset, view, assignment, desired, obs, the_plan, gates, errors)
+        report.pushed = self._push(status)
         return report
 
     def _fetch(self, errors: list[ErrorStatus]) -> str:
@@ -166,19 +171,6 @@ class Reconciler:
         reports = {n: r for n, sha in heads.items() if (r := self._status_cache[sha]) is not None and r.node == n}
         return self.membership.view(reports, heads, timeout_s)
 
-    def _load_own_record(self, view: ClusterView) -> None:
-        """Recover what only our own status remembers: finished Jobs and restart counts."""
-        self._own_loaded = True
-        own = view.reports.get(self.node)
-        if own is None:
-            return
-        for r in own.workloads:
-            rid = (r.key, r.replica)
-            if r.state in ("succeeded", "failed") and r.kind in ("Job", "CronJob"):
-                self._finished[rid] = r
-            if r.restarts:
-                self._restarts[rid] = RestartTrack(total=r.restarts)
-
     def _nodes(self, view: ClusterView, mset: ManifestSet) -> list[NodeInfo]:
         cordoned = frozenset(mset.cluster.cordoned)
         nodes = [n for n in view.node_infos(cordoned) if n.name != self.node]
@@ -203,80 +195,189 @@ class Reconciler:
         gpu_ids = assign_gpus(self.gpus, demands) if demands else {}
         return [Instance(w, r, rev, gpu_ids.get((w.key, r), ())) for w, r in mine]
 
+    # -- observation and health ------------------------------------------------------------
+
+    def _observe(self, mset: ManifestSet) -> _Observation:
+        try:
+            containers = self.runtime.list_managed(self.node)
+        except RuntimeUnavailable as e:
+            raise PassFailed(str(e)) from e
+        now = time.monotonic()
+        by_replica: dict[ReplicaId, list[Observed]] = {}
+        for c in containers:
+            by_replica.setdefault((c.key, c.replica), []).append(c)
+        running = {c.id: c for c in containers if c.state == "running"}
+        self.memory.running_since = {cid: self.memory.running_since.get(cid, now) for cid in running}
+        health = self._probe(mset, running)
+        ready = frozenset(cid for cid in running if health.get(cid, NO_HEALTH).ready)
+        unhealthy = frozenset(cid for cid in running if not health.get(cid, NO_HEALTH).live)
+        return _Observation(containers, by_replica, ready, unhealthy, health)
+
+    def _probe(self, mset: ManifestSet, running: Mapping[str, Observed]) -> dict[str, Health]:
+        if self.prober is None:
+            return {}
+        specs = {(w.key, w.spec_hash): w for w in mset.workloads}
+        targets: dict[str, ProbeTarget] = {}
+        for cid, c in running.items():
+            w = specs.get((c.key, c.spec_hash))
+            spec = next((s for s in w.pod.containers if s.name == c.container), None) if w else None
+            if spec is None or not (spec.liveness or spec.readiness or spec.startup):
+                continue
+            targets[cid] = ProbeTarget(
+                liveness=spec.liveness,
+                readiness=spec.readiness,
+                startup=spec.startup,
+                started_at=self.memory.running_since[cid],
+                host="127.0.0.1" if w is not None and w.pod.host_network else None,
+            )
+        self.prober.sync(targets)
+        return {cid: self.prober.result(cid) for cid in targets}
+
+    def _replica_views(self, view: ClusterView, obs: _Observation) -> dict[ReplicaId, ReplicaView]:
+        """Every replica as the cluster reports it, with our own replicas as we see them now."""
+        views: dict[ReplicaId, ReplicaView] = {}
+        for name in sorted(view.reports):
+            if name == self.node:
+                continue
+            live = name in view.live
+            for r in view.reports[name].workloads:
+                if r.reason in RELEASING_REASONS:
+                    continue
+                finished = r.state if r.state in ("succeeded", "failed") and r.kind == "Job" else None
+                # Results are permanent; a dead node's running replicas are not.
+                if not live and not finished:
+                    continue
+                rid = (r.key, r.replica)
+                running = r.state in RUNNING_STATES
+                v = ReplicaView(r.spec_hash, running, r.state == "ready", finished, r.failed_spec_hash)
+                old = views.get(rid)
+                if old is None or (v.running and not old.running) or (v.finished and not old.finished):
+                    views[rid] = v
+        for rid, row in self.memory.finished.items():
+            views[rid] = ReplicaView(row.spec_hash, False, False, row.state, None)
+        for rid, cs in obs.by_replica.items():
+            newest = max(cs, key=lambda c: c.created)
+            group = [c for c in cs if c.spec_hash == newest.spec_hash]
+            failed = self.memory.rollout_failed.get(rid[0], ("", ""))[0] or None
+            views[rid] = ReplicaView(
+                newest.spec_hash,
+                running=any(c.state == "running" for c in group),
+                ready=all(c.id in obs.ready_ids for c in group),
+                finished=views[rid].finished if rid in views else None,
+                failed_spec_hash=failed,
+            )
+        return views
+
+    # -- planning --------------------------------------------------------------------------
+
     def _plan_inputs(
         self,
         mset: ManifestSet,
         view: ClusterView,
         assignment: Assignment,
         desired: list[Instance],
-        observed: list[Observed],
+        obs: _Observation,
         fenced: frozenset[str],
+        gates: Gates,
     ) -> PlanInputs:
-        now = time.monotonic()
         by_key = {w.key: w for w in mset.workloads}
-        wanted = {i.id for i in desired}
+        return PlanInputs(
+            prune_allowed=not mset.errors,
+            protected_keys=frozenset(mset.invalid_keys),
+            workload_keys=frozenset(by_key),
+            fenced=fenced,
+            hold=self._handoff_holds(view, assignment, obs, by_key, {i.id for i in desired}),
+            blocked=self._exclusive_blocks(mset, view, desired),
+            finished=gates.finished,
+            wait=gates.wait,
+            abort=self._deadline_aborts(desired, obs),
+            ready_ids=obs.ready_ids,
+            unhealthy_ids=obs.unhealthy_ids,
+            restart_not_before=self.memory.not_before(),
+            now=time.monotonic(),
+        )
+
+    def _handoff_holds(
+        self,
+        view: ClusterView,
+        assignment: Assignment,
+        obs: _Observation,
+        by_key: Mapping[str, Workload],
+        wanted: set[ReplicaId],
+    ) -> frozenset[ReplicaId]:
+        """Replicas moving away that we keep until the new owner reports them ready (make-before-break)."""
         hold: set[ReplicaId] = set()
-        for c in observed:
-            rid = (c.key, c.replica)
-            w = by_key.get(c.key)
-            if rid in wanted or w is None or w.exclusive or c.state != "running":
+        for rid, cs in obs.by_replica.items():
+            w = by_key.get(rid[0])
+            if rid in wanted or w is None or w.exclusive or not any(c.state == "running" for c in cs):
                 continue
             owner = assignment.owner(rid)
-            if owner and owner != self.node and not self._reports_ready(view, owner, rid, w.spec_hash):
+            if owner and owner != self.node and not _reports_ready(view, owner, rid, w.spec_hash):
                 hold.add(rid)
-        blocked: dict[ReplicaId, str] = {}
-        # A predecessor counts as gone only a margin after its timeout, so that its own
-        # fencing (at the timeout, by its clock) has certainly happened first.
+        return frozenset(hold)
+
+    def _exclusive_blocks(self, mset: ManifestSet, view: ClusterView, desired: list[Instance]) -> dict[ReplicaId, str]:
+        """Exclusive replicas we must not start while another node may still run them (break-before-make)."""
         gone_after = mset.cluster.node_timeout_seconds + 2 * mset.cluster.heartbeat_seconds + FENCE_MARGIN_S
+        blocked: dict[ReplicaId, str] = {}
         for inst in desired:
-            if not inst.workload.exclusive:
+            w = inst.workload
+            if not w.exclusive:
                 continue
             for name, report in sorted(view.reports.items()):
                 if name == self.node or view.ages.get(name, float("inf")) > gone_after:
                     continue
-                if any((r.key, r.replica) == inst.id and r.state in RUNNING_STATES for r in report.workloads):
-                    blocked[inst.id] = f"exclusive: waiting for {name} to stop it or expire"
-        not_before = {rid: t.last + self._backoff(t.streak) for rid, t in self._restarts.items() if t.streak > 0}
-        return PlanInputs(
-            prune_allowed=not mset.errors,
-            protected_keys=frozenset(mset.invalid_keys),
-            hold=frozenset(hold),
-            blocked=blocked,
-            fenced=fenced,
-            workload_keys=frozenset(by_key),
-            finished={rid: r.spec_hash for rid, r in self._finished.items()},
-            restart_not_before=not_before,
-            now=now,
-        )
+                for r in report.workloads:
+                    if r.key != w.key or r.state not in RUNNING_STATES:
+                        continue
+                    # Recreate stops every old replica before any new one starts, cluster-wide.
+                    if r.replica == inst.replica or (w.strategy == "Recreate" and r.spec_hash != w.spec_hash):
+                        blocked[inst.id] = f"exclusive: waiting for {name} to stop {w.name}[{r.replica}]"
+        return blocked
 
-    @staticmethod
-    def _reports_ready(view: ClusterView, node: str, rid: ReplicaId, spec_hash: str) -> bool:
-        report = view.reports.get(node)
-        if report is None or node not in view.live:
-            return False
-        return any(
-            (r.key, r.replica) == rid and r.spec_hash == spec_hash and r.state in ("ready", "running")
-            for r in report.workloads
-        )
+    def _deadline_aborts(self, desired: list[Instance], obs: _Observation) -> dict[ReplicaId, str]:
+        """Replicas whose new container missed progressDeadlineSeconds while the old one still serves."""
+        now = time.monotonic()
+        aborts: dict[ReplicaId, str] = {}
+        tracked: dict[ReplicaId, tuple[str, float]] = {}
+        for inst in desired:
+            cs = obs.by_replica.get(inst.id, [])
+            current = [c for c in cs if c.spec_hash == inst.spec_hash]
+            if not current or len(current) == len(cs) or all(c.id in obs.ready_ids for c in current):
+                continue
+            h, t0 = self.memory.in_flight.get(inst.id, (inst.spec_hash, now))
+            if h != inst.spec_hash:
+                t0 = now
+            tracked[inst.id] = (inst.spec_hash, t0)
+            deadline = inst.workload.progress_deadline_s
+            if now - t0 > deadline:
+                why = f"spec {inst.spec_hash[:8]} not ready within {deadline}s: {self._not_ready_why(current, obs)}"
+                aborts[inst.id] = why
+                log.warning("rollout of %s halted: %s", inst.workload.key, why)
+                self.memory.rollout_failed[inst.workload.key] = (inst.spec_hash, why)
+        self.memory.in_flight = tracked
+        return aborts
 
-    def _backoff(self, streak: int) -> float:
-        return float(min(BACKOFF_START_S * 2 ** (streak - 1), BACKOFF_MAX_S) * self.config.backoff_scale)
+    def _not_ready_why(self, current: list[Observed], obs: _Observation) -> str:
+        for c in current:
+            h = obs.health.get(c.id)
+            if h is not None and h.message:
+                return f"probe: {h.message}"
+            if c.state != "running":
+                tail = self.runtime.logs_tail(c.id, 5).strip().replace("\n", " | ")
+                return f"exit code {c.exit_code}; log: {tail[-300:]}"
+        return "readiness never passed"
 
     def _record_outcome(self, outcome: Outcome) -> None:
         now = time.monotonic()
         for rid in outcome.started:
-            t = self._restarts.setdefault(rid, RestartTrack())
-            t.total += 1
-            t.streak += 1
-            t.last = now
+            self.memory.restarted(rid, now)
         for rid in outcome.failures:
             # Failed starts back off like crashes, so a broken spec is not retried every pass.
-            t = self._restarts.setdefault(rid, RestartTrack())
-            t.streak += 1
-            t.last = now
+            self.memory.restarted(rid, now, counted=False)
         for rid in outcome.ran:
-            self._failures.pop(rid, None)
-        self._failures.update(outcome.failures)
+            self.memory.failures.pop(rid, None)
+        self.memory.failures.update(outcome.failures)
 
     # -- status ----------------------------------------------------------------------------
 
@@ -287,46 +388,29 @@ class Reconciler:
         view: ClusterView,
         assignment: Assignment,
         desired: list[Instance],
-        observed: list[Observed],
+        obs: _Observation,
         the_plan: Plan,
+        gates: Gates,
         errors: list[ErrorStatus],
     ) -> NodeStatus:
-        now_mono = time.monotonic()
-        by_rid: dict[ReplicaId, list[Observed]] = {}
-        for c in observed:
-            by_rid.setdefault((c.key, c.replica), []).append(c)
-        rows: list[ReplicaStatus] = []
-        for inst in desired:
-            rows.append(self._replica_row(inst, by_rid.get(inst.id, []), the_plan, now_mono))
+        by_key = {w.key: w for w in mset.workloads}
+        self._forget_stale_memory(by_key)
+        rows = [self._replica_row(inst, obs, the_plan, gates) for inst in desired]
         wanted = {i.id for i in desired}
-        for rid, cs in sorted(by_rid.items()):
-            if rid in wanted:
-                continue
-            _state, reason = the_plan.waiting.get(rid, ("running", "Terminating"))
-            c = cs[0]
-            rows.append(self._row(rid, c.spec_hash, c.id, "running" if c.state == "running" else "exited", reason))
-        live_sorted = sorted(view.live | {self.node})
-        if live_sorted and live_sorted[0] == self.node:
+        for rid, cs in sorted(obs.by_replica.items()):
+            if rid not in wanted:
+                reason = the_plan.waiting.get(rid, ("Terminating", ""))[0]
+                rows.append(self._row(rid, cs[0].spec_hash, cs[0].id, _state_of(cs[0]), reason))
+        # Job results stay published while their spec is current, even when the index moved away.
+        emitted = {(r.key, r.replica) for r in rows}
+        rows += [row for rid, row in self.memory.finished.items() if rid not in emitted]
+        live = sorted(view.live | {self.node})
+        if live[0] == self.node:
             # One node (the first live one) speaks for replicas that fit nowhere.
-            by_key = {w.key: w for w in mset.workloads}
             for key, idx, why in assignment.unschedulable:
                 w = by_key.get(key)
                 if w is not None:
-                    rows.append(
-                        ReplicaStatus(
-                            namespace=w.namespace,
-                            kind=w.kind,
-                            name=w.name,
-                            replica=idx,
-                            spec_hash=w.spec_hash,
-                            state="unschedulable",
-                            reason="Unschedulable",
-                            message=why,
-                        )
-                    )
-        self._finished = {rid: r for rid, r in self._finished.items() if rid in wanted} | {
-            (r.key, r.replica): r for r in rows if r.kind in ("Job", "CronJob") and r.state in ("succeeded", "failed")
-        }
+                    rows.append(self._row((key, idx), w.spec_hash, None, "unschedulable", "Unschedulable", why))
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))
         return NodeStatus(
@@ -340,46 +424,81 @@ class Reconciler:
                 gpus=[GpuStatus(uuid=g.uuid, model=g.model, memory=g.memory_mib) for g in self.gpus],
             ),
             revision=RevisionStatus(sha=rev, verified=False, applied_at=utc_now_iso()),
-            placement_digest=assignment.digest(rev, sorted(view.live | {self.node})),
-            live_nodes=sorted(view.live | {self.node}),
+            placement_digest=assignment.digest(rev, live),
+            live_nodes=live,
             errors=errors,
             workloads=sorted(rows, key=lambda r: (r.namespace, r.kind, r.name, r.replica)),
         )
 
-    def _replica_row(self, inst: Instance, cs: list[Observed], the_plan: Plan, now_mono: float) -> ReplicaStatus:
-        rid = inst.id
-        w = inst.workload
+    def _forget_stale_memory(self, by_key: Mapping[str, Workload]) -> None:
+        def current(key: str, spec_hash: str) -> bool:
+            w = by_key.get(key)
+            return w is not None and w.spec_hash == spec_hash
+
+        self.memory.finished = {rid: r for rid, r in self.memory.finished.items() if current(rid[0], r.spec_hash)}
+        self.memory.rollout_failed = {
+            k: v for k, v in self.memory.rollout_failed.items() if current(k, v[0]) or (k in by_key and not v[0])
+        }
+
+    def _replica_row(self, inst: Instance, obs: _Observation, the_plan: Plan, gates: Gates) -> ReplicaStatus:
+        rid, w = inst.id, inst.workload
+        cs = obs.by_replica.get(rid, [])
         current = [c for c in cs if c.spec_hash == inst.spec_hash]
-        finished = self._finished.get(rid)
+        failed_rollout = self.memory.rollout_failed.get(w.key)
+        failed_hash = failed_rollout[0] if failed_rollout and failed_rollout[0] == inst.spec_hash else None
+        waiting = the_plan.waiting.get(rid)
+        reason, message = waiting if waiting else (None, None)
+        if failed_hash and failed_rollout:
+            reason, message = "RolloutFailed", failed_rollout[1]
+        finished = self.memory.finished.get(rid)
         if finished is not None and finished.spec_hash == inst.spec_hash and not current:
             return finished
-        if rid in self._failures and not any(c.state == "running" for c in current):
-            reason, message = self._failures[rid]
-            return self._row(rid, inst.spec_hash, None, "failed", reason, message)
-        if rid in the_plan.waiting and not current:
-            state, why = the_plan.waiting[rid]
-            return self._row(rid, inst.spec_hash, None, "starting", state, why)
-        if not current:
-            return self._row(rid, inst.spec_hash, None, "starting", "Pending")
-        main = current[0]
-        track = self._restarts.get(rid, RestartTrack())
-        if all(c.state == "running" for c in current):
-            if track.streak and now_mono - track.last > BACKOFF_RESET_S * self.config.backoff_scale:
-                track.streak = 0
-            return self._row(rid, inst.spec_hash, main.id, "ready", None, restarts=track.total)
-        exited = [c for c in current if c.state != "running"]
+        # Report the containers that serve: the new ones once they exist, else the old ones.
+        group = current or cs
+        restarts = self.memory.restarts.get(rid)
+        total = restarts.total if restarts else 0
+        if not group:
+            if rid in self.memory.failures:
+                reason, message = self.memory.failures[rid]
+                return self._row(rid, inst.spec_hash, None, "failed", reason, message, restarts=total)
+            return self._row(rid, inst.spec_hash, None, "starting", reason or "Pending", message)
+        main = group[0]
+        if rid in self.memory.failures and any(c.state == "created" for c in group):
+            reason, message = self.memory.failures[rid]
+            return self._row(rid, main.spec_hash, main.id, "failed", reason, message, restarts=total)
+        if all(c.state == "running" for c in group):
+            self.memory.healthy_for_a_while(rid, time.monotonic())
+            if any(c.id in obs.unhealthy_ids for c in group):
+                state = "unhealthy"
+            elif all(c.id in obs.ready_ids for c in group):
+                state = "ready"
+            else:
+                state = "running"
+            msg = message or next((h.message for c in group if (h := obs.health.get(c.id)) and h.message), None)
+            return self._row(rid, main.spec_hash, main.id, state, reason, msg, restarts=total, failed=failed_hash)
+        exited = [c for c in group if c.state != "running"]
         code = exited[0].exit_code
-        if w.kind in ("Job", "CronJob"):
-            if all(c.exit_code == 0 for c in exited) and len(exited) == len(current):
-                return self._row(rid, inst.spec_hash, main.id, "succeeded", "Completed", exit_code=0)
-            job = w.job
-            if job is not None and track.total >= job.backoff_limit + 0 and code not in (0, None):
-                tail = self.runtime.logs_tail(exited[0].id, 10)
-                return self._row(rid, inst.spec_hash, main.id, "failed", "BackoffLimitExceeded", tail, exit_code=code)
-        if rid in the_plan.waiting:
-            state, why = the_plan.waiting[rid]
-            return self._row(rid, inst.spec_hash, main.id, "exited", state, why, code, track.total)
-        return self._row(rid, inst.spec_hash, main.id, "exited", None, None, code, track.total)
+        if w.kind in ("Job", "CronJob") and main.spec_hash == inst.spec_hash:
+            row = self._job_row(inst, group, exited, total)
+            if row is not None:
+                if row.state in ("succeeded", "failed"):
+                    self.memory.finished[rid] = row
+                return row
+        return self._row(rid, main.spec_hash, main.id, "exited", reason, message, code, total, failed_hash)
+
+    def _job_row(
+        self, inst: Instance, group: list[Observed], exited: list[Observed], restarts: int
+    ) -> ReplicaStatus | None:
+        rid, w = inst.id, inst.workload
+        main = group[0]
+        if len(exited) == len(group) and all(c.exit_code == 0 for c in exited):
+            return self._row(rid, inst.spec_hash, main.id, "succeeded", "Completed", exit_code=0)
+        code = exited[0].exit_code
+        limit = w.job.backoff_limit if w.job else 6
+        if code not in (0, None) and (restarts >= limit or w.pod.restart_policy == "Never"):
+            tail = self.runtime.logs_tail(exited[0].id, 10).strip()[-500:]
+            return self._row(rid, inst.spec_hash, main.id, "failed", "BackoffLimitExceeded", tail, code, restarts)
+        return None
 
     def _row(
         self,
@@ -391,11 +510,12 @@ class Reconciler:
         message: str | None = None,
         exit_code: int | None = None,
         restarts: int = 0,
+        failed: str | None = None,
     ) -> ReplicaStatus:
         ns, kind, name = rid[0].split("/", 2)
-        prev = self._since.get(rid)
+        prev = self.memory.since.get(rid)
         since = prev[1] if prev and prev[0] == state else utc_now_iso()
-        self._since[rid] = (state, since)
+        self.memory.since[rid] = (state, since)
         return ReplicaStatus(
             namespace=ns,
             kind=kind,
@@ -409,12 +529,13 @@ class Reconciler:
             exit_code=exit_code,
             restarts=restarts,
             since=since,
+            failed_spec_hash=failed,
         )
 
-    def _push(self, status: NodeStatus, heartbeat_s: int) -> bool:
+    def _push(self, status: NodeStatus) -> bool:
         key = content_key(status)
         now = time.monotonic()
-        if key == self._last_push_content and now - self._last_push_at < heartbeat_s:
+        if key == self._last_push_content and now - self._last_push_at < self._heartbeat_timeout[0]:
             return False
         try:
             self.source.push_status(self.node, dump(status), commit_message(status), self.config.status_history)
@@ -432,3 +553,14 @@ class Reconciler:
     def close(self) -> None:
         """Release the engine connection."""
         self.runtime.close()
+
+
+def _state_of(c: Observed) -> str:
+    return "running" if c.state == "running" else "exited"
+
+
+def _reports_ready(view: ClusterView, node: str, rid: ReplicaId, spec_hash: str) -> bool:
+    report = view.reports.get(node)
+    if report is None or node not in view.live:
+        return False
+    return any((r.key, r.replica) == rid and r.spec_hash == spec_hash and r.state == "ready" for r in report.workloads)

@@ -63,6 +63,10 @@ class ReplicaStatus(_Status):
     exit_code: int | None = Field(default=None, alias="exitCode")
     restarts: int = 0
     since: str | None = None
+    # Set when this replica halted a rollout: the spec that never became ready.
+    failed_spec_hash: str | None = Field(default=None, alias="failedSpecHash")
+    # CronJob runs: the scheduled time this run belongs to.
+    slot: str | None = None
 
     @property
     def key(self) -> str:

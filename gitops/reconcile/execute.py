@@ -86,6 +86,9 @@ class Executor:
                 elif action.op == "start" and action.target is not None:
                     self.runtime.start(action.target.id)
                     out.started.add(rid)
+                elif action.op == "restart" and action.target is not None:
+                    self.runtime.restart(action.target.id)
+                    out.started.add(rid)
                 elif action.op == "run" and action.instance is not None and action.container is not None:
                     self._ensure_image(action.container, pulled)
                     self.runtime.run(self._request(action.instance, action.container))

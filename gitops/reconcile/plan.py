@@ -38,7 +38,7 @@ class Instance:
 class Action:
     """One engine call and why it is needed."""
 
-    op: Literal["run", "start", "remove"]
+    op: Literal["run", "start", "restart", "remove"]
     replica: ReplicaId
     cause: str
     # run: the instance and which of its pod's containers; start/remove: the container.
@@ -69,8 +69,16 @@ class PlanInputs:
     fenced: frozenset[str] = frozenset()
     # Replicas this node owns but may not start yet, with why (break-before-make).
     blocked: Mapping[ReplicaId, str] = field(default_factory=dict)
-    # Job replicas that already finished at a spec hash (from this node's status record).
+    # Job indices finished (succeeded or failed for good) at their current spec, anywhere.
     finished: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Rollout gates: replicas that must not move to the new spec yet, with why.
+    wait: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Replicas whose new container missed the progress deadline: drop it, keep the old one.
+    abort: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Containers whose readiness passed (running and no readiness probe counts as ready).
+    ready_ids: frozenset[str] = frozenset()
+    # Running containers whose liveness probe failed: restarted in place.
+    unhealthy_ids: frozenset[str] = frozenset()
     # Crash-loop backoff: replica -> earliest time (epoch seconds) of its next restart.
     restart_not_before: Mapping[ReplicaId, float] = field(default_factory=dict)
     now: float = 0.0
@@ -113,45 +121,7 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
     desired_keys = {i.workload.key for i in desired} | inputs.workload_keys
 
     for rid in sorted(wanted):
-        inst = wanted[rid]
-        have = sorted(by_replica.get(rid, []), key=lambda c: c.name)
-        current = [c for c in have if c.spec_hash == inst.spec_hash and _gpus_match(inst, c)]
-        stale = [c for c in have if c not in current]
-        if inst.workload.kind in ("Job", "CronJob") and inputs.finished.get(rid) == inst.spec_hash:
-            result.actions += _remove_all(rid, stale, "superseded by a finished run of the current spec")
-            continue
-        if current and _is_pod_complete(inst, current):
-            result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
-            for c in current:
-                if _needs_restart(inst, c):
-                    not_before = inputs.restart_not_before.get(rid, 0.0)
-                    if inputs.now < not_before:
-                        result.waiting[rid] = (
-                            "CrashLoopBackOff",
-                            f"next restart in {not_before - inputs.now:.0f}s",
-                        )
-                    else:
-                        why = "created but never started" if c.exit_code is None else f"exited with code {c.exit_code}"
-                        result.actions.append(
-                            Action(
-                                "start",
-                                rid,
-                                f"{why}; restartPolicy {inst.workload.pod.restart_policy}",
-                                target=c,
-                            )
-                        )
-            continue
-        if rid in inputs.blocked:
-            result.waiting[rid] = ("waiting", inputs.blocked[rid])
-            continue
-        cause = _create_cause(inst, current, stale)
-        # Partial pods are rebuilt whole: the shared network namespace may be gone.
-        run = [Action("run", rid, cause, instance=inst, container=spec) for spec in inst.workload.pod.containers]
-        if _break_before_make(inst):
-            result.actions += _remove_all(rid, have, "replaced (break-before-make)") + run
-        else:
-            result.actions += _remove_all(rid, current, "incomplete pod, rebuilt") + run
-            result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
+        _plan_replica(wanted[rid], by_replica.get(rid, []), inputs, result)
 
     for rid in sorted(by_replica):
         if rid in wanted:
@@ -171,6 +141,56 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
         else:
             result.waiting[rid] = ("NotPruned", "not pruned: this revision has invalid manifests")
     return result
+
+
+def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: PlanInputs, result: Plan) -> None:
+    rid = inst.id
+    have = sorted(have_unsorted, key=lambda c: c.name)
+    current = [c for c in have if c.spec_hash == inst.spec_hash and _gpus_match(inst, c)]
+    stale = [c for c in have if c not in current]
+    if inst.workload.kind in ("Job", "CronJob") and rid in inputs.finished:
+        result.actions += _remove_all(rid, stale, "superseded by a finished run of the current spec")
+        return
+    if rid in inputs.abort and current and stale:
+        result.actions += _remove_all(rid, current, inputs.abort[rid])
+        result.waiting[rid] = ("RolloutFailed", inputs.abort[rid])
+        return
+    if current and _is_pod_complete(inst, current):
+        if stale and not all(c.id in inputs.ready_ids for c in current):
+            # Make-before-break: the old container serves until the new one is ready.
+            result.waiting[rid] = ("RollingUpdate", f"waiting for {inst.spec_hash[:8]} to become ready")
+        else:
+            result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
+        _plan_restarts(inst, current, inputs, result)
+        return
+    for gate in (inputs.blocked, inputs.wait):
+        if rid in gate:
+            result.waiting[rid] = ("Waiting", gate[rid])
+            return
+    cause = _create_cause(inst, current, stale)
+    # Partial pods are rebuilt whole: the shared network namespace may be gone.
+    run = [Action("run", rid, cause, instance=inst, container=spec) for spec in inst.workload.pod.containers]
+    if _break_before_make(inst):
+        result.actions += _remove_all(rid, have, "replaced (break-before-make)") + run
+    else:
+        result.actions += _remove_all(rid, current, "incomplete pod, rebuilt") + run
+
+
+def _plan_restarts(inst: Instance, current: Sequence[Observed], inputs: PlanInputs, result: Plan) -> None:
+    rid = inst.id
+    for c in current:
+        if c.id in inputs.unhealthy_ids and c.state == "running":
+            result.actions.append(Action("restart", rid, "liveness probe failed", target=c))
+            continue
+        if not _needs_restart(inst, c):
+            continue
+        not_before = inputs.restart_not_before.get(rid, 0.0)
+        if inputs.now < not_before:
+            result.waiting[rid] = ("CrashLoopBackOff", f"next restart in {not_before - inputs.now:.0f}s")
+            continue
+        why = "created but never started" if c.exit_code is None else f"exited with code {c.exit_code}"
+        cause = f"{why}; restartPolicy {inst.workload.pod.restart_policy}"
+        result.actions.append(Action("start", rid, cause, target=c))
 
 
 def _gpus_match(inst: Instance, c: Observed) -> bool:

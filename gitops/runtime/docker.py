@@ -198,6 +198,11 @@ class DockerRuntime:
         """Start an existing, stopped container."""
         self._call(self.api.start, cid)
 
+    def restart(self, cid: str) -> None:
+        """Stop within the container's grace period and start it again (liveness failure)."""
+        self._call(self.api.stop, cid)
+        self._call(self.api.start, cid)
+
     def remove(self, cid: str) -> None:
         """Stop within the container's own grace period, then remove; gone already counts as done."""
         try:

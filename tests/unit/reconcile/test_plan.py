@@ -54,11 +54,27 @@ def test_missing_replica_is_run_with_cause() -> None:
     assert "missing" in p.actions[0].cause
 
 
-def test_spec_change_runs_new_before_removing_old() -> None:
+def test_spec_change_keeps_old_until_new_is_ready() -> None:
     old, new = workload(env="a"), workload(env="b")
     p = plan([Instance(new, 0, "r2")], [observed(old, 0)], PlanInputs())
-    assert [a.op for a in p.actions] == ["run", "remove"]
+    assert [a.op for a in p.actions] == ["run"]
     assert "spec changed" in p.actions[0].cause
+    both = [observed(old, 0), observed(new, 0)]
+    p = plan([Instance(new, 0, "r2")], both, PlanInputs())
+    assert p.actions == [] and p.waiting[(new.key, 0)][0] == "RollingUpdate"
+    p = plan([Instance(new, 0, "r2")], both, PlanInputs(ready_ids=frozenset({both[1].id})))
+    assert [(a.op, a.target) for a in p.actions] == [("remove", both[0])]
+
+
+def test_rollout_gate_and_deadline_abort() -> None:
+    old, new = workload(env="a"), workload(env="b")
+    rid = (new.key, 0)
+    p = plan([Instance(new, 0, "r2")], [observed(old, 0)], PlanInputs(wait={rid: "no slot"}))
+    assert p.actions == [] and p.waiting[rid] == ("Waiting", "no slot")
+    both = [observed(old, 0), observed(new, 0)]
+    p = plan([Instance(new, 0, "r2")], both, PlanInputs(abort={rid: "not ready within 600s"}))
+    assert [(a.op, a.target) for a in p.actions] == [("remove", both[1])]
+    assert p.waiting[rid][0] == "RolloutFailed"
 
 
 def test_exclusive_or_host_port_pods_break_before_make() -> None:
@@ -78,7 +94,7 @@ def test_prune_only_when_revision_is_valid() -> None:
     gone = workload("gone")
     assert [a.op for a in plan([], [observed(gone, 0)], PlanInputs()).actions] == ["remove"]
     p = plan([], [observed(gone, 0)], PlanInputs(prune_allowed=False))
-    assert p.actions == [] and p.waiting[(gone.key, 0)][0] == "kept"
+    assert p.actions == [] and p.waiting[(gone.key, 0)][0] == "NotPruned"
     p = plan([], [observed(gone, 0)], PlanInputs(protected_keys=frozenset({gone.key})))
     assert p.actions == []
 
@@ -101,7 +117,7 @@ def test_stopped_container_restarts_in_place_respecting_backoff() -> None:
 def test_finished_job_is_not_rerun() -> None:
     c = ContainerSpec(name="main", image="img")
     job = Workload(kind="Job", name="j", file="j.yaml", pod=PodSpec(containers=(c,), restart_policy="Never"))
-    assert plan([Instance(job, 0, "r")], [], PlanInputs(finished={(job.key, 0): job.spec_hash})).actions == []
+    assert plan([Instance(job, 0, "r")], [], PlanInputs(finished={(job.key, 0): "succeeded"})).actions == []
     done = observed(job, 0, state="exited", exit_code=0)
     assert plan([Instance(job, 0, "r")], [done], PlanInputs()).actions == []
 
@@ -109,9 +125,9 @@ def test_finished_job_is_not_rerun() -> None:
 def test_handoff_hold_and_exclusive_block() -> None:
     w = workload()
     p = plan([], [observed(w, 3)], PlanInputs(hold=frozenset({(w.key, 3)})))
-    assert p.actions == [] and p.waiting[(w.key, 3)][0] == "handoff"
+    assert p.actions == [] and p.waiting[(w.key, 3)][0] == "Handoff"
     p = plan([Instance(w, 0, "r")], [], PlanInputs(blocked={(w.key, 0): "node-b still runs it"}))
-    assert p.actions == [] and p.waiting[(w.key, 0)] == ("waiting", "node-b still runs it")
+    assert p.actions == [] and p.waiting[(w.key, 0)] == ("Waiting", "node-b still runs it")
 
 
 def test_partial_pod_is_rebuilt_whole() -> None:

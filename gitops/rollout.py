@@ -1,0 +1,96 @@
+"""Cluster-wide rollout gates, computed by every node from the same status records. Pure.
+
+No node coordinates a rollout; each one derives the same gate from what all nodes
+report, and only acts on its own replicas:
+
+- RollingUpdate: replicas move to the new spec in index order, at most
+  ``maxSurge + maxUnavailable`` in flight (started at the new spec, not yet ready) at once.
+  The old container keeps serving until the new one is ready, so readiness never drops.
+- Recreate: every old replica stops first; new ones start once no node reports an old one.
+- A replica not ready within ``progressDeadlineSeconds`` halts the rollout of that spec
+  everywhere (its node reports ``failedSpecHash``); a new commit starts afresh.
+- Jobs: at most ``parallelism`` completion indices run at once, lowest indices first;
+  an index that succeeded anywhere never runs again at that spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gitops.manifests.types import Workload
+
+ReplicaId = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class ReplicaView:
+    """What the cluster knows of one replica: the spec it runs (newest container) and its health."""
+
+    spec_hash: str
+    running: bool
+    ready: bool
+    finished: str | None = None  # "succeeded" | "failed" for Job indices
+    failed_spec_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What this node may do to its replicas in this pass."""
+
+    # Replicas that must keep running their old spec for now, with why.
+    wait: dict[ReplicaId, str] = field(default_factory=dict)
+    # Workload key -> (spec hash, reason) of a halted rollout.
+    halted: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Job indices finished somewhere at the current spec (never rerun).
+    finished: dict[ReplicaId, str] = field(default_factory=dict)
+
+
+def compute_gates(workloads: Iterable[Workload], views: Mapping[ReplicaId, ReplicaView]) -> Gates:
+    """Gates for every workload, from the merged cluster view of its replicas."""
+    gates = Gates()
+    for w in workloads:
+        if w.kind == "Deployment":
+            _deployment(w, views, gates)
+        elif w.kind == "Job":
+            _job(w, views, gates)
+    return gates
+
+
+def _deployment(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> None:
+    new = w.spec_hash
+    mine = {r: views[(w.key, r)] for r in range(w.replicas) if (w.key, r) in views}
+    failed = next((v.failed_spec_hash for v in mine.values() if v.failed_spec_hash == new), None)
+    if failed:
+        gates.halted[w.key] = (new, "a replica did not become ready within progressDeadlineSeconds")
+    old = sorted(r for r, v in mine.items() if v.spec_hash != new and v.running)
+    if not old:
+        return
+    if w.strategy == "Recreate":
+        # Break-before-make cluster-wide: the old ones stop on their own nodes first.
+        return
+    if failed:
+        for r in old:
+            gates.wait[(w.key, r)] = f"rollout of {new[:8]} halted"
+        return
+    in_flight = sum(1 for v in mine.values() if v.spec_hash == new and not v.ready)
+    budget = max(1, w.max_surge + w.max_unavailable) - in_flight
+    for r in old[max(0, budget) :]:
+        gates.wait[(w.key, r)] = f"rolling update: waiting for a slot ({in_flight} in flight)"
+
+
+def _job(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> None:
+    new = w.spec_hash
+    running = 0
+    pending: list[int] = []
+    for r in range(w.replicas):
+        v = views.get((w.key, r))
+        if v is not None and v.spec_hash == new and v.finished:
+            gates.finished[(w.key, r)] = v.finished
+        elif v is not None and v.spec_hash == new and v.running:
+            running += 1
+        else:
+            pending.append(r)
+    parallelism = w.job.parallelism if w.job else 1
+    for r in pending[max(0, parallelism - running) :]:
+        gates.wait[(w.key, r)] = f"parallelism {parallelism}: {running} running"
