@@ -146,11 +146,12 @@ class ContainerProbes:
         self._expire(now)
         start: list[tuple[Kind, int, Probe]] = []
         for slot in self._slots.values():
-            if not self._active(slot) or now < slot.next_at:
+            # An attempt within its timeout delays the next one, as kubelet runs a container's probe serially.
+            if not self._active(slot) or now < slot.next_at or slot.deadline is not None:
                 continue
             slot.next_at = now + slot.probe.period_s
             if slot.running:
-                # Don't pile a second worker onto a stuck one; the missed period still counts, as in kubelet.
+                # Don't pile a second worker onto a stuck one; the missed period still counts as a failure.
                 self._record(slot, False, f"previous probe still running after {slot.probe.timeout_s}s")
                 continue
             slot.attempt += 1
@@ -163,6 +164,8 @@ class ContainerProbes:
         for slot in self._slots.values():
             if slot.deadline is not None and now >= slot.deadline:
                 slot.deadline = None
+                # A full period before the stuck attempt is counted again, not a second failure at once.
+                slot.next_at = max(slot.next_at, now + slot.probe.period_s)
                 self._record(slot, False, f"timed out after {slot.probe.timeout_s}s")
 
     def finish(self, kind: Kind, attempt: int, success: bool | None, message: str, now: float) -> None:
@@ -172,18 +175,22 @@ class ContainerProbes:
             return
         slot.running = False
         self._expire(now)
-        if slot.deadline is None or success is None:
+        if slot.deadline is None:
             return
         slot.deadline = None
-        self._record(slot, success, message)
+        if success is not None:
+            self._record(slot, success, message)
 
     def _record(self, slot: _Slot, success: bool, message: str) -> None:
         slot.state = probe_state_after(slot.state, slot.probe, success, message)
 
     def next_event(self) -> float | None:
         """The earliest time due() has something to do, or None when nothing is pending."""
-        times = [s.deadline for s in self._slots.values() if s.deadline is not None]
-        times += [s.next_at for s in self._slots.values() if self._active(s)]
+        times = [
+            s.deadline if s.deadline is not None else s.next_at
+            for s in self._slots.values()
+            if s.deadline is not None or self._active(s)
+        ]
         return min(times, default=None)
 
     def health(self) -> Health:
