@@ -15,6 +15,7 @@ from typing import Any
 
 from gitops import __version__, logs
 from gitops.config import Config, ConfigError, load_config
+from gitops.reconciler import Reconciler
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "repo-template"
@@ -207,9 +208,8 @@ def cmd_sync(cfg: Config) -> int:
     return EXIT_OK
 
 
-def _reconciler(cfg: Config) -> Any:
+def _reconciler(cfg: Config) -> Reconciler:
     from gitops.gpu import DeclaredInventory, Gpu, NvmlInventory
-    from gitops.reconciler import Reconciler
 
     inventory = (
         DeclaredInventory(

@@ -18,6 +18,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from gitops.config import Config
+from gitops.health import Prober
 from gitops.reconciler import PassFailed, Reconciler
 from gitops.source import GitError, normalise_url
 
@@ -168,11 +169,16 @@ class Daemon:
         git_dir = local_git_dir(self.config.repo)
         if git_dir is not None:
             BranchWatcher(git_dir, self.config.branch, self.wake, self.stopping).schedule(observer)
+        # Readiness and liveness flips wake the loop, so status (and rollouts elsewhere) move promptly.
+        prober = Prober(self.reconciler.runtime, self.wake.set)
+        self.reconciler.prober = prober
+        prober.start()
         scheduler.start()
         observer.start()
         try:
             self._loop()
         finally:
+            prober.stop()
             observer.stop()
             scheduler.shutdown(wait=False)
             observer.join(timeout=5)
@@ -194,8 +200,8 @@ class Daemon:
                 sd_notify("READY=1")
             if ok:
                 failures, delay = 0, 0.0
-                # Heartbeats are due more often than a long interval: wake for them too.
-                self.wake.wait(self.reconciler.next_heartbeat_in() + 0.05)
+                # Heartbeats and crash-loop restarts fall due between intervals: wake for them too.
+                self.wake.wait(self.reconciler.next_wake_in() + 0.05)
             else:
                 failures += 1
                 # Temporary failures retry with backoff, independent of the interval timer.

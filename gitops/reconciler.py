@@ -546,9 +546,11 @@ class Reconciler:
         self._last_push_content = key
         return True
 
-    def next_heartbeat_in(self) -> float:
-        """Seconds until a pass is due to push a heartbeat, whatever the interval."""
-        return max(0.0, self._last_push_at + self._heartbeat_timeout[0] - time.monotonic())
+    def next_wake_in(self) -> float:
+        """Seconds until a pass is due for a heartbeat or a crash-loop restart, whatever the interval."""
+        now = time.monotonic()
+        restarts = [t for t in self.memory.not_before().values() if t > now]
+        return max(0.0, min([self._last_push_at + self._heartbeat_timeout[0], *restarts]) - now)
 
     def close(self) -> None:
         """Release the engine connection."""
