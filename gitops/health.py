@@ -7,6 +7,7 @@ scheduler thread, a worker pool and the three handlers (exec, httpGet, tcpSocket
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
 import socket
@@ -246,7 +247,7 @@ class Prober:
             return
         self._stopping = False
         self._pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="gitops-probe")
-        self._thread = threading.Thread(target=self._loop, name="gitops-prober", daemon=True)
+        self._thread = threading.Thread(target=self._loop, args=(self._pool,), name="gitops-prober", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -298,7 +299,7 @@ class Prober:
             probes = self._containers.get(cid)
             return probes.health() if probes is not None else UNWATCHED
 
-    def _loop(self) -> None:
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
         while True:
             with self._cond:
                 if self._stopping:
@@ -308,7 +309,8 @@ class Prober:
                 changed = self._note_flips()
                 pending = [t for t in (p.next_event() for p in self._containers.values()) if t is not None]
             for cid, probes, (kind, attempt, probe) in batch:
-                self._submit(cid, probes, kind, attempt, probe)
+                fut = pool.submit(self._run, cid, probes.target, probe)
+                fut.add_done_callback(functools.partial(self._finished, cid, probes, kind, attempt))
             if changed:
                 try:
                     self.on_change()
@@ -325,21 +327,11 @@ class Prober:
         changed = False
         for cid, probes in self._containers.items():
             h = probes.health()
-            now = (h.ready, h.live)
-            if self._reported.get(cid) != now:
-                self._reported[cid] = now
+            verdict = (h.ready, h.live)
+            if self._reported.get(cid) != verdict:
+                self._reported[cid] = verdict
                 changed = True
         return changed
-
-    def _submit(self, cid: str, probes: ContainerProbes, kind: Kind, attempt: int, probe: Probe) -> None:
-        pool = self._pool
-        if pool is None:
-            return
-        try:
-            fut = pool.submit(self._run, cid, probes.target, probe)
-        except RuntimeError:  # the pool shut down between the scheduling and the submit
-            return
-        fut.add_done_callback(lambda f: self._finished(cid, probes, kind, attempt, f))
 
     def _finished(self, cid: str, probes: ContainerProbes, kind: Kind, attempt: int, fut: Future[Outcome]) -> None:
         outcome = Outcome(None, "cancelled") if fut.cancelled() else fut.result()

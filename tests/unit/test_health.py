@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import http.server
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -252,6 +256,24 @@ def http_port() -> Iterator[int]:
     server.server_close()
 
 
+@pytest.fixture
+def https_port(tmp_path: Path) -> Iterator[int]:
+    """An HTTPS server with a throwaway self-signed certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl CLI to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    make = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=probe.invalid"]
+    subprocess.run([*make, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -267,6 +289,10 @@ def test_http_get_statuses(http_port: int) -> None:
     assert get("/moved") == (True, "")  # 3xx is success, and the off-host redirect is not followed
     assert get("/header", headers=(("X-Probe", "yes"),)) == (True, "")
     assert get("/nope") == (False, f"GET http://127.0.0.1:{http_port}/nope: HTTP status 503")
+
+
+def test_https_get_skips_certificate_verification(https_port: int) -> None:
+    assert http_get("127.0.0.1", Probe(handler="httpGet", scheme="HTTPS", port=https_port, path="/ok")).success
 
 
 def test_http_get_connection_error_message() -> None:
