@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from gitops import __version__
 from gitops.cluster import RELEASING_REASONS, RUNNING_STATES, ClusterView, Membership
@@ -16,6 +17,7 @@ from gitops.health import Health, Prober, ProbeTarget
 from gitops.manifests.types import ManifestSet, Workload
 from gitops.nodefacts import node_info
 from gitops.placement import Assignment, NodeInfo, place
+from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
 from gitops.reconcile.memory import Memory
 from gitops.reconcile.plan import Instance, Plan, PlanInputs, ReplicaId, plan
@@ -109,6 +111,8 @@ class Reconciler:
         self._last_push_content = b""
         self._heartbeat_timeout: tuple[float, float] = (10.0, 30.0)
         self._status_cache: dict[str, NodeStatus | None] = {}
+        self._mset: ManifestSet | None = None
+        self.cron = CronRuns()
 
     # -- the pass --------------------------------------------------------------------------
 
@@ -118,15 +122,19 @@ class Reconciler:
         # A hanging fetch must not delay fencing past the node timeout.
         self.source.timeout = min(self.config.git_timeout, max(3.0, self._heartbeat_timeout[1] / 3))
         rev = self._fetch(errors)
-        mset = self.loader.load(rev)
+        mset = self._mset = self.loader.load(rev)
         self._heartbeat_timeout = (mset.cluster.heartbeat_seconds, mset.cluster.node_timeout_seconds)
         errors += [ErrorStatus(file=e.file, line=e.line, field=e.field, message=str(e)) for e in mset.errors]
         view = self._cluster_view(mset.cluster.node_timeout_seconds)
         if not self._recovered:
             self.memory.recover(view.reports.get(self.node))
+            self.cron.recover(view.reports.get(self.node), mset)
             self._recovered = True
-        assignment = place(mset.workloads, self._nodes(view, mset), view.placements())
+        nodes = self._nodes(view, mset)
+        assignment = place(mset.workloads, nodes, view.placements())
         fenced = self._fenced_keys(mset)
+        schedulable = [(n.name, n.labels) for n in nodes if not n.cordoned]
+        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC))
         desired = self._instances(mset, assignment, rev, fenced)
         obs = self._observe(mset)
         gates = compute_gates(mset.workloads, self._replica_views(view, obs))
@@ -193,7 +201,8 @@ class Reconciler:
         mine = [(by_key[k], r) for k, r in assignment.for_node(self.node) if k in by_key and k not in fenced]
         demands = [((w.key, r), w.pod.gpu_count()) for w, r in mine if w.pod.gpu_count()]
         gpu_ids = assign_gpus(self.gpus, demands) if demands else {}
-        return [Instance(w, r, rev, gpu_ids.get((w.key, r), ())) for w, r in mine]
+        runs = [Instance(w, r, rev) for w in self.cron.workloads() for r in range(w.replicas)]
+        return [Instance(w, r, rev, gpu_ids.get((w.key, r), ())) for w, r in mine] + runs
 
     # -- observation and health ------------------------------------------------------------
 
@@ -281,14 +290,16 @@ class Reconciler:
         gates: Gates,
     ) -> PlanInputs:
         by_key = {w.key: w for w in mset.workloads}
+        # Runs of CronJobs are ours to end whatever the revision holds: history and Replace drop them.
+        runs = {c.key for c in obs.containers if c.labels.get("gitops.kind") == "CronJob"}
         return PlanInputs(
             prune_allowed=not mset.errors,
             protected_keys=frozenset(mset.invalid_keys),
-            workload_keys=frozenset(by_key),
+            workload_keys=frozenset(by_key) | runs,
             fenced=fenced,
             hold=self._handoff_holds(view, assignment, obs, by_key, {i.id for i in desired}),
             blocked=self._exclusive_blocks(mset, view, desired),
-            finished=gates.finished,
+            finished={**gates.finished, **{rid: r.state for rid, r in self.memory.finished.items()}},
             wait=gates.wait,
             abort=self._deadline_aborts(desired, obs),
             ready_ids=obs.ready_ids,
@@ -393,7 +404,7 @@ class Reconciler:
         gates: Gates,
         errors: list[ErrorStatus],
     ) -> NodeStatus:
-        by_key = {w.key: w for w in mset.workloads}
+        by_key = {w.key: w for w in (*mset.workloads, *self.cron.workloads())}
         self._forget_stale_memory(by_key)
         rows = [self._replica_row(inst, obs, the_plan, gates) for inst in desired]
         wanted = {i.id for i in desired}
@@ -413,6 +424,7 @@ class Reconciler:
                     rows.append(self._row((key, idx), w.spec_hash, None, "unschedulable", "Unschedulable", why))
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))
+        rows = [self.cron.annotate(r) for r in rows]
         return NodeStatus(
             node=self.node,
             daemon_version=__version__,
@@ -549,8 +561,11 @@ class Reconciler:
     def next_wake_in(self) -> float:
         """Seconds until a pass is due for a heartbeat or a crash-loop restart, whatever the interval."""
         now = time.monotonic()
-        restarts = [t for t in self.memory.not_before().values() if t > now]
-        return max(0.0, min([self._last_push_at + self._heartbeat_timeout[0], *restarts]) - now)
+        due = [self._last_push_at + self._heartbeat_timeout[0] - now]
+        due += [t - now for t in self.memory.not_before().values() if t > now]
+        if self._mset is not None and (cron := self.cron.next_fire_in(self._mset, datetime.now(UTC))) is not None:
+            due.append(cron)
+        return max(0.0, min(due))
 
     def close(self) -> None:
         """Release the engine connection."""

@@ -65,7 +65,8 @@ class ReplicaStatus(_Status):
     since: str | None = None
     # Set when this replica halted a rollout: the spec that never became ready.
     failed_spec_hash: str | None = Field(default=None, alias="failedSpecHash")
-    # CronJob runs: the scheduled time this run belongs to.
+    # CronJob runs: the CronJob's name and the scheduled time this run belongs to.
+    cronjob: str | None = None
     slot: str | None = None
 
     @property

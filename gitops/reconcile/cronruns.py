@@ -1,0 +1,117 @@
+"""CronJob runs on this node: which scheduled slots it owns, starts, stops and forgets.
+
+Each slot is owned by one live node (rendezvous hash of CronJob and slot, see
+gitops/cronjobs.py); the owner turns it into a run, a Job-like workload named after
+the slot, and reports it with ``cronjob`` and ``slot`` so every node sees every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gitops.cronjobs import decide, due_slots, history_to_prune, next_fire_in, run_name, slot_owner
+from gitops.manifests.types import ManifestSet, Workload
+from gitops.status import NodeStatus, ReplicaStatus
+
+# On start-up, slots this recent are still started (a daemon restart must not drop a run).
+STARTUP_LOOKBACK = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class CronRun:
+    """One scheduled run: its CronJob, its slot, and the workload that runs it."""
+
+    cronjob: str  # key of the CronJob
+    slot: datetime
+    workload: Workload
+
+
+def run_workload(cron: Workload, slot: datetime) -> Workload:
+    """The Job-like workload of one run: the CronJob's pod, named after the slot."""
+    completions = cron.job.completions if cron.job else 1
+    return cron.model_copy(update={"name": run_name(cron.name, slot), "replicas": completions, "cron": cron.cron})
+
+
+class CronRuns:
+    """The runs this node started, and the scheduling cursor per CronJob."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, CronRun] = {}
+        self._since: dict[str, datetime] = {}
+
+    def recover(self, own: NodeStatus | None, mset: ManifestSet) -> None:
+        """Take back the runs our status still lists, for CronJobs that still exist."""
+        if own is None:
+            return
+        crons = {w.name: w for w in mset.workloads if w.kind == "CronJob"}
+        for r in own.workloads:
+            cron = crons.get(r.cronjob or "")
+            if r.kind == "CronJob" and r.slot and cron is not None:
+                slot = datetime.fromisoformat(r.slot)
+                run = run_workload(cron, slot)
+                self.runs[run.key] = CronRun(cron.key, slot, run)
+
+    def update(
+        self,
+        mset: ManifestSet,
+        node: str,
+        nodes: Sequence[tuple[str, Mapping[str, str]]],
+        reports: Iterable[NodeStatus],
+        now: datetime,
+    ) -> None:
+        """Start the due slots this node owns, stop replaced runs, forget runs past their history."""
+        crons = [w for w in mset.workloads if w.kind == "CronJob" and w.cron is not None]
+        known = _cluster_runs(reports)
+        for w in crons:
+            assert w.cron is not None
+            since = self._since.get(w.key, now - STARTUP_LOOKBACK)
+            self._since[w.key] = now
+            owned = [s for s in due_slots(w.cron, since, now) if slot_owner(w.key, s, nodes, w.node_selector) == node]
+            # Runs we started are running until a report (ours included) says otherwise.
+            started = {r.slot: "running" for r in self.runs.values() if r.cronjob == w.key}
+            runs = {**started, **known.get((w.namespace, w.name), {})}
+            decision = decide(w, runs, owned)
+            for slot in decision.start:
+                run = run_workload(w, slot)
+                self.runs[run.key] = CronRun(w.key, slot, run)
+            for slot in decision.stop:
+                self.runs.pop(run_workload(w, slot).key, None)
+            finished = {slot: state for slot, state in runs.items() if state in ("succeeded", "failed")}
+            for slot in history_to_prune(finished, w.cron.successful_history, w.cron.failed_history):
+                self.runs.pop(run_workload(w, slot).key, None)
+        alive = {w.key for w in crons}
+        self.runs = {k: r for k, r in self.runs.items() if r.cronjob in alive}
+
+    def workloads(self) -> list[Workload]:
+        """The run workloads this node must run (or keep, finished, within history)."""
+        return [r.workload for r in self.runs.values()]
+
+    def annotate(self, row: ReplicaStatus) -> ReplicaStatus:
+        """Add ``cronjob`` and ``slot`` to the status row of a run."""
+        run = self.runs.get(row.key)
+        if run is None:
+            return row
+        name = run.cronjob.split("/", 2)[2]
+        return row.model_copy(update={"cronjob": name, "slot": run.slot.isoformat()})
+
+    def next_fire_in(self, mset: ManifestSet, now: datetime) -> float | None:
+        """Seconds until the next scheduled slot of any CronJob."""
+        return next_fire_in([w.cron for w in mset.workloads if w.kind == "CronJob" and w.cron], now)
+
+
+def _cluster_runs(reports: Iterable[NodeStatus]) -> dict[tuple[str, str], dict[datetime, str]]:
+    """(namespace, cronjob name) -> slot -> state, from every node's report."""
+    out: dict[tuple[str, str], dict[datetime, str]] = {}
+    for report in reports:
+        for r in report.workloads:
+            if r.kind != "CronJob" or not r.slot or not r.cronjob:
+                continue
+            state = r.state if r.state in ("succeeded", "failed") else "running"
+            slot = datetime.fromisoformat(r.slot).astimezone(UTC)
+            slots = out.setdefault((r.namespace, r.cronjob), {})
+            # A run with several completion rows is running until every row finished.
+            if state == "running" or slot not in slots:
+                slots[slot] = state
+    return out

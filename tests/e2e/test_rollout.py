@@ -1,0 +1,329 @@
+"""Health, rollouts and batch across real daemons (issue 4's done-means)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_cluster import CLUSTER, Cluster
+from tests.helpers import TEST_IMAGE, wait_for
+
+pytestmark = pytest.mark.usefixtures("docker_engine")
+
+# Serves /index.html on 8080 one second after start; readiness passes once httpd answers.
+WEB = (
+    "trap 'exit 0' TERM; mkdir -p /www; echo ok > /www/index.html; sleep 1; "
+    "httpd -p 8080 -h /www; while true; do sleep 0.2; done"
+)
+
+
+def web(name: str, version: str, ready_path: str = "/index.html", replicas: int = 6, deadline: int = 600) -> str:
+    return f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  replicas: {replicas}
+  progressDeadlineSeconds: {deadline}
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers:
+        - name: web
+          image: {TEST_IMAGE}
+          imagePullPolicy: IfNotPresent
+          command: ["sh", "-c", {WEB!r}]
+          env: [{{name: VERSION, value: "{version}"}}]
+          ports: [{{containerPort: 8080}}]
+          readinessProbe:
+            httpGet: {{path: {ready_path}, port: 8080}}
+            periodSeconds: 1
+"""
+
+
+@pytest.fixture
+def cluster3(tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.push("cluster.yaml", CLUSTER % "[]")
+    yield c
+    c.close()
+
+
+class ReadySampler:
+    """Counts containers of a workload that answer HTTP 200 on 8080, every 0.25 s."""
+
+    def __init__(self, c: Cluster, workload: str):
+        self.c, self.workload = c, workload
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> ReadySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def ready_now(self) -> int:
+        rows = self.c.client.api.containers(filters={"label": [f"gitops.name={self.workload}"], "status": "running"})
+        n = 0
+        for r in rows:
+            if not r["Labels"]["gitops.node"].startswith(self.c.prefix):
+                continue
+            ip = next(iter(r["NetworkSettings"]["Networks"].values()))["IPAddress"]
+            try:
+                with urllib.request.urlopen(f"http://{ip}:8080/index.html", timeout=0.5) as resp:
+                    n += resp.status == 200
+            except OSError:
+                pass
+        return n
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self.ready_now())
+            self._stop.wait(0.25)
+
+
+def rows(c: Cluster, nodes: list[str], workload: str) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for n in nodes:
+        for r in c.status(n).get("workloads") or []:  # type: ignore[union-attr]
+            if not workload or r["name"] == workload:
+                out.append({**r, "node": n})
+    return out
+
+
+def all_at(c: Cluster, nodes: list[str], workload: str, spec_prefix: str, n: int = 6) -> bool:
+    rs = [r for r in rows(c, nodes, workload) if r["state"] == "ready" and str(r["specHash"]).startswith(spec_prefix)]
+    hashes = {
+        r["Labels"]["gitops.spec-hash"]
+        for r in c.client.api.containers(filters={"label": [f"gitops.name={workload}"], "status": "running"})
+        if r["Labels"]["gitops.node"].startswith(c.prefix)
+    }
+    return len(rs) == n and hashes == {rs[0]["specHash"]} if rs else False
+
+
+def spec_hash_of(c: Cluster, workload: str) -> set[str]:
+    return {
+        r["Labels"]["gitops.spec-hash"]
+        for r in c.client.api.containers(filters={"label": [f"gitops.name={workload}"], "status": "running"})
+        if r["Labels"]["gitops.node"].startswith(c.prefix)
+    }
+
+
+def test_rolling_update_keeps_readiness_then_halts_and_reverts(cluster3: Cluster) -> None:
+    c = cluster3
+    nodes = [c.name(x) for x in "abc"]
+    c.push("apps/web.yaml", web("web", "v1", deadline=8))
+    for short in "abc":
+        c.start(short)
+    sampler = ReadySampler(c, "web")
+    wait_for(lambda: sampler.ready_now() == 6 and len(spec_hash_of(c, "web")) == 1 and
+             all(c.status(n).get("liveNodes") == nodes for n in nodes), timeout=90, interval=0.5,
+             what="6 ready replicas on v1")  # fmt: skip
+    (v1,) = spec_hash_of(c, "web")
+    v1_ids = {r["Id"] for r in c.client.api.containers(filters={"label": ["gitops.name=web"], "status": "running"})}
+
+    # 1. A new env value: never below 6 - maxUnavailable (= 5) ready, all on the new spec at the end.
+    with ReadySampler(c, "web") as s:
+        c.push("apps/web.yaml", web("web", "v2", deadline=8))
+        wait_for(lambda: len(spec_hash_of(c, "web")) == 1 and spec_hash_of(c, "web") != {v1}
+                 and sampler.ready_now() == 6, timeout=120, interval=0.5, what="all 6 on v2")  # fmt: skip
+    assert min(s.samples) >= 5, s.samples
+    (v2,) = spec_hash_of(c, "web")
+    v2_ids = {r["Id"] for r in c.client.api.containers(filters={"label": ["gitops.name=web"], "status": "running"})}
+    assert not (v1_ids & v2_ids)
+
+    # 2. A spec whose readiness never passes halts at the deadline; old containers keep serving.
+    with ReadySampler(c, "web") as s:
+        c.push("apps/web.yaml", web("web", "v3", ready_path="/missing", deadline=8))
+        failed = wait_for(
+            lambda: [r for r in rows(c, nodes, "web") if r.get("reason") == "RolloutFailed"], timeout=60,
+            interval=0.5, what="RolloutFailed reported",
+        )  # fmt: skip
+        time.sleep(4)
+    assert min(s.samples) >= 5, s.samples
+    assert "not ready within 8s" in str(failed[0]["message"]) and "probe" in str(failed[0]["message"])
+    still_v2 = v2_ids & {r["Id"] for r in c.client.api.containers(filters={"label": ["gitops.name=web"]})}
+    # At most maxSurge + maxUnavailable (2 + 1) replicas were touched by the broken spec.
+    assert len(still_v2) >= 6 - 3, "the halted rollout must not go past its budget"
+    assert sampler.ready_now() == 6
+
+    # 3. git revert: back to v2 everywhere; replicas that never changed were not restarted.
+    c.work.revert()
+    from tests.helpers import git
+
+    git(c.work.path, "push", "-q", "-f", str(c.bare), "main")
+    wait_for(lambda: spec_hash_of(c, "web") == {v2} and sampler.ready_now() == 6, timeout=60, interval=0.5,
+             what="all ready on v2 after revert")  # fmt: skip
+    now_ids = {r["Id"] for r in c.client.api.containers(filters={"label": ["gitops.name=web"], "status": "running"})}
+    assert still_v2 <= now_ids
+
+
+def test_crash_loop_backs_off(cluster3: Cluster) -> None:
+    c = cluster3
+    node = c.name("a")
+    crash = f"""\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: crash}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: crash}}}}
+  template:
+    metadata: {{labels: {{app: crash}}}}
+    spec:
+      containers:
+        - name: main
+          image: {TEST_IMAGE}
+          imagePullPolicy: IfNotPresent
+          command: ["sh", "-c", "exit 1"]
+"""
+    c.push("apps/crash.yaml", crash)
+    # Time scale 0.2: the 10, 20, 40 s gaps become 2, 4, 8 s.
+    d = c.start("a")
+    d.kill(9)
+    d.env["GITOPS_BACKOFF_SCALE"] = "0.2"
+    d.start()
+    starts: list[str] = []
+
+    def observe() -> bool:
+        for r in c.client.api.containers(all=True, filters={"label": [f"gitops.node={node}"]}):
+            started = c.client.api.inspect_container(r["Id"])["State"]["StartedAt"]
+            if started and not started.startswith("0001") and started not in starts:
+                starts.append(started)
+        return len(starts) >= 5
+
+    wait_for(observe, timeout=40, interval=0.1, what="5 starts")
+    from datetime import datetime
+
+    times = [datetime.fromisoformat(s[:26].rstrip("Z")) for s in starts]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    # First restart at once, then 2, 4, 8 s (plus pass latency).
+    assert gaps[0] < 1.5, gaps
+    for expected, got in zip([2, 4, 8], gaps[1:], strict=False):
+        assert expected - 0.3 <= got <= expected + 1.5, gaps
+    st = wait_for(lambda: [r for r in rows(c, [node], "crash") if r.get("reason") == "CrashLoopBackOff"],
+                  timeout=20, interval=0.3, what="CrashLoopBackOff in status")  # fmt: skip
+    assert int(str(st[0]["restarts"])) >= 3
+
+
+JOB = """\
+apiVersion: batch/v1
+kind: Job
+metadata: {name: batch}
+spec:
+  completions: 3
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+        - name: work
+          image: %s
+          imagePullPolicy: IfNotPresent
+          command: ["sh", "-c", "sleep 1; echo done %s"]
+"""
+
+
+def test_job_completions_once_cluster_wide(cluster3: Cluster) -> None:
+    c = cluster3
+    nodes = [c.name(x) for x in "abc"]
+    for short in "abc":
+        c.start(short)
+    wait_for(lambda: all(c.status(n).get("liveNodes") == nodes for n in nodes), timeout=30, interval=0.5,
+             what="all nodes see each other")  # fmt: skip
+    c.push("jobs/batch.yaml", JOB % (TEST_IMAGE, "v1"))
+
+    def succeeded() -> set[int]:
+        return {int(str(r["replica"])) for r in rows(c, nodes, "batch") if r["state"] == "succeeded"}
+
+    wait_for(lambda: succeeded() == {0, 1, 2}, timeout=60, interval=0.5, what="3 completions")
+    runs = c.client.api.containers(all=True, filters={"label": ["gitops.name=batch"]})
+    runs = [r for r in runs if r["Labels"]["gitops.node"].startswith(c.prefix)]
+    assert len(runs) == 3 and all("Exited (0)" in r["Status"] for r in runs)
+
+    # Restart every daemon: nothing reruns.
+    for n in nodes:
+        c.daemons[n].kill(9)
+    for n in nodes:
+        c.daemons[n].start()
+    time.sleep(6)
+    again = [r for r in c.client.api.containers(all=True, filters={"label": ["gitops.name=batch"]})
+             if r["Labels"]["gitops.node"].startswith(c.prefix)]  # fmt: skip
+    assert {r["Id"] for r in again} == {r["Id"] for r in runs}
+    assert succeeded() == {0, 1, 2}
+
+    # A new spec runs it again.
+    c.push("jobs/batch.yaml", JOB % (TEST_IMAGE, "v2"))
+    wait_for(
+        lambda: len([r for r in c.client.api.containers(all=True, filters={"label": ["gitops.name=batch"]})
+                     if r["Labels"]["gitops.node"].startswith(c.prefix) and "Exited (0)" in r["Status"]
+                     and r["Labels"]["gitops.spec-hash"] not in {x["Labels"]["gitops.spec-hash"] for x in runs}]) == 3,
+        timeout=60, interval=0.5, what="3 runs of the new spec",
+    )  # fmt: skip
+    wait_for(lambda: succeeded() == {0, 1, 2} and all(
+        r["specHash"] not in {x["Labels"]["gitops.spec-hash"] for x in runs}
+        for r in rows(c, nodes, "batch") if r["state"] == "succeeded"
+    ), timeout=20, interval=0.5, what="status shows 3 succeeded at the new spec")  # fmt: skip
+
+
+CRON = """\
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: tick}
+spec:
+  schedule: "*/3 * * * * *"
+  successfulJobsHistoryLimit: 10
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+            - name: tick
+              image: %s
+              imagePullPolicy: IfNotPresent
+              command: ["sh", "-c", "echo tick"]
+"""
+
+
+def test_cronjob_one_run_per_slot_over_three_nodes(cluster3: Cluster) -> None:
+    c = cluster3
+    nodes = [c.name(x) for x in "abc"]
+    for short in "abc":
+        c.start(short)
+    wait_for(lambda: all(c.status(n).get("liveNodes") == nodes for n in nodes), timeout=30, interval=0.5,
+             what="all nodes see each other")  # fmt: skip
+    c.push("jobs/tick.yaml", CRON % TEST_IMAGE)
+    seen: dict[str, set[str]] = {}
+
+    def runs() -> dict[str, set[str]]:
+        for r in c.client.api.containers(all=True, filters={"label": ["gitops.kind=CronJob"]}):
+            node = r["Labels"]["gitops.node"]
+            if node.startswith(c.prefix):
+                seen.setdefault(r["Labels"]["gitops.name"], set()).add(node)
+        return seen
+
+    # Three consecutive slots after the first one seen (which may have been cut by the push).
+    wait_for(lambda: len(runs()) >= 4, timeout=40, interval=0.2, what="4 runs")
+    time.sleep(1)
+    runs()
+    slots = sorted(int(name.rsplit("-", 1)[1]) for name in seen)
+    assert all(b - a == 3 for a, b in itertools.pairwise(slots[:4])), slots
+    assert all(len(where) == 1 for where in seen.values()), seen
+    finished = wait_for(
+        lambda: [r for r in rows(c, nodes, "") if r.get("cronjob") == "tick" and r["state"] == "succeeded"],
+        timeout=15, interval=0.5, what="runs reported succeeded",
+    )  # fmt: skip
+    assert all(str(r["slot"]) for r in finished)
