@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops.cluster import ClusterView
-from gitops.manifests.types import ManifestSet
+from gitops.manifests.types import ManifestSet, Workload
 from gitops.placement import NodeInfo
+from gitops.status import ReplicaStatus
 
 READY_STATES = ("ready", "succeeded")
 
@@ -50,7 +51,15 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
         )
     workloads = []
     for w in mset.workloads:
-        rows = [(n, row) for n in sorted(view.live) for row in view.reports[n].workloads if row.key == w.key]
+        if w.kind == "CronJob":
+            rows = [
+                (n, row)
+                for n in sorted(view.reports)
+                for row in view.reports[n].workloads
+                if row.kind == "CronJob" and row.cronjob == w.name and row.namespace == w.namespace
+            ]
+        else:
+            rows = [(n, row) for n in sorted(view.live) for row in view.reports[n].workloads if row.key == w.key]
         current = [(n, row) for n, row in rows if row.spec_hash == w.spec_hash]
         workloads.append(
             {
@@ -61,6 +70,7 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
                 "running": sum(1 for _, row in rows if row.state in ("running", "ready", "unhealthy")),
                 "ready": sum(1 for _, row in current if row.state in READY_STATES),
                 "updated": len(current),
+                "rollout": _rollout(w, current),
                 "nodes": sorted({n for n, row in rows if row.state not in ("unschedulable",)}),
                 "replicas": [
                     {
@@ -71,6 +81,7 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
                         "message": row.message,
                         "specHash": row.spec_hash[:8],
                         "restarts": row.restarts,
+                        **({"slot": row.slot} if row.slot else {}),
                     }
                     for n, row in rows
                 ],
@@ -82,6 +93,28 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
         "nodes": nodes,
         "workloads": workloads,
         "manifestErrors": [e.model_dump(exclude_none=True) for e in mset.errors],
+    }
+
+
+def _rollout(w: Workload, current: list[tuple[str, ReplicaStatus]]) -> dict[str, Any]:
+    """Progress of the rollout of the workload's current spec."""
+    halted = next((row for _, row in current if row.failed_spec_hash == w.spec_hash), None)
+    if halted is None:
+        halted = next((row for _, row in current if row.reason == "RolloutFailed"), None)
+    ready = sum(1 for _, row in current if row.state in READY_STATES)
+    if w.kind in ("DaemonSet", "CronJob"):
+        state = "n/a"
+    elif halted is not None:
+        state = "halted"
+    elif ready >= w.replicas:
+        state = "complete"
+    else:
+        state = "progressing"
+    return {
+        "state": state,
+        "updated": len(current),
+        "ready": ready,
+        "reason": halted.message if halted is not None else None,
     }
 
 
@@ -102,8 +135,10 @@ def render_status(doc: dict[str, Any]) -> str:
         desired = w["desired"] if w["desired"] is not None else "-"
         lines.append(
             f"  {w['key']:<40} desired {desired} running {w['running']} ready {w['ready']}"
-            f" updated {w['updated']}  on {','.join(w['nodes']) or '-'}"
+            f" updated {w['updated']}  rollout {w['rollout']['state']}  on {','.join(w['nodes']) or '-'}"
         )
+        if w["rollout"]["reason"]:
+            lines.append(f"      rollout halted: {w['rollout']['reason']}")
         for r in w["replicas"]:
             if r["state"] not in READY_STATES or r["reason"]:
                 why = f"{r['reason'] or ''} {r['message'] or ''}"
