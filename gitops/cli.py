@@ -11,10 +11,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from gitops import __version__, logs
+from gitops.cluster import ClusterView
 from gitops.config import Config, ConfigError, load_config
+from gitops.manifests.types import ManifestSet
 from gitops.reconciler import Reconciler
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
@@ -266,34 +267,35 @@ def cmd_plan(cfg: Config) -> int:
     return EXIT_CHANGES if report.plan.actions else EXIT_OK
 
 
-def _read_cluster(cfg: Config, state: Path) -> tuple[Any, Any, str]:
+def _read_cluster(cfg: Config, verb: str) -> tuple[ManifestSet, ClusterView, str] | None:
+    """Fetch the tracked branch and status branches into a throwaway mirror; None (reported) on failure."""
     from gitops.cluster import Membership
     from gitops.desired import DesiredLoader
-    from gitops.source import GitSource
+    from gitops.source import GitError, GitSource
     from gitops.status import load
 
-    src = GitSource(cfg.repo, cfg.branch, cfg.path, state, cfg.git_timeout)
-    rev = src.fetch()
-    mset = DesiredLoader(src).load(rev)
-    heads = src.status_heads()
-    raw = src.read_status_files(heads)
+    with tempfile.TemporaryDirectory(prefix="gitops-read-") as tmp:
+        src = GitSource(cfg.repo, cfg.branch, cfg.path, Path(tmp), cfg.git_timeout)
+        try:
+            rev = src.fetch()
+            mset = DesiredLoader(src).load(rev)
+            heads = src.status_heads()
+            raw = src.read_status_files(heads)
+        except GitError as e:
+            print(f"gitops {verb}: {e}", file=sys.stderr)
+            return None
     reports = {n: r for n, b in raw.items() if (r := load(b)) is not None}
-    view = Membership().view(reports, heads, mset.cluster.node_timeout_seconds)
-    return mset, view, rev
+    return mset, Membership().view(reports, heads, mset.cluster.node_timeout_seconds), rev
 
 
 def cmd_status(cfg: Config, output: str) -> int:
     """Print nodes and workloads as the status branches report them."""
-    from gitops.source import GitError
     from gitops.statusview import render_status, status_document
 
-    with tempfile.TemporaryDirectory(prefix="gitops-status-") as tmp:
-        try:
-            mset, view, rev = _read_cluster(cfg, Path(tmp))
-        except GitError as e:
-            print(f"gitops status: {e}", file=sys.stderr)
-            return EXIT_ERROR
-    doc = status_document(mset, view, rev)
+    read = _read_cluster(cfg, "status")
+    if read is None:
+        return EXIT_ERROR
+    doc = status_document(*read)
     print(json.dumps(doc, indent=2) if output == "json" else render_status(doc))
     return EXIT_OK
 
@@ -301,15 +303,12 @@ def cmd_status(cfg: Config, output: str) -> int:
 def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) -> int:
     """Print the assignment for the current repo and live nodes, with what-if changes."""
     from gitops.placement import NodeInfo, place
-    from gitops.source import GitError
     from gitops.statusview import parse_node_spec
 
-    with tempfile.TemporaryDirectory(prefix="gitops-placement-") as tmp:
-        try:
-            mset, view, rev = _read_cluster(cfg, Path(tmp))
-        except GitError as e:
-            print(f"gitops placement: {e}", file=sys.stderr)
-            return EXIT_ERROR
+    read = _read_cluster(cfg, "placement")
+    if read is None:
+        return EXIT_ERROR
+    mset, view, rev = read
     try:
         extra: list[NodeInfo] = [parse_node_spec(s) for s in add]
     except ValueError as e:

@@ -94,6 +94,16 @@ class ReadySampler:
             self._stop.wait(0.25)
 
 
+def start_all(c: Cluster) -> list[str]:
+    """Start nodes a, b and c and wait until each sees all three live."""
+    nodes = [c.name(x) for x in "abc"]
+    for short in "abc":
+        c.start(short)
+    wait_for(lambda: all(c.status(n).get("liveNodes") == nodes for n in nodes), timeout=30, interval=0.5,
+             what="all nodes see each other")  # fmt: skip
+    return nodes
+
+
 def rows(c: Cluster, nodes: list[str], workload: str) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for n in nodes:
@@ -238,11 +248,7 @@ spec:
 
 def test_job_completions_once_cluster_wide(cluster3: Cluster) -> None:
     c = cluster3
-    nodes = [c.name(x) for x in "abc"]
-    for short in "abc":
-        c.start(short)
-    wait_for(lambda: all(c.status(n).get("liveNodes") == nodes for n in nodes), timeout=30, interval=0.5,
-             what="all nodes see each other")  # fmt: skip
+    nodes = start_all(c)
     c.push("jobs/batch.yaml", JOB % (TEST_IMAGE, "v1"))
 
     def succeeded() -> set[int]:
@@ -300,11 +306,7 @@ spec:
 
 def test_cronjob_one_run_per_slot_over_three_nodes(cluster3: Cluster) -> None:
     c = cluster3
-    nodes = [c.name(x) for x in "abc"]
-    for short in "abc":
-        c.start(short)
-    wait_for(lambda: all(c.status(n).get("liveNodes") == nodes for n in nodes), timeout=30, interval=0.5,
-             what="all nodes see each other")  # fmt: skip
+    nodes = start_all(c)
     c.push("jobs/tick.yaml", CRON % TEST_IMAGE)
     seen: dict[str, set[str]] = {}
 
