@@ -263,3 +263,32 @@ def test_git_outage_keeps_state_and_recovers(repo: Repo, node_name: str, tmp_pat
     repo.put("apps/b.yaml", deployment("b"))
     assert rec.run_pass().ok
     assert len(running(node_name)) == 2
+
+
+def test_thousand_passes_leak_no_processes_or_file_handles(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    import os
+
+    repo.put("apps/web.yaml", deployment("web"))
+    rec = reconciler(repo, node_name, tmp_path)
+    rec.run_pass()
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def children() -> int:
+        me = str(os.getpid())
+        count = 0
+        for p in os.listdir("/proc"):
+            if p.isdigit():
+                try:
+                    with open(f"/proc/{p}/stat") as f:
+                        count += f.read().rsplit(")", 1)[1].split()[1] == me
+                except OSError:
+                    pass
+        return count
+
+    before = (fds(), children())
+    for _ in range(1000):
+        assert rec.run_pass().ok
+    assert (fds(), children()) == before
+    assert len(running(node_name)) == 1

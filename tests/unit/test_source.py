@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -49,28 +48,3 @@ def test_unreachable_repo_is_a_git_error(tmp_path: Path) -> None:
     src = GitSource(str(tmp_path / "nowhere"), "main", "", tmp_path / "state")
     with pytest.raises(GitError):
         src.fetch()
-
-
-def test_thousand_passes_leak_no_processes_or_fds(repo: Repo, tmp_path: Path) -> None:
-    repo.put("a.yaml", "a\n")
-    src = GitSource(str(repo.path), "main", "", tmp_path / "state")
-    src.fetch()
-
-    def fds() -> int:
-        return len(os.listdir("/proc/self/fd"))
-
-    def children() -> int:
-        return sum(1 for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == os.getpid())
-
-    before = (fds(), children())
-    for _ in range(1000):
-        head = src.head()
-        src.read_blobs(e.blob for e in src.list_files(head))
-    assert (fds(), children()) == before
-
-
-def _ppid(p: Path) -> int:
-    try:
-        return int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
