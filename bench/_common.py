@@ -1,0 +1,194 @@
+"""Shared helpers for the daemon benchmarks (latency, pass cost, idle).
+
+Every benchmark works against the real Docker Engine and real Git repositories, under a
+unique node name ``bench-<what>-<random>`` so its containers can be found and removed by
+label whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import docker  # noqa: E402
+import docker.errors  # noqa: E402
+import yaml  # noqa: E402
+
+from gitops.config import Config  # noqa: E402
+from gitops.gpu import DeclaredInventory  # noqa: E402
+from gitops.reconciler import Reconciler  # noqa: E402
+from tests.helpers import (  # noqa: E402
+    DOCKER_HOST,
+    SERVE,
+    TEST_IMAGE,
+    DaemonProcess,
+    Repo,
+    deployment,
+    git,
+)
+
+__all__ = [
+    "DOCKER_HOST",
+    "ROOT",
+    "SERVE",
+    "TEST_IMAGE",
+    "DaemonProcess",
+    "Repo",
+    "bench_node",
+    "client",
+    "cpu_count",
+    "deployment",
+    "emit",
+    "fmt_s",
+    "git",
+    "make_reconciler",
+    "percentile",
+    "remove_bench_containers",
+    "report_table",
+    "status_record",
+    "stop_daemon",
+    "wait_until",
+]
+
+T = TypeVar("T")
+
+
+def bench_node(what: str) -> str:
+    """A node name no test or other benchmark uses: ``bench-<what>-<6 hex>``."""
+    return f"bench-{what}-{secrets.token_hex(3)}"
+
+
+def client() -> docker.DockerClient:
+    """A Docker client on the engine the daemon uses."""
+    return docker.DockerClient(base_url=DOCKER_HOST, timeout=120)
+
+
+def remove_bench_containers(node: str) -> int:
+    """Force-remove every container labelled ``gitops.node=<node>`` (managed or not) and its volumes."""
+    c = client()
+    try:
+        rows = c.api.containers(all=True, filters={"label": [f"gitops.node={node}"]})
+
+        def rm(cid: str) -> int:
+            with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+                c.api.remove_container(cid, force=True, v=True)
+                return 1
+            return 0
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            n = sum(pool.map(rm, [r["Id"] for r in rows]))
+        vols = (c.api.volumes(filters={"label": [f"gitops.node={node}"]}) or {}).get("Volumes") or []
+        for vol in vols:
+            with contextlib.suppress(docker.errors.APIError):
+                c.api.remove_volume(vol["Name"], force=True)
+    finally:
+        c.close()
+    return n
+
+
+def stop_daemon(d: DaemonProcess | None) -> None:
+    """SIGTERM the daemon process and wait; SIGKILL when it does not stop in time."""
+    if d is None or d.proc is None or d.proc.poll() is not None:
+        return
+    d.proc.send_signal(signal.SIGTERM)
+    try:
+        d.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        d.proc.kill()
+        d.proc.wait(timeout=20)
+
+
+def make_reconciler(repo: Path, node: str, state_dir: Path, **overrides: Any) -> Reconciler:
+    """An in-process node like the integration tests build: fixed capacity, no GPUs."""
+    cfg = Config(
+        repo=str(repo),
+        node=node,
+        state_dir=state_dir,
+        secrets_dir=state_dir / "secrets",
+        docker_host=DOCKER_HOST,
+        cpu_millis=8000,
+        memory_mib=16384,
+        interval=30,
+        **overrides,
+    )
+    return Reconciler(cfg, DeclaredInventory([]))
+
+
+def status_record(repo: Path, node: str) -> dict[str, Any] | None:
+    """The node's pushed ``status.yaml`` as a dict, or None when not pushed yet."""
+    proc = subprocess.run(
+        ["git", "show", f"refs/heads/gitops/status/{node}:status.yaml"],
+        cwd=repo,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None
+    data = yaml.safe_load(proc.stdout)
+    return data if isinstance(data, dict) else None
+
+
+def wait_until(predicate: Callable[[], T | None], timeout: float, interval: float, what: str) -> T:
+    """Poll ``predicate`` until it returns something truthy; RuntimeError on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (``q`` in 0..100), as numpy's default."""
+    if not values:
+        return math.nan
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+def fmt_s(x: float) -> str:
+    """Seconds with millisecond resolution."""
+    return f"{x:.3f} s"
+
+
+def report_table(title: str, rows: Sequence[tuple[str, str, str, bool | None]]) -> None:
+    """Print ``metric | goal | measured | PASS/FAIL`` rows (None: informational)."""
+    print(f"\n{title}")
+    w0 = max(len("metric"), *(len(r[0]) for r in rows))
+    w1 = max(len("goal"), *(len(r[1]) for r in rows))
+    w2 = max(len("measured"), *(len(r[2]) for r in rows))
+    print(f"  {'metric':<{w0}}  {'goal':<{w1}}  {'measured':>{w2}}  result")
+    print(f"  {'-' * w0}  {'-' * w1}  {'-' * w2}  ------")
+    for name, goal, got, ok in rows:
+        verdict = "" if ok is None else ("PASS" if ok else "FAIL")
+        print(f"  {name:<{w0}}  {goal:<{w1}}  {got:>{w2}}  {verdict}")
+    sys.stdout.flush()
+
+
+def emit(figures: dict[str, float]) -> None:
+    """The one machine-readable JSON line every benchmark ends with."""
+    print(json.dumps({k: round(v, 4) for k, v in figures.items()}), flush=True)
+
+
+def cpu_count() -> int:
+    """CPUs this process may use."""
+    return len(os.sched_getaffinity(0))
