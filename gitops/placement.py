@@ -4,8 +4,9 @@ Algorithm (DESIGN.md section 5, details and measurements in docs/placement.md):
 
 1. DaemonSets: one instance on every matching node, before anything else.
 2. Keep: a replica stays on the node that reports running it (``previous``) while that
-   node is live, schedulable, matches the selector, still has room for it, and holds no
-   more than its even spread of that workload (ceil(replicas / eligible nodes)).
+   node is live, schedulable, matches the selector and still has room for it; beyond its
+   workload's even spread (ceil(replicas / eligible nodes)) only while no node within the
+   spread has room for it.
 3. Place the rest: rank nodes per replica by capacity-weighted rendezvous hashing and take
    the first that fits, preferring nodes under the workload's spread and under a soft quota
    (110 % of the node's fair share of total demand), then any node with room.
@@ -382,21 +383,38 @@ class _Placer:
                     self.unschedulable.append((w.key, 0, f"node {c.names[n]}: {why}"))
 
     def _keep(self, previous: Mapping[ReplicaId, str]) -> list[tuple[_Work, int]]:
-        """Keep replicas where nodes report them while still valid; return the rest in order."""
+        """Keep replicas where nodes report them while still valid; return the rest in order.
+
+        A replica beyond its workload's spread cap is kept only where no other eligible node
+        within the cap has room, so a cold start's pile-up spreads out while a replica placed
+        beyond the cap for lack of room is not moved by an unrelated event.
+        """
         c = self.cluster
         index = {name: i for i, name in enumerate(c.names)}
         pending: list[tuple[_Work, int]] = []
+        over: list[tuple[_Work, int, int]] = []
         for w in self.works:
             if w.daemon:
                 continue
             for r in range(w.replicas):
                 n = index.get(previous.get((w.key, r), ""), -1)
-                if n >= 0 and w.mask[n] and c.fits(n, w) and c.holds[n].get(w.key, 0) < w.spread:
+                if n < 0 or not w.mask[n] or not c.fits(n, w):
+                    pending.append((w, r))
+                elif c.holds[n].get(w.key, 0) < w.spread:
                     c.add(n, w)
                     self.owner[(w.key, r)] = n
                 else:
-                    pending.append((w, r))
-        return pending
+                    over.append((w, r, n))
+        for w, r, n in over:
+            elsewhere = any(
+                m != n and c.holds[m].get(w.key, 0) < w.spread and c.fits(m, w) for m in w.eligible.tolist()
+            )
+            if c.fits(n, w) and not elsewhere:
+                c.add(n, w)
+                self.owner[(w.key, r)] = n
+            else:
+                pending.append((w, r))
+        return sorted(pending, key=lambda p: (p[0].index, p[1]))
 
     def _first_fit_all(self, pending: list[tuple[_Work, int]]) -> list[tuple[_Work, int]]:
         """First-fit each pending replica down its ranking; return those that fit nowhere."""

@@ -299,7 +299,7 @@ class Reconciler:
             fenced=fenced,
             hold=self._handoff_holds(view, assignment, obs, by_key, {i.id for i in desired}),
             blocked=self._exclusive_blocks(mset, view, desired),
-            finished={**gates.finished, **{rid: r.state for rid, r in self.memory.finished.items()}},
+            finished={**gates.finished, **self._own_results(desired)},
             wait=gates.wait,
             abort=self._deadline_aborts(desired, obs),
             ready_ids=obs.ready_ids,
@@ -307,6 +307,15 @@ class Reconciler:
             restart_not_before=self.memory.not_before(),
             now=time.monotonic(),
         )
+
+    def _own_results(self, desired: list[Instance]) -> dict[ReplicaId, str]:
+        """Results this node recorded for the spec each instance runs now."""
+        out: dict[ReplicaId, str] = {}
+        for inst in desired:
+            row = self.memory.finished.get(inst.id)
+            if row is not None and row.spec_hash == inst.spec_hash:
+                out[inst.id] = row.state
+        return out
 
     def _handoff_holds(
         self,
