@@ -39,7 +39,6 @@ class ClusterView:
             )
         return out
 
-
     def placements(self) -> dict[tuple[str, int], str]:
         """Where live nodes say each replica runs: the sticky input to placement.
 

@@ -24,6 +24,7 @@ from gitops.source import GitError, normalise_url
 
 log = logging.getLogger(__name__)
 
+READ_ONLY_EVENTS = frozenset({"opened", "closed_no_write"})
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
 
@@ -51,6 +52,9 @@ class _Wake(FileSystemEventHandler):
         self.only = only
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        # Reads (our own git rev-parse opens the refs) must not look like changes.
+        if event.event_type in READ_ONLY_EVENTS:
+            return
         if self.only is None or Path(os.fsdecode(event.src_path)) == self.only:
             self.wake.set()
 
@@ -133,6 +137,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.passes = 0
         self.last_ok: bool | None = None
+        self._last_pass_at = 0.0
 
     def stop(self, *_: Any) -> None:
         """Ask the loop to finish its pass and exit."""
@@ -156,7 +161,7 @@ class Daemon:
         trigger.touch()
         scheduler = BackgroundScheduler(daemon=True)
         scheduler.add_job(
-            self.wake.set,
+            self._interval_tick,
             "interval",
             seconds=self.config.interval,
             jitter=self.config.effective_jitter,
@@ -186,6 +191,11 @@ class Daemon:
             sd_notify("STOPPING=1")
         return 0
 
+    def _interval_tick(self) -> None:
+        # A pass that just ran (for a heartbeat or a trigger) counts as this interval's pass.
+        if time.monotonic() - self._last_pass_at >= self.config.interval / 2:
+            self.wake.set()
+
     def _loop(self) -> None:
         delay = 0.0
         failures = 0
@@ -209,7 +219,7 @@ class Daemon:
 
     def pass_once(self) -> bool:
         """One pass with its errors logged; True when it completed."""
-        started = time.monotonic()
+        started = self._last_pass_at = time.monotonic()
         self.passes += 1
         try:
             report = self.reconciler.run_pass()

@@ -108,7 +108,8 @@ class Reconciler:
         self._fetch_error: str | None = None
         self._last_push_ok = time.monotonic()
         self._last_push_at = 0.0
-        self._last_push_content = b""
+        self._last_push_content: dict[str, object] = {}
+        self._applied: tuple[str, str] = ("", "")
         self._heartbeat_timeout: tuple[float, float] = (10.0, 30.0)
         self._status_cache: dict[str, NodeStatus | None] = {}
         self._mset: ManifestSet | None = None
@@ -444,7 +445,7 @@ class Reconciler:
                 memory=self.facts.memory_mib,
                 gpus=[GpuStatus(uuid=g.uuid, model=g.model, memory=g.memory_mib) for g in self.gpus],
             ),
-            revision=RevisionStatus(sha=rev, verified=False, applied_at=utc_now_iso()),
+            revision=RevisionStatus(sha=rev, verified=False, applied_at=self._applied_at(rev)),
             placement_digest=assignment.digest(rev, live),
             live_nodes=live,
             errors=errors,
@@ -553,16 +554,24 @@ class Reconciler:
             failed_spec_hash=failed,
         )
 
+    def _applied_at(self, rev: str) -> str:
+        # When this revision was first applied; a per-pass time would make every pass a change.
+        if self._applied[0] != rev:
+            self._applied = (rev, utc_now_iso())
+        return self._applied[1]
+
     def _push(self, status: NodeStatus) -> bool:
         key = content_key(status)
         now = time.monotonic()
         if key == self._last_push_content and now - self._last_push_at < self._heartbeat_timeout[0]:
             return False
         try:
-            self.source.push_status(self.node, dump(status), commit_message(status), self.config.status_history)
+            sha = self.source.push_status(self.node, dump(status), commit_message(status), self.config.status_history)
         except GitError as e:
             log.warning("status push failed: %s", e)
             return False
+        # The next pass reads our own branch back: it is what we just wrote, no need to parse it.
+        self._status_cache[sha] = status
         self._last_push_ok = self._last_push_at = now
         self._last_push_content = key
         return True

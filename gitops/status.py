@@ -102,24 +102,29 @@ def utc_now_iso(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# libyaml is 4-5x faster on records of thousands of rows; the pure-Python classes are the fallback.
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def dump(status: NodeStatus) -> bytes:
     """Serialise a status record as YAML with the documented camelCase keys."""
     data: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return yaml.safe_dump(data, sort_keys=False, width=200).encode()
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=200).encode()
 
 
 def load(raw: bytes) -> NodeStatus | None:
     """Parse a status record; None when unreadable (a broken peer must not break us)."""
     try:
-        data = yaml.safe_load(raw)
+        data = yaml.load(raw, Loader=_Loader)  # a safe loader (CSafeLoader or SafeLoader)
         return NodeStatus.model_validate(data) if isinstance(data, dict) else None
     except (yaml.YAMLError, ValidationError, UnicodeDecodeError):
         return None
 
 
-def content_key(status: NodeStatus) -> bytes:
+def content_key(status: NodeStatus) -> dict[str, Any]:
     """The record minus its heartbeat: a change here is worth a commit before the next heartbeat."""
-    return dump(status.model_copy(update={"heartbeat": ""}))
+    return status.model_dump(exclude={"heartbeat"})
 
 
 def commit_message(status: NodeStatus) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,8 @@ from gitops.spec import ContainerSpec, EnvVar
 
 log = logging.getLogger(__name__)
 
+# Replicas acted on at once; the engine serialises little and a wave waits for its slowest.
+WORKERS = 4
 # Image pulls that failed are retried with backoff, not on every pass.
 PULL_RETRY_MIN_S = 10.0
 PULL_RETRY_MAX_S = 300.0
@@ -64,20 +68,38 @@ class _PullState:
 class Executor:
     """Turns actions into engine calls for one node."""
 
-    def __init__(self, runtime: DockerRuntime, node: str, secrets_dir: Path):
+    def __init__(self, runtime: DockerRuntime, node: str, secrets_dir: Path, workers: int = WORKERS):
         self.runtime = runtime
         self.node = node
         self.secrets_dir = secrets_dir
+        self.workers = workers
         self._pulls: dict[str, _PullState] = {}
+        self._pull_lock = threading.Lock()
 
     def execute(self, actions: list[Action]) -> Outcome:
-        """Apply ``actions`` in order; a failed replica skips its remaining actions."""
+        """Apply ``actions``: in order within a replica, replicas side by side.
+
+        A replica's actions depend on each other (break-before-make, a pod's network owner
+        first); different replicas' do not, and a rollout wave is as slow as its slowest node.
+        """
         out = Outcome()
         pulled: set[str] = set()
+        groups: dict[ReplicaId, list[Action]] = {}
+        for action in actions:
+            groups.setdefault(action.replica, []).append(action)
+        if len(groups) <= 1 or self.workers <= 1:
+            for group in groups.values():
+                self._run_group(group, out, pulled)
+            return out
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gitops-exec") as pool:
+            for _ in pool.map(lambda g: self._run_group(g, out, pulled), groups.values()):
+                pass
+        return out
+
+    def _run_group(self, actions: list[Action], out: Outcome, pulled: set[str]) -> None:
+        """One replica's actions in order; the first failure skips the rest."""
         for action in actions:
             rid = action.replica
-            if rid in out.failures:
-                continue
             try:
                 if action.op == "remove" and action.target is not None:
                     self.runtime.remove(action.target.id)
@@ -97,9 +119,14 @@ class Executor:
             except RuntimeFailure as e:
                 log.warning("%s failed: %s", action.describe(), e)
                 out.failures[rid] = (e.reason, str(e))
-        return out
+                return
 
     def _ensure_image(self, spec: ContainerSpec, pulled: set[str]) -> None:
+        # One pull at a time: replicas of one image must not race to pull it.
+        with self._pull_lock:
+            self._ensure_image_locked(spec, pulled)
+
+    def _ensure_image_locked(self, spec: ContainerSpec, pulled: set[str]) -> None:
         image = spec.image
         if image in pulled:
             return
