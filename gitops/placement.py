@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.manifests.types import Workload
 
-ALGORITHM_VERSION = "hrw-quota-sticky/2"
+ALGORITHM_VERSION = "hrw-quota-sticky/3"
 
 ReplicaId = tuple[str, int]  # (workload key, replica index)
 
@@ -396,8 +396,9 @@ class _Placer:
         for w in self.works:
             if w.daemon:
                 continue
-            for r in range(w.replicas):
-                n = index.get(previous.get((w.key, r), ""), -1)
+            for r, n in self._by_preference(
+                w, [(r, index.get(previous.get((w.key, r), ""), -1)) for r in range(w.replicas)]
+            ):
                 if n < 0 or not w.mask[n] or not c.fits(n, w):
                     pending.append((w, r))
                 elif c.holds[n].get(w.key, 0) < w.spread:
@@ -415,6 +416,24 @@ class _Placer:
             else:
                 pending.append((w, r))
         return sorted(pending, key=lambda p: (p[0].index, p[1]))
+
+    def _by_preference(self, w: _Work, claims: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """(replica, node) claims ordered by how much each node ranks its replica (HRW score).
+
+        When more replicas claim a node than its spread allows (a cold start, where every
+        node claimed everything), the ones it ranks highest stay: what HRW would choose, so
+        the survivors are spread over replica indices rather than the lowest ones.
+        """
+        c = self.cluster
+        valid = [(r, n) for r, n in claims if n >= 0]
+        if len(valid) < 2:
+            return claims
+        hashes = np.array([hash64(f"{w.key}\0{r}") for r, _ in valid], dtype=np.uint64)
+        nodes = np.array([n for _, n in valid], dtype=np.intp)
+        inv = (c.inv_gpu if w.gpu else c.inv_generic)[nodes]
+        score = _exponential(_mix(hashes ^ c.hashes[nodes])) * inv
+        order = np.lexsort((np.array([r for r, _ in valid]), score)).tolist()
+        return [valid[i] for i in order] + [(r, n) for r, n in claims if n < 0]
 
     def _first_fit_all(self, pending: list[tuple[_Work, int]]) -> list[tuple[_Work, int]]:
         """First-fit each pending replica down its ranking; return those that fit nowhere."""
@@ -480,11 +499,14 @@ class _Placer:
         eligible = np.zeros((len(self.works), len(c.names)), dtype=bool)
         for w in self.works:
             eligible[w.index, w.eligible] = True
+        # Only nodes empty before pulling may pull: a node emptied by another's pull must not
+        # cascade the moves on to replicas nothing forced.
+        pullers = [q for q in range(len(c.names)) if not c.regular[q] and not c.nodes[q].cordoned]
         moved = True
         while moved:
             moved = False
-            for q in range(len(c.names)):
-                if c.regular[q] or not c.below_fair(q) or c.nodes[q].cordoned:
+            for q in pullers:
+                if not c.below_fair(q):
                     continue
                 inv_q = np.where(is_gpu, c.inv_gpu[q], c.inv_generic[q])
                 score = _exponential(_mix(hashes ^ c.hashes[q])) * inv_q
