@@ -144,6 +144,10 @@ class Reconciler:
         report = PassReport(rev, mset, assignment, the_plan, errors=errors)
         if dry_run:
             return report
+        if the_plan.actions:
+            # Publish what we see before acting: peers gate their rollouts on our readiness,
+            # and a pass full of removals would otherwise hold that news back.
+            self._push(self._status(rev, mset, view, assignment, desired, obs, the_plan, gates, list(errors)))
         try:
             report.outcome = self.executor.execute(the_plan.actions)
             self._record_outcome(report.outcome)

@@ -45,6 +45,8 @@ def labels_for(inst: Instance, spec: ContainerSpec, node: str) -> dict[str, str]
         LABEL + "revision": inst.revision,
         LABEL + "container": spec.name,
         LABEL + "gpus": ",".join(inst.gpu_ids),
+        # Lets removal skip the volume lookup for the (usual) pods without emptyDir.
+        LABEL + "emptydir": str(any(m.type == "emptyDir" for c in w.pod.containers for m in c.mounts)).lower(),
     }
 
 
@@ -103,7 +105,8 @@ class Executor:
             try:
                 if action.op == "remove" and action.target is not None:
                     self.runtime.remove(action.target.id)
-                    self._remove_emptydirs(action.target.labels)
+                    if action.target.labels.get(LABEL + "emptydir") != "false":
+                        self._remove_emptydirs(action.target.labels)
                     out.removed.add(rid)
                 elif action.op == "start" and action.target is not None:
                     self.runtime.start(action.target.id)
