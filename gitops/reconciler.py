@@ -106,7 +106,7 @@ class Reconciler:
         self.memory = Memory(backoff_scale=config.backoff_scale)
         self._recovered = False
         self._fetch_error: str | None = None
-        self._last_push_ok = time.monotonic()
+        self._last_push_ok = self._started_at = time.monotonic()
         self._last_push_at = 0.0
         self._last_push_content: dict[str, object] = {}
         self._applied: tuple[str, str] = ("", "")
@@ -213,7 +213,9 @@ class Reconciler:
 
     def _observe(self, mset: ManifestSet) -> _Observation:
         try:
-            containers = self.runtime.list_managed(self.node)
+            # Containers being removed in the background are gone as far as planning goes.
+            removing = self.executor.removing()
+            containers = [c for c in self.runtime.list_managed(self.node) if c.id not in removing]
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
         now = time.monotonic()
@@ -303,7 +305,7 @@ class Reconciler:
             workload_keys=frozenset(by_key) | runs,
             fenced=fenced,
             hold=self._handoff_holds(view, assignment, obs, by_key, {i.id for i in desired}),
-            blocked=self._exclusive_blocks(mset, view, desired),
+            blocked=self._exclusive_blocks(mset, view, desired, obs),
             finished={**gates.finished, **self._own_results(desired)},
             wait=gates.wait,
             abort=self._deadline_aborts(desired, obs),
@@ -341,13 +343,21 @@ class Reconciler:
                 hold.add(rid)
         return frozenset(hold)
 
-    def _exclusive_blocks(self, mset: ManifestSet, view: ClusterView, desired: list[Instance]) -> dict[ReplicaId, str]:
+    def _exclusive_blocks(
+        self, mset: ManifestSet, view: ClusterView, desired: list[Instance], obs: _Observation
+    ) -> dict[ReplicaId, str]:
         """Exclusive replicas we must not start while another node may still run them (break-before-make)."""
         gone_after = mset.cluster.node_timeout_seconds + 2 * mset.cluster.heartbeat_seconds + FENCE_MARGIN_S
+        # A node that just started cannot know who else runs what until every live peer has
+        # had a node timeout to publish a heartbeat; until then it starts no exclusive replica.
+        settling = time.monotonic() - self._started_at < mset.cluster.node_timeout_seconds
         blocked: dict[ReplicaId, str] = {}
         for inst in desired:
             w = inst.workload
             if not w.exclusive:
+                continue
+            if settling and not any(c.state == "running" for c in obs.by_replica.get(inst.id, [])):
+                blocked[inst.id] = "exclusive: learning the cluster's membership first (one node timeout)"
                 continue
             for name, report in sorted(view.reports.items()):
                 if name == self.node or view.ages.get(name, float("inf")) > gone_after:
@@ -590,7 +600,8 @@ class Reconciler:
         return max(0.0, min(due))
 
     def close(self) -> None:
-        """Release the engine connection."""
+        """Finish background removals and release the engine connection."""
+        self.executor.close()
         self.runtime.close()
 
 

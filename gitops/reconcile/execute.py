@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops.reconcile.plan import Action, Instance, ReplicaId
-from gitops.runtime.docker import LABEL, MANAGED, DockerRuntime, RunRequest, RuntimeFailure
+from gitops.runtime.docker import (
+    LABEL,
+    MANAGED,
+    DockerRuntime,
+    Observed,
+    RunRequest,
+    RuntimeFailure,
+    RuntimeUnavailable,
+)
 from gitops.spec import ContainerSpec, EnvVar
 
 log = logging.getLogger(__name__)
@@ -77,6 +85,40 @@ class Executor:
         self.workers = workers
         self._pulls: dict[str, _PullState] = {}
         self._pull_lock = threading.Lock()
+        self._reaper = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-reap")
+        self._removing: set[str] = set()
+        self._removing_lock = threading.Lock()
+
+    def removing(self) -> frozenset[str]:
+        """Ids of containers whose background removal has not finished yet."""
+        with self._removing_lock:
+            return frozenset(self._removing)
+
+    def close(self) -> None:
+        """Wait for background removals to finish."""
+        self._reaper.shutdown(wait=True)
+
+    def _remove(self, target: Observed) -> None:
+        self.runtime.remove(target.id)
+        if target.labels.get(LABEL + "emptydir") != "false":
+            self._remove_emptydirs(target.labels)
+
+    def _remove_in_background(self, target: Observed, what: str) -> None:
+        def reap() -> None:
+            try:
+                self._remove(target)
+                log.info("%s", what)
+            except (RuntimeFailure, RuntimeUnavailable) as e:
+                log.warning("%s failed (retried next pass): %s", what, e)
+            finally:
+                with self._removing_lock:
+                    self._removing.discard(target.id)
+
+        with self._removing_lock:
+            if target.id in self._removing:
+                return
+            self._removing.add(target.id)
+        self._reaper.submit(reap)
 
     def execute(self, actions: list[Action]) -> Outcome:
         """Apply ``actions``: in order within a replica, replicas side by side.
@@ -103,10 +145,12 @@ class Executor:
         for action in actions:
             rid = action.replica
             try:
+                if action.op == "remove" and action.target is not None and action.background:
+                    self._remove_in_background(action.target, action.describe())
+                    out.removed.add(rid)
+                    continue
                 if action.op == "remove" and action.target is not None:
-                    self.runtime.remove(action.target.id)
-                    if action.target.labels.get(LABEL + "emptydir") != "false":
-                        self._remove_emptydirs(action.target.labels)
+                    self._remove(action.target)
                     out.removed.add(rid)
                 elif action.op == "start" and action.target is not None:
                     self.runtime.start(action.target.id)

@@ -45,6 +45,9 @@ class Action:
     instance: Instance | None = None
     container: ContainerSpec | None = None
     target: Observed | None = None
+    # A removal nothing else waits for (the new container already serves): it may finish
+    # after the pass, so a long grace period does not hold the next rollout wave back.
+    background: bool = False
 
     def describe(self) -> str:
         """One line for logs and ``gitops plan``."""
@@ -160,7 +163,11 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
             # Make-before-break: the old container serves until the new one is ready.
             result.waiting[rid] = ("RollingUpdate", f"waiting for {inst.spec_hash[:8]} to become ready")
         else:
-            result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
+            background = not _break_before_make(inst)
+            result.actions += [
+                Action("remove", rid, f"replaced by spec {inst.spec_hash[:8]}", target=c, background=background)
+                for c in stale
+            ]
         _plan_restarts(inst, current, inputs, result)
         return
     for gate in (inputs.blocked, inputs.wait):

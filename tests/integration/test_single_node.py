@@ -11,7 +11,7 @@ import yaml
 from gitops.config import Config
 from gitops.gpu import DeclaredInventory
 from gitops.reconciler import PassReport, Reconciler
-from tests.helpers import DOCKER_HOST, TEST_IMAGE, Repo, deployment, git, managed
+from tests.helpers import DOCKER_HOST, TEST_IMAGE, Repo, deployment, git, managed, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -37,6 +37,8 @@ def converge(rec: Reconciler, passes: int = 10) -> PassReport:
     for _ in range(passes):
         report = rec.run_pass()
         if not report.plan.actions and not report.plan.waiting:
+            # Old containers of a rollout are removed in the background: wait for them too.
+            wait_for(lambda: not rec.executor.removing(), what="background removals")
             return report
     raise AssertionError(f"not converged after {passes} passes: {report.plan.waiting}")
 
@@ -215,8 +217,6 @@ def test_job_runs_once_per_spec_and_result_kept(repo: Repo, node_name: str, tmp_
     repo.put("jobs/once.yaml", job % (TEST_IMAGE, "v1"))
     rec = reconciler(repo, node_name, tmp_path)
     rec.run_pass()
-    from tests.helpers import wait_for
-
     wait_for(lambda: all(r["State"] == "exited" for r in managed(node_name)), what="job exit")
     rec.run_pass()
     rows = managed(node_name)
