@@ -299,6 +299,7 @@ class Reconciler:
         by_key = {w.key: w for w in mset.workloads}
         # Runs of CronJobs are ours to end whatever the revision holds: history and Replace drop them.
         runs = {c.key for c in obs.containers if c.labels.get("gitops.kind") == "CronJob"}
+        deadline = self._job_deadlines(desired, obs)  # records results: before they are read below
         return PlanInputs(
             prune_allowed=not mset.errors,
             protected_keys=frozenset(mset.invalid_keys),
@@ -307,6 +308,7 @@ class Reconciler:
             hold=self._handoff_holds(view, assignment, obs, by_key, {i.id for i in desired}),
             blocked=self._exclusive_blocks(mset, view, desired, obs),
             finished={**gates.finished, **self._own_results(desired)},
+            deadline=deadline,
             wait=gates.wait,
             abort=self._deadline_aborts(desired, obs),
             ready_ids=obs.ready_ids,
@@ -314,6 +316,25 @@ class Reconciler:
             restart_not_before=self.memory.not_before(),
             now=time.monotonic(),
         )
+
+    def _job_deadlines(self, desired: list[Instance], obs: _Observation) -> dict[ReplicaId, str]:
+        """Job indices running longer than activeDeadlineSeconds: recorded as failed, to be stopped."""
+        now = time.monotonic()
+        out: dict[ReplicaId, str] = {}
+        for inst in desired:
+            job = inst.workload.job
+            if inst.workload.kind not in ("Job", "CronJob") or job is None or job.active_deadline_s is None:
+                continue
+            running = [
+                c for c in obs.by_replica.get(inst.id, []) if c.spec_hash == inst.spec_hash and c.state == "running"
+            ]
+            started = min((self.memory.running_since.get(c.id, now) for c in running), default=now)
+            if running and now - started > job.active_deadline_s:
+                why = f"activeDeadlineSeconds {job.active_deadline_s} exceeded"
+                row = self._row(inst.id, inst.spec_hash, running[0].id, "failed", "DeadlineExceeded", why)
+                self.memory.finished[inst.id] = row
+                out[inst.id] = why
+        return out
 
     def _own_results(self, desired: list[Instance]) -> dict[ReplicaId, str]:
         """Results this node recorded for the spec each instance runs now."""
@@ -487,8 +508,8 @@ class Reconciler:
         if failed_hash and failed_rollout:
             reason, message = "RolloutFailed", failed_rollout[1]
         finished = self.memory.finished.get(rid)
-        if finished is not None and finished.spec_hash == inst.spec_hash and not current:
-            return finished
+        if finished is not None and finished.spec_hash == inst.spec_hash:
+            return finished  # a result is final, whatever its stopped container says now
         # Report the containers that serve: the new ones once they exist, else the old ones.
         group = current or cs
         restarts = self.memory.restarts.get(rid)

@@ -155,6 +155,8 @@ class Executor:
                 elif action.op == "start" and action.target is not None:
                     self.runtime.start(action.target.id)
                     out.started.add(rid)
+                elif action.op == "stop" and action.target is not None:
+                    self.runtime.stop(action.target.id)
                 elif action.op == "restart" and action.target is not None:
                     self.runtime.restart(action.target.id)
                     out.started.add(rid)

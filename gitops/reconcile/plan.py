@@ -38,7 +38,7 @@ class Instance:
 class Action:
     """One engine call and why it is needed."""
 
-    op: Literal["run", "start", "restart", "remove"]
+    op: Literal["run", "start", "restart", "stop", "remove"]
     replica: ReplicaId
     cause: str
     # run: the instance and which of its pod's containers; start/remove: the container.
@@ -76,6 +76,8 @@ class PlanInputs:
     finished: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Rollout gates: replicas that must not move to the new spec yet, with why.
     wait: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Job indices past activeDeadlineSeconds (also in ``finished``): their containers are stopped.
+    deadline: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Replicas whose new container missed the progress deadline: drop it, keep the old one.
     abort: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Containers whose readiness passed (running and no readiness probe counts as ready).
@@ -153,6 +155,10 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
     stale = [c for c in have if c not in current]
     if inst.workload.kind in ("Job", "CronJob") and rid in inputs.finished:
         result.actions += _remove_all(rid, stale, "superseded by a finished run of the current spec")
+        if rid in inputs.deadline:
+            # Stopped, not removed: its logs stay for `docker logs`.
+            running = [c for c in current if c.state == "running"]
+            result.actions += [Action("stop", rid, inputs.deadline[rid], target=c) for c in running]
         return
     if rid in inputs.abort and current and stale:
         result.actions += _remove_all(rid, current, inputs.abort[rid])

@@ -198,6 +198,10 @@ class DockerRuntime:
         """Start an existing, stopped container."""
         self._call(self.api.start, cid)
 
+    def stop(self, cid: str) -> None:
+        """Stop within the container's grace period, keeping it (and its logs)."""
+        self._call(self.api.stop, cid)
+
     def restart(self, cid: str) -> None:
         """Stop within the container's grace period and start it again (liveness failure)."""
         self._call(self.api.stop, cid)

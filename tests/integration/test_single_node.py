@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import docker
@@ -11,7 +12,7 @@ import yaml
 from gitops.config import Config
 from gitops.gpu import DeclaredInventory
 from gitops.reconciler import PassReport, Reconciler
-from tests.helpers import DOCKER_HOST, TEST_IMAGE, Repo, deployment, git, managed, wait_for
+from tests.helpers import DOCKER_HOST, SERVE, TEST_IMAGE, Repo, deployment, git, managed, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -292,3 +293,36 @@ def test_thousand_passes_leak_no_processes_or_file_handles(repo: Repo, node_name
         assert rec.run_pass().ok
     assert (fds(), children()) == before
     assert len(running(node_name)) == 1
+
+
+def test_job_active_deadline_stops_and_fails_it(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put(
+        "jobs/slow.yaml",
+        f"""\
+        apiVersion: batch/v1
+        kind: Job
+        metadata: {{name: slow}}
+        spec:
+          activeDeadlineSeconds: 1
+          template:
+            spec:
+              restartPolicy: Never
+              terminationGracePeriodSeconds: 1
+              containers:
+                - name: job
+                  image: {TEST_IMAGE}
+                  imagePullPolicy: IfNotPresent
+                  command: {SERVE!r}
+        """,
+    )
+    rec = reconciler(repo, node_name, tmp_path)
+    rec.run_pass()
+    assert len(running(node_name)) == 1
+    time.sleep(1.5)
+    rec.run_pass()
+    wait_for(lambda: not running(node_name), what="the job stopped at its deadline")
+    assert len(managed(node_name)) == 1, "stopped, not removed: its logs stay"
+    rec.run_pass()
+    (row,) = status(repo, node_name)["workloads"]
+    assert (row["state"], row["reason"]) == ("failed", "DeadlineExceeded")
+    assert not running(node_name), "a failed Job is not restarted"

@@ -135,3 +135,12 @@ def test_partial_pod_is_rebuilt_whole() -> None:
     w = workload(pod=PodSpec(containers=(a, b)))
     p = plan([Instance(w, 0, "r")], [observed(w, 0, container="side")], PlanInputs())
     assert [a.op for a in p.actions] == ["remove", "run", "run"]
+
+
+def test_job_past_its_deadline_is_stopped_not_removed() -> None:
+    c = ContainerSpec(name="main", image="img")
+    job = Workload(kind="Job", name="j", file="j.yaml", pod=PodSpec(containers=(c,), restart_policy="Never"))
+    rid = (job.key, 0)
+    live = observed(job, 0)
+    p = plan([Instance(job, 0, "r")], [live], PlanInputs(finished={rid: "failed"}, deadline={rid: "too long"}))
+    assert [(a.op, a.target) for a in p.actions] == [("stop", live)]
