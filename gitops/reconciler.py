@@ -552,7 +552,7 @@ class Reconciler:
             return self._row(rid, inst.spec_hash, main.id, "succeeded", "Completed", exit_code=0)
         code = exited[0].exit_code
         limit = w.job.backoff_limit if w.job else 6
-        if code not in (0, None) and (restarts >= limit or w.pod.restart_policy == "Never"):
+        if code not in (0, None) and restarts >= limit:
             tail = self.runtime.logs_tail(exited[0].id, 10).strip()[-500:]
             return self._row(rid, inst.spec_hash, main.id, "failed", "BackoffLimitExceeded", tail, code, restarts)
         return None

@@ -110,7 +110,8 @@ def _needs_restart(inst: Instance, c: Observed) -> bool:
         return True  # its start failed (or was interrupted): retried, whatever the policy
     policy = inst.workload.pod.restart_policy
     if policy == "Never":
-        return False
+        # Kubernetes retries a failed Job pod (a new one) up to backoffLimit; we restart it in place.
+        return inst.workload.kind in ("Job", "CronJob") and c.exit_code not in (0, None)
     if policy == "OnFailure":
         return c.exit_code not in (0, None)
     return True

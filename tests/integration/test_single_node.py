@@ -326,3 +326,37 @@ def test_job_active_deadline_stops_and_fails_it(repo: Repo, node_name: str, tmp_
     (row,) = status(repo, node_name)["workloads"]
     assert (row["state"], row["reason"]) == ("failed", "DeadlineExceeded")
     assert not running(node_name), "a failed Job is not restarted"
+
+
+def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put(
+        "jobs/bad.yaml",
+        f"""\
+        apiVersion: batch/v1
+        kind: Job
+        metadata: {{name: bad}}
+        spec:
+          backoffLimit: 2
+          template:
+            spec:
+              restartPolicy: Never
+              containers:
+                - name: job
+                  image: {TEST_IMAGE}
+                  imagePullPolicy: IfNotPresent
+                  command: ["sh", "-c", "echo broken; exit 3"]
+        """,
+    )
+    rec = reconciler(repo, node_name, tmp_path, backoff_scale=0.02)
+
+    def final() -> dict[str, object] | None:
+        rec.run_pass()
+        rows = status(repo, node_name)["workloads"]
+        assert isinstance(rows, list)
+        return rows[0] if rows and rows[0]["state"] == "failed" else None
+
+    row = wait_for(final, timeout=30, interval=0.3, what="job failed for good")
+    assert (row["reason"], row["exitCode"], row["restarts"]) == ("BackoffLimitExceeded", 3, 2)
+    assert "broken" in str(row["message"])
+    rec.run_pass()
+    assert [r["State"] for r in managed(node_name)] == ["exited"], "not restarted past the limit"
