@@ -61,7 +61,7 @@ import docker.errors  # noqa: E402
 import yaml  # noqa: E402
 
 from tests.e2e.test_cluster import Cluster  # noqa: E402
-from tests.helpers import DOCKER_HOST, TEST_IMAGE, git, wait_for  # noqa: E402
+from tests.helpers import DOCKER_HOST, TEST_IMAGE, Periodic, git, wait_for  # noqa: E402
 
 INTERVAL_S = 1.0  # Cluster.start() runs every daemon with --interval 1
 TRACK_S = 0.1
@@ -187,7 +187,7 @@ class Seen:
     gone: float | None = None
 
 
-class Tracker:
+class Tracker(Periodic):
     """Lists the workload's containers every 0.1 s; GETs new ones until they answer; notes status pushes."""
 
     def __init__(self, c: Cluster, nodes: list[str], desired: int, pool: ThreadPoolExecutor):
@@ -198,8 +198,7 @@ class Tracker:
         self.done_at: float | None = None
         self.done = threading.Event()
         self._refs: dict[str, str] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tracker", daemon=True)
+        super().__init__()
 
     def running(self) -> list[dict[str, Any]]:
         rows = self.c.client.api.containers(filters={"label": ["gitops.name=web"], "status": "running"})
@@ -215,10 +214,10 @@ class Tracker:
                     return line.split(" ", 1)[0]
         return ""
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.step()
-            self._stop.wait(TRACK_S)
+    period = TRACK_S
+
+    def sample(self) -> None:
+        self.step()
 
     def step(self) -> None:
         now = time.monotonic()
@@ -249,41 +248,23 @@ class Tracker:
                 self._refs[n] = ref
                 self.pushes.append((now, n, ref))
 
-    def __enter__(self) -> Tracker:
-        self._thread.start()
-        return self
 
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
-class ReadySampler:
+class ReadySampler(Periodic):
     """Counts the workload's containers that answer HTTP 200 on 8080, every 0.25 s."""
 
     def __init__(self, tracker: Tracker, pool: ThreadPoolExecutor):
         self.tracker, self.pool = tracker, pool
         self.samples: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ready-sampler", daemon=True)
+        super().__init__()
 
     def ready_now(self) -> int:
         ips = [ip_of(r) for r in self.tracker.running()]
         return sum(self.pool.map(answers, [ip for ip in ips if ip]))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t = time.monotonic()
-            self.samples.append((t, self.ready_now()))
-            self._stop.wait(max(0.0, SAMPLE_S - (time.monotonic() - t)))
+    period = SAMPLE_S
 
-    def __enter__(self) -> ReadySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+    def sample(self) -> None:
+        self.samples.append((time.monotonic(), self.ready_now()))
 
 
 # -- profile -----------------------------------------------------------------------------

@@ -6,10 +6,11 @@ import contextlib
 import os
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import docker
 
@@ -319,3 +320,31 @@ def bare_repo(base: Path, name: str = "cluster.git") -> Path:
     path.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
     return path
+
+
+class Periodic:
+    """Calls ``sample()`` every ``period`` seconds in a background thread, as a context manager."""
+
+    period = 0.5
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+
+    def sample(self) -> None:
+        """One observation; subclasses record what they need."""
+        raise NotImplementedError
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.sample()
+            self._stop.wait(max(0.0, self.period - (time.monotonic() - started)))
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)

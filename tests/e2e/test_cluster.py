@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 import uuid
 from collections import Counter
@@ -18,6 +17,7 @@ from tests.helpers import (
     DOCKER_HOST,
     DaemonProcess,
     GitServer,
+    Periodic,
     Repo,
     bare_repo,
     deployment,
@@ -109,28 +109,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c.close()
 
 
-class Sampler:
+class Sampler(Periodic):
     """Samples a workload's running replicas cluster-wide every 0.5 s in the background."""
 
     def __init__(self, cluster: Cluster, workload: str):
+        super().__init__()
         self.cluster, self.workload = cluster, workload
         self.samples: list[int] = []
-        self.max_per_sample: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(sum(self.cluster.running(self.workload).values()))
-            self._stop.wait(0.5)
+    def sample(self) -> None:
+        self.samples.append(sum(self.cluster.running(self.workload).values()))
 
 
 def settled(c: Cluster, nodes: list[str], workload: str, per_node: dict[str, int]) -> bool:

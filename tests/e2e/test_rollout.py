@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cluster import CLUSTER, Cluster
-from tests.helpers import TEST_IMAGE, wait_for
+from tests.helpers import TEST_IMAGE, Periodic, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -57,22 +56,18 @@ def cluster3(tmp_path: Path) -> Iterator[Cluster]:
     c.close()
 
 
-class ReadySampler:
+class ReadySampler(Periodic):
     """Counts containers of a workload that answer HTTP 200 on 8080, every 0.25 s."""
 
+    period = 0.25
+
     def __init__(self, c: Cluster, workload: str):
+        super().__init__()
         self.c, self.workload = c, workload
         self.samples: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> ReadySampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+    def sample(self) -> None:
+        self.samples.append(self.ready_now())
 
     def ready_now(self) -> int:
         rows = self.c.client.api.containers(filters={"label": [f"gitops.name={self.workload}"], "status": "running"})
@@ -87,11 +82,6 @@ class ReadySampler:
             except OSError:
                 pass
         return n
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(self.ready_now())
-            self._stop.wait(0.25)
 
 
 def start_all(c: Cluster) -> list[str]:
