@@ -237,3 +237,31 @@ def test_gpu_replicas_land_on_gpu_node_with_distinct_uuids(cluster: Cluster) -> 
 
     rows = wait_for(unschedulable, timeout=30, interval=0.5, what="third replica reported unschedulable")
     assert len(rows) == 1 and rows[0]["replica"] == 2 and "gpu" in str(rows[0]["message"]).lower()
+
+
+def test_daemonset_on_every_matching_node_and_a_job_rerun_after_its_node_dies(cluster: Cluster) -> None:
+    c = cluster
+    a, b, cc = (c.name(x) for x in "abc")
+    c.push("cluster.yaml", CLUSTER % "[]")
+    agent = deployment("agent").replace("kind: Deployment", "kind: DaemonSet").replace("  replicas: 1\n", "")
+    agent = agent.replace("    spec:\n", "    spec:\n      nodeSelector: {disk: ssd}\n", 1)
+    c.push("apps/agent.yaml", agent)
+    c.start("a", labels="{disk: ssd}")
+    c.start("b", labels="{disk: ssd}")
+    c.start("c", labels="{disk: hdd}")
+    wait_for(lambda: dict(c.running("agent")) == {a: 1, b: 1}, timeout=40, interval=0.5,
+             what="one agent on each ssd node, none elsewhere")  # fmt: skip
+    wait_for(lambda: all(c.status(n).get("liveNodes") == [a, b, cc] for n in (a, b, cc)), timeout=30,
+             interval=0.5, what="all nodes see each other")  # fmt: skip
+
+    # A long Job: kill its node mid-run (daemon and containers); it runs again elsewhere.
+    job = deployment("long").replace("apiVersion: apps/v1\nkind: Deployment", "apiVersion: batch/v1\nkind: Job")
+    job = job.replace("  replicas: 1\n", "").replace("  selector: {matchLabels: {app: long}}\n", "")
+    job = job.replace("      terminationGracePeriodSeconds: 2\n", "      restartPolicy: Never\n")
+    c.push("jobs/long.yaml", job)
+    first = wait_for(lambda: next(iter(c.running("long")), None), timeout=30, interval=0.3, what="job running")
+    c.daemons[first].kill(9)
+    remove_node_containers(first)
+    second = wait_for(lambda: next(iter(c.running("long")), None), timeout=5 + 2 + 20, interval=0.3,
+                      what="job rerun on another node after the timeout")  # fmt: skip
+    assert second != first
