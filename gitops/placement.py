@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.manifests.types import Workload
 
-ALGORITHM_VERSION = "hrw-quota-sticky/3"
+ALGORITHM_VERSION = "hrw-quota-sticky/4"
 
 ReplicaId = tuple[str, int]  # (workload key, replica index)
 
@@ -363,9 +363,9 @@ class _Placer:
         pending = self._keep(previous)
         failed = self._first_fit_all(pending)
         self._pull()
-        for w, r in failed:
-            if self._first_fit_all([(w, r)]):
-                self.unschedulable.append((w.key, r, self._reason(w)))
+        still = [(w, r) for w, r in failed if self._first_fit_all([(w, r)])]
+        # Reasons describe the final assignment, so a fixed point reports the same ones.
+        self.unschedulable += [(w.key, r, self._reason(w)) for w, r in still]
         return self._result()
 
     def _place_daemons(self) -> None:
@@ -499,14 +499,14 @@ class _Placer:
         eligible = np.zeros((len(self.works), len(c.names)), dtype=bool)
         for w in self.works:
             eligible[w.index, w.eligible] = True
-        # Only nodes empty before pulling may pull: a node emptied by another's pull must not
-        # cascade the moves on to replicas nothing forced.
-        pullers = [q for q in range(len(c.names)) if not c.regular[q] and not c.nodes[q].cordoned]
+        # A node emptied by another's pull is empty too and may pull in turn: otherwise feeding
+        # the result back (a no-op commit) would let it pull then, and placement would not be
+        # a fixed point. Each such move goes to the replica's first-ranked node.
         moved = True
         while moved:
             moved = False
-            for q in pullers:
-                if not c.below_fair(q):
+            for q in range(len(c.names)):
+                if c.regular[q] or not c.below_fair(q) or c.nodes[q].cordoned:
                     continue
                 inv_q = np.where(is_gpu, c.inv_gpu[q], c.inv_generic[q])
                 score = _exponential(_mix(hashes ^ c.hashes[q])) * inv_q

@@ -13,14 +13,16 @@ from gitops.cluster import RELEASING_REASONS, RUNNING_STATES, ClusterView, Membe
 from gitops.config import Config
 from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory, assign_gpus
-from gitops.health import Health, Prober, ProbeTarget
+from gitops.health import Prober
 from gitops.manifests.types import ManifestSet, Workload
 from gitops.nodefacts import node_info
 from gitops.placement import Assignment, NodeInfo, place
 from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
 from gitops.reconcile.memory import Memory
+from gitops.reconcile.observe import Observation, observe
 from gitops.reconcile.plan import Instance, Plan, PlanInputs, ReplicaId, plan
+from gitops.reconcile.report import Reporter
 from gitops.rollout import Gates, ReplicaView, compute_gates
 from gitops.runtime.docker import DockerRuntime, Observed, RuntimeUnavailable
 from gitops.source import GitError, GitSource
@@ -29,7 +31,6 @@ from gitops.status import (
     ErrorStatus,
     GpuStatus,
     NodeStatus,
-    ReplicaStatus,
     RevisionStatus,
     commit_message,
     content_key,
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 # Margin after a peer's timeout before its exclusive replicas are taken over, so that its
 # own fencing (at the timeout, by its own clock) has certainly happened first.
 FENCE_MARGIN_S = 2.0
-NO_HEALTH = Health(ready=True, live=True, started=True, message="", consecutive_failures=0)
 
 
 class PassFailed(Exception):
@@ -66,17 +66,6 @@ class PassReport:
     def ok(self) -> bool:
         """True when nothing failed in this pass."""
         return not self.errors and not (self.outcome and self.outcome.failures)
-
-
-@dataclass
-class _Observation:
-    """Containers of this node grouped per replica, with their health."""
-
-    containers: list[Observed]
-    by_replica: dict[ReplicaId, list[Observed]]
-    ready_ids: frozenset[str]
-    unhealthy_ids: frozenset[str]
-    health: dict[str, Health]
 
 
 class Reconciler:
@@ -104,6 +93,7 @@ class Reconciler:
             reserve_memory_mib=config.reserve_memory_mib,
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
+        self.reporter = Reporter(self.memory, self.runtime)
         self._recovered = False
         self._fetch_error: str | None = None
         self._last_push_ok = self._started_at = time.monotonic()
@@ -147,7 +137,7 @@ class Reconciler:
         if the_plan.actions:
             # Publish what we see before acting: peers gate their rollouts on our readiness,
             # and a pass full of removals would otherwise hold that news back.
-            self._push(self._status(rev, mset, view, assignment, desired, obs, the_plan, gates, list(errors)))
+            self._push(self._status(rev, mset, view, assignment, desired, obs, the_plan, list(errors)))
         try:
             report.outcome = self.executor.execute(the_plan.actions)
             self._record_outcome(report.outcome)
@@ -155,7 +145,7 @@ class Reconciler:
                 obs = self._observe(mset)
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        status = self._status(rev, mset, view, assignment, desired, obs, the_plan, gates, errors)
+        status = self._status(rev, mset, view, assignment, desired, obs, the_plan, errors)
         report.pushed = self._push(status)
         return report
 
@@ -211,45 +201,16 @@ class Reconciler:
 
     # -- observation and health ------------------------------------------------------------
 
-    def _observe(self, mset: ManifestSet) -> _Observation:
+    def _observe(self, mset: ManifestSet) -> Observation:
         try:
             # Containers being removed in the background are gone as far as planning goes.
             removing = self.executor.removing()
             containers = [c for c in self.runtime.list_managed(self.node) if c.id not in removing]
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        now = time.monotonic()
-        by_replica: dict[ReplicaId, list[Observed]] = {}
-        for c in containers:
-            by_replica.setdefault((c.key, c.replica), []).append(c)
-        running = {c.id: c for c in containers if c.state == "running"}
-        self.memory.running_since = {cid: self.memory.running_since.get(cid, now) for cid in running}
-        health = self._probe(mset, running)
-        ready = frozenset(cid for cid in running if health.get(cid, NO_HEALTH).ready)
-        unhealthy = frozenset(cid for cid in running if not health.get(cid, NO_HEALTH).live)
-        return _Observation(containers, by_replica, ready, unhealthy, health)
+        return observe(containers, (*mset.workloads, *self.cron.workloads()), self.memory, self.prober)
 
-    def _probe(self, mset: ManifestSet, running: Mapping[str, Observed]) -> dict[str, Health]:
-        if self.prober is None:
-            return {}
-        specs = {(w.key, w.spec_hash): w for w in mset.workloads}
-        targets: dict[str, ProbeTarget] = {}
-        for cid, c in running.items():
-            w = specs.get((c.key, c.spec_hash))
-            spec = next((s for s in w.pod.containers if s.name == c.container), None) if w else None
-            if spec is None or not (spec.liveness or spec.readiness or spec.startup):
-                continue
-            targets[cid] = ProbeTarget(
-                liveness=spec.liveness,
-                readiness=spec.readiness,
-                startup=spec.startup,
-                started_at=self.memory.running_since[cid],
-                host="127.0.0.1" if w is not None and w.pod.host_network else None,
-            )
-        self.prober.sync(targets)
-        return {cid: self.prober.result(cid) for cid in targets}
-
-    def _replica_views(self, view: ClusterView, obs: _Observation) -> dict[ReplicaId, ReplicaView]:
+    def _replica_views(self, view: ClusterView, obs: Observation) -> dict[ReplicaId, ReplicaView]:
         """Every replica as the cluster reports it, with our own replicas as we see them now."""
         views: dict[ReplicaId, ReplicaView] = {}
         for name in sorted(view.reports):
@@ -292,7 +253,7 @@ class Reconciler:
         view: ClusterView,
         assignment: Assignment,
         desired: list[Instance],
-        obs: _Observation,
+        obs: Observation,
         fenced: frozenset[str],
         gates: Gates,
     ) -> PlanInputs:
@@ -317,7 +278,7 @@ class Reconciler:
             now=time.monotonic(),
         )
 
-    def _job_deadlines(self, desired: list[Instance], obs: _Observation) -> dict[ReplicaId, str]:
+    def _job_deadlines(self, desired: list[Instance], obs: Observation) -> dict[ReplicaId, str]:
         """Job indices running longer than activeDeadlineSeconds: recorded as failed, to be stopped."""
         now = time.monotonic()
         out: dict[ReplicaId, str] = {}
@@ -331,7 +292,7 @@ class Reconciler:
             started = min((self.memory.running_since.get(c.id, now) for c in running), default=now)
             if running and now - started > job.active_deadline_s:
                 why = f"activeDeadlineSeconds {job.active_deadline_s} exceeded"
-                row = self._row(inst.id, inst.spec_hash, running[0].id, "failed", "DeadlineExceeded", why)
+                row = self.reporter.row(inst.id, inst.spec_hash, running[0].id, "failed", "DeadlineExceeded", why)
                 self.memory.finished[inst.id] = row
                 out[inst.id] = why
         return out
@@ -349,7 +310,7 @@ class Reconciler:
         self,
         view: ClusterView,
         assignment: Assignment,
-        obs: _Observation,
+        obs: Observation,
         by_key: Mapping[str, Workload],
         wanted: set[ReplicaId],
     ) -> frozenset[ReplicaId]:
@@ -365,7 +326,7 @@ class Reconciler:
         return frozenset(hold)
 
     def _exclusive_blocks(
-        self, mset: ManifestSet, view: ClusterView, desired: list[Instance], obs: _Observation
+        self, mset: ManifestSet, view: ClusterView, desired: list[Instance], obs: Observation
     ) -> dict[ReplicaId, str]:
         """Exclusive replicas we must not start while another node may still run them (break-before-make)."""
         gone_after = mset.cluster.node_timeout_seconds + 2 * mset.cluster.heartbeat_seconds + FENCE_MARGIN_S
@@ -391,7 +352,7 @@ class Reconciler:
                         blocked[inst.id] = f"exclusive: waiting for {name} to stop {w.name}[{r.replica}]"
         return blocked
 
-    def _deadline_aborts(self, desired: list[Instance], obs: _Observation) -> dict[ReplicaId, str]:
+    def _deadline_aborts(self, desired: list[Instance], obs: Observation) -> dict[ReplicaId, str]:
         """Replicas whose new container missed progressDeadlineSeconds while the old one still serves."""
         now = time.monotonic()
         aborts: dict[ReplicaId, str] = {}
@@ -414,7 +375,7 @@ class Reconciler:
         self.memory.in_flight = tracked
         return aborts
 
-    def _not_ready_why(self, current: list[Observed], obs: _Observation) -> str:
+    def _not_ready_why(self, current: list[Observed], obs: Observation) -> str:
         for c in current:
             h = obs.health.get(c.id)
             if h is not None and h.message:
@@ -444,29 +405,15 @@ class Reconciler:
         view: ClusterView,
         assignment: Assignment,
         desired: list[Instance],
-        obs: _Observation,
+        obs: Observation,
         the_plan: Plan,
-        gates: Gates,
         errors: list[ErrorStatus],
     ) -> NodeStatus:
         by_key = {w.key: w for w in (*mset.workloads, *self.cron.workloads())}
-        self._forget_stale_memory(by_key)
-        rows = [self._replica_row(inst, obs, the_plan, gates) for inst in desired]
-        wanted = {i.id for i in desired}
-        for rid, cs in sorted(obs.by_replica.items()):
-            if rid not in wanted:
-                reason = the_plan.waiting.get(rid, ("Terminating", ""))[0]
-                rows.append(self._row(rid, cs[0].spec_hash, cs[0].id, _state_of(cs[0]), reason))
-        # Job results stay published while their spec is current, even when the index moved away.
-        emitted = {(r.key, r.replica) for r in rows}
-        rows += [row for rid, row in self.memory.finished.items() if rid not in emitted]
         live = sorted(view.live | {self.node})
-        if live[0] == self.node:
-            # One node (the first live one) speaks for replicas that fit nowhere.
-            for key, idx, why in assignment.unschedulable:
-                w = by_key.get(key)
-                if w is not None:
-                    rows.append(self._row((key, idx), w.spec_hash, None, "unschedulable", "Unschedulable", why))
+        # One node (the first live one) speaks for replicas that fit nowhere.
+        unschedulable = assignment.unschedulable if live[0] == self.node else []
+        rows = self.reporter.rows(by_key, desired, obs, the_plan, unschedulable)
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))
         rows = [self.cron.annotate(r) for r in rows]
@@ -485,108 +432,6 @@ class Reconciler:
             live_nodes=live,
             errors=errors,
             workloads=sorted(rows, key=lambda r: (r.namespace, r.kind, r.name, r.replica)),
-        )
-
-    def _forget_stale_memory(self, by_key: Mapping[str, Workload]) -> None:
-        def current(key: str, spec_hash: str) -> bool:
-            w = by_key.get(key)
-            return w is not None and w.spec_hash == spec_hash
-
-        self.memory.finished = {rid: r for rid, r in self.memory.finished.items() if current(rid[0], r.spec_hash)}
-        self.memory.rollout_failed = {
-            k: v for k, v in self.memory.rollout_failed.items() if current(k, v[0]) or (k in by_key and not v[0])
-        }
-
-    def _replica_row(self, inst: Instance, obs: _Observation, the_plan: Plan, gates: Gates) -> ReplicaStatus:
-        rid, w = inst.id, inst.workload
-        cs = obs.by_replica.get(rid, [])
-        current = [c for c in cs if c.spec_hash == inst.spec_hash]
-        failed_rollout = self.memory.rollout_failed.get(w.key)
-        failed_hash = failed_rollout[0] if failed_rollout and failed_rollout[0] == inst.spec_hash else None
-        waiting = the_plan.waiting.get(rid)
-        reason, message = waiting if waiting else (None, None)
-        if failed_hash and failed_rollout:
-            reason, message = "RolloutFailed", failed_rollout[1]
-        finished = self.memory.finished.get(rid)
-        if finished is not None and finished.spec_hash == inst.spec_hash:
-            return finished  # a result is final, whatever its stopped container says now
-        # Report the containers that serve: the new ones once they exist, else the old ones.
-        group = current or cs
-        restarts = self.memory.restarts.get(rid)
-        total = restarts.total if restarts else 0
-        if not group:
-            if rid in self.memory.failures:
-                reason, message = self.memory.failures[rid]
-                return self._row(rid, inst.spec_hash, None, "failed", reason, message, restarts=total)
-            return self._row(rid, inst.spec_hash, None, "starting", reason or "Pending", message)
-        main = group[0]
-        if rid in self.memory.failures and any(c.state == "created" for c in group):
-            reason, message = self.memory.failures[rid]
-            return self._row(rid, main.spec_hash, main.id, "failed", reason, message, restarts=total)
-        if all(c.state == "running" for c in group):
-            self.memory.healthy_for_a_while(rid, time.monotonic())
-            if any(c.id in obs.unhealthy_ids for c in group):
-                state = "unhealthy"
-            elif all(c.id in obs.ready_ids for c in group):
-                state = "ready"
-            else:
-                state = "running"
-            msg = message or next((h.message for c in group if (h := obs.health.get(c.id)) and h.message), None)
-            return self._row(rid, main.spec_hash, main.id, state, reason, msg, restarts=total, failed=failed_hash)
-        exited = [c for c in group if c.state != "running"]
-        code = exited[0].exit_code
-        if w.kind in ("Job", "CronJob") and main.spec_hash == inst.spec_hash:
-            row = self._job_row(inst, group, exited, total)
-            if row is not None:
-                if row.state in ("succeeded", "failed"):
-                    self.memory.finished[rid] = row
-                return row
-        return self._row(rid, main.spec_hash, main.id, "exited", reason, message, code, total, failed_hash)
-
-    def _job_row(
-        self, inst: Instance, group: list[Observed], exited: list[Observed], restarts: int
-    ) -> ReplicaStatus | None:
-        rid, w = inst.id, inst.workload
-        main = group[0]
-        if len(exited) == len(group) and all(c.exit_code == 0 for c in exited):
-            return self._row(rid, inst.spec_hash, main.id, "succeeded", "Completed", exit_code=0)
-        code = exited[0].exit_code
-        limit = w.job.backoff_limit if w.job else 6
-        if code not in (0, None) and restarts >= limit:
-            tail = self.runtime.logs_tail(exited[0].id, 10).strip()[-500:]
-            return self._row(rid, inst.spec_hash, main.id, "failed", "BackoffLimitExceeded", tail, code, restarts)
-        return None
-
-    def _row(
-        self,
-        rid: ReplicaId,
-        spec_hash: str,
-        cid: str | None,
-        state: str,
-        reason: str | None,
-        message: str | None = None,
-        exit_code: int | None = None,
-        restarts: int = 0,
-        failed: str | None = None,
-    ) -> ReplicaStatus:
-        ns, kind, name = rid[0].split("/", 2)
-        prev = self.memory.since.get(rid)
-        since = prev[1] if prev and prev[0] == state else utc_now_iso()
-        self.memory.since[rid] = (state, since)
-        return ReplicaStatus(
-            namespace=ns,
-            kind=kind,
-            name=name,
-            replica=rid[1],
-            spec_hash=spec_hash,
-            container=cid,
-            state=state,
-            reason=reason,
-            message=message,
-            exit_code=exit_code,
-            restarts=restarts,
-            since=since,
-            failed_spec_hash=failed,
         )
 
     def _applied_at(self, rev: str) -> str:
@@ -624,10 +469,6 @@ class Reconciler:
         """Finish background removals and release the engine connection."""
         self.executor.close()
         self.runtime.close()
-
-
-def _state_of(c: Observed) -> str:
-    return "running" if c.state == "running" else "exited"
 
 
 def _reports_ready(view: ClusterView, node: str, rid: ReplicaId, spec_hash: str) -> bool:

@@ -1,0 +1,63 @@
+"""Observe: this node's containers, grouped per replica, with the health its probes report."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from gitops.health import Health, Prober, ProbeTarget
+from gitops.manifests.types import Workload
+from gitops.reconcile.memory import Memory
+from gitops.reconcile.plan import ReplicaId
+from gitops.runtime.docker import Observed
+
+NO_HEALTH = Health(ready=True, live=True, started=True, message="", consecutive_failures=0)
+
+
+@dataclass
+class Observation:
+    """Containers of this node grouped per replica, with their health."""
+
+    containers: list[Observed]
+    by_replica: dict[ReplicaId, list[Observed]]
+    ready_ids: frozenset[str]
+    unhealthy_ids: frozenset[str]
+    health: dict[str, Health]
+
+
+def observe(
+    containers: list[Observed], workloads: Iterable[Workload], memory: Memory, prober: Prober | None
+) -> Observation:
+    """Group containers per replica and ask the prober about the running ones."""
+    now = time.monotonic()
+    by_replica: dict[ReplicaId, list[Observed]] = {}
+    for c in containers:
+        by_replica.setdefault((c.key, c.replica), []).append(c)
+    running = {c.id: c for c in containers if c.state == "running"}
+    memory.running_since = {cid: memory.running_since.get(cid, now) for cid in running}
+    health = _probe(workloads, running, memory, prober) if prober is not None else {}
+    ready = frozenset(cid for cid in running if health.get(cid, NO_HEALTH).ready)
+    unhealthy = frozenset(cid for cid in running if not health.get(cid, NO_HEALTH).live)
+    return Observation(containers, by_replica, ready, unhealthy, health)
+
+
+def _probe(
+    workloads: Iterable[Workload], running: Mapping[str, Observed], memory: Memory, prober: Prober
+) -> dict[str, Health]:
+    specs = {(w.key, w.spec_hash): w for w in workloads}
+    targets: dict[str, ProbeTarget] = {}
+    for cid, c in running.items():
+        w = specs.get((c.key, c.spec_hash))
+        spec = next((s for s in w.pod.containers if s.name == c.container), None) if w else None
+        if w is None or spec is None or not (spec.liveness or spec.readiness or spec.startup):
+            continue
+        targets[cid] = ProbeTarget(
+            liveness=spec.liveness,
+            readiness=spec.readiness,
+            startup=spec.startup,
+            started_at=memory.running_since[cid],
+            host="127.0.0.1" if w.pod.host_network else None,
+        )
+    prober.sync(targets)
+    return {cid: prober.result(cid) for cid in targets}
