@@ -29,8 +29,6 @@ import docker  # noqa: E402
 import docker.errors  # noqa: E402
 import yaml  # noqa: E402
 
-from gitops.config import Config  # noqa: E402
-from gitops.gpu import DeclaredInventory  # noqa: E402
 from gitops.reconciler import Reconciler  # noqa: E402
 from tests.helpers import (  # noqa: E402
     DOCKER_HOST,
@@ -41,6 +39,7 @@ from tests.helpers import (  # noqa: E402
     deployment,
     git,
 )
+from tests.helpers import make_reconciler as make_test_reconciler  # noqa: E402
 
 __all__ = [
     "DOCKER_HOST",
@@ -113,20 +112,9 @@ def stop_daemon(d: DaemonProcess | None) -> None:
         d.proc.wait(timeout=20)
 
 
-def make_reconciler(repo: Path, node: str, state_dir: Path, **overrides: Any) -> Reconciler:
-    """An in-process node like the integration tests build: fixed capacity, no GPUs."""
-    cfg = Config(
-        repo=str(repo),
-        node=node,
-        state_dir=state_dir,
-        secrets_dir=state_dir / "secrets",
-        docker_host=DOCKER_HOST,
-        cpu_millis=8000,
-        memory_mib=16384,
-        interval=30,
-        **overrides,
-    )
-    return Reconciler(cfg, DeclaredInventory([]))
+def make_reconciler(repo: Path, node: str, state_dir: Path) -> Reconciler:
+    """An in-process node like the integration tests build, at the daemon's default 30 s interval."""
+    return make_test_reconciler(str(repo), node, state_dir, interval=30)
 
 
 def status_record(repo: Path, node: str) -> dict[str, Any] | None:

@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gitops.manifests.types import Workload
 from gitops.placement import Assignment, NodeInfo, ReplicaId, place
-from gitops.spec import ContainerSpec, PodSpec, PortSpec, WorkloadKind
+from gitops.spec import PodSpec
+from tests.unit.placement.helpers import wl
 
 NODES = 1000
 REPLICAS = 10_000
@@ -46,34 +47,6 @@ def make_node(name: str, rng: random.Random, gpu_ok: bool = True) -> NodeInfo:
     )
 
 
-def _workload(
-    name: str,
-    replicas: int,
-    cpu: int,
-    mem_mib: int,
-    gpus: int = 0,
-    kind: WorkloadKind = "Deployment",
-    node_selector: dict[str, str] | None = None,
-    ports: tuple[int, ...] = (),
-) -> Workload:
-    container = ContainerSpec(
-        name="c",
-        image="registry.example/app:1",
-        cpu_request_millis=cpu,
-        memory_request_bytes=mem_mib * 1024 * 1024,
-        gpus=gpus,
-        ports=tuple(PortSpec(container_port=p, host_port=p) for p in ports),
-    )
-    return Workload(
-        kind=kind,
-        name=name,
-        file="x.yaml",
-        replicas=replicas,
-        pod=PodSpec(containers=(container,)),
-        node_selector=node_selector or {},
-    )
-
-
 def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
     """The benchmark input: NODES nodes, REPLICAS Deployment replicas at about TARGET_UTIL cpu."""
     rng = random.Random(seed)
@@ -81,8 +54,8 @@ def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
     total_cpu = sum(n.cpu_millis for n in nodes)
     gpu_total = sum(len(n.gpus) for n in nodes)
     workloads: list[Workload] = [
-        _workload("node-exporter", 1, 50, 64, kind="DaemonSet"),
-        _workload("log-shipper", 1, 100, 128, kind="DaemonSet", node_selector={"disk": "ssd"}),
+        wl("node-exporter", 1, 50, 64, kind="DaemonSet"),
+        wl("log-shipper", 1, 100, 128, kind="DaemonSet", selector={"disk": "ssd"}),
     ]
     ds_cpu = sum(w.pod.cpu_request_millis() for w in workloads) * NODES
     # GPU training/inference jobs fill about 60 % of the GPUs.
@@ -114,7 +87,7 @@ def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
         cpu = max(10, int(size * unit))
         specs.append((r, cpu, int(cpu * mpc * 1024 / 1000), 0, sel, ports))
     for i, (r, cpu, mem, g, sel, ports) in enumerate(specs):
-        workloads.append(_workload(f"app-{i:04d}", r, cpu, mem, g, node_selector=sel, ports=ports))
+        workloads.append(wl(f"app-{i:04d}", r, cpu, mem, g, selector=sel, host_port=ports[0] if ports else None))
     return workloads, nodes
 
 
@@ -239,7 +212,7 @@ def main() -> None:
     touched[i] = w.model_copy(update={"pod": PodSpec(containers=(c,))})
     image_moved = moved(prev, owners(place(touched, nodes, prev), daemons))
 
-    extra = _workload("new-app", 20, 500, 1024)
+    extra = wl("new-app", 20, 500, 1024)
     after = owners(place([*workloads, extra], nodes, prev), daemons)
     add_moved = moved(prev, after)
     add_fraction = add_moved / total

@@ -14,11 +14,30 @@ from typing import Any, Self
 
 import docker
 
+from gitops.config import Config
+from gitops.gpu import DeclaredInventory
+from gitops.reconciler import Reconciler
+
 TEST_IMAGE = "gitops-test/busybox:latest"
 DOCKER_HOST = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 ROOT = Path(__file__).resolve().parent.parent
 # A command that exits promptly on SIGTERM even as PID 1 (busybox sleep would ignore it).
 SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+
+
+def make_reconciler(repo: str, node: str, state_dir: Path, **overrides: Any) -> Reconciler:
+    """An in-process node with fixed capacity (8 cores, 16 GiB) and no GPUs, on the test engine."""
+    cfg = Config(
+        repo=repo,
+        node=node,
+        state_dir=state_dir,
+        secrets_dir=state_dir.parent / "secrets",
+        docker_host=DOCKER_HOST,
+        cpu_millis=8000,
+        memory_mib=16384,
+        **overrides,
+    )
+    return Reconciler(cfg, DeclaredInventory([]))
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -9,28 +9,16 @@ import docker
 import pytest
 import yaml
 
-from gitops.config import Config
-from gitops.gpu import DeclaredInventory
 from gitops.reconciler import PassReport, Reconciler
-from tests.helpers import DOCKER_HOST, SERVE, TEST_IMAGE, Repo, deployment, git, managed, wait_for
+from tests.helpers import DOCKER_HOST, SERVE, TEST_IMAGE, Repo, deployment, git, make_reconciler, managed, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
 
 def reconciler(repo: Repo | str, node: str, tmp_path: Path, **overrides: object) -> Reconciler:
-    """An in-process node with fixed capacity and no GPUs."""
-    cfg = Config(
-        repo=str(repo.path) if isinstance(repo, Repo) else repo,
-        node=node,
-        state_dir=tmp_path / f"state-{node}",
-        secrets_dir=tmp_path / "secrets",
-        docker_host=DOCKER_HOST,
-        cpu_millis=8000,
-        memory_mib=16384,
-        interval=1,
-        **overrides,  # type: ignore[arg-type]
-    )
-    return Reconciler(cfg, DeclaredInventory([]))
+    """An in-process node with fixed capacity and no GPUs, passing every second."""
+    url = str(repo.path) if isinstance(repo, Repo) else repo
+    return make_reconciler(url, node, tmp_path / f"state-{node}", **{"interval": 1, **overrides})
 
 
 def converge(rec: Reconciler, passes: int = 10) -> PassReport:
