@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gitops.manifests.types import Workload
-from gitops.placement import Assignment, NodeInfo, ReplicaId, place
-from gitops.spec import PodSpec
+from gitops.placement import Assignment, NodeInfo, place
+from gitops.spec import PodSpec, ReplicaId
 from tests.unit.placement.helpers import wl
 
 NODES = 1000
@@ -93,7 +93,7 @@ def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
 
 def owners(a: Assignment, daemons: set[str]) -> dict[ReplicaId, str]:
     """(replica -> node) for non-DaemonSet replicas: what nodes would report as ``previous``."""
-    return {rid: n for n, items in a.per_node.items() for rid in items if rid[0] not in daemons}
+    return a.owners(frozenset(daemons))
 
 
 def moved(before: Mapping[ReplicaId, str], after: Mapping[ReplicaId, str]) -> int:

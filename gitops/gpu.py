@@ -7,9 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from gitops.spec import ReplicaId
+
 log = logging.getLogger(__name__)
 
-ReplicaId = tuple[str, int]  # (workload key, replica index), as in gitops.placement
 
 _MIB = 1024 * 1024
 

@@ -35,10 +35,10 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.manifests.types import Workload
+from gitops.spec import ReplicaId
 
 ALGORITHM_VERSION = "hrw-quota-sticky/4"
 
-ReplicaId = tuple[str, int]  # (workload key, replica index)
 
 # New placements aim below this share of a node's fair share; past it they spill over.
 QUOTA_PERCENT = 110
@@ -79,12 +79,9 @@ class Assignment(BaseModel):
         """Replicas assigned to ``node``."""
         return self.per_node.get(node, [])
 
-    def owner(self, replica: ReplicaId) -> str | None:
-        """Node that holds ``replica``, if any (DaemonSets: first match only)."""
-        for node, items in self.per_node.items():
-            if replica in items:
-                return node
-        return None
+    def owners(self, exclude_keys: frozenset[str] = frozenset()) -> dict[ReplicaId, str]:
+        """Replica -> node, built once (a DaemonSet's replica 0 is on many nodes: exclude those keys)."""
+        return {rid: n for n, items in self.per_node.items() for rid in items if rid[0] not in exclude_keys}
 
     def digest(self, revision: str, live: Sequence[str]) -> str:
         """Hex digest of (revision, live set, algorithm, assignment) so divergent views show."""

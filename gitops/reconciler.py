@@ -21,11 +21,12 @@ from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
 from gitops.reconcile.memory import Memory
 from gitops.reconcile.observe import Observation, observe
-from gitops.reconcile.plan import Instance, Plan, PlanInputs, ReplicaId, plan
+from gitops.reconcile.plan import Instance, Plan, PlanInputs, plan
 from gitops.reconcile.report import Reporter
 from gitops.rollout import Gates, ReplicaView, compute_gates
 from gitops.runtime.docker import DockerRuntime, Observed, RuntimeUnavailable
 from gitops.source import GitError, GitSource
+from gitops.spec import ReplicaId
 from gitops.status import (
     Capacity,
     ErrorStatus,
@@ -316,11 +317,12 @@ class Reconciler:
     ) -> frozenset[ReplicaId]:
         """Replicas moving away that we keep until the new owner reports them ready (make-before-break)."""
         hold: set[ReplicaId] = set()
+        owners = assignment.owners()
         for rid, cs in obs.by_replica.items():
             w = by_key.get(rid[0])
             if rid in wanted or w is None or w.exclusive or not any(c.state == "running" for c in cs):
                 continue
-            owner = assignment.owner(rid)
+            owner = owners.get(rid)
             if owner and owner != self.node and not _reports_ready(view, owner, rid, w.spec_hash):
                 hold.add(rid)
         return frozenset(hold)

@@ -19,8 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gitops.manifests.types import Workload
-
-ReplicaId = tuple[str, int]
+from gitops.spec import ReplicaId
 
 
 @dataclass(frozen=True)

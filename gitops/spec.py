@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
 WorkloadKind = Literal["Deployment", "DaemonSet", "Job", "CronJob"]
+ReplicaId = tuple[str, int]  # (workload key namespace/kind/name, replica index)
 
 
 class Frozen(BaseModel):

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops.reconcile.plan import Action, Instance, ReplicaId
+from gitops.reconcile.plan import Action, Instance
 from gitops.runtime.docker import (
     LABEL,
     MANAGED,
@@ -19,7 +19,7 @@ from gitops.runtime.docker import (
     RuntimeFailure,
     RuntimeUnavailable,
 )
-from gitops.spec import ContainerSpec, EnvVar
+from gitops.spec import ContainerSpec, EnvVar, ReplicaId
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gitops.spec import ReplicaId
 from gitops.status import NodeStatus, ReplicaStatus
-
-ReplicaId = tuple[str, int]
 
 BACKOFF_START_S = 10.0
 BACKOFF_MAX_S = 300.0

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from gitops.health import Health, Prober, ProbeTarget
 from gitops.manifests.types import Workload
 from gitops.reconcile.memory import Memory
-from gitops.reconcile.plan import ReplicaId
 from gitops.runtime.docker import Observed
+from gitops.spec import ReplicaId
 
 NO_HEALTH = Health(ready=True, live=True, started=True, message="", consecutive_failures=0)
 

@@ -9,9 +9,7 @@ from typing import Literal
 
 from gitops.manifests.types import Workload
 from gitops.runtime.docker import Observed
-from gitops.spec import ContainerSpec
-
-ReplicaId = tuple[str, int]
+from gitops.spec import ContainerSpec, ReplicaId
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from collections.abc import Mapping, Sequence
 from gitops.manifests.types import Workload
 from gitops.reconcile.memory import Memory
 from gitops.reconcile.observe import Observation
-from gitops.reconcile.plan import Instance, Plan, ReplicaId
+from gitops.reconcile.plan import Instance, Plan
 from gitops.runtime.docker import DockerRuntime, Observed
+from gitops.spec import ReplicaId
 from gitops.status import ReplicaStatus, utc_now_iso
 
 

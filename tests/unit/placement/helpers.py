@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from gitops.manifests.types import Workload
-from gitops.placement import Assignment, NodeInfo, ReplicaId
-from gitops.spec import ContainerSpec, PodSpec, PortSpec, WorkloadKind
+from gitops.placement import Assignment, NodeInfo
+from gitops.spec import ContainerSpec, PodSpec, PortSpec, ReplicaId, WorkloadKind
 
 
 def wl(
@@ -58,4 +58,4 @@ def node(
 
 def owners(a: Assignment, daemons: frozenset[str] = frozenset()) -> dict[ReplicaId, str]:
     """Replica -> node for everything but DaemonSets, as nodes report it in status."""
-    return {rid: n for n, items in a.per_node.items() for rid in items if rid[0] not in daemons}
+    return a.owners(daemons)
