@@ -29,7 +29,7 @@ import docker  # noqa: E402
 import docker.errors  # noqa: E402
 import yaml  # noqa: E402
 
-from gitops.reconciler import Reconciler  # noqa: E402
+from gitops.reconcile.reconciler import Reconciler  # noqa: E402
 from tests.helpers import (  # noqa: E402
     DOCKER_HOST,
     SERVE,

@@ -60,7 +60,7 @@ from _common import (
 )
 
 from gitops.desired import DesiredLoader
-from gitops.reconciler import Reconciler
+from gitops.reconcile.reconciler import Reconciler
 from gitops.status import Capacity, NodeStatus, dump, utc_now_iso
 
 GOAL_200_S = 0.5

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gitops.manifests.types import Workload
+from gitops.identity import ReplicaId
+from gitops.model import PodSpec, Workload
 from gitops.placement import Assignment, NodeInfo, place
-from gitops.spec import PodSpec, ReplicaId
 from tests.unit.placement.helpers import wl
 
 NODES = 1000

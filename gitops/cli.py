@@ -15,8 +15,8 @@ from pathlib import Path
 from gitops import __version__, logs
 from gitops.cluster import ClusterView
 from gitops.config import Config, ConfigError, load_config
-from gitops.manifests.types import ManifestSet
-from gitops.reconciler import Reconciler
+from gitops.model import ManifestSet
+from gitops.reconcile.reconciler import Reconciler
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "repo-template"
@@ -225,7 +225,7 @@ def _reconciler(cfg: Config) -> Reconciler:
 def cmd_run(cfg: Config, once: bool) -> int:
     """Run the daemon (or one pass)."""
     from gitops.daemon import Daemon
-    from gitops.reconciler import PassFailed
+    from gitops.reconcile.reconciler import PassFailed
     from gitops.source import GitError
 
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -246,7 +246,7 @@ def cmd_run(cfg: Config, once: bool) -> int:
 
 def cmd_plan(cfg: Config) -> int:
     """Print what this node would do now: 0 nothing, 1 changes, 2 error."""
-    from gitops.reconciler import PassFailed
+    from gitops.reconcile.reconciler import PassFailed
     from gitops.source import GitError
 
     cfg.state_dir.mkdir(parents=True, exist_ok=True)

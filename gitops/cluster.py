@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from gitops.identity import ReplicaId
 from gitops.placement import NodeInfo
 from gitops.status import NodeStatus
 
@@ -39,17 +40,17 @@ class ClusterView:
             )
         return out
 
-    def placements(self) -> dict[tuple[str, int], str]:
+    def placements(self) -> dict[ReplicaId, str]:
         """Where live nodes say each replica runs: the sticky input to placement.
 
         Copies a node is only keeping until a successor is ready (or keeps because the
         revision is broken) are not claims, or the replica could bounce back to them.
         """
-        prev: dict[tuple[str, int], str] = {}
+        prev: dict[ReplicaId, str] = {}
         for name in sorted(self.live):
             for r in self.reports[name].workloads:
                 if r.state in RUNNING_STATES and r.reason not in RELEASING_REASONS:
-                    prev.setdefault((r.key, r.replica), name)
+                    prev.setdefault(r.rid, name)
         return prev
 
 

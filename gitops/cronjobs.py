@@ -20,7 +20,7 @@ from apscheduler.triggers.cron import CronTrigger
 
 from gitops.manifests.cron import validate_schedule
 from gitops.manifests.names import MAX_LABEL
-from gitops.manifests.types import CronSpec, Workload
+from gitops.model import CronSpec, Workload
 from gitops.placement import hash64
 
 # Kubernetes refuses to catch up on more than 100 missed runs; we keep the newest ones instead.

@@ -19,7 +19,7 @@ from watchdog.observers import Observer
 
 from gitops.config import Config
 from gitops.health import Prober
-from gitops.reconciler import PassFailed, Reconciler
+from gitops.reconcile.reconciler import PassFailed, Reconciler
 from gitops.source import GitError, normalise_url
 
 log = logging.getLogger(__name__)

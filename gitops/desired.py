@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
-from gitops.manifests.types import FileResult, ManifestSet, Workload
+from gitops.model import FileResult, ManifestSet, Workload
 from gitops.source import GitSource
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gitops.spec import ReplicaId
+from gitops.identity import ReplicaId
 
 log = logging.getLogger(__name__)
 

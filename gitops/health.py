@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import IO, Any, Literal
 
-from gitops.runtime.docker import DockerRuntime, RuntimeFailure, RuntimeUnavailable
-from gitops.spec import Probe
+from gitops.model import Probe
+from gitops.runtime.base import ProbeRuntime, RuntimeFailure, RuntimeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ class Prober:
 
     def __init__(
         self,
-        runtime: DockerRuntime,
+        runtime: ProbeRuntime,
         on_change: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
         workers: int = 4,

@@ -34,8 +34,8 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from gitops.manifests.types import Workload
-from gitops.spec import ReplicaId
+from gitops.identity import ReplicaId, WorkloadKey
+from gitops.model import Workload
 
 ALGORITHM_VERSION = "hrw-quota-sticky/4"
 
@@ -73,7 +73,7 @@ class Assignment(BaseModel):
     # node name -> sorted list of (workload key, replica index)
     per_node: dict[str, list[ReplicaId]] = Field(default_factory=dict)
     # (workload key, replica index, reason)
-    unschedulable: list[tuple[str, int, str]] = Field(default_factory=list)
+    unschedulable: list[tuple[WorkloadKey, int, str]] = Field(default_factory=list)
 
     def for_node(self, node: str) -> list[ReplicaId]:
         """Replicas assigned to ``node``."""
@@ -152,7 +152,7 @@ def _scores(replica_hashes: UintArray, node_hashes: UintArray, inv_weights: Floa
 
 @dataclass
 class _Work:
-    key: str
+    key: WorkloadKey
     index: int  # position in processing order
     daemon: bool
     replicas: int
@@ -310,8 +310,8 @@ class _Placer:
             w.index = i
         self.by_key = {w.key: w for w in self.works}
         self.owner: dict[ReplicaId, int] = {}
-        self.unschedulable: list[tuple[str, int, str]] = []
-        self.daemon_nodes: dict[str, list[int]] = {}
+        self.unschedulable: list[tuple[WorkloadKey, int, str]] = []
+        self.daemon_nodes: dict[WorkloadKey, list[int]] = {}
 
     def _model(self, w: Workload) -> _Work:
         return _Work(
@@ -394,13 +394,13 @@ class _Placer:
             if w.daemon:
                 continue
             for r, n in self._by_preference(
-                w, [(r, index.get(previous.get((w.key, r), ""), -1)) for r in range(w.replicas)]
+                w, [(r, index.get(previous.get(ReplicaId(w.key, r), ""), -1)) for r in range(w.replicas)]
             ):
                 if n < 0 or not w.mask[n] or not c.fits(n, w):
                     pending.append((w, r))
                 elif c.holds[n].get(w.key, 0) < w.spread:
                     c.add(n, w)
-                    self.owner[(w.key, r)] = n
+                    self.owner[ReplicaId(w.key, r)] = n
                 else:
                     over.append((w, r, n))
         for w, r, n in over:
@@ -409,7 +409,7 @@ class _Placer:
             )
             if c.fits(n, w) and not elsewhere:
                 c.add(n, w)
-                self.owner[(w.key, r)] = n
+                self.owner[ReplicaId(w.key, r)] = n
             else:
                 pending.append((w, r))
         return sorted(pending, key=lambda p: (p[0].index, p[1]))
@@ -460,7 +460,7 @@ class _Placer:
                     continue
                 n = int(w.eligible[node])
                 c.add(n, w)
-                self.owner[(w.key, reps[row])] = n
+                self.owner[ReplicaId(w.key, reps[row])] = n
         return failed
 
     def _choose(self, w: _Work, order: list[int], exhaustive: bool = False) -> int | None:
@@ -565,7 +565,7 @@ class _Placer:
         names = self.cluster.names
         for key, nodes in self.daemon_nodes.items():
             for n in nodes:
-                per_node.setdefault(names[n], []).append((key, 0))
+                per_node.setdefault(names[n], []).append(ReplicaId(key, 0))
         for rid, n in self.owner.items():
             per_node.setdefault(names[n], []).append(rid)
         # Built from validated inputs; skipping re-validation keeps 10,000 replicas cheap.

@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gitops.manifests.types import Workload
-from gitops.spec import ReplicaId
+from gitops.identity import ReplicaId
+from gitops.model import Workload
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def compute_gates(workloads: Iterable[Workload], views: Mapping[ReplicaId, Repli
 
 def _deployment(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> None:
     new = w.spec_hash
-    mine = {r: views[(w.key, r)] for r in range(w.replicas) if (w.key, r) in views}
+    mine = {r: views[ReplicaId(w.key, r)] for r in range(w.replicas) if ReplicaId(w.key, r) in views}
     failed = next((v.failed_spec_hash for v in mine.values() if v.failed_spec_hash == new), None)
     if failed:
         gates.halted[w.key] = (new, "a replica did not become ready within progressDeadlineSeconds")
@@ -70,12 +70,12 @@ def _deployment(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gate
         return
     if failed:
         for r in old:
-            gates.wait[(w.key, r)] = f"rollout of {new[:8]} halted"
+            gates.wait[ReplicaId(w.key, r)] = f"rollout of {new[:8]} halted"
         return
     in_flight = sum(1 for v in mine.values() if v.spec_hash == new and not v.ready)
     budget = max(1, w.max_surge + w.max_unavailable) - in_flight
     for r in old[max(0, budget) :]:
-        gates.wait[(w.key, r)] = f"rolling update: waiting for a slot ({in_flight} in flight)"
+        gates.wait[ReplicaId(w.key, r)] = f"rolling update: waiting for a slot ({in_flight} in flight)"
 
 
 def _job(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> None:
@@ -83,13 +83,13 @@ def _job(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> N
     running = 0
     pending: list[int] = []
     for r in range(w.replicas):
-        v = views.get((w.key, r))
+        v = views.get(ReplicaId(w.key, r))
         if v is not None and v.spec_hash == new and v.finished:
-            gates.finished[(w.key, r)] = v.finished
+            gates.finished[ReplicaId(w.key, r)] = v.finished
         elif v is not None and v.spec_hash == new and v.running:
             running += 1
         else:
             pending.append(r)
     parallelism = w.job.parallelism if w.job else 1
     for r in pending[max(0, parallelism - running) :]:
-        gates.wait[(w.key, r)] = f"parallelism {parallelism}: {running} running"
+        gates.wait[ReplicaId(w.key, r)] = f"parallelism {parallelism}: {running} running"

@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gitops.identity import ReplicaId, WorkloadKey
+
 
 class _Status(BaseModel):
     # Reading tolerates fields from newer daemons: a mixed-version cluster must still agree.
@@ -70,9 +72,14 @@ class ReplicaStatus(_Status):
     slot: str | None = None
 
     @property
-    def key(self) -> str:
+    def key(self) -> WorkloadKey:
         """namespace/kind/name of the workload."""
-        return f"{self.namespace}/{self.kind}/{self.name}"
+        return WorkloadKey.of(self.namespace, self.kind, self.name)
+
+    @property
+    def rid(self) -> ReplicaId:
+        """(workload key, replica index)."""
+        return ReplicaId(self.key, self.replica)
 
 
 class NodeStatus(_Status):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops.cluster import ClusterView
-from gitops.manifests.types import ManifestSet, Workload
+from gitops.model import ManifestSet, Workload
 from gitops.placement import NodeInfo
 from gitops.status import ReplicaStatus
 

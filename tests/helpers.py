@@ -16,7 +16,7 @@ import docker
 
 from gitops.config import Config
 from gitops.gpu import DeclaredInventory
-from gitops.reconciler import Reconciler
+from gitops.reconcile.reconciler import Reconciler
 
 TEST_IMAGE = "gitops-test/busybox:latest"
 DOCKER_HOST = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from gitops.manifests.fields import fields_by_alias, model_at
-from gitops.manifests.types import ManifestError
 from gitops.manifests.yamlsafe import Path, format_path, line_of
+from gitops.model import ManifestError
 
 DOCS_HINT = "see docs/manifests.md for the supported Kubernetes subset"
 

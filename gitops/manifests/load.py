@@ -11,9 +11,9 @@ from pydantic import ValidationError
 from gitops.manifests import kube
 from gitops.manifests.fields import KubeModel, ignored_fields
 from gitops.manifests.issues import Issues
-from gitops.manifests.types import ClusterSpec, FileResult, ManifestError, ManifestSet, Workload
 from gitops.manifests.workload import convert_workload
 from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
+from gitops.model import ClusterSpec, FileResult, ManifestError, ManifestSet, Workload
 
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
 CLUSTER_KEY = "gitops/Cluster"

@@ -1,10 +1,10 @@
-"""Turning a validated Kubernetes pod template into the resolved ``gitops.spec.PodSpec``."""
+"""Turning a validated Kubernetes pod template into the resolved ``gitops.model.PodSpec``."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gitops import spec
+from gitops import model
 from gitops.manifests import kube
 from gitops.manifests.expansion import SecretReference, expand
 from gitops.manifests.issues import Issues
@@ -17,11 +17,11 @@ _DEFAULT_GRACE_S = 30
 class PodContext:
     """What the pod conversion needs to know about the workload around it."""
 
-    kind: spec.WorkloadKind
+    kind: model.WorkloadKind
     namespace: str
 
 
-def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) -> spec.PodSpec | None:
+def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) -> model.PodSpec | None:
     """The resolved pod spec, or None after recording why it cannot be run faithfully."""
     before = len(issues.errors)
     restart = _restart_policy(pod.restart_policy, ctx.kind, issues, (*path, "restartPolicy"))
@@ -40,7 +40,7 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
     _check_host_ports(containers, issues, path)
     if len(issues.errors) > before:
         return None
-    return spec.PodSpec(
+    return model.PodSpec(
         containers=tuple(containers),
         restart_policy=restart,
         termination_grace_s=(
@@ -51,8 +51,8 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
 
 
 def _restart_policy(
-    value: spec.RestartPolicy | None, kind: spec.WorkloadKind, issues: Issues, path: Path
-) -> spec.RestartPolicy:
+    value: model.RestartPolicy | None, kind: model.WorkloadKind, issues: Issues, path: Path
+) -> model.RestartPolicy:
     if kind in ("Deployment", "DaemonSet"):
         if value not in (None, "Always"):
             issues.error(path, f"a {kind} keeps its containers running, so restartPolicy must be Always", "remove it")
@@ -96,10 +96,10 @@ def _container(
     ctx: PodContext,
     issues: Issues,
     path: Path,
-) -> spec.ContainerSpec:
+) -> model.ContainerSpec:
     env, values, secrets = _env(container, ctx, issues, path)
     ports = tuple(
-        spec.PortSpec(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol.lower())
+        model.PortSpec(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol.lower())
         for p in container.ports
     )
     if pod.host_network:
@@ -109,7 +109,7 @@ def _container(
     named_ports = {p.name: p.container_port for p in container.ports if p.name}
     resources = _resources(container.resources, issues, (*path, "resources"))
     user, read_only = _security(container, pod, issues, path)
-    return spec.ContainerSpec(
+    return model.ContainerSpec(
         name=container.name,
         image=container.image,
         pull_policy=container.image_pull_policy or default_pull_policy(container.image),
@@ -128,7 +128,7 @@ def _container(
     )
 
 
-def default_pull_policy(image: str) -> spec.PullPolicy:
+def default_pull_policy(image: str) -> model.PullPolicy:
     """Kubernetes' default: Always for ``:latest`` or an untagged image, else IfNotPresent."""
     if "@" in image:
         return "IfNotPresent"
@@ -139,8 +139,8 @@ def default_pull_policy(image: str) -> spec.PullPolicy:
 
 def _env(
     container: kube.Container, ctx: PodContext, issues: Issues, path: Path
-) -> tuple[tuple[spec.EnvVar, ...], dict[str, str], frozenset[str]]:
-    out: list[spec.EnvVar] = []
+) -> tuple[tuple[model.EnvVar, ...], dict[str, str], frozenset[str]]:
+    out: list[model.EnvVar] = []
     values: dict[str, str] = {}
     secrets: set[str] = set()
     for index, var in enumerate(container.env):
@@ -151,7 +151,7 @@ def _env(
         if source is not None and source.secret_key_ref is not None:
             ref = source.secret_key_ref
             out.append(
-                spec.EnvVar(name=var.name, secret=spec.SecretRef(name=ref.name, key=ref.key, optional=ref.optional))
+                model.EnvVar(name=var.name, secret=model.SecretRef(name=ref.name, key=ref.key, optional=ref.optional))
             )
             secrets.add(var.name)
             values.pop(var.name, None)
@@ -163,7 +163,7 @@ def _env(
             continue
         else:
             value = _expand_one(var.value or "", values, frozenset(secrets), issues, (*epath, "value"))
-        out.append(spec.EnvVar(name=var.name, value=value))
+        out.append(model.EnvVar(name=var.name, value=value))
         values[var.name] = value
         secrets.discard(var.name)
     return tuple(out), values, frozenset(secrets)
@@ -246,7 +246,7 @@ def _security(container: kube.Container, pod: kube.PodSpec, issues: Issues, path
 
 def _mounts(
     container: kube.Container, volumes: dict[str, kube.Volume], issues: Issues, path: Path
-) -> tuple[spec.Mount, ...]:
+) -> tuple[model.Mount, ...]:
     mounts = []
     targets: set[str] = set()
     for index, mount in enumerate(container.volume_mounts):
@@ -264,7 +264,7 @@ def _mounts(
         else:
             kind, source = "emptyDir", volume.name
         mounts.append(
-            spec.Mount(
+            model.Mount(
                 target=mount.mount_path,
                 type=kind,
                 source=source,
@@ -275,7 +275,7 @@ def _mounts(
     return tuple(mounts)
 
 
-def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues, path: Path) -> spec.Probe | None:
+def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues, path: Path) -> model.Probe | None:
     if probe is None:
         return None
     if path[-1] != "readinessProbe" and probe.success_threshold != 1:
@@ -288,10 +288,10 @@ def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues
         "failure_threshold": probe.failure_threshold,
     }
     if probe.exec is not None:
-        return spec.Probe(handler="exec", command=tuple(probe.exec.command), **timings)
+        return model.Probe(handler="exec", command=tuple(probe.exec.command), **timings)
     if probe.http_get is not None:
         get = probe.http_get
-        return spec.Probe(
+        return model.Probe(
             handler="httpGet",
             path=get.path,
             scheme=get.scheme,
@@ -302,7 +302,7 @@ def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues
         )
     assert probe.tcp_socket is not None  # the model requires exactly one handler
     tcp = probe.tcp_socket
-    return spec.Probe(
+    return model.Probe(
         handler="tcpSocket",
         host=tcp.host,
         port=_port(tcp.port, named_ports, issues, (*path, "tcpSocket", "port")),
@@ -320,7 +320,7 @@ def _port(port: int | str, named_ports: dict[str, int], issues: Issues, path: Pa
     return 0
 
 
-def _check_host_ports(containers: list[spec.ContainerSpec], issues: Issues, path: Path) -> None:
+def _check_host_ports(containers: list[model.ContainerSpec], issues: Issues, path: Path) -> None:
     seen: set[tuple[int, str]] = set()
     for index, container in enumerate(containers):
         for port in container.ports:

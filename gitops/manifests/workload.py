@@ -8,9 +8,8 @@ from typing import Any
 from gitops.manifests import kube
 from gitops.manifests.issues import Issues
 from gitops.manifests.pod import PodContext, convert_pod
-from gitops.manifests.types import CronSpec, JobSpec, Workload
 from gitops.manifests.yamlsafe import Path
-from gitops.spec import WorkloadKind
+from gitops.model import CronSpec, JobSpec, Workload, WorkloadKind
 
 _JOB_TEMPLATE = ("spec", "jobTemplate", "spec")
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gitops.cronjobs import decide, due_slots, history_to_prune, next_fire_in, run_name, slot_owner
-from gitops.manifests.types import ManifestSet, Workload
+from gitops.identity import WorkloadKey
+from gitops.model import ManifestSet, Workload
 from gitops.status import NodeStatus, ReplicaStatus
 
 # On start-up, slots this recent are still started (a daemon restart must not drop a run).
@@ -23,7 +24,7 @@ STARTUP_LOOKBACK = timedelta(seconds=5)
 class CronRun:
     """One scheduled run: its CronJob, its slot, and the workload that runs it."""
 
-    cronjob: str  # key of the CronJob
+    cronjob: WorkloadKey
     slot: datetime
     workload: Workload
 
@@ -45,9 +46,10 @@ class CronRuns:
         """Take back the runs our status still lists, for CronJobs that still exist."""
         if own is None:
             return
-        crons = {w.name: w for w in mset.workloads if w.kind == "CronJob"}
+        # Keyed by namespace too: two teams may each have a CronJob of one name.
+        crons = {(w.namespace, w.name): w for w in mset.workloads if w.kind == "CronJob"}
         for r in own.workloads:
-            cron = crons.get(r.cronjob or "")
+            cron = crons.get((r.namespace, r.cronjob or ""))
             if r.kind == "CronJob" and r.slot and cron is not None:
                 slot = datetime.fromisoformat(r.slot)
                 run = run_workload(cron, slot)
@@ -93,8 +95,7 @@ class CronRuns:
         run = self.runs.get(row.key)
         if run is None:
             return row
-        name = run.cronjob.split("/", 2)[2]
-        return row.model_copy(update={"cronjob": name, "slot": run.slot.isoformat()})
+        return row.model_copy(update={"cronjob": run.cronjob.name, "slot": run.slot.isoformat()})
 
     def next_fire_in(self, mset: ManifestSet, now: datetime) -> float | None:
         """Seconds until the next scheduled slot of any CronJob."""

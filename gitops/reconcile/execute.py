@@ -9,17 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
+from gitops.model import ContainerSpec, EnvVar
 from gitops.reconcile.plan import Action, Instance
-from gitops.runtime.docker import (
-    LABEL,
-    MANAGED,
-    DockerRuntime,
-    Observed,
-    RunRequest,
-    RuntimeFailure,
-    RuntimeUnavailable,
-)
-from gitops.spec import ContainerSpec, EnvVar, ReplicaId
+from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -30,32 +23,18 @@ PULL_RETRY_MIN_S = 10.0
 PULL_RETRY_MAX_S = 300.0
 
 
-def container_name(inst: Instance, spec: ContainerSpec, node: str) -> str:
-    """Readable, unique Docker name: ``<ns>.<name>.<replica>.<hash8>[.<container>]_<node>``."""
-    w = inst.workload
-    base = f"{w.namespace}.{w.name}.{inst.replica}.{inst.spec_hash[:8]}"
-    if spec.name != w.pod.containers[0].name:
-        base += f".{spec.name}"
-    return f"{base}_{node}"
-
-
-def labels_for(inst: Instance, spec: ContainerSpec, node: str) -> dict[str, str]:
-    """The identity labels of DESIGN.md section 4, plus the pod container and GPUs."""
-    w = inst.workload
-    return {
-        MANAGED: "true",
-        LABEL + "node": node,
-        LABEL + "namespace": w.namespace,
-        LABEL + "kind": w.kind,
-        LABEL + "name": w.name,
-        LABEL + "replica": str(inst.replica),
-        LABEL + "spec-hash": inst.spec_hash,
-        LABEL + "revision": inst.revision,
-        LABEL + "container": spec.name,
-        LABEL + "gpus": ",".join(inst.gpu_ids),
-        # Lets removal skip the volume lookup for the (usual) pods without emptyDir.
-        LABEL + "emptydir": str(any(m.type == "emptyDir" for c in w.pod.containers for m in c.mounts)).lower(),
-    }
+def identity_of(inst: Instance, spec: ContainerSpec, node: str) -> ContainerIdentity:
+    """The identity one container of ``inst`` carries in its labels and name."""
+    pod = inst.workload.pod
+    return ContainerIdentity(
+        node=node,
+        rid=inst.id,
+        spec_hash=inst.spec_hash,
+        revision=inst.revision,
+        container=spec.name,
+        gpu_ids=inst.gpu_ids,
+        has_emptydir=any(m.type == "emptyDir" for c in pod.containers for m in c.mounts),
+    )
 
 
 @dataclass
@@ -78,7 +57,7 @@ class _PullState:
 class Executor:
     """Turns actions into engine calls for one node."""
 
-    def __init__(self, runtime: DockerRuntime, node: str, secrets_dir: Path, workers: int = WORKERS):
+    def __init__(self, runtime: Runtime, node: str, secrets_dir: Path, workers: int = WORKERS):
         self.runtime = runtime
         self.node = node
         self.secrets_dir = secrets_dir
@@ -100,8 +79,9 @@ class Executor:
 
     def _remove(self, target: Observed) -> None:
         self.runtime.remove(target.id)
-        if target.labels.get(LABEL + "emptydir") != "false":
-            self._remove_emptydirs(target.labels)
+        if target.has_emptydir:
+            # emptyDir lives as long as its pod: drop the volumes of this replica and spec.
+            self.runtime.remove_volumes(pod_label_filters(target.labels))
 
     def _remove_in_background(self, target: Observed, what: str) -> None:
         def reap() -> None:
@@ -208,6 +188,7 @@ class Executor:
         pod = inst.workload.pod
         first = pod.containers[0]
         is_first = spec.name == first.name
+        ident = identity_of(inst, spec, self.node)
         ports: dict[str, int | None] = {}
         if is_first:
             # Containers of a pod share the first one's network namespace, so it publishes all ports.
@@ -216,18 +197,18 @@ class Executor:
                     ports[f"{p.container_port}/{p.protocol}"] = p.host_port
         network_mode = "host" if pod.host_network else None
         if not is_first and not pod.host_network:
-            network_mode = "container:" + container_name(inst, first, self.node)
+            network_mode = "container:" + identity_of(inst, first, self.node).name(first.name)
         return RunRequest(
-            name=container_name(inst, spec, self.node),
+            name=ident.name(first.name),
             image=spec.image,
-            labels=labels_for(inst, spec, self.node),
+            labels=ident.labels(),
             entrypoint=list(spec.command) if spec.command is not None else None,
             command=list(spec.args) if spec.args is not None else None,
             env=[f"{e.name}={self._env_value(e)}" for e in spec.env],
             ports={} if pod.host_network else ports,
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
-            binds=self._binds(inst, spec),
+            binds=self._binds(ident, spec),
             network_mode=network_mode,
             user=spec.user,
             working_dir=spec.working_dir,
@@ -251,7 +232,7 @@ class Executor:
                 f"env {env.name}: secret {secret.name}/{secret.key} not found at {path}", "SecretMissing"
             ) from e
 
-    def _binds(self, inst: Instance, spec: ContainerSpec) -> list[str]:
+    def _binds(self, ident: ContainerIdentity, spec: ContainerSpec) -> list[str]:
         binds: list[str] = []
         for m in spec.mounts:
             mode = "ro" if m.read_only else "rw"
@@ -260,16 +241,7 @@ class Executor:
             else:
                 if m.sub_path:
                     raise RuntimeFailure(f"subPath on emptyDir {m.source} is not supported", "RunFailed")
-                source = self._emptydir_name(inst, m.source)
-                self.runtime.ensure_volume(source, {**labels_for(inst, spec, self.node), LABEL + "volume": m.source})
+                source = ident.emptydir_volume(m.source)
+                self.runtime.ensure_volume(source, {**ident.labels(), LABEL + "volume": m.source})
             binds.append(f"{source}:{m.target}:{mode}")
         return binds
-
-    def _emptydir_name(self, inst: Instance, volume: str) -> str:
-        w = inst.workload
-        return f"gitops.{w.namespace}.{w.name}.{inst.replica}.{inst.spec_hash[:8]}.{volume}_{self.node}"
-
-    def _remove_emptydirs(self, labels: dict[str, str]) -> None:
-        # emptyDir lives as long as its pod: drop the volumes of this replica and spec.
-        keys = ("node", "namespace", "kind", "name", "replica", "spec-hash")
-        self.runtime.remove_volumes([f"{LABEL}{k}={labels.get(LABEL + k, '')}" for k in keys])

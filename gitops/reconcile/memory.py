@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gitops.spec import ReplicaId
+from gitops.identity import ReplicaId, WorkloadKey
 from gitops.status import NodeStatus, ReplicaStatus
 
 BACKOFF_START_S = 10.0
@@ -40,7 +40,7 @@ class Memory:
     # replica -> (new spec hash, monotonic time it started) while the old container still serves
     in_flight: dict[ReplicaId, tuple[str, float]] = field(default_factory=dict)
     # workload key -> (spec hash, reason): rollouts this node halted
-    rollout_failed: dict[str, tuple[str, str]] = field(default_factory=dict)
+    rollout_failed: dict[WorkloadKey, tuple[str, str]] = field(default_factory=dict)
     # container id -> monotonic time first seen running (probe delays, Job deadlines)
     running_since: dict[str, float] = field(default_factory=dict)
 
@@ -49,7 +49,7 @@ class Memory:
         if own is None:
             return
         for r in own.workloads:
-            rid = (r.key, r.replica)
+            rid = r.rid
             if r.kind in ("Job", "CronJob") and r.state in ("succeeded", "failed"):
                 self.finished[rid] = r
             if r.restarts:

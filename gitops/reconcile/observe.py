@@ -7,10 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gitops.health import Health, Prober, ProbeTarget
-from gitops.manifests.types import Workload
+from gitops.identity import Observed, ReplicaId
+from gitops.model import Workload
 from gitops.reconcile.memory import Memory
-from gitops.runtime.docker import Observed
-from gitops.spec import ReplicaId
 
 NO_HEALTH = Health(ready=True, live=True, started=True, message="", consecutive_failures=0)
 
@@ -33,7 +32,7 @@ def observe(
     now = time.monotonic()
     by_replica: dict[ReplicaId, list[Observed]] = {}
     for c in containers:
-        by_replica.setdefault((c.key, c.replica), []).append(c)
+        by_replica.setdefault(c.rid, []).append(c)
     running = {c.id: c for c in containers if c.state == "running"}
     memory.running_since = {cid: memory.running_since.get(cid, now) for cid in running}
     health = _probe(workloads, running, memory, prober) if prober is not None else {}

@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from gitops.manifests.types import Workload
-from gitops.runtime.docker import Observed
-from gitops.spec import ContainerSpec, ReplicaId
+from gitops.identity import Observed, ReplicaId
+from gitops.model import ContainerSpec, Workload
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class Instance:
     @property
     def id(self) -> ReplicaId:
         """(workload key, replica index)."""
-        return (self.workload.key, self.replica)
+        return ReplicaId(self.workload.key, self.replica)
 
     @property
     def spec_hash(self) -> str:
@@ -120,7 +119,7 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
     result = Plan()
     by_replica: dict[ReplicaId, list[Observed]] = defaultdict(list)
     for c in observed:
-        by_replica[(c.key, c.replica)].append(c)
+        by_replica[c.rid].append(c)
     wanted = {i.id: i for i in desired}
     desired_keys = {i.workload.key for i in desired} | inputs.workload_keys
 

@@ -5,29 +5,29 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-from gitops.manifests.types import Workload
+from gitops.identity import Observed, ReplicaId, WorkloadKey
+from gitops.model import Workload
 from gitops.reconcile.memory import Memory
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, Plan
-from gitops.runtime.docker import DockerRuntime, Observed
-from gitops.spec import ReplicaId
+from gitops.runtime.base import Runtime
 from gitops.status import ReplicaStatus, utc_now_iso
 
 
 class Reporter:
     """Turns observation, plan and memory into status rows; keeps results in memory."""
 
-    def __init__(self, memory: Memory, runtime: DockerRuntime):
+    def __init__(self, memory: Memory, runtime: Runtime):
         self.memory = memory
         self.runtime = runtime
 
     def rows(
         self,
-        by_key: Mapping[str, Workload],
+        by_key: Mapping[WorkloadKey, Workload],
         desired: Sequence[Instance],
         obs: Observation,
         the_plan: Plan,
-        unschedulable: Sequence[tuple[str, int, str]],
+        unschedulable: Sequence[tuple[WorkloadKey, int, str]],
     ) -> list[ReplicaStatus]:
         """Every row of this node's status record."""
         self._forget_stale(by_key)
@@ -39,16 +39,16 @@ class Reporter:
                 state = "running" if cs[0].state == "running" else "exited"
                 rows.append(self.row(rid, cs[0].spec_hash, cs[0].id, state, reason))
         # Job results stay published while their spec is current, even when the index moved away.
-        emitted = {(r.key, r.replica) for r in rows}
+        emitted = {r.rid for r in rows}
         rows += [row for rid, row in self.memory.finished.items() if rid not in emitted]
         for key, idx, why in unschedulable:
             w = by_key.get(key)
             if w is not None:
-                rows.append(self.row((key, idx), w.spec_hash, None, "unschedulable", "Unschedulable", why))
+                rows.append(self.row(ReplicaId(key, idx), w.spec_hash, None, "unschedulable", "Unschedulable", why))
         return rows
 
-    def _forget_stale(self, by_key: Mapping[str, Workload]) -> None:
-        def current(key: str, spec_hash: str) -> bool:
+    def _forget_stale(self, by_key: Mapping[WorkloadKey, Workload]) -> None:
+        def current(key: WorkloadKey, spec_hash: str) -> bool:
             w = by_key.get(key)
             return w is not None and w.spec_hash == spec_hash
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import docker
@@ -12,80 +11,8 @@ import docker.errors
 import docker.types
 import requests.exceptions
 
-LABEL = "gitops."
-MANAGED = LABEL + "managed"
-
-
-class RuntimeUnavailable(Exception):
-    """The engine does not answer; temporary, the pass is retried."""
-
-
-class RuntimeFailure(Exception):
-    """The engine refused one action (bad image, port in use...); reported per workload."""
-
-    def __init__(self, message: str, reason: str = "RunFailed"):
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class Observed:
-    """A managed container as one list call reports it."""
-
-    id: str
-    name: str
-    labels: dict[str, str]
-    state: str  # created | running | paused | restarting | exited | dead | removing
-    exit_code: int | None
-    created: int
-
-    @property
-    def key(self) -> str:
-        """The workload key (namespace/kind/name) this container belongs to."""
-        get = self.labels.get
-        return f"{get(LABEL + 'namespace')}/{get(LABEL + 'kind')}/{get(LABEL + 'name')}"
-
-    @property
-    def replica(self) -> int:
-        """Replica index from the labels (-1 if unreadable)."""
-        try:
-            return int(self.labels.get(LABEL + "replica", "-1"))
-        except ValueError:
-            return -1
-
-    @property
-    def spec_hash(self) -> str:
-        """Spec hash the container was created from."""
-        return self.labels.get(LABEL + "spec-hash", "")
-
-    @property
-    def container(self) -> str:
-        """Name of the pod container this Docker container runs."""
-        return self.labels.get(LABEL + "container", "")
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything ``docker create`` needs for one container, already resolved."""
-
-    name: str
-    image: str
-    labels: dict[str, str]
-    entrypoint: list[str] | None = None
-    command: list[str] | None = None
-    env: list[str] = field(default_factory=list)
-    # "8080/tcp" -> host port, or None to expose without publishing
-    ports: dict[str, int | None] = field(default_factory=dict)
-    nano_cpus: int | None = None
-    mem_limit: int | None = None
-    binds: list[str] = field(default_factory=list)
-    network_mode: str | None = None
-    user: str | None = None
-    working_dir: str | None = None
-    read_only: bool = False
-    gpu_ids: tuple[str, ...] = ()
-    stop_timeout: int = 30
-
+from gitops.identity import LABEL, MANAGED, Observed
+from gitops.runtime.base import RunRequest, RuntimeFailure, RuntimeUnavailable
 
 _EXIT_RE = re.compile(r"Exited \((-?\d+)\)")
 
@@ -96,7 +23,7 @@ def _exit_code(status: str) -> int | None:
 
 
 class DockerRuntime:
-    """Talks to one Docker Engine; every failure maps to RuntimeUnavailable or RuntimeFailure."""
+    """The Runtime Protocol on one Docker Engine; every failure maps to RuntimeUnavailable or RuntimeFailure."""
 
     def __init__(self, host: str | None = None, timeout: int = 60):
         # An explicit base_url: docker.from_env() may follow a CLI context instead of DOCKER_HOST.

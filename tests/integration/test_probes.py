@@ -9,8 +9,8 @@ import docker
 import pytest
 
 from gitops.health import Health, Prober, ProbeTarget
+from gitops.model import Probe
 from gitops.runtime.docker import DockerRuntime
-from gitops.spec import Probe
 from tests.helpers import DOCKER_HOST, SERVE, TEST_IMAGE
 
 pytestmark = pytest.mark.usefixtures("docker_engine")

@@ -9,7 +9,7 @@ import docker
 import pytest
 import yaml
 
-from gitops.reconciler import PassReport, Reconciler
+from gitops.reconcile.reconciler import PassReport, Reconciler
 from tests.helpers import DOCKER_HOST, SERVE, TEST_IMAGE, Repo, deployment, git, make_reconciler, managed, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")

@@ -24,8 +24,7 @@ from gitops.cronjobs import (
     slot_owner,
     trigger_for,
 )
-from gitops.manifests.types import CronSpec, Workload
-from gitops.spec import ContainerSpec, PodSpec
+from gitops.model import ContainerSpec, CronSpec, PodSpec, Workload
 
 NY = ZoneInfo("America/New_York")
 

@@ -30,8 +30,8 @@ from gitops.health import (
     probe_state_after,
     tcp_connect,
 )
-from gitops.runtime.docker import DockerRuntime, RuntimeUnavailable
-from gitops.spec import Probe
+from gitops.model import Probe
+from gitops.runtime.base import RuntimeUnavailable
 
 
 def exec_probe(**kw: Any) -> Probe:
@@ -312,7 +312,7 @@ def test_tcp_connect(http_port: int) -> None:
 # --- the Prober's threads, on a fake runtime ---------------------------------------------------------------------
 
 
-class FakeRuntime(DockerRuntime):
+class FakeRuntime:
     """Answers exec from a table and inspect from canned documents; records the calls."""
 
     def __init__(self) -> None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from gitops.manifests import kube
 from gitops.manifests.fields import Ignore, Refuse, field_marker, fields_by_alias, model_at
 from gitops.manifests.load import parse_file
-from gitops.manifests.types import FileResult
+from gitops.model import FileResult
 
 CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus" / "k8s-real"
 _POD_PREFIX = re.compile(r"^spec\.(jobTemplate\.spec\.)?template\.spec\.")

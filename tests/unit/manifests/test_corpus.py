@@ -9,7 +9,7 @@ import pytest
 
 from gitops.manifests.fields import Ignore, Refuse
 from gitops.manifests.load import parse_file
-from gitops.manifests.types import FileResult
+from gitops.model import FileResult
 from tests.unit.manifests.docs_tables import CORPUS, corpus_files, field_classes, parse_corpus, table
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "manifests.md"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gitops.manifests import yamlsafe
 from gitops.manifests.load import parse_file
-from gitops.manifests.types import FileResult
+from gitops.model import FileResult
 from tests.unit.manifests.builders import deployment
 from tests.unit.manifests.docs_tables import corpus_files
 

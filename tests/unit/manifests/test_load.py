@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
-from gitops.manifests.types import FileResult, ManifestError, Workload
-from gitops.spec import EnvVar, Mount, PortSpec, SecretRef
+from gitops.model import EnvVar, FileResult, ManifestError, Mount, PortSpec, SecretRef, Workload
 from tests.unit.manifests.builders import deployment, job
 
 INFER = b"""\

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gitops.manifests.types import Workload
+from gitops.identity import ReplicaId
+from gitops.model import ContainerSpec, PodSpec, PortSpec, Workload, WorkloadKind
 from gitops.placement import Assignment, NodeInfo
-from gitops.spec import ContainerSpec, PodSpec, PortSpec, ReplicaId, WorkloadKind
 
 
 def wl(

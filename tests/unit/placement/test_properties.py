@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitops.manifests.types import Workload
+from gitops.model import Workload
 from gitops.placement import Assignment, NodeInfo, place
 
 from .helpers import node, owners, wl

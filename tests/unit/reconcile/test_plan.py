@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from gitops.manifests.types import Workload
+from gitops.identity import Observed
+from gitops.model import ContainerSpec, Mount, PodSpec, PortSpec, Workload
 from gitops.reconcile.plan import Instance, PlanInputs, plan
-from gitops.runtime.docker import Observed
-from gitops.spec import ContainerSpec, Mount, PodSpec, PortSpec
 
 
 def workload(name: str = "web", env: str = "a", **kw: object) -> Workload:

@@ -14,7 +14,8 @@ from gitops.config import Config
 from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory, assign_gpus
 from gitops.health import Prober
-from gitops.manifests.types import ManifestSet, Workload
+from gitops.identity import Observed, ReplicaId, WorkloadKey
+from gitops.model import ManifestSet, Workload
 from gitops.nodefacts import node_info
 from gitops.placement import Assignment, NodeInfo, place
 from gitops.reconcile.cronruns import CronRuns
@@ -24,9 +25,9 @@ from gitops.reconcile.observe import Observation, observe
 from gitops.reconcile.plan import Instance, Plan, PlanInputs, plan
 from gitops.reconcile.report import Reporter
 from gitops.rollout import Gates, ReplicaView, compute_gates
-from gitops.runtime.docker import DockerRuntime, Observed, RuntimeUnavailable
+from gitops.runtime.base import Runtime, RuntimeUnavailable
+from gitops.runtime.docker import DockerRuntime
 from gitops.source import GitError, GitSource
-from gitops.spec import ReplicaId
 from gitops.status import (
     Capacity,
     ErrorStatus,
@@ -73,7 +74,7 @@ class Reconciler:
     """Holds a node's adapters and the little memory a pass needs between runs."""
 
     def __init__(
-        self, config: Config, gpus: GpuInventory, runtime: DockerRuntime | None = None, prober: Prober | None = None
+        self, config: Config, gpus: GpuInventory, runtime: Runtime | None = None, prober: Prober | None = None
     ):
         self.config = config
         self.node = config.node
@@ -195,10 +196,10 @@ class Reconciler:
     def _instances(self, mset: ManifestSet, assignment: Assignment, rev: str, fenced: frozenset[str]) -> list[Instance]:
         by_key: dict[str, Workload] = {w.key: w for w in mset.workloads}
         mine = [(by_key[k], r) for k, r in assignment.for_node(self.node) if k in by_key and k not in fenced]
-        demands = [((w.key, r), w.pod.gpu_count()) for w, r in mine if w.pod.gpu_count()]
+        demands = [(ReplicaId(w.key, r), w.pod.gpu_count()) for w, r in mine if w.pod.gpu_count()]
         gpu_ids = assign_gpus(self.gpus, demands) if demands else {}
         runs = [Instance(w, r, rev) for w in self.cron.workloads() for r in range(w.replicas)]
-        return [Instance(w, r, rev, gpu_ids.get((w.key, r), ())) for w, r in mine] + runs
+        return [Instance(w, r, rev, gpu_ids.get(ReplicaId(w.key, r), ())) for w, r in mine] + runs
 
     # -- observation and health ------------------------------------------------------------
 
@@ -225,7 +226,7 @@ class Reconciler:
                 # Results are permanent; a dead node's running replicas are not.
                 if not live and not finished:
                     continue
-                rid = (r.key, r.replica)
+                rid = r.rid
                 running = r.state in RUNNING_STATES
                 v = ReplicaView(r.spec_hash, running, r.state == "ready", finished, r.failed_spec_hash)
                 old = views.get(rid)
@@ -312,7 +313,7 @@ class Reconciler:
         view: ClusterView,
         assignment: Assignment,
         obs: Observation,
-        by_key: Mapping[str, Workload],
+        by_key: Mapping[WorkloadKey, Workload],
         wanted: set[ReplicaId],
     ) -> frozenset[ReplicaId]:
         """Replicas moving away that we keep until the new owner reports them ready (make-before-break)."""
@@ -477,4 +478,4 @@ def _reports_ready(view: ClusterView, node: str, rid: ReplicaId, spec_hash: str)
     report = view.reports.get(node)
     if report is None or node not in view.live:
         return False
-    return any((r.key, r.replica) == rid and r.spec_hash == spec_hash and r.state == "ready" for r in report.workloads)
+    return any(r.rid == rid and r.spec_hash == spec_hash and r.state == "ready" for r in report.workloads)

@@ -1,0 +1,115 @@
+"""What the reconciler needs from a container engine: the Runtime Protocol and its errors.
+
+The Docker adapter implements it for real; tests wrap or replace it behind the same
+Protocol (a slow pull, an engine that hiccups) instead of subclassing the adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from gitops.identity import Observed
+
+
+class RuntimeUnavailable(Exception):
+    """The engine does not answer; temporary, the pass is retried."""
+
+
+class RuntimeFailure(Exception):
+    """The engine refused one action (bad image, port in use...); reported per workload."""
+
+    def __init__(self, message: str, reason: str = "RunFailed"):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything ``docker create`` needs for one container, already resolved."""
+
+    name: str
+    image: str
+    labels: dict[str, str]
+    entrypoint: list[str] | None = None
+    command: list[str] | None = None
+    env: list[str] = field(default_factory=list)
+    # "8080/tcp" -> host port, or None to expose without publishing
+    ports: dict[str, int | None] = field(default_factory=dict)
+    nano_cpus: int | None = None
+    mem_limit: int | None = None
+    binds: list[str] = field(default_factory=list)
+    network_mode: str | None = None
+    user: str | None = None
+    working_dir: str | None = None
+    read_only: bool = False
+    gpu_ids: tuple[str, ...] = ()
+    stop_timeout: int = 30
+
+
+class ProbeRuntime(Protocol):
+    """The part of an engine that probes need: look inside a running container."""
+
+    def inspect(self, cid: str) -> dict[str, Any]:
+        """Full inspect of one container."""
+        ...
+
+    def exec(self, cid: str, cmd: list[str]) -> tuple[int, str]:
+        """Run ``cmd`` inside a running container; return (exit code, output)."""
+        ...
+
+
+class Runtime(ProbeRuntime, Protocol):
+    """A container engine as the reconciler and executor use it."""
+
+    def ping(self) -> None:
+        """Raise RuntimeUnavailable unless the engine answers."""
+        ...
+
+    def list_managed(self, node: str) -> list[Observed]:
+        """Every container this node manages, running or not, in one call."""
+        ...
+
+    def image_present(self, image: str) -> bool:
+        """Whether ``image`` is in the local store."""
+        ...
+
+    def pull(self, image: str) -> None:
+        """Pull ``image``; RuntimeFailure(reason=ImagePullFailed) if the registry refuses."""
+        ...
+
+    def run(self, req: RunRequest) -> str:
+        """Create and start one container; return its id."""
+        ...
+
+    def start(self, cid: str) -> None:
+        """Start an existing, stopped container."""
+        ...
+
+    def stop(self, cid: str) -> None:
+        """Stop within the container's grace period, keeping it."""
+        ...
+
+    def restart(self, cid: str) -> None:
+        """Stop within the grace period and start again."""
+        ...
+
+    def remove(self, cid: str) -> None:
+        """Stop within the grace period, then remove; gone already counts as done."""
+        ...
+
+    def logs_tail(self, cid: str, lines: int = 20) -> str:
+        """Last lines of a container's output."""
+        ...
+
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create a named volume if absent."""
+        ...
+
+    def remove_volumes(self, label_filters: list[str]) -> None:
+        """Remove the named volumes whose labels match every filter."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
