@@ -9,10 +9,8 @@ from datetime import UTC, datetime
 
 from gitops.identity import ReplicaId
 from gitops.placement import NodeInfo
+from gitops.states import RELEASING_REASONS, RUNNING_STATES
 from gitops.status import NodeStatus
-
-RUNNING_STATES = frozenset({"running", "ready", "starting", "unhealthy"})
-RELEASING_REASONS = frozenset({"Handoff", "NotPruned", "Terminating"})
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class Config(BaseModel):
     git_timeout: float = 60.0
     # Multiplies every restart backoff; tests shrink it so crash loops show in seconds.
     backoff_scale: float = 1.0
+    # Publish container output (log tails, exec-probe output) in status; off: it may carry secrets.
+    status_logs: bool = False
 
     @property
     def effective_jitter(self) -> float:

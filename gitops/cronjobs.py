@@ -22,6 +22,7 @@ from gitops.manifests.cron import validate_schedule
 from gitops.manifests.names import MAX_LABEL
 from gitops.model import CronSpec, Workload
 from gitops.placement import hash64
+from gitops.states import State
 
 # Kubernetes refuses to catch up on more than 100 missed runs; we keep the newest ones instead.
 MAX_DUE = 100
@@ -199,7 +200,7 @@ def decide(workload: Workload, runs: Mapping[datetime, str], owned_due: Sequence
     # Forbid and Replace keep one run at a time, so only the newest slot can start; a slot older than a run
     # already started elsewhere (its owner was late) must neither displace nor join it.
     *older, newest = pending
-    running = tuple(sorted(slot for slot, state in runs.items() if state == "running"))
+    running = tuple(sorted(slot for slot, state in runs.items() if state == State.RUNNING))
     if max(runs, default=newest) > newest or (workload.cron.concurrency_policy == "Forbid" and running):
         return CronDecision(skip=tuple(pending))
     stop = running if workload.cron.concurrency_policy == "Replace" else ()
@@ -209,7 +210,7 @@ def decide(workload: Workload, runs: Mapping[datetime, str], owned_due: Sequence
 def history_to_prune(finished: Mapping[datetime, str], successful_limit: int, failed_limit: int) -> list[datetime]:
     """Finished runs beyond the newest ``successful_limit`` succeeded and ``failed_limit`` failed, oldest first."""
     prune: list[datetime] = []
-    for state, limit in (("succeeded", successful_limit), ("failed", failed_limit)):
+    for state, limit in ((State.SUCCEEDED, successful_limit), (State.FAILED, failed_limit)):
         slots = sorted(slot for slot, have in finished.items() if have == state)
         prune += slots[: max(len(slots) - limit, 0)]
     return sorted(prune)

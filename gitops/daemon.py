@@ -20,6 +20,7 @@ from watchdog.observers import Observer
 from gitops.config import Config
 from gitops.health import Prober
 from gitops.reconcile.reconciler import PassFailed, Reconciler
+from gitops.secrets import redact
 from gitops.source import GitError, normalise_url
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,9 @@ class Daemon:
         if git_dir is not None:
             BranchWatcher(git_dir, self.config.branch, self.wake, self.stopping).schedule(observer)
         # Readiness and liveness flips wake the loop, so status (and rollouts elsewhere) move promptly.
-        prober = Prober(self.reconciler.runtime, self.wake.set)
+        secrets_dir = self.config.secrets_dir
+        output = (lambda text: redact(text, secrets_dir)) if self.config.status_logs else None
+        prober = Prober(self.reconciler.runtime, self.wake.set, output=output)
         self.reconciler.prober = prober
         prober.start()
         scheduler.start()

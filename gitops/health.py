@@ -226,8 +226,11 @@ class Prober:
         on_change: Callable[[], None],
         clock: Callable[[], float] = time.monotonic,
         workers: int = 4,
+        output: Callable[[str], str] | None = None,
     ):
         self.runtime = runtime
+        # Exec probes' output reaches status only through this filter (redaction); None keeps it out.
+        self.output = output
         self.on_change = on_change
         self.clock = clock
         self._workers = workers
@@ -364,7 +367,9 @@ class Prober:
         code, output = self.runtime.exec(cid, list(probe.command))
         if code == 0:
             return Outcome(True)
-        return Outcome(False, _clip(f"exit code {code}: {output.strip()}"))
+        if self.output is None:
+            return Outcome(False, f"exit code {code}")
+        return Outcome(False, _clip(f"exit code {code}: {self.output(output.strip())}"))
 
     def _address(self, cid: str) -> str:
         """The IP a network probe reaches the container at, inspected once per container."""

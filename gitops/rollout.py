@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from gitops.identity import ReplicaId
 from gitops.model import Workload
+from gitops.states import State
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class ReplicaView:
     spec_hash: str
     running: bool
     ready: bool
-    finished: str | None = None  # "succeeded" | "failed" for Job indices
+    finished: State | None = None  # succeeded | failed, for Job indices
     failed_spec_hash: str | None = None
 
 
@@ -42,7 +43,7 @@ class Gates:
     # Workload key -> (spec hash, reason) of a halted rollout.
     halted: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Job indices finished somewhere at the current spec (never rerun).
-    finished: dict[ReplicaId, str] = field(default_factory=dict)
+    finished: dict[ReplicaId, State] = field(default_factory=dict)
 
 
 def compute_gates(workloads: Iterable[Workload], views: Mapping[ReplicaId, ReplicaView]) -> Gates:

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gitops.identity import ReplicaId, WorkloadKey
+from gitops.states import State
 
 
 class _Status(BaseModel):
@@ -134,6 +135,10 @@ def content_key(status: NodeStatus) -> dict[str, Any]:
     return status.model_dump(exclude={"heartbeat"})
 
 
+# States a commit message counts as doing well.
+GOOD = (State.READY, State.RUNNING, State.SUCCEEDED)
+
+
 def commit_message(status: NodeStatus) -> str:
     """A one-line summary like ``node-1: web 2/2 ready at abc1234``."""
     per: dict[str, Counter[str]] = {}
@@ -143,9 +148,9 @@ def commit_message(status: NodeStatus) -> str:
     for name in sorted(per):
         counts = per[name]
         total = sum(counts.values())
-        good = counts["ready"] + counts["running"] + counts["succeeded"]
-        word = "succeeded" if counts["succeeded"] and counts["succeeded"] == good else "ready"
-        extra = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s not in ("ready", "running", "succeeded"))
+        good = sum(counts[s] for s in GOOD)
+        word = State.SUCCEEDED if counts[State.SUCCEEDED] and counts[State.SUCCEEDED] == good else State.READY
+        extra = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s not in GOOD)
         parts.append(f"{name} {good}/{total} {word}" + (f" ({extra})" if extra else ""))
     summary = "; ".join(parts) if parts else "no workloads"
     if status.errors:

@@ -9,9 +9,8 @@ from typing import Any
 from gitops.cluster import ClusterView
 from gitops.model import ManifestSet, Workload
 from gitops.placement import NodeInfo
+from gitops.states import READY_STATES, RUNNING_STATES, UP_STATES, Reason, State
 from gitops.status import ReplicaStatus
-
-READY_STATES = ("ready", "succeeded")
 
 
 def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str, Any]:
@@ -27,7 +26,7 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
         used_cpu = used_mem = 0
         for row in r.workloads:
             w = by_key.get(row.key)
-            if w is not None and row.state in ("running", "ready", "starting", "unhealthy"):
+            if w is not None and row.state in RUNNING_STATES:
                 used_cpu += w.pod.cpu_request_millis()
                 used_mem += w.pod.memory_request_mib()
         nodes.append(
@@ -67,11 +66,11 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
                 "kind": w.kind,
                 "desired": w.replicas if w.kind != "DaemonSet" else None,
                 "specHash": w.spec_hash,
-                "running": sum(1 for _, row in rows if row.state in ("running", "ready", "unhealthy")),
+                "running": sum(1 for _, row in rows if row.state in UP_STATES),
                 "ready": sum(1 for _, row in current if row.state in READY_STATES),
                 "updated": len(current),
                 "rollout": _rollout(w, current),
-                "nodes": sorted({n for n, row in rows if row.state not in ("unschedulable",)}),
+                "nodes": sorted({n for n, row in rows if row.state != State.UNSCHEDULABLE}),
                 "replicas": [
                     {
                         "node": n,
@@ -100,7 +99,7 @@ def _rollout(w: Workload, current: list[tuple[str, ReplicaStatus]]) -> dict[str,
     """Progress of the rollout of the workload's current spec."""
     halted = next((row for _, row in current if row.failed_spec_hash == w.spec_hash), None)
     if halted is None:
-        halted = next((row for _, row in current if row.reason == "RolloutFailed"), None)
+        halted = next((row for _, row in current if row.reason == Reason.ROLLOUT_FAILED), None)
     ready = sum(1 for _, row in current if row.state in READY_STATES)
     if w.kind in ("DaemonSet", "CronJob"):
         state = "n/a"

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from gitops.cronjobs import decide, due_slots, history_to_prune, next_fire_in, run_name, slot_owner
 from gitops.identity import WorkloadKey
 from gitops.model import ManifestSet, Workload
+from gitops.states import FINISHED_STATES, State
 from gitops.status import NodeStatus, ReplicaStatus
 
 # On start-up, slots this recent are still started (a daemon restart must not drop a run).
@@ -72,7 +73,7 @@ class CronRuns:
             self._since[w.key] = now
             owned = [s for s in due_slots(w.cron, since, now) if slot_owner(w.key, s, nodes, w.node_selector) == node]
             # Runs we started are running until a report (ours included) says otherwise.
-            started = {r.slot: "running" for r in self.runs.values() if r.cronjob == w.key}
+            started = {r.slot: State.RUNNING for r in self.runs.values() if r.cronjob == w.key}
             runs = {**started, **known.get((w.namespace, w.name), {})}
             decision = decide(w, runs, owned)
             for slot in decision.start:
@@ -80,7 +81,7 @@ class CronRuns:
                 self.runs[run.key] = CronRun(w.key, slot, run)
             for slot in decision.stop:
                 self.runs.pop(run_workload(w, slot).key, None)
-            finished = {slot: state for slot, state in runs.items() if state in ("succeeded", "failed")}
+            finished = {slot: state for slot, state in runs.items() if state in FINISHED_STATES}
             for slot in history_to_prune(finished, w.cron.successful_history, w.cron.failed_history):
                 self.runs.pop(run_workload(w, slot).key, None)
         alive = {w.key for w in crons}
@@ -109,10 +110,10 @@ def _cluster_runs(reports: Iterable[NodeStatus]) -> dict[tuple[str, str], dict[d
         for r in report.workloads:
             if r.kind != "CronJob" or not r.slot or not r.cronjob:
                 continue
-            state = r.state if r.state in ("succeeded", "failed") else "running"
+            state = r.state if r.state in FINISHED_STATES else State.RUNNING
             slot = datetime.fromisoformat(r.slot).astimezone(UTC)
             slots = out.setdefault((r.namespace, r.cronjob), {})
             # A run with several completion rows is running until every row finished.
-            if state == "running" or slot not in slots:
+            if state == State.RUNNING or slot not in slots:
                 slots[slot] = state
     return out

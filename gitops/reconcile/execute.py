@@ -13,6 +13,7 @@ from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_l
 from gitops.model import ContainerSpec, EnvVar
 from gitops.reconcile.plan import Action, Instance
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
+from gitops.secrets import SecretMissing, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -218,19 +219,14 @@ class Executor:
         )
 
     def _env_value(self, env: EnvVar) -> str:
-        secret = env.secret
-        if secret is None:
+        if env.secret is None:
             return env.value or ""
-        path = self.secrets_dir / secret.name / secret.key
         try:
-            return path.read_text().rstrip("\n")
-        except OSError as e:
-            if secret.optional:
+            return read_secret(self.secrets_dir, env.secret)
+        except SecretMissing as e:
+            if env.secret.optional:
                 return ""
-            # Never echo the value; the path tells the operator what to create.
-            raise RuntimeFailure(
-                f"env {env.name}: secret {secret.name}/{secret.key} not found at {path}", "SecretMissing"
-            ) from e
+            raise RuntimeFailure(f"env {env.name}: {e}", "SecretMissing") from e
 
     def _binds(self, ident: ContainerIdentity, spec: ContainerSpec) -> list[str]:
         binds: list[str] = []

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gitops.health import Health, Prober, ProbeTarget
 from gitops.identity import Observed, ReplicaId
 from gitops.model import Workload
-from gitops.reconcile.memory import Memory
 
 NO_HEALTH = Health(ready=True, live=True, started=True, message="", consecutive_failures=0)
 
@@ -23,26 +21,31 @@ class Observation:
     ready_ids: frozenset[str]
     unhealthy_ids: frozenset[str]
     health: dict[str, Health]
+    # container id -> monotonic time first seen running (probe delays, Job deadlines)
+    running_since: dict[str, float]
 
 
 def observe(
-    containers: list[Observed], workloads: Iterable[Workload], memory: Memory, prober: Prober | None
+    containers: list[Observed],
+    workloads: Iterable[Workload],
+    running_since: Mapping[str, float],
+    prober: Prober | None,
+    now: float,
 ) -> Observation:
     """Group containers per replica and ask the prober about the running ones."""
-    now = time.monotonic()
     by_replica: dict[ReplicaId, list[Observed]] = {}
     for c in containers:
         by_replica.setdefault(c.rid, []).append(c)
     running = {c.id: c for c in containers if c.state == "running"}
-    memory.running_since = {cid: memory.running_since.get(cid, now) for cid in running}
-    health = _probe(workloads, running, memory, prober) if prober is not None else {}
+    since = {cid: running_since.get(cid, now) for cid in running}
+    health = _probe(workloads, running, since, prober) if prober is not None else {}
     ready = frozenset(cid for cid in running if health.get(cid, NO_HEALTH).ready)
     unhealthy = frozenset(cid for cid in running if not health.get(cid, NO_HEALTH).live)
-    return Observation(containers, by_replica, ready, unhealthy, health)
+    return Observation(containers, by_replica, ready, unhealthy, health, since)
 
 
 def _probe(
-    workloads: Iterable[Workload], running: Mapping[str, Observed], memory: Memory, prober: Prober
+    workloads: Iterable[Workload], running: Mapping[str, Observed], since: Mapping[str, float], prober: Prober
 ) -> dict[str, Health]:
     specs = {(w.key, w.spec_hash): w for w in workloads}
     targets: dict[str, ProbeTarget] = {}
@@ -55,7 +58,7 @@ def _probe(
             liveness=spec.liveness,
             readiness=spec.readiness,
             startup=spec.startup,
-            started_at=memory.running_since[cid],
+            started_at=since[cid],
             host="127.0.0.1" if w.pod.host_network else None,
         )
     prober.sync(targets)

@@ -9,6 +9,7 @@ from typing import Literal
 
 from gitops.identity import Observed, ReplicaId
 from gitops.model import ContainerSpec, Workload
+from gitops.states import Reason, State
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class PlanInputs:
     # Replicas this node owns but may not start yet, with why (break-before-make).
     blocked: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Job indices finished (succeeded or failed for good) at their current spec, anywhere.
-    finished: Mapping[ReplicaId, str] = field(default_factory=dict)
+    finished: Mapping[ReplicaId, State] = field(default_factory=dict)
     # Rollout gates: replicas that must not move to the new spec yet, with why.
     wait: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Job indices past activeDeadlineSeconds (also in ``finished``): their containers are stopped.
@@ -92,7 +93,7 @@ class Plan:
 
     actions: list[Action] = field(default_factory=list)
     # replica -> (state, reason) for replicas the plan deliberately leaves alone
-    waiting: dict[ReplicaId, tuple[str, str]] = field(default_factory=dict)
+    waiting: dict[ReplicaId, tuple[Reason, str]] = field(default_factory=dict)
 
 
 def _is_pod_complete(inst: Instance, containers: Sequence[Observed]) -> bool:
@@ -135,14 +136,14 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
         if rid[0] in inputs.protected_keys:
             continue
         if rid in inputs.hold:
-            result.waiting[rid] = ("Handoff", "kept until its new owner reports it ready")
+            result.waiting[rid] = (Reason.HANDOFF, "kept until its new owner reports it ready")
             continue
         if rid[0] in desired_keys:
             result.actions += _remove_all(rid, by_replica[rid], "replica no longer assigned to this node")
         elif inputs.prune_allowed:
             result.actions += _remove_all(rid, by_replica[rid], "workload no longer in the repository")
         else:
-            result.waiting[rid] = ("NotPruned", "not pruned: this revision has invalid manifests")
+            result.waiting[rid] = (Reason.NOT_PRUNED, "not pruned: this revision has invalid manifests")
     return result
 
 
@@ -160,12 +161,12 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
         return
     if rid in inputs.abort and current and stale:
         result.actions += _remove_all(rid, current, inputs.abort[rid])
-        result.waiting[rid] = ("RolloutFailed", inputs.abort[rid])
+        result.waiting[rid] = (Reason.ROLLOUT_FAILED, inputs.abort[rid])
         return
     if current and _is_pod_complete(inst, current):
         if stale and not all(c.id in inputs.ready_ids for c in current):
             # Make-before-break: the old container serves until the new one is ready.
-            result.waiting[rid] = ("RollingUpdate", f"waiting for {inst.spec_hash[:8]} to become ready")
+            result.waiting[rid] = (Reason.ROLLING_UPDATE, f"waiting for {inst.spec_hash[:8]} to become ready")
         else:
             background = not _break_before_make(inst)
             result.actions += [
@@ -176,7 +177,7 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
         return
     for gate in (inputs.blocked, inputs.wait):
         if rid in gate:
-            result.waiting[rid] = ("Waiting", gate[rid])
+            result.waiting[rid] = (Reason.WAITING, gate[rid])
             return
     cause = _create_cause(inst, current, stale)
     # Partial pods are rebuilt whole: the shared network namespace may be gone.
@@ -197,7 +198,7 @@ def _plan_restarts(inst: Instance, current: Sequence[Observed], inputs: PlanInpu
             continue
         not_before = inputs.restart_not_before.get(rid, 0.0)
         if inputs.now < not_before:
-            result.waiting[rid] = ("CrashLoopBackOff", f"next restart in {not_before - inputs.now:.0f}s")
+            result.waiting[rid] = (Reason.CRASH_LOOP, f"next restart in {not_before - inputs.now:.0f}s")
             continue
         why = "created but never started" if c.exit_code is None else f"exited with code {c.exit_code}"
         cause = f"{why}; restartPolicy {inst.workload.pod.restart_policy}"

@@ -4,34 +4,30 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from gitops import __version__
-from gitops.cluster import RELEASING_REASONS, RUNNING_STATES, ClusterView, Membership
+from gitops.cluster import ClusterView, Membership
 from gitops.config import Config
 from gitops.desired import DesiredLoader
-from gitops.gpu import Gpu, GpuInventory, assign_gpus
+from gitops.gpu import Gpu, GpuInventory
 from gitops.health import Prober
-from gitops.identity import Observed, ReplicaId, WorkloadKey
-from gitops.model import ManifestSet, Workload
+from gitops.model import ManifestSet
 from gitops.nodefacts import node_info
 from gitops.placement import Assignment, NodeInfo, place
 from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
-from gitops.reconcile.memory import Memory
+from gitops.reconcile.memory import Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation, observe
-from gitops.reconcile.plan import Instance, Plan, PlanInputs, plan
-from gitops.reconcile.report import Reporter
-from gitops.rollout import Gates, ReplicaView, compute_gates
+from gitops.reconcile.plan import Instance, Plan, plan
+from gitops.reconcile.policy import PassContext, decide, job_results
+from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
+from gitops.secrets import redact
 from gitops.source import GitError, GitSource
 from gitops.status import (
-    Capacity,
     ErrorStatus,
-    GpuStatus,
     NodeStatus,
     RevisionStatus,
     commit_message,
@@ -42,10 +38,6 @@ from gitops.status import (
 )
 
 log = logging.getLogger(__name__)
-
-# Margin after a peer's timeout before its exclusive replicas are taken over, so that its
-# own fencing (at the timeout, by its own clock) has certainly happened first.
-FENCE_MARGIN_S = 2.0
 
 
 class PassFailed(Exception):
@@ -95,7 +87,6 @@ class Reconciler:
             reserve_memory_mib=config.reserve_memory_mib,
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
-        self.reporter = Reporter(self.memory, self.runtime)
         self._recovered = False
         self._fetch_error: str | None = None
         self._last_push_ok = self._started_at = time.monotonic()
@@ -125,30 +116,48 @@ class Reconciler:
             self._recovered = True
         nodes = self._nodes(view, mset)
         assignment = place(mset.workloads, nodes, view.placements())
-        fenced = self._fenced_keys(mset)
         schedulable = [(n.name, n.labels) for n in nodes if not n.cordoned]
         self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC))
-        desired = self._instances(mset, assignment, rev, fenced)
         obs = self._observe(mset)
-        gates = compute_gates(mset.workloads, self._replica_views(view, obs))
-        inputs = self._plan_inputs(mset, view, assignment, desired, obs, fenced, gates)
-        the_plan = plan(desired, obs.containers, inputs)
+        now = time.monotonic()
+        ctx = PassContext(
+            node=self.node,
+            revision=rev,
+            manifests=mset,
+            view=view,
+            assignment=assignment,
+            observation=obs,
+            memory=self.memory,
+            gpus=self.gpus,
+            cron_runs=self.cron.workloads(),
+            now=now,
+            silent_for=now - self._last_push_ok,
+            uptime=now - self._started_at,
+            logs=self._logs(obs),
+        )
+        decision = decide(ctx)
+        the_plan = plan(decision.desired, obs.containers, decision.inputs)
         report = PassReport(rev, mset, assignment, the_plan, errors=errors)
         if dry_run:
             return report
-        if the_plan.actions:
-            # Publish what we see before acting: peers gate their rollouts on our readiness,
-            # and a pass full of removals would otherwise hold that news back.
-            self._push(self._status(rev, mset, view, assignment, desired, obs, the_plan, list(errors)))
+        self.memory.apply(decision.update)
+        if decision.fenced:
+            log.warning(
+                "fenced: no heartbeat pushed for %.0fs, stopping %s", ctx.silent_for, ", ".join(sorted(decision.fenced))
+            )
+        for key, (_, why) in decision.update.rollout_failed.items():
+            log.warning("rollout of %s halted: %s", key, why)
         try:
             report.outcome = self.executor.execute(the_plan.actions)
             self._record_outcome(report.outcome)
             if the_plan.actions:
                 obs = self._observe(mset)
+                # What the actions led to is reported now, Job results included, not a pass later.
+                ctx = replace(ctx, observation=obs, memory=self.memory, logs=self._logs(obs))
+                self.memory.apply(MemoryUpdate(results=job_results(decision.desired, obs, self.memory, ctx.logs)))
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        status = self._status(rev, mset, view, assignment, desired, obs, the_plan, errors)
-        report.pushed = self._push(status)
+        report.pushed = self._push(self._status(ctx, decision.desired, the_plan, errors))
         return report
 
     def _fetch(self, errors: list[ErrorStatus]) -> str:
@@ -183,24 +192,6 @@ class Reconciler:
         nodes.append(self.facts.model_copy(update={"cordoned": self.node in cordoned}))
         return sorted(nodes, key=lambda n: n.name)
 
-    def _fenced_keys(self, mset: ManifestSet) -> frozenset[str]:
-        """Exclusive workloads to stop because our heartbeat has not reached Git within the timeout."""
-        silent = time.monotonic() - self._last_push_ok
-        if silent <= mset.cluster.node_timeout_seconds:
-            return frozenset()
-        keys = frozenset(w.key for w in mset.workloads if w.exclusive)
-        if keys:
-            log.warning("fenced: no heartbeat pushed for %.0fs, stopping %s", silent, ", ".join(sorted(keys)))
-        return keys
-
-    def _instances(self, mset: ManifestSet, assignment: Assignment, rev: str, fenced: frozenset[str]) -> list[Instance]:
-        by_key: dict[str, Workload] = {w.key: w for w in mset.workloads}
-        mine = [(by_key[k], r) for k, r in assignment.for_node(self.node) if k in by_key and k not in fenced]
-        demands = [(ReplicaId(w.key, r), w.pod.gpu_count()) for w, r in mine if w.pod.gpu_count()]
-        gpu_ids = assign_gpus(self.gpus, demands) if demands else {}
-        runs = [Instance(w, r, rev) for w in self.cron.workloads() for r in range(w.replicas)]
-        return [Instance(w, r, rev, gpu_ids.get(ReplicaId(w.key, r), ())) for w, r in mine] + runs
-
     # -- observation and health ------------------------------------------------------------
 
     def _observe(self, mset: ManifestSet) -> Observation:
@@ -210,183 +201,10 @@ class Reconciler:
             containers = [c for c in self.runtime.list_managed(self.node) if c.id not in removing]
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        return observe(containers, (*mset.workloads, *self.cron.workloads()), self.memory, self.prober)
-
-    def _replica_views(self, view: ClusterView, obs: Observation) -> dict[ReplicaId, ReplicaView]:
-        """Every replica as the cluster reports it, with our own replicas as we see them now."""
-        views: dict[ReplicaId, ReplicaView] = {}
-        for name in sorted(view.reports):
-            if name == self.node:
-                continue
-            live = name in view.live
-            for r in view.reports[name].workloads:
-                if r.reason in RELEASING_REASONS:
-                    continue
-                finished = r.state if r.state in ("succeeded", "failed") and r.kind == "Job" else None
-                # Results are permanent; a dead node's running replicas are not.
-                if not live and not finished:
-                    continue
-                rid = r.rid
-                running = r.state in RUNNING_STATES
-                v = ReplicaView(r.spec_hash, running, r.state == "ready", finished, r.failed_spec_hash)
-                old = views.get(rid)
-                if old is None or (v.running and not old.running) or (v.finished and not old.finished):
-                    views[rid] = v
-        for rid, row in self.memory.finished.items():
-            views[rid] = ReplicaView(row.spec_hash, False, False, row.state, None)
-        for rid, cs in obs.by_replica.items():
-            newest = max(cs, key=lambda c: c.created)
-            group = [c for c in cs if c.spec_hash == newest.spec_hash]
-            failed = self.memory.rollout_failed.get(rid[0], ("", ""))[0] or None
-            views[rid] = ReplicaView(
-                newest.spec_hash,
-                running=any(c.state == "running" for c in group),
-                ready=all(c.id in obs.ready_ids for c in group),
-                finished=views[rid].finished if rid in views else None,
-                failed_spec_hash=failed,
-            )
-        return views
-
-    # -- planning --------------------------------------------------------------------------
-
-    def _plan_inputs(
-        self,
-        mset: ManifestSet,
-        view: ClusterView,
-        assignment: Assignment,
-        desired: list[Instance],
-        obs: Observation,
-        fenced: frozenset[str],
-        gates: Gates,
-    ) -> PlanInputs:
-        by_key = {w.key: w for w in mset.workloads}
-        # Runs of CronJobs are ours to end whatever the revision holds: history and Replace drop them.
-        runs = {c.key for c in obs.containers if c.labels.get("gitops.kind") == "CronJob"}
-        deadline = self._job_deadlines(desired, obs)  # records results: before they are read below
-        return PlanInputs(
-            prune_allowed=not mset.errors,
-            protected_keys=frozenset(mset.invalid_keys),
-            workload_keys=frozenset(by_key) | runs,
-            fenced=fenced,
-            hold=self._handoff_holds(view, assignment, obs, by_key, {i.id for i in desired}),
-            blocked=self._exclusive_blocks(mset, view, desired, obs),
-            finished={**gates.finished, **self._own_results(desired)},
-            deadline=deadline,
-            wait=gates.wait,
-            abort=self._deadline_aborts(desired, obs),
-            ready_ids=obs.ready_ids,
-            unhealthy_ids=obs.unhealthy_ids,
-            restart_not_before=self.memory.not_before(),
-            now=time.monotonic(),
-        )
-
-    def _job_deadlines(self, desired: list[Instance], obs: Observation) -> dict[ReplicaId, str]:
-        """Job indices running longer than activeDeadlineSeconds: recorded as failed, to be stopped."""
-        now = time.monotonic()
-        out: dict[ReplicaId, str] = {}
-        for inst in desired:
-            job = inst.workload.job
-            if inst.workload.kind not in ("Job", "CronJob") or job is None or job.active_deadline_s is None:
-                continue
-            running = [
-                c for c in obs.by_replica.get(inst.id, []) if c.spec_hash == inst.spec_hash and c.state == "running"
-            ]
-            started = min((self.memory.running_since.get(c.id, now) for c in running), default=now)
-            if running and now - started > job.active_deadline_s:
-                why = f"activeDeadlineSeconds {job.active_deadline_s} exceeded"
-                row = self.reporter.row(inst.id, inst.spec_hash, running[0].id, "failed", "DeadlineExceeded", why)
-                self.memory.finished[inst.id] = row
-                out[inst.id] = why
-        return out
-
-    def _own_results(self, desired: list[Instance]) -> dict[ReplicaId, str]:
-        """Results this node recorded for the spec each instance runs now."""
-        out: dict[ReplicaId, str] = {}
-        for inst in desired:
-            row = self.memory.finished.get(inst.id)
-            if row is not None and row.spec_hash == inst.spec_hash:
-                out[inst.id] = row.state
-        return out
-
-    def _handoff_holds(
-        self,
-        view: ClusterView,
-        assignment: Assignment,
-        obs: Observation,
-        by_key: Mapping[WorkloadKey, Workload],
-        wanted: set[ReplicaId],
-    ) -> frozenset[ReplicaId]:
-        """Replicas moving away that we keep until the new owner reports them ready (make-before-break)."""
-        hold: set[ReplicaId] = set()
-        owners = assignment.owners()
-        for rid, cs in obs.by_replica.items():
-            w = by_key.get(rid[0])
-            if rid in wanted or w is None or w.exclusive or not any(c.state == "running" for c in cs):
-                continue
-            owner = owners.get(rid)
-            if owner and owner != self.node and not _reports_ready(view, owner, rid, w.spec_hash):
-                hold.add(rid)
-        return frozenset(hold)
-
-    def _exclusive_blocks(
-        self, mset: ManifestSet, view: ClusterView, desired: list[Instance], obs: Observation
-    ) -> dict[ReplicaId, str]:
-        """Exclusive replicas we must not start while another node may still run them (break-before-make)."""
-        gone_after = mset.cluster.node_timeout_seconds + 2 * mset.cluster.heartbeat_seconds + FENCE_MARGIN_S
-        # A node that just started cannot know who else runs what until every live peer has
-        # had a node timeout to publish a heartbeat; until then it starts no exclusive replica.
-        settling = time.monotonic() - self._started_at < mset.cluster.node_timeout_seconds
-        blocked: dict[ReplicaId, str] = {}
-        for inst in desired:
-            w = inst.workload
-            if not w.exclusive:
-                continue
-            if settling and not any(c.state == "running" for c in obs.by_replica.get(inst.id, [])):
-                blocked[inst.id] = "exclusive: learning the cluster's membership first (one node timeout)"
-                continue
-            for name, report in sorted(view.reports.items()):
-                if name == self.node or view.ages.get(name, float("inf")) > gone_after:
-                    continue
-                for r in report.workloads:
-                    if r.key != w.key or r.state not in RUNNING_STATES:
-                        continue
-                    # Recreate stops every old replica before any new one starts, cluster-wide.
-                    if r.replica == inst.replica or (w.strategy == "Recreate" and r.spec_hash != w.spec_hash):
-                        blocked[inst.id] = f"exclusive: waiting for {name} to stop {w.name}[{r.replica}]"
-        return blocked
-
-    def _deadline_aborts(self, desired: list[Instance], obs: Observation) -> dict[ReplicaId, str]:
-        """Replicas whose new container missed progressDeadlineSeconds while the old one still serves."""
-        now = time.monotonic()
-        aborts: dict[ReplicaId, str] = {}
-        tracked: dict[ReplicaId, tuple[str, float]] = {}
-        for inst in desired:
-            cs = obs.by_replica.get(inst.id, [])
-            current = [c for c in cs if c.spec_hash == inst.spec_hash]
-            if not current or len(current) == len(cs) or all(c.id in obs.ready_ids for c in current):
-                continue
-            h, t0 = self.memory.in_flight.get(inst.id, (inst.spec_hash, now))
-            if h != inst.spec_hash:
-                t0 = now
-            tracked[inst.id] = (inst.spec_hash, t0)
-            deadline = inst.workload.progress_deadline_s
-            if now - t0 > deadline:
-                why = f"spec {inst.spec_hash[:8]} not ready within {deadline}s: {self._not_ready_why(current, obs)}"
-                aborts[inst.id] = why
-                log.warning("rollout of %s halted: %s", inst.workload.key, why)
-                self.memory.rollout_failed[inst.workload.key] = (inst.spec_hash, why)
-        self.memory.in_flight = tracked
-        return aborts
-
-    def _not_ready_why(self, current: list[Observed], obs: Observation) -> str:
-        for c in current:
-            h = obs.health.get(c.id)
-            if h is not None and h.message:
-                return f"probe: {h.message}"
-            if c.state != "running":
-                tail = self.runtime.logs_tail(c.id, 5).strip().replace("\n", " | ")
-                return f"exit code {c.exit_code}; log: {tail[-300:]}"
-        return "readiness never passed"
+        workloads = (*mset.workloads, *self.cron.workloads())
+        obs = observe(containers, workloads, self.memory.running_since, self.prober, time.monotonic())
+        self.memory.running_since = obs.running_since
+        return obs
 
     def _record_outcome(self, outcome: Outcome) -> None:
         now = time.monotonic()
@@ -401,41 +219,34 @@ class Reconciler:
 
     # -- status ----------------------------------------------------------------------------
 
+    def _logs(self, obs: Observation) -> dict[str, str]:
+        """Output of exited containers, only where this node opts in to publishing it."""
+        if not self.config.status_logs:
+            return {}
+        return {
+            c.id: redact(self.runtime.logs_tail(c.id, 10), self.config.secrets_dir)
+            for c in obs.containers
+            if c.state != "running" and c.exit_code not in (0, None)
+        }
+
     def _status(
-        self,
-        rev: str,
-        mset: ManifestSet,
-        view: ClusterView,
-        assignment: Assignment,
-        desired: list[Instance],
-        obs: Observation,
-        the_plan: Plan,
-        errors: list[ErrorStatus],
+        self, ctx: PassContext, desired: list[Instance], the_plan: Plan, errors: list[ErrorStatus]
     ) -> NodeStatus:
-        by_key = {w.key: w for w in (*mset.workloads, *self.cron.workloads())}
-        live = sorted(view.live | {self.node})
+        """Render this node's record from the pass's observation and plan: once per pass."""
+        by_key = {w.key: w for w in (*ctx.manifests.workloads, *ctx.cron_runs)}
+        live = sorted(ctx.view.live | {self.node})
         # One node (the first live one) speaks for replicas that fit nowhere.
-        unschedulable = assignment.unschedulable if live[0] == self.node else []
-        rows = self.reporter.rows(by_key, desired, obs, the_plan, unschedulable)
+        unschedulable = ctx.assignment.unschedulable if live[0] == self.node else []
+        now_iso = utc_now_iso()
+        rows, self.memory.since = replica_rows(
+            by_key, desired, ctx.observation, the_plan, self.memory, unschedulable, now_iso
+        )
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))
-        rows = [self.cron.annotate(r) for r in rows]
-        return NodeStatus(
-            node=self.node,
-            daemon_version=__version__,
-            heartbeat=utc_now_iso(),
-            labels=self.facts.labels,
-            capacity=Capacity(
-                cpu=self.facts.cpu_millis,
-                memory=self.facts.memory_mib,
-                gpus=[GpuStatus(uuid=g.uuid, model=g.model, memory=g.memory_mib) for g in self.gpus],
-            ),
-            revision=RevisionStatus(sha=rev, verified=False, applied_at=self._applied_at(rev)),
-            placement_digest=assignment.digest(rev, live),
-            live_nodes=live,
-            errors=errors,
-            workloads=sorted(rows, key=lambda r: (r.namespace, r.kind, r.name, r.replica)),
-        )
+        revision = RevisionStatus(sha=ctx.revision, verified=False, applied_at=self._applied_at(ctx.revision))
+        facts = NodeFacts(self.node, self.facts, self.gpus)
+        digest = ctx.assignment.digest(ctx.revision, live)
+        return render(facts, revision, digest, live, errors, [self.cron.annotate(r) for r in rows], now_iso)
 
     def _applied_at(self, rev: str) -> str:
         # When this revision was first applied; a per-pass time would make every pass a change.
@@ -472,10 +283,3 @@ class Reconciler:
         """Finish background removals and release the engine connection."""
         self.executor.close()
         self.runtime.close()
-
-
-def _reports_ready(view: ClusterView, node: str, rid: ReplicaId, spec_hash: str) -> bool:
-    report = view.reports.get(node)
-    if report is None or node not in view.live:
-        return False
-    return any(r.rid == rid and r.spec_hash == spec_hash and r.state == "ready" for r in report.workloads)

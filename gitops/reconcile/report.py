@@ -1,143 +1,87 @@
-"""Status rows: what each replica this node runs (or ran, or cannot place) is doing."""
+"""Status as output: one pass's observation, plan and memory rendered as this node's record. Pure."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
+from gitops import __version__
+from gitops.gpu import Gpu
 from gitops.identity import Observed, ReplicaId, WorkloadKey
 from gitops.model import Workload
-from gitops.reconcile.memory import Memory
+from gitops.placement import NodeInfo
+from gitops.reconcile.memory import JobResult, Memory
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, Plan
-from gitops.runtime.base import Runtime
-from gitops.status import ReplicaStatus, utc_now_iso
+from gitops.states import Reason, State
+from gitops.status import Capacity, ErrorStatus, GpuStatus, NodeStatus, ReplicaStatus, RevisionStatus
 
 
-class Reporter:
-    """Turns observation, plan and memory into status rows; keeps results in memory."""
+@dataclass(frozen=True)
+class NodeFacts:
+    """This node as it describes itself in every record."""
 
-    def __init__(self, memory: Memory, runtime: Runtime):
-        self.memory = memory
-        self.runtime = runtime
+    node: str
+    info: NodeInfo
+    gpus: Sequence[Gpu]
 
-    def rows(
-        self,
-        by_key: Mapping[WorkloadKey, Workload],
-        desired: Sequence[Instance],
-        obs: Observation,
-        the_plan: Plan,
-        unschedulable: Sequence[tuple[WorkloadKey, int, str]],
-    ) -> list[ReplicaStatus]:
-        """Every row of this node's status record."""
-        self._forget_stale(by_key)
-        rows = [self._replica_row(inst, obs, the_plan) for inst in desired]
-        wanted = {i.id for i in desired}
-        for rid, cs in sorted(obs.by_replica.items()):
-            if rid not in wanted:
-                reason = the_plan.waiting.get(rid, ("Terminating", ""))[0]
-                state = "running" if cs[0].state == "running" else "exited"
-                rows.append(self.row(rid, cs[0].spec_hash, cs[0].id, state, reason))
-        # Job results stay published while their spec is current, even when the index moved away.
-        emitted = {r.rid for r in rows}
-        rows += [row for rid, row in self.memory.finished.items() if rid not in emitted]
-        for key, idx, why in unschedulable:
-            w = by_key.get(key)
-            if w is not None:
-                rows.append(self.row(ReplicaId(key, idx), w.spec_hash, None, "unschedulable", "Unschedulable", why))
-        return rows
 
-    def _forget_stale(self, by_key: Mapping[WorkloadKey, Workload]) -> None:
-        def current(key: WorkloadKey, spec_hash: str) -> bool:
-            w = by_key.get(key)
-            return w is not None and w.spec_hash == spec_hash
+def render(
+    facts: NodeFacts,
+    revision: RevisionStatus,
+    digest: str,
+    live: Sequence[str],
+    errors: Sequence[ErrorStatus],
+    rows: Sequence[ReplicaStatus],
+    now_iso: str,
+) -> NodeStatus:
+    """The whole ``status.yaml`` of this node."""
+    return NodeStatus(
+        node=facts.node,
+        daemon_version=__version__,
+        heartbeat=now_iso,
+        labels=facts.info.labels,
+        capacity=Capacity(
+            cpu=facts.info.cpu_millis,
+            memory=facts.info.memory_mib,
+            gpus=[GpuStatus(uuid=g.uuid, model=g.model, memory=g.memory_mib) for g in facts.gpus],
+        ),
+        revision=revision,
+        placement_digest=digest,
+        live_nodes=list(live),
+        errors=list(errors),
+        workloads=sorted(rows, key=lambda r: (r.namespace, r.kind, r.name, r.replica)),
+    )
 
-        self.memory.finished = {rid: r for rid, r in self.memory.finished.items() if current(rid[0], r.spec_hash)}
-        self.memory.rollout_failed = {
-            k: v for k, v in self.memory.rollout_failed.items() if current(k, v[0]) or (k in by_key and not v[0])
-        }
 
-    def _replica_row(self, inst: Instance, obs: Observation, the_plan: Plan) -> ReplicaStatus:
-        rid, w = inst.id, inst.workload
-        cs = obs.by_replica.get(rid, [])
-        current = [c for c in cs if c.spec_hash == inst.spec_hash]
-        failed_rollout = self.memory.rollout_failed.get(w.key)
-        failed_hash = failed_rollout[0] if failed_rollout and failed_rollout[0] == inst.spec_hash else None
-        waiting = the_plan.waiting.get(rid)
-        reason, message = waiting if waiting else (None, None)
-        if failed_hash and failed_rollout:
-            reason, message = "RolloutFailed", failed_rollout[1]
-        finished = self.memory.finished.get(rid)
-        if finished is not None and finished.spec_hash == inst.spec_hash:
-            return finished  # a result is final, whatever its stopped container says now
-        # Report the containers that serve: the new ones once they exist, else the old ones.
-        group = current or cs
-        restarts = self.memory.restarts.get(rid)
-        total = restarts.total if restarts else 0
-        if not group:
-            if rid in self.memory.failures:
-                reason, message = self.memory.failures[rid]
-                return self.row(rid, inst.spec_hash, None, "failed", reason, message, restarts=total)
-            return self.row(rid, inst.spec_hash, None, "starting", reason or "Pending", message)
-        main = group[0]
-        if rid in self.memory.failures and any(c.state == "created" for c in group):
-            reason, message = self.memory.failures[rid]
-            return self.row(rid, main.spec_hash, main.id, "failed", reason, message, restarts=total)
-        if all(c.state == "running" for c in group):
-            self.memory.healthy_for_a_while(rid, time.monotonic())
-            if any(c.id in obs.unhealthy_ids for c in group):
-                state = "unhealthy"
-            elif all(c.id in obs.ready_ids for c in group):
-                state = "ready"
-            else:
-                state = "running"
-            msg = message or next((h.message for c in group if (h := obs.health.get(c.id)) and h.message), None)
-            return self.row(rid, main.spec_hash, main.id, state, reason, msg, restarts=total, failed=failed_hash)
-        exited = [c for c in group if c.state != "running"]
-        code = exited[0].exit_code
-        if w.kind in ("Job", "CronJob") and main.spec_hash == inst.spec_hash:
-            row = self._job_row(inst, group, exited, total)
-            if row is not None:
-                if row.state in ("succeeded", "failed"):
-                    self.memory.finished[rid] = row
-                return row
-        return self.row(rid, main.spec_hash, main.id, "exited", reason, message, code, total, failed_hash)
+class _Rows:
+    """Builds rows, stamping ``since`` from the previous stamps."""
 
-    def _job_row(
-        self, inst: Instance, group: list[Observed], exited: list[Observed], restarts: int
-    ) -> ReplicaStatus | None:
-        rid, w = inst.id, inst.workload
-        main = group[0]
-        if len(exited) == len(group) and all(c.exit_code == 0 for c in exited):
-            return self.row(rid, inst.spec_hash, main.id, "succeeded", "Completed", exit_code=0)
-        code = exited[0].exit_code
-        limit = w.job.backoff_limit if w.job else 6
-        if code not in (0, None) and restarts >= limit:
-            tail = self.runtime.logs_tail(exited[0].id, 10).strip()[-500:]
-            return self.row(rid, inst.spec_hash, main.id, "failed", "BackoffLimitExceeded", tail, code, restarts)
-        return None
+    def __init__(self, previous: Mapping[ReplicaId, tuple[str, str]], now_iso: str):
+        self.previous = previous
+        self.now_iso = now_iso
+        self.since: dict[ReplicaId, tuple[str, str]] = {}
 
     def row(
         self,
         rid: ReplicaId,
         spec_hash: str,
         cid: str | None,
-        state: str,
+        state: State,
         reason: str | None,
         message: str | None = None,
         exit_code: int | None = None,
         restarts: int = 0,
         failed: str | None = None,
     ) -> ReplicaStatus:
-        ns, kind, name = rid[0].split("/", 2)
-        prev = self.memory.since.get(rid)
-        since = prev[1] if prev and prev[0] == state else utc_now_iso()
-        self.memory.since[rid] = (state, since)
+        prev = self.since.get(rid) or self.previous.get(rid)
+        since = prev[1] if prev and prev[0] == state else self.now_iso
+        self.since[rid] = (state, since)
         return ReplicaStatus(
-            namespace=ns,
-            kind=kind,
-            name=name,
-            replica=rid[1],
+            namespace=rid.key.namespace,
+            kind=rid.key.kind,
+            name=rid.key.name,
+            replica=rid.replica,
             spec_hash=spec_hash,
             container=cid,
             state=state,
@@ -148,3 +92,74 @@ class Reporter:
             since=since,
             failed_spec_hash=failed,
         )
+
+    def result(self, rid: ReplicaId, r: JobResult, restarts: int = 0) -> ReplicaStatus:
+        return self.row(rid, r.spec_hash, r.container, r.state, r.reason, r.message, r.exit_code, restarts)
+
+
+def replica_rows(
+    by_key: Mapping[WorkloadKey, Workload],
+    desired: Sequence[Instance],
+    obs: Observation,
+    the_plan: Plan,
+    memory: Memory,
+    unschedulable: Sequence[tuple[WorkloadKey, int, str]],
+    now_iso: str,
+) -> tuple[list[ReplicaStatus], dict[ReplicaId, tuple[str, str]]]:
+    """Every replica row of this node's record, and the ``since`` stamps to remember."""
+    b = _Rows(memory.since, now_iso)
+    rows = [_replica_row(b, inst, obs, the_plan, memory) for inst in desired]
+    wanted = {i.id for i in desired}
+    for rid, cs in sorted(obs.by_replica.items()):
+        if rid not in wanted:
+            reason = the_plan.waiting.get(rid, (Reason.TERMINATING, ""))[0]
+            state = State.RUNNING if cs[0].state == "running" else State.EXITED
+            rows.append(b.row(rid, cs[0].spec_hash, cs[0].id, state, reason))
+    # Job results stay published while their spec is current, even when the index moved away.
+    emitted = {r.rid for r in rows}
+    rows += [b.result(rid, r) for rid, r in memory.finished.items() if rid not in emitted]
+    for key, idx, why in unschedulable:
+        w = by_key.get(key)
+        if w is not None:
+            rid = ReplicaId(key, idx)
+            rows.append(b.row(rid, w.spec_hash, None, State.UNSCHEDULABLE, Reason.UNSCHEDULABLE, why))
+    return rows, b.since
+
+
+def _replica_row(b: _Rows, inst: Instance, obs: Observation, the_plan: Plan, memory: Memory) -> ReplicaStatus:
+    rid = inst.id
+    cs = obs.by_replica.get(rid, [])
+    current = [c for c in cs if c.spec_hash == inst.spec_hash]
+    halted = memory.rollout_failed.get(rid.key)
+    failed_hash = halted[0] if halted and halted[0] == inst.spec_hash else None
+    reason, message = the_plan.waiting.get(rid, (None, None))
+    if failed_hash and halted:
+        reason, message = Reason.ROLLOUT_FAILED, halted[1]
+    total = memory.total_restarts(rid)
+    result = memory.finished.get(rid)
+    if result is not None and result.spec_hash == inst.spec_hash:
+        return b.result(rid, result, total)  # a result is final, whatever its stopped container says now
+    # Report the containers that serve: the new ones once they exist, else the old ones.
+    group = current or cs
+    failure = memory.failures.get(rid)
+    if not group:
+        if failure is not None:
+            return b.row(rid, inst.spec_hash, None, State.FAILED, failure[0], failure[1], restarts=total)
+        return b.row(rid, inst.spec_hash, None, State.STARTING, reason or Reason.PENDING, message)
+    main = group[0]
+    if failure is not None and any(c.state == "created" for c in group):
+        return b.row(rid, main.spec_hash, main.id, State.FAILED, failure[0], failure[1], restarts=total)
+    if all(c.state == "running" for c in group):
+        state = _running_state(group, obs)
+        msg = message or next((h.message for c in group if (h := obs.health.get(c.id)) and h.message), None)
+        return b.row(rid, main.spec_hash, main.id, state, reason, msg, restarts=total, failed=failed_hash)
+    code = next(c.exit_code for c in group if c.state != "running")
+    return b.row(rid, main.spec_hash, main.id, State.EXITED, reason, message, code, total, failed_hash)
+
+
+def _running_state(group: Sequence[Observed], obs: Observation) -> State:
+    if any(c.id in obs.unhealthy_ids for c in group):
+        return State.UNHEALTHY
+    if all(c.id in obs.ready_ids for c in group):
+        return State.READY
+    return State.RUNNING

@@ -316,7 +316,11 @@ def test_job_active_deadline_stops_and_fails_it(repo: Repo, node_name: str, tmp_
     assert not running(node_name), "a failed Job is not restarted"
 
 
-def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("status_logs", [False, True])
+def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp_path: Path, status_logs: bool) -> None:
+    secret = tmp_path / "secrets" / "db" / "password"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("hunter2-s3cret\n")
     repo.put(
         "jobs/bad.yaml",
         f"""\
@@ -332,10 +336,10 @@ def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp
                 - name: job
                   image: {TEST_IMAGE}
                   imagePullPolicy: IfNotPresent
-                  command: ["sh", "-c", "echo broken; exit 3"]
+                  command: ["sh", "-c", "echo broken hunter2-s3cret; exit 3"]
         """,
     )
-    rec = reconciler(repo, node_name, tmp_path, backoff_scale=0.02)
+    rec = reconciler(repo, node_name, tmp_path, backoff_scale=0.02, status_logs=status_logs)
 
     def final() -> dict[str, object] | None:
         rec.run_pass()
@@ -345,6 +349,8 @@ def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp
 
     row = wait_for(final, timeout=30, interval=0.3, what="job failed for good")
     assert (row["reason"], row["exitCode"], row["restarts"]) == ("BackoffLimitExceeded", 3, 2)
-    assert "broken" in str(row["message"])
+    # Container output reaches Git only where the node opts in, and never with a secret's value.
+    assert ("broken ***" in str(row.get("message"))) is status_logs
+    assert "hunter2" not in repo.status_yaml(node_name)
     rec.run_pass()
     assert [r["State"] for r in managed(node_name)] == ["exited"], "not restarted past the limit"

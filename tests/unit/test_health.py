@@ -344,10 +344,30 @@ def wait_for(cond: Any, timeout: float = 5.0) -> None:
 def prober_and_changes() -> Iterator[tuple[Prober, FakeRuntime, list[float]]]:
     runtime = FakeRuntime()
     changes: list[float] = []
-    prober = Prober(runtime, lambda: changes.append(time.monotonic()))
+    prober = Prober(runtime, lambda: changes.append(time.monotonic()), output=lambda text: text.replace("pw", "***"))
     prober.start()
     yield prober, runtime, changes
     prober.stop()
+
+
+def test_exec_output_stays_out_of_messages_unless_a_filter_lets_it_in() -> None:
+    runtime = FakeRuntime()
+    runtime.exec_results["c1"] = (2, "password=pw1")
+    plain, filtered = (
+        Prober(runtime, lambda: None),
+        Prober(runtime, lambda: None, output=lambda t: t.replace("pw1", "***")),
+    )
+    probe = exec_probe(period_s=1, failure_threshold=1)
+    for p in (plain, filtered):
+        p.start()
+        p.sync({"c1": ProbeTarget(None, probe, None, started_at=time.monotonic())})
+    try:
+        wait_for(lambda: plain.result("c1").message and filtered.result("c1").message)
+        assert plain.result("c1").message == "readiness probe: exit code 2"
+        assert filtered.result("c1").message == "readiness probe: exit code 2: password=***"
+    finally:
+        plain.stop()
+        filtered.stop()
 
 
 def test_prober_flips_and_calls_on_change(prober_and_changes: tuple[Prober, FakeRuntime, list[float]]) -> None:

@@ -1,0 +1,311 @@
+"""Pass policy: what this node may do to its replicas now. Pure: no Docker, no Git, no clock.
+
+From (manifests, cluster view, placement, observation, memory, now) it decides which
+instances this node should run and every gate on them: fencing of exclusive work when our
+heartbeat cannot reach Git, make-before-break handoff, break-before-make for exclusive
+replicas, cluster-wide rollout and Job gates (gitops/rollout.py), Job results and
+deadlines, and halting a rollout whose new spec missed its progress deadline. It returns
+the planner's inputs and what memory should learn; the orchestrator does the I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from gitops.cluster import ClusterView
+from gitops.gpu import Gpu, assign_gpus
+from gitops.health import Health
+from gitops.identity import Observed, ReplicaId, WorkloadKey
+from gitops.model import ManifestSet, Workload
+from gitops.placement import Assignment
+from gitops.reconcile.memory import JobResult, Memory, MemoryUpdate
+from gitops.reconcile.observe import Observation
+from gitops.reconcile.plan import Instance, PlanInputs
+from gitops.rollout import ReplicaView, compute_gates
+from gitops.states import FINISHED_STATES, RELEASING_REASONS, RUNNING_STATES, Reason, State
+
+# Margin after a peer's timeout before its exclusive replicas are taken over, so that its
+# own fencing (at the timeout, by its own clock) has certainly happened first.
+FENCE_MARGIN_S = 2.0
+JOB_KINDS = ("Job", "CronJob")
+
+
+@dataclass(frozen=True)
+class PassContext:
+    """Everything one pass's policy reads; ``now`` is this node's monotonic clock."""
+
+    node: str
+    revision: str
+    manifests: ManifestSet
+    view: ClusterView
+    assignment: Assignment
+    observation: Observation
+    memory: Memory
+    gpus: Sequence[Gpu] = ()
+    # Runs of CronJobs this node owns (Job-like workloads named after their slot).
+    cron_runs: Sequence[Workload] = ()
+    now: float = 0.0
+    # Seconds since our last status push reached Git (fencing).
+    silent_for: float = 0.0
+    # Seconds since this daemon started (a fresh node learns its peers before exclusive work).
+    uptime: float = float("inf")
+    # Container output this node may publish (node config ``status_logs``), by container id.
+    logs: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's answer: what to run, the planner's gates, and what memory learns."""
+
+    desired: list[Instance]
+    inputs: PlanInputs
+    update: MemoryUpdate
+    fenced: frozenset[WorkloadKey] = frozenset()
+
+
+def decide(ctx: PassContext) -> Decision:
+    """The whole policy of one pass."""
+    mset, obs = ctx.manifests, ctx.observation
+    by_key = {w.key: w for w in mset.workloads}
+    fenced = fenced_keys(mset, ctx.silent_for)
+    desired = instances(ctx, fenced)
+    results = job_results(desired, obs, ctx.memory, ctx.logs)
+    deadlines, deadline_results = job_deadlines(desired, obs, ctx.now)
+    results.update(deadline_results)
+    known = {**ctx.memory.finished, **results}
+    gates = compute_gates(mset.workloads, replica_views(ctx, known))
+    aborts, in_flight, halted = deadline_aborts(desired, obs, ctx.memory, ctx.now, ctx.logs)
+    # Runs of CronJobs are ours to end whatever the revision holds: history and Replace drop them.
+    runs = {c.key for c in obs.containers if c.key.kind == "CronJob"}
+    inputs = PlanInputs(
+        prune_allowed=not mset.errors,
+        protected_keys=frozenset(WorkloadKey(k) for k in mset.invalid_keys),
+        workload_keys=frozenset(by_key) | runs,
+        fenced=fenced,
+        hold=handoff_holds(ctx, by_key, {i.id for i in desired}),
+        blocked=exclusive_blocks(ctx, desired),
+        finished={**gates.finished, **own_results(desired, known)},
+        deadline=deadlines,
+        wait=gates.wait,
+        abort=aborts,
+        ready_ids=obs.ready_ids,
+        unhealthy_ids=obs.unhealthy_ids,
+        restart_not_before=ctx.memory.not_before(),
+        now=ctx.now,
+    )
+    update = MemoryUpdate(
+        results=results,
+        in_flight=in_flight,
+        rollout_failed=halted,
+        streaks_reset=frozenset(
+            i.id for i in desired if _all_running(obs, i) and ctx.memory.streak_resettable(i.id, ctx.now)
+        ),
+        current_specs={w.key: w.spec_hash for w in (*mset.workloads, *ctx.cron_runs)},
+    )
+    return Decision(desired, inputs, update, fenced)
+
+
+def fenced_keys(mset: ManifestSet, silent_for: float) -> frozenset[WorkloadKey]:
+    """Exclusive workloads to stop because our heartbeat has not reached Git within the timeout."""
+    if silent_for <= mset.cluster.node_timeout_seconds:
+        return frozenset()
+    return frozenset(w.key for w in mset.workloads if w.exclusive)
+
+
+def instances(ctx: PassContext, fenced: frozenset[WorkloadKey]) -> list[Instance]:
+    """The replicas this node should run: its placement share (less fenced work) and its CronJob runs."""
+    by_key = {w.key: w for w in ctx.manifests.workloads}
+    mine = [(by_key[rid.key], rid) for rid in ctx.assignment.for_node(ctx.node) if rid.key in by_key]
+    mine = [(w, rid) for w, rid in mine if w.key not in fenced]
+    demands = [(rid, w.pod.gpu_count()) for w, rid in mine if w.pod.gpu_count()]
+    # GPUs stay with the replicas holding them: a sibling leaving must not reshuffle the rest.
+    holders = {c.rid: c.gpu_ids for c in ctx.observation.containers if c.gpu_ids and c.state == "running"}
+    gpu_ids = assign_gpus(ctx.gpus, demands, holders) if demands else {}
+    runs = [Instance(w, r, ctx.revision) for w in ctx.cron_runs for r in range(w.replicas)]
+    return [Instance(w, rid.replica, ctx.revision, gpu_ids.get(rid, ())) for w, rid in mine] + runs
+
+
+def replica_views(ctx: PassContext, results: Mapping[ReplicaId, JobResult]) -> dict[ReplicaId, ReplicaView]:
+    """Every replica as the cluster reports it, with our own replicas as we see them now."""
+    view, obs = ctx.view, ctx.observation
+    views: dict[ReplicaId, ReplicaView] = {}
+    for name in sorted(view.reports):
+        if name == ctx.node:
+            continue
+        live = name in view.live
+        for r in view.reports[name].workloads:
+            if r.reason in RELEASING_REASONS:
+                continue
+            done = State(r.state) if r.state in FINISHED_STATES and r.kind == "Job" else None
+            # Results are permanent; a dead node's running replicas are not.
+            if not live and not done:
+                continue
+            v = ReplicaView(r.spec_hash, r.state in RUNNING_STATES, r.state == State.READY, done, r.failed_spec_hash)
+            old = views.get(r.rid)
+            if old is None or (v.running and not old.running) or (v.finished and not old.finished):
+                views[r.rid] = v
+    for rid, result in results.items():
+        views[rid] = ReplicaView(result.spec_hash, False, False, result.state, None)
+    for rid, cs in obs.by_replica.items():
+        newest = max(cs, key=lambda c: c.created)
+        group = [c for c in cs if c.spec_hash == newest.spec_hash]
+        failed = ctx.memory.rollout_failed.get(rid.key, ("", ""))[0] or None
+        views[rid] = ReplicaView(
+            newest.spec_hash,
+            running=any(c.state == "running" for c in group),
+            ready=all(c.id in obs.ready_ids for c in group),
+            finished=views[rid].finished if rid in views else None,
+            failed_spec_hash=failed,
+        )
+    return views
+
+
+def job_results(
+    desired: Sequence[Instance], obs: Observation, memory: Memory, logs: Mapping[str, str]
+) -> dict[ReplicaId, JobResult]:
+    """Job indices that finished in this observation: all containers exited 0, or out of retries."""
+    out: dict[ReplicaId, JobResult] = {}
+    for inst in desired:
+        w, rid = inst.workload, inst.id
+        known = memory.finished.get(rid)
+        if w.kind not in JOB_KINDS or (known is not None and known.spec_hash == inst.spec_hash):
+            continue
+        current = [c for c in obs.by_replica.get(rid, []) if c.spec_hash == inst.spec_hash]
+        exited = [c for c in current if c.state != "running"]
+        if not current or not exited:
+            continue
+        main = current[0]
+        if len(exited) == len(current) and all(c.exit_code == 0 for c in exited):
+            out[rid] = JobResult(inst.spec_hash, State.SUCCEEDED, Reason.COMPLETED, None, 0, main.id)
+            continue
+        code = exited[0].exit_code
+        limit = w.job.backoff_limit if w.job else 6
+        if code not in (0, None) and memory.total_restarts(rid) >= limit:
+            tail = logs.get(exited[0].id)
+            out[rid] = JobResult(inst.spec_hash, State.FAILED, Reason.BACKOFF_LIMIT, tail, code, main.id)
+    return out
+
+
+def job_deadlines(
+    desired: Sequence[Instance], obs: Observation, now: float
+) -> tuple[dict[ReplicaId, str], dict[ReplicaId, JobResult]]:
+    """Job indices running longer than activeDeadlineSeconds: failed for good, their containers stopped."""
+    stop: dict[ReplicaId, str] = {}
+    results: dict[ReplicaId, JobResult] = {}
+    for inst in desired:
+        job = inst.workload.job
+        if inst.workload.kind not in JOB_KINDS or job is None or job.active_deadline_s is None:
+            continue
+        running = [c for c in obs.by_replica.get(inst.id, []) if c.spec_hash == inst.spec_hash and c.state == "running"]
+        started = min((obs.running_since.get(c.id, now) for c in running), default=now)
+        if running and now - started > job.active_deadline_s:
+            why = f"activeDeadlineSeconds {job.active_deadline_s} exceeded"
+            results[inst.id] = JobResult(inst.spec_hash, State.FAILED, Reason.DEADLINE, why, None, running[0].id)
+            stop[inst.id] = why
+    return stop, results
+
+
+def own_results(desired: Sequence[Instance], results: Mapping[ReplicaId, JobResult]) -> dict[ReplicaId, State]:
+    """Results this node recorded for the spec each instance runs now."""
+    out: dict[ReplicaId, State] = {}
+    for inst in desired:
+        result = results.get(inst.id)
+        if result is not None and result.spec_hash == inst.spec_hash:
+            out[inst.id] = result.state
+    return out
+
+
+def handoff_holds(
+    ctx: PassContext, by_key: Mapping[WorkloadKey, Workload], wanted: set[ReplicaId]
+) -> frozenset[ReplicaId]:
+    """Replicas moving away that we keep until the new owner reports them ready (make-before-break)."""
+    hold: set[ReplicaId] = set()
+    owners = ctx.assignment.owners()
+    for rid, cs in ctx.observation.by_replica.items():
+        w = by_key.get(rid.key)
+        if rid in wanted or w is None or w.exclusive or not any(c.state == "running" for c in cs):
+            continue
+        owner = owners.get(rid)
+        if owner and owner != ctx.node and not _reports_ready(ctx.view, owner, rid, w.spec_hash):
+            hold.add(rid)
+    return frozenset(hold)
+
+
+def exclusive_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:
+    """Exclusive replicas we must not start while another node may still run them (break-before-make)."""
+    cluster = ctx.manifests.cluster
+    gone_after = cluster.node_timeout_seconds + 2 * cluster.heartbeat_seconds + FENCE_MARGIN_S
+    # A node that just started cannot know who else runs what until every live peer has
+    # had a node timeout to publish a heartbeat; until then it starts no exclusive replica.
+    settling = ctx.uptime < cluster.node_timeout_seconds
+    blocked: dict[ReplicaId, str] = {}
+    for inst in desired:
+        w = inst.workload
+        if not w.exclusive:
+            continue
+        if settling and not any(c.state == "running" for c in ctx.observation.by_replica.get(inst.id, [])):
+            blocked[inst.id] = "exclusive: learning the cluster's membership first (one node timeout)"
+            continue
+        for name, report in sorted(ctx.view.reports.items()):
+            if name == ctx.node or ctx.view.ages.get(name, float("inf")) > gone_after:
+                continue
+            for r in report.workloads:
+                if r.key != w.key or r.state not in RUNNING_STATES:
+                    continue
+                # Recreate stops every old replica before any new one starts, cluster-wide.
+                if r.replica == inst.replica or (w.strategy == "Recreate" and r.spec_hash != w.spec_hash):
+                    blocked[inst.id] = f"exclusive: waiting for {name} to stop {w.name}[{r.replica}]"
+    return blocked
+
+
+def deadline_aborts(
+    desired: Sequence[Instance], obs: Observation, memory: Memory, now: float, logs: Mapping[str, str]
+) -> tuple[dict[ReplicaId, str], dict[ReplicaId, tuple[str, float]], dict[WorkloadKey, tuple[str, str]]]:
+    """Replicas whose new container missed progressDeadlineSeconds while the old one still serves.
+
+    Returns the aborts, the replicas still in flight (new spec, since when) and the halted rollouts.
+    """
+    aborts: dict[ReplicaId, str] = {}
+    tracked: dict[ReplicaId, tuple[str, float]] = {}
+    halted: dict[WorkloadKey, tuple[str, str]] = {}
+    for inst in desired:
+        cs = obs.by_replica.get(inst.id, [])
+        current = [c for c in cs if c.spec_hash == inst.spec_hash]
+        if not current or len(current) == len(cs) or all(c.id in obs.ready_ids for c in current):
+            continue
+        h, t0 = memory.in_flight.get(inst.id, (inst.spec_hash, now))
+        if h != inst.spec_hash:
+            t0 = now
+        tracked[inst.id] = (inst.spec_hash, t0)
+        deadline = inst.workload.progress_deadline_s
+        if now - t0 > deadline:
+            why = f"spec {inst.spec_hash[:8]} not ready within {deadline}s: {not_ready_why(current, obs, logs)}"
+            aborts[inst.id] = why
+            halted[inst.workload.key] = (inst.spec_hash, why)
+    return aborts, tracked, halted
+
+
+def not_ready_why(current: Sequence[Observed], obs: Observation, logs: Mapping[str, str]) -> str:
+    """Why a new container is not ready: its probe's message, or how it exited."""
+    for c in current:
+        h: Health | None = obs.health.get(c.id)
+        if h is not None and h.message:
+            return f"probe: {h.message}"
+        if c.state != "running":
+            tail = logs.get(c.id, "").strip().replace("\n", " | ")
+            return f"exit code {c.exit_code}" + (f"; log: {tail[-300:]}" if tail else "")
+    return "readiness never passed"
+
+
+def _all_running(obs: Observation, inst: Instance) -> bool:
+    cs = obs.by_replica.get(inst.id, [])
+    group = [c for c in cs if c.spec_hash == inst.spec_hash] or cs
+    return bool(group) and all(c.state == "running" for c in group)
+
+
+def _reports_ready(view: ClusterView, node: str, rid: ReplicaId, spec_hash: str) -> bool:
+    report = view.reports.get(node)
+    if report is None or node not in view.live:
+        return False
+    return any(r.rid == rid and r.spec_hash == spec_hash and r.state == State.READY for r in report.workloads)
