@@ -11,15 +11,23 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitops import __version__, logs
-from gitops.cluster import ClusterView
 from gitops.config import Config, ConfigError, load_config
-from gitops.model import ManifestSet
-from gitops.reconcile.reconciler import Reconciler
+
+# docker, numpy (placement), APScheduler and watchdog cost most of a second to import; only
+# the verbs that talk to Git, the engine or the scheduler import them, inside the verb, so
+# `gitops validate` in an editor hook or CI step starts fast and needs none of them.
+if TYPE_CHECKING:
+    from gitops.cluster import ClusterView
+    from gitops.model import ManifestSet
+    from gitops.reconcile.reconciler import Reconciler
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "repo-template"
+# Package data (pyproject.toml), so `gitops init` works from an installed package too; the
+# checkout's top-level repo-template/ is a symlink to it.
+TEMPLATE_DIR = Path(__file__).resolve().parent / "repo_template"
 
 
 def _add_source_flags(p: argparse.ArgumentParser, repo_required: bool = False) -> None:
@@ -179,7 +187,7 @@ def cmd_validate(target: Path, output: str) -> int:
 
 
 def cmd_init(target: Path) -> int:
-    """Create a cluster repository from ``repo-template/`` with one commit on ``main``."""
+    """Create a cluster repository from the packaged template with one commit on ``main``."""
     if target.exists() and any(target.iterdir()):
         print(f"gitops init: {target} exists and is not empty", file=sys.stderr)
         return EXIT_ERROR
@@ -211,6 +219,7 @@ def cmd_sync(cfg: Config) -> int:
 
 def _reconciler(cfg: Config) -> Reconciler:
     from gitops.gpu import DeclaredInventory, Gpu, NvmlInventory
+    from gitops.reconcile.reconciler import Reconciler
 
     inventory = (
         DeclaredInventory(

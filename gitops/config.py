@@ -46,7 +46,6 @@ class Config(BaseModel):
     gpus: tuple[DeclaredGpu, ...] | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
-    metrics_port: int | None = None
     status_history: int = 50
     git_timeout: float = 60.0
     # Multiplies every restart backoff; tests shrink it so crash loops show in seconds.

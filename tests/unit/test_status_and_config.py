@@ -45,3 +45,11 @@ def test_config_priority(tmp_path: Path) -> None:
     f.write_text("repoo: x\n")
     with pytest.raises(ConfigError, match="repoo"):
         load_config(f, {}, {})
+
+
+def test_metrics_port_is_refused_until_metrics_exist(tmp_path: Path) -> None:
+    # It used to be accepted and ignored, which let an operator believe metrics were served.
+    f = tmp_path / "config.yaml"
+    f.write_text("metrics_port: 9100\n")
+    with pytest.raises(ConfigError, match="metrics_port"):
+        load_config(f, {}, {})
