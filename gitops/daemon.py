@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 READ_ONLY_EVENTS = frozenset({"opened", "closed_no_write"})
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
+# Passes that crash (a bug, not an outage) this many times in a row stop feeding the systemd
+# watchdog, so systemd restarts the daemon; its containers keep running meanwhile.
+MAX_CRASHES = 5
+HEARTBEAT_TICK_S = 0.5
 
 
 def sd_notify(message: str) -> None:
@@ -138,6 +142,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.passes = 0
         self.last_ok: bool | None = None
+        self.crashes = 0
         self._last_pass_at = 0.0
 
     def stop(self, *_: Any) -> None:
@@ -183,9 +188,12 @@ class Daemon:
         prober.start()
         scheduler.start()
         observer.start()
+        heartbeats = threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)
+        heartbeats.start()
         try:
             self._loop()
         finally:
+            heartbeats.join(timeout=5)
             prober.stop()
             observer.stop()
             scheduler.shutdown(wait=False)
@@ -193,6 +201,14 @@ class Daemon:
             self.reconciler.close()
             sd_notify("STOPPING=1")
         return 0
+
+    def _heartbeats(self) -> None:
+        """Keep the node's heartbeat (and fencing) going whatever the pass is waiting on."""
+        while not self.stopping.wait(HEARTBEAT_TICK_S):
+            try:
+                self.reconciler.heartbeat()
+            except Exception:
+                log.exception("heartbeat failed (will retry)")
 
     def _interval_tick(self) -> None:
         # A pass that just ran (for a heartbeat or a trigger) counts as this interval's pass.
@@ -228,19 +244,30 @@ class Daemon:
             report = self.reconciler.run_pass()
         except (PassFailed, GitError) as e:
             log.error("pass failed (will retry): %s", e)
-            self.last_ok = False
-            return False
-        except Exception:
+            return self._failed(str(e), crashed=False)
+        except Exception as e:
             # A bug must not take the node's workloads down with the daemon: log and retry.
             log.exception("pass crashed (will retry)")
-            self.last_ok = False
-            return False
-        finally:
-            # The watchdog is fed from the loop itself, so a hung pass makes systemd restart us.
-            sd_notify("WATCHDOG=1")
+            return self._failed(f"{type(e).__name__}: {e}", crashed=True)
+        self.crashes = 0
+        # The watchdog is fed from the loop itself, so a hung pass makes systemd restart us.
+        sd_notify("WATCHDOG=1")
         took = time.monotonic() - started
         n = len(report.plan.actions)
         level = logging.INFO if n or not report.ok else logging.DEBUG
         log.log(level, "pass %d at %s: %d action(s), %.3fs", self.passes, report.revision[:7], n, took)
         self.last_ok = report.ok
         return True
+
+    def _failed(self, why: str, crashed: bool) -> bool:
+        self.last_ok = False
+        # Heartbeats carry the reason, so `gitops status` shows why this node is not converging.
+        self.reconciler.pass_error = why
+        self.crashes = self.crashes + 1 if crashed else 0
+        if self.crashes < MAX_CRASHES:
+            sd_notify("WATCHDOG=1")
+        elif self.crashes == MAX_CRASHES:
+            log.error(
+                "%d passes crashed in a row: no longer feeding the watchdog, systemd will restart us", MAX_CRASHES
+            )
+        return False

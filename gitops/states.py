@@ -26,6 +26,7 @@ class Reason(StrEnum):
     """Why a replica is in its state, or why this node leaves it alone."""
 
     PENDING = "Pending"
+    IN_PROGRESS = "InProgress"
     WAITING = "Waiting"
     ROLLING_UPDATE = "RollingUpdate"
     ROLLOUT_FAILED = "RolloutFailed"

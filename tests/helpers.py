@@ -35,7 +35,8 @@ def make_reconciler(repo: str, node: str, state_dir: Path, **overrides: Any) -> 
         docker_host=DOCKER_HOST,
         cpu_millis=8000,
         memory_mib=16384,
-        **overrides,
+        # A lone in-process node has no peers to learn of first.
+        **{"settle_seconds": 0.0, **overrides},
     )
     return Reconciler(cfg, DeclaredInventory([]))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 # Replicas acted on at once; the engine serialises little and a wave waits for its slowest.
 WORKERS = 4
+# Stops and removals at once: each mostly waits out a grace period, so many may wait together.
+STOPPERS = 32
+# How long a pass waits for its starts, so the status it publishes shows them.
+START_WAIT_S = 10.0
 # Image pulls that failed are retried with backoff, not on every pass.
 PULL_RETRY_MIN_S = 10.0
 PULL_RETRY_MAX_S = 300.0
@@ -47,6 +51,13 @@ class Outcome:
     ran: set[ReplicaId] = field(default_factory=set)  # created anew
     removed: set[ReplicaId] = field(default_factory=set)
 
+    def merge(self, other: Outcome) -> None:
+        """Add another outcome's results to this one."""
+        self.failures.update(other.failures)
+        self.started |= other.started
+        self.ran |= other.ran
+        self.removed |= other.removed
+
 
 @dataclass
 class _PullState:
@@ -56,27 +67,100 @@ class _PullState:
 
 
 class Executor:
-    """Turns actions into engine calls for one node."""
+    """Turns actions into engine calls for one node, off the pass: nothing here holds up a heartbeat.
 
-    def __init__(self, runtime: Runtime, node: str, secrets_dir: Path, workers: int = WORKERS):
+    Each replica's actions run in order on a worker; removals and stops of replicas that are
+    leaving run on their own, wider pool, so N containers that use their whole grace period
+    stop in about one grace period. The pass waits a little for starts (so its status shows
+    them) and never for stops.
+    """
+
+    def __init__(
+        self, runtime: Runtime, node: str, secrets_dir: Path, workers: int = WORKERS, stoppers: int = STOPPERS
+    ):
         self.runtime = runtime
         self.node = node
         self.secrets_dir = secrets_dir
-        self.workers = workers
+        self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
+        self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
+        self._lock = threading.Lock()
+        # replica -> what its in-flight actions are doing now (for status and the planner)
+        self._busy: dict[ReplicaId, str] = {}
+        # containers being stopped and removed: still running, no longer planned for
+        self._leaving: set[str] = set()
+        self._done = Outcome()
         self._pulls: dict[str, _PullState] = {}
-        self._pull_lock = threading.Lock()
-        self._reaper = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-reap")
-        self._removing: set[str] = set()
-        self._removing_lock = threading.Lock()
+        self._image_locks: dict[str, threading.Lock] = {}
 
-    def removing(self) -> frozenset[str]:
-        """Ids of containers whose background removal has not finished yet."""
-        with self._removing_lock:
-            return frozenset(self._removing)
+    def busy(self) -> dict[ReplicaId, str]:
+        """Replicas whose actions are still in flight, with what they are doing."""
+        with self._lock:
+            return dict(self._busy)
+
+    def leaving(self) -> frozenset[str]:
+        """Ids of containers whose stop and removal has not finished yet."""
+        with self._lock:
+            return frozenset(self._leaving)
+
+    def idle(self) -> bool:
+        """Nothing in flight."""
+        with self._lock:
+            return not self._busy and not self._leaving
 
     def close(self) -> None:
-        """Wait for background removals to finish."""
-        self._reaper.shutdown(wait=True)
+        """Wait for everything in flight to finish."""
+        self._starters.shutdown(wait=True)
+        self._stoppers.shutdown(wait=True)
+
+    def collect(self) -> Outcome:
+        """Outcomes of the actions finished since the last collect."""
+        with self._lock:
+            out, self._done = self._done, Outcome()
+        return out
+
+    def execute(self, actions: list[Action], wait_s: float = START_WAIT_S) -> Outcome:
+        """Submit ``actions`` (in order within a replica, replicas side by side); wait up to ``wait_s``.
+
+        Returns what finished by then, earlier submissions' outcomes included.
+        """
+        pulled: set[str] = set()
+        groups: dict[ReplicaId, list[Action]] = {}
+        for action in actions:
+            groups.setdefault(action.replica, []).append(action)
+        waiting = []
+        for rid, group in groups.items():
+            if all(a.op == "remove" and a.target is not None for a in group):
+                for a in group:
+                    self._leave(a)
+                continue
+            with self._lock:
+                if rid in self._busy:
+                    continue
+                self._busy[rid] = group[0].describe()
+            pool = self._starters if any(a.op == "run" for a in group) else self._stoppers
+            waiting.append(pool.submit(self._run_group, rid, group, pulled))
+        wait(waiting, timeout=wait_s)
+        return self.collect()
+
+    def _leave(self, action: Action) -> None:
+        target = action.target
+        assert target is not None
+
+        def reap() -> None:
+            try:
+                self._remove(target)
+                log.info("%s", action.describe())
+            except (RuntimeFailure, RuntimeUnavailable) as e:
+                log.warning("%s failed (retried next pass): %s", action.describe(), e)
+            finally:
+                with self._lock:
+                    self._leaving.discard(target.id)
+
+        with self._lock:
+            if target.id in self._leaving:
+                return
+            self._leaving.add(target.id)
+        self._stoppers.submit(reap)
 
     def _remove(self, target: Observed) -> None:
         self.runtime.remove(target.id)
@@ -84,76 +168,55 @@ class Executor:
             # emptyDir lives as long as its pod: drop the volumes of this replica and spec.
             self.runtime.remove_volumes(pod_label_filters(target.labels))
 
-    def _remove_in_background(self, target: Observed, what: str) -> None:
-        def reap() -> None:
-            try:
-                self._remove(target)
-                log.info("%s", what)
-            except (RuntimeFailure, RuntimeUnavailable) as e:
-                log.warning("%s failed (retried next pass): %s", what, e)
-            finally:
-                with self._removing_lock:
-                    self._removing.discard(target.id)
-
-        with self._removing_lock:
-            if target.id in self._removing:
-                return
-            self._removing.add(target.id)
-        self._reaper.submit(reap)
-
-    def execute(self, actions: list[Action]) -> Outcome:
-        """Apply ``actions``: in order within a replica, replicas side by side.
-
-        A replica's actions depend on each other (break-before-make, a pod's network owner
-        first); different replicas' do not, and a rollout wave is as slow as its slowest node.
-        """
-        out = Outcome()
-        pulled: set[str] = set()
-        groups: dict[ReplicaId, list[Action]] = {}
-        for action in actions:
-            groups.setdefault(action.replica, []).append(action)
-        if len(groups) <= 1 or self.workers <= 1:
-            for group in groups.values():
-                self._run_group(group, out, pulled)
-            return out
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="gitops-exec") as pool:
-            for _ in pool.map(lambda g: self._run_group(g, out, pulled), groups.values()):
-                pass
-        return out
-
-    def _run_group(self, actions: list[Action], out: Outcome, pulled: set[str]) -> None:
+    def _run_group(self, rid: ReplicaId, actions: list[Action], pulled: set[str]) -> None:
         """One replica's actions in order; the first failure skips the rest."""
-        for action in actions:
-            rid = action.replica
-            try:
-                if action.op == "remove" and action.target is not None and action.background:
-                    self._remove_in_background(action.target, action.describe())
-                    out.removed.add(rid)
-                    continue
-                if action.op == "remove" and action.target is not None:
-                    self._remove(action.target)
-                    out.removed.add(rid)
-                elif action.op == "start" and action.target is not None:
-                    self.runtime.start(action.target.id)
-                    out.started.add(rid)
-                elif action.op == "stop" and action.target is not None:
-                    self.runtime.stop(action.target.id)
-                elif action.op == "restart" and action.target is not None:
-                    self.runtime.restart(action.target.id)
-                    out.started.add(rid)
-                elif action.op == "run" and action.instance is not None and action.container is not None:
-                    self._ensure_image(action.container, pulled)
-                    self.runtime.run(self._request(action.instance, action.container))
-                    out.ran.add(rid)
-                log.info("%s", action.describe())
-            except RuntimeFailure as e:
-                log.warning("%s failed: %s", action.describe(), e)
-                out.failures[rid] = (e.reason, str(e))
-                return
+        out = Outcome()
+        try:
+            for action in actions:
+                with self._lock:
+                    self._busy[rid] = action.describe()
+                try:
+                    self._apply(action, out, pulled)
+                    log.info("%s", action.describe())
+                except RuntimeFailure as e:
+                    log.warning("%s failed: %s", action.describe(), e)
+                    out.failures[rid] = (e.reason, str(e))
+                    return
+        except RuntimeUnavailable as e:
+            log.warning("engine unavailable during %s: %s", actions[0].describe(), e)
+        finally:
+            with self._lock:
+                self._busy.pop(rid, None)
+                self._done.merge(out)
+
+    def _apply(self, action: Action, out: Outcome, pulled: set[str]) -> None:
+        rid, target = action.replica, action.target
+        if action.op == "remove" and target is not None:
+            self._remove(target)
+            out.removed.add(rid)
+        elif action.op == "start" and target is not None:
+            self.runtime.start(target.id)
+            out.started.add(rid)
+        elif action.op == "stop" and target is not None:
+            self.runtime.stop(target.id)
+        elif action.op == "restart" and target is not None:
+            self.runtime.restart(target.id)
+            out.started.add(rid)
+        elif action.op == "run" and action.instance is not None and action.container is not None:
+            with self._lock:
+                self._busy[rid] = f"pulling image {action.container.image}"
+            self._ensure_image(action.container, pulled)
+            with self._lock:
+                self._busy[rid] = action.describe()
+            self.runtime.run(self._request(action.instance, action.container))
+            out.ran.add(rid)
 
     def _ensure_image(self, spec: ContainerSpec, pulled: set[str]) -> None:
-        # One pull at a time: replicas of one image must not race to pull it.
-        with self._pull_lock:
+        # One pull per image at a time: replicas of one image must not race to pull it, and a
+        # slow pull of one image must not hold up others.
+        with self._lock:
+            lock = self._image_locks.setdefault(spec.image, threading.Lock())
+        with lock:
             self._ensure_image_locked(spec, pulled)
 
     def _ensure_image_locked(self, spec: ContainerSpec, pulled: set[str]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gitops.health import Health, Prober, ProbeTarget
 from gitops.identity import Observed, ReplicaId
@@ -23,6 +23,8 @@ class Observation:
     health: dict[str, Health]
     # container id -> monotonic time first seen running (probe delays, Job deadlines)
     running_since: dict[str, float]
+    # Containers being stopped and removed: not planned for, still reported (they still run).
+    leaving: list[Observed] = field(default_factory=list)
 
 
 def observe(
@@ -31,8 +33,11 @@ def observe(
     running_since: Mapping[str, float],
     prober: Prober | None,
     now: float,
+    leaving: frozenset[str] = frozenset(),
 ) -> Observation:
     """Group containers per replica and ask the prober about the running ones."""
+    gone = [c for c in containers if c.id in leaving]
+    containers = [c for c in containers if c.id not in leaving]
     by_replica: dict[ReplicaId, list[Observed]] = {}
     for c in containers:
         by_replica.setdefault(c.rid, []).append(c)
@@ -41,7 +46,7 @@ def observe(
     health = _probe(workloads, running, since, prober) if prober is not None else {}
     ready = frozenset(cid for cid in running if health.get(cid, NO_HEALTH).ready)
     unhealthy = frozenset(cid for cid in running if not health.get(cid, NO_HEALTH).live)
-    return Observation(containers, by_replica, ready, unhealthy, health, since)
+    return Observation(containers, by_replica, ready, unhealthy, health, since, gone)
 
 
 def _probe(

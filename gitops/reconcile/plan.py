@@ -43,9 +43,6 @@ class Action:
     instance: Instance | None = None
     container: ContainerSpec | None = None
     target: Observed | None = None
-    # A removal nothing else waits for (the new container already serves): it may finish
-    # after the pass, so a long grace period does not hold the next rollout wave back.
-    background: bool = False
 
     def describe(self) -> str:
         """One line for logs and ``gitops plan``."""
@@ -84,6 +81,8 @@ class PlanInputs:
     unhealthy_ids: frozenset[str] = frozenset()
     # Crash-loop backoff: replica -> earliest time (epoch seconds) of its next restart.
     restart_not_before: Mapping[ReplicaId, float] = field(default_factory=dict)
+    # Replicas whose earlier actions are still in flight (a pull, a start, a stop): left alone.
+    busy: Mapping[ReplicaId, str] = field(default_factory=dict)
     now: float = 0.0
 
 
@@ -124,11 +123,14 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
     wanted = {i.id: i for i in desired}
     desired_keys = {i.workload.key for i in desired} | inputs.workload_keys
 
+    for rid in sorted(inputs.busy):
+        result.waiting[rid] = (Reason.IN_PROGRESS, inputs.busy[rid])
     for rid in sorted(wanted):
-        _plan_replica(wanted[rid], by_replica.get(rid, []), inputs, result)
+        if rid not in inputs.busy:
+            _plan_replica(wanted[rid], by_replica.get(rid, []), inputs, result)
 
     for rid in sorted(by_replica):
-        if rid in wanted:
+        if rid in wanted or rid in inputs.busy:
             continue
         if rid[0] in inputs.fenced:
             result.actions += _remove_all(rid, by_replica[rid], "fenced: no heartbeat reached Git within the timeout")
@@ -168,11 +170,7 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
             # Make-before-break: the old container serves until the new one is ready.
             result.waiting[rid] = (Reason.ROLLING_UPDATE, f"waiting for {inst.spec_hash[:8]} to become ready")
         else:
-            background = not _break_before_make(inst)
-            result.actions += [
-                Action("remove", rid, f"replaced by spec {inst.spec_hash[:8]}", target=c, background=background)
-                for c in stale
-            ]
+            result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
         _plan_restarts(inst, current, inputs, result)
         return
     for gate in (inputs.blocked, inputs.wait):

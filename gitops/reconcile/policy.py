@@ -48,8 +48,13 @@ class PassContext:
     now: float = 0.0
     # Seconds since our last status push reached Git (fencing).
     silent_for: float = 0.0
-    # Seconds since this daemon started (a fresh node learns its peers before exclusive work).
+    # Seconds since this daemon started: a fresh node learns its peers before it claims work.
     uptime: float = float("inf")
+    # How long a fresh node only watches (None: the cluster's heartbeat interval, when every
+    # live peer, and every peer starting with us, has published at least once).
+    settle_s: float | None = None
+    # Replicas whose earlier actions are still in flight, with what they are doing.
+    busy: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Container output this node may publish (node config ``status_logs``), by container id.
     logs: Mapping[str, str] = field(default_factory=dict)
 
@@ -84,7 +89,7 @@ def decide(ctx: PassContext) -> Decision:
         workload_keys=frozenset(by_key) | runs,
         fenced=fenced,
         hold=handoff_holds(ctx, by_key, {i.id for i in desired}),
-        blocked=exclusive_blocks(ctx, desired),
+        blocked={**surge_blocks(ctx, desired), **settle_blocks(ctx, desired), **exclusive_blocks(ctx, desired)},
         finished={**gates.finished, **own_results(desired, known)},
         deadline=deadlines,
         wait=gates.wait,
@@ -92,6 +97,7 @@ def decide(ctx: PassContext) -> Decision:
         ready_ids=obs.ready_ids,
         unhealthy_ids=obs.unhealthy_ids,
         restart_not_before=ctx.memory.not_before(),
+        busy=ctx.busy,
         now=ctx.now,
     )
     update = MemoryUpdate(
@@ -230,6 +236,49 @@ def handoff_holds(
         if owner and owner != ctx.node and not _reports_ready(ctx.view, owner, rid, w.spec_hash):
             hold.add(rid)
     return frozenset(hold)
+
+
+def settle_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:
+    """Replicas a freshly started node does not start yet: it may not have seen its peers' claims."""
+    settle = ctx.manifests.cluster.heartbeat_seconds if ctx.settle_s is None else ctx.settle_s
+    if ctx.uptime >= settle:
+        return {}
+    why = f"learning the cluster's membership first ({settle:.0f}s after start)"
+    return {i.id: why for i in desired if i.id not in ctx.observation.by_replica}
+
+
+def surge_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:
+    """Moved replicas whose new copy would take a Deployment past ``replicas + maxSurge`` copies.
+
+    A copy is a container that exists for a replica on a live node, whether serving, kept for
+    a handoff or stopping. Every node derives the same candidates (replicas whose copy sits
+    on a node that no longer owns them) in the same order, so they agree on which may start.
+    """
+    mine = {i.id for i in desired if i.workload.kind == "Deployment" and not i.workload.exclusive}
+    if not mine:
+        return {}
+    copies: dict[ReplicaId, set[str]] = {}
+    for name in ctx.view.live:
+        if name == ctx.node:
+            continue
+        for r in ctx.view.reports[name].workloads:
+            if r.container is not None and r.state in RUNNING_STATES:
+                copies.setdefault(r.rid, set()).add(name)
+    for c in (*ctx.observation.containers, *ctx.observation.leaving):
+        if c.state == "running":
+            copies.setdefault(c.rid, set()).add(ctx.node)
+    owners = ctx.assignment.owners()
+    blocked: dict[ReplicaId, str] = {}
+    for key in sorted({rid.key for rid in mine}):
+        w = next(i.workload for i in desired if i.workload.key == key)
+        held = {rid: nodes for rid, nodes in copies.items() if rid.key == key}
+        # Moving: a copy exists, but not on the replica's owner yet.
+        moving = sorted(rid for rid, nodes in held.items() if (o := owners.get(rid)) and o not in nodes)
+        budget = w.replicas + max(1, w.max_surge) - sum(len(n) for n in held.values())
+        for rid in moving[max(0, budget) :]:
+            if rid in mine:
+                blocked[rid] = f"handoff: at most {w.replicas}+{max(1, w.max_surge)} copies, waiting for a slot"
+    return blocked
 
 
 def exclusive_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:

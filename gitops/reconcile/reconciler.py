@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -19,8 +20,8 @@ from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
 from gitops.reconcile.memory import Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation, observe
-from gitops.reconcile.plan import Instance, Plan, plan
-from gitops.reconcile.policy import PassContext, decide, job_results
+from gitops.reconcile.plan import Action, Instance, Plan, plan
+from gitops.reconcile.policy import PassContext, decide, fenced_keys, job_results
 from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
@@ -97,6 +98,12 @@ class Reconciler:
         self._status_cache: dict[str, NodeStatus | None] = {}
         self._mset: ManifestSet | None = None
         self.cron = CronRuns()
+        # The mirror is shared by the pass (fetch) and the heartbeat thread (push).
+        self._git_lock = threading.RLock()
+        self._latest: NodeStatus | None = None
+        self._last_push_try = 0.0
+        # Why the last pass failed, published with heartbeats until a pass succeeds.
+        self.pass_error: str | None = None
 
     # -- the pass --------------------------------------------------------------------------
 
@@ -105,11 +112,13 @@ class Reconciler:
         errors: list[ErrorStatus] = []
         # A hanging fetch must not delay fencing past the node timeout.
         self.source.timeout = min(self.config.git_timeout, max(3.0, self._heartbeat_timeout[1] / 3))
-        rev = self._fetch(errors)
+        with self._git_lock:
+            rev = self._fetch(errors)
         mset = self._mset = self.loader.load(rev)
         self._heartbeat_timeout = (mset.cluster.heartbeat_seconds, mset.cluster.node_timeout_seconds)
         errors += [ErrorStatus(file=e.file, line=e.line, field=e.field, message=str(e)) for e in mset.errors]
-        view = self._cluster_view(mset.cluster.node_timeout_seconds)
+        with self._git_lock:
+            view = self._cluster_view(mset.cluster.node_timeout_seconds)
         if not self._recovered:
             self.memory.recover(view.reports.get(self.node))
             self.cron.recover(view.reports.get(self.node), mset)
@@ -118,6 +127,8 @@ class Reconciler:
         assignment = place(mset.workloads, nodes, view.placements())
         schedulable = [(n.name, n.labels) for n in nodes if not n.cordoned]
         self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC))
+        # What finished since the last pass (starts, failures) counts before deciding anew.
+        self._record_outcome(self.executor.collect())
         obs = self._observe(mset)
         now = time.monotonic()
         ctx = PassContext(
@@ -133,6 +144,8 @@ class Reconciler:
             now=now,
             silent_for=now - self._last_push_ok,
             uptime=now - self._started_at,
+            settle_s=self.config.settle_seconds,
+            busy=self.executor.busy(),
             logs=self._logs(obs),
         )
         decision = decide(ctx)
@@ -158,6 +171,7 @@ class Reconciler:
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
         report.pushed = self._push(self._status(ctx, decision.desired, the_plan, errors))
+        self.pass_error = None
         return report
 
     def _fetch(self, errors: list[ErrorStatus]) -> str:
@@ -196,13 +210,12 @@ class Reconciler:
 
     def _observe(self, mset: ManifestSet) -> Observation:
         try:
-            # Containers being removed in the background are gone as far as planning goes.
-            removing = self.executor.removing()
-            containers = [c for c in self.runtime.list_managed(self.node) if c.id not in removing]
+            leaving = self.executor.leaving()
+            containers = self.runtime.list_managed(self.node)
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
         workloads = (*mset.workloads, *self.cron.workloads())
-        obs = observe(containers, workloads, self.memory.running_since, self.prober, time.monotonic())
+        obs = observe(containers, workloads, self.memory.running_since, self.prober, time.monotonic(), leaving)
         self.memory.running_since = obs.running_since
         return obs
 
@@ -254,32 +267,74 @@ class Reconciler:
             self._applied = (rev, utc_now_iso())
         return self._applied[1]
 
-    def _push(self, status: NodeStatus) -> bool:
-        key = content_key(status)
+    def _push(self, status: NodeStatus, force: bool = False) -> bool:
+        """Publish ``status`` when it changed or a heartbeat is due (``force``: now)."""
+        with self._git_lock:
+            self._latest = status
+            key = content_key(status)
+            now = self._last_push_try = time.monotonic()
+            if not force and key == self._last_push_content and now - self._last_push_at < self._heartbeat_timeout[0]:
+                return False
+            try:
+                sha = self.source.push_status(
+                    self.node, dump(status), commit_message(status), self.config.status_history
+                )
+            except GitError as e:
+                log.warning("status push failed: %s", e)
+                return False
+            # The next pass reads our own branch back: it is what we just wrote, no need to parse it.
+            self._status_cache[sha] = status
+            self._last_push_ok = self._last_push_at = now
+            self._last_push_content = key
+            return True
+
+    def heartbeat(self) -> bool:
+        """Re-publish the last record with a fresh heartbeat when passes fall behind; True if pushed.
+
+        Runs on its own timer, so engine work, slow pulls or a stuck pass never silence a live
+        node; it also says why passes are failing, and fences exclusive work when Git is unreachable.
+        """
+        self._fence_if_silent()
+        every, _ = self._heartbeat_timeout
         now = time.monotonic()
-        if key == self._last_push_content and now - self._last_push_at < self._heartbeat_timeout[0]:
+        # Passes normally publish heartbeats; this steps in once one is overdue by a quarter period.
+        if self._latest is None or now - self._last_push_at < every * 1.25 or now - self._last_push_try < 1.0:
             return False
+        errors = list(self._latest.errors)
+        if self.pass_error:
+            errors.append(ErrorStatus(message=f"pass failing: {self.pass_error}"))
+        return self._push(self._latest.model_copy(update={"heartbeat": utc_now_iso(), "errors": errors}), force=True)
+
+    def _fence_if_silent(self) -> None:
+        mset = self._mset
+        silent = time.monotonic() - self._last_push_ok
+        keys = fenced_keys(mset, silent) if mset is not None else frozenset()
+        if not keys:
+            return
+        leaving = self.executor.leaving()
         try:
-            sha = self.source.push_status(self.node, dump(status), commit_message(status), self.config.status_history)
-        except GitError as e:
-            log.warning("status push failed: %s", e)
-            return False
-        # The next pass reads our own branch back: it is what we just wrote, no need to parse it.
-        self._status_cache[sha] = status
-        self._last_push_ok = self._last_push_at = now
-        self._last_push_content = key
-        return True
+            targets = [c for c in self.runtime.list_managed(self.node) if c.key in keys and c.id not in leaving]
+        except RuntimeUnavailable as e:
+            log.warning("cannot fence: %s", e)
+            return
+        why = f"fenced: no heartbeat reached Git for {silent:.0f}s"
+        if targets:
+            log.warning("%s, stopping %s", why, ", ".join(sorted({str(c.rid) for c in targets})))
+            self.executor.execute([Action("remove", c.rid, why, target=c) for c in targets], wait_s=0)
 
     def next_wake_in(self) -> float:
         """Seconds until a pass is due for a heartbeat or a crash-loop restart, whatever the interval."""
         now = time.monotonic()
         due = [self._last_push_at + self._heartbeat_timeout[0] - now]
+        settle = self._heartbeat_timeout[0] if self.config.settle_seconds is None else self.config.settle_seconds
+        if now - self._started_at < settle:
+            due.append(self._started_at + settle - now)
         due += [t - now for t in self.memory.not_before().values() if t > now]
         if self._mset is not None and (cron := self.cron.next_fire_in(self._mset, datetime.now(UTC))) is not None:
             due.append(cron)
         return max(0.0, min(due))
 
     def close(self) -> None:
-        """Finish background removals and release the engine connection."""
+        """Finish what is in flight and release the engine connection."""
         self.executor.close()
         self.runtime.close()

@@ -110,11 +110,17 @@ def replica_rows(
     b = _Rows(memory.since, now_iso)
     rows = [_replica_row(b, inst, obs, the_plan, memory) for inst in desired]
     wanted = {i.id for i in desired}
-    for rid, cs in sorted(obs.by_replica.items()):
-        if rid not in wanted:
-            reason = the_plan.waiting.get(rid, (Reason.TERMINATING, ""))[0]
-            state = State.RUNNING if cs[0].state == "running" else State.EXITED
-            rows.append(b.row(rid, cs[0].spec_hash, cs[0].id, state, reason))
+    # Replicas not ours any more: kept (handoff, broken revision) or leaving, which still
+    # counts as present until its container is gone (exclusive work, copies cluster-wide).
+    others: dict[ReplicaId, list[Observed]] = {}
+    for c in (*obs.containers, *obs.leaving):
+        if c.rid not in wanted:
+            others.setdefault(c.rid, []).append(c)
+    for rid, cs in sorted(others.items()):
+        up = [c for c in cs if c.state == "running"]
+        main = (up or cs)[0]
+        reason = the_plan.waiting.get(rid, (Reason.TERMINATING, ""))[0]
+        rows.append(b.row(rid, main.spec_hash, main.id, State.RUNNING if up else State.EXITED, reason))
     # Job results stay published while their spec is current, even when the index moved away.
     emitted = {r.rid for r in rows}
     rows += [b.result(rid, r) for rid, r in memory.finished.items() if rid not in emitted]
