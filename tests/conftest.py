@@ -10,10 +10,10 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.builders import TEST_IMAGE
 from tests.helpers import (
     DOCKER_HOST,
     ROOT,
-    TEST_IMAGE,
     DaemonProcess,
     Repo,
     SecondEngine,

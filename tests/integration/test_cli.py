@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gitops.cli import main
-from tests.helpers import Repo, deployment
+from tests.builders import deployment
+from tests.helpers import Repo
 from tests.integration.test_single_node import reconciler
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
@@ -23,12 +24,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good"
     good.mkdir()
-    (good / "web.yaml").write_text(deployment("web"))
+    (good / "web.yaml").write_text(deployment("web", engine=True))
     (good / "svc.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n")
     assert run(capsys, "validate", str(good))[0] == 0
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "web.yaml").write_text(deployment("web").replace("image:", "imagee:"))
+    (bad / "web.yaml").write_text(deployment("web", engine=True).replace("image:", "imagee:"))
     code, out, _ = run(capsys, "validate", str(bad))
     assert code == 1 and "web.yaml:" in out and "did you mean" in out
     assert run(capsys, "validate", str(tmp_path / "missing"))[0] == 2
@@ -37,7 +38,7 @@ def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_plan_status_placement(repo: Repo, node_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    repo.put("apps/web.yaml", deployment("web", 2, engine=True))
     common = ["--repo", str(repo.path), "--node", node_name, "--state-dir", str(tmp_path / "plan-state")]
     code, out, _ = run(capsys, "plan", *common)
     assert code == 1 and out.count("run default/Deployment/web") == 2 and "missing" in out
