@@ -27,18 +27,10 @@ if str(ROOT) not in sys.path:
 
 import docker  # noqa: E402
 import docker.errors  # noqa: E402
-import yaml  # noqa: E402
 
 from gitops.reconcile.reconciler import Reconciler  # noqa: E402
-from tests.helpers import (  # noqa: E402
-    DOCKER_HOST,
-    SERVE,
-    TEST_IMAGE,
-    DaemonProcess,
-    Repo,
-    deployment,
-    git,
-)
+from tests.builders import SERVE, TEST_IMAGE, deployment  # noqa: E402
+from tests.helpers import DOCKER_HOST, DaemonProcess, Repo, git, status_of  # noqa: E402
 from tests.helpers import make_reconciler as make_test_reconciler  # noqa: E402
 
 __all__ = [
@@ -119,16 +111,7 @@ def make_reconciler(repo: Path, node: str, state_dir: Path) -> Reconciler:
 
 def status_record(repo: Path, node: str) -> dict[str, Any] | None:
     """The node's pushed ``status.yaml`` as a dict, or None when not pushed yet."""
-    proc = subprocess.run(
-        ["git", "show", f"refs/heads/gitops/status/{node}:status.yaml"],
-        cwd=repo,
-        capture_output=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return None
-    data = yaml.safe_load(proc.stdout)
-    return data if isinstance(data, dict) else None
+    return status_of(repo, node) or None
 
 
 def wait_until(predicate: Callable[[], T | None], timeout: float, interval: float, what: str) -> T:

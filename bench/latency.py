@@ -55,7 +55,7 @@ from _common import (
 
 GOAL_OVERHEAD_S = 1.0
 POLL_S = 0.010
-# deployment() sets terminationGracePeriodSeconds: 2 and SERVE exits on SIGTERM within
+# deployment(engine=True) sets terminationGracePeriodSeconds: 2 and SERVE exits on SIGTERM within
 # ~0.2 s, so a replacement never waits out a grace period.
 
 
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     node = bench_node("lat")
     tmp = Path(tempfile.mkdtemp(prefix="gitops-bench-lat-"))
     repo = Repo(tmp / "repo")
-    repo.put("apps/w0.yaml", deployment("w0", env={"V": "0"}))
+    repo.put("apps/w0.yaml", deployment("w0", engine=True, env={"V": "0"}))
     daemon: DaemonProcess | None = None
     watch = Watch(node)
     lat: list[float] = []
@@ -153,11 +153,11 @@ def main(argv: list[str] | None = None) -> int:
                 if args.mode == "update":
                     labels: tuple[str, ...] = ("gitops.name=w0",)
                     old = {r["Labels"]["gitops.spec-hash"] for r in watch.running(*labels)}
-                    repo.write("apps/w0.yaml", deployment("w0", env={"V": str(i + 1)}))
+                    repo.write("apps/w0.yaml", deployment("w0", engine=True, env={"V": str(i + 1)}))
                 else:
                     labels = (f"gitops.name=w{i + 1}",)
                     old = set()
-                    repo.write(f"apps/w{i + 1}.yaml", deployment(f"w{i + 1}"))
+                    repo.write(f"apps/w{i + 1}.yaml", deployment(f"w{i + 1}", engine=True))
                     expect += 1
                 git(repo.path, "add", "-A")
                 t0 = time.perf_counter()

@@ -68,7 +68,7 @@ GOAL_2000_S = 1.0
 # Looking for passes that push nothing stops after this long: when a pass takes over a
 # second, every pass pushes (see docs/benchmarks.md) and none will be found.
 QUIET_BUDGET_S = 15.0
-ELSEWHERE = "      nodeSelector: {bench.gitops/pool: elsewhere}\n"
+ELSEWHERE = "nodeSelector: {bench.gitops/pool: elsewhere}"
 # The phases of run_pass timed separately (Reconciler attribute path -> label).
 PHASES = {
     "source.fetch": "git fetch",
@@ -313,14 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s200 = run_scenario(
             f"{args.deployments} local",
-            {f"apps/d{i:04d}.yaml": deployment(f"d{i:04d}") for i in range(args.deployments)},
+            {f"apps/d{i:04d}.yaml": deployment(f"d{i:04d}", engine=True) for i in range(args.deployments)},
             tmp,
             args.passes,
             args.profile,
         )
         print_series(s200)
         files = {
-            f"apps/f{i:04d}.yaml": deployment(f"f{i:04d}", spec_extra="" if i < args.local else ELSEWHERE)
+            f"apps/f{i:04d}.yaml": deployment(f"f{i:04d}", engine=True, pod="" if i < args.local else ELSEWHERE)
             for i in range(args.files)
         }
         s2k = run_scenario(f"{args.files} files", files, tmp, args.passes, args.profile, cold=True)

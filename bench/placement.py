@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gitops.identity import ReplicaId
 from gitops.model import PodSpec, Workload
 from gitops.placement import Assignment, NodeInfo, place
-from tests.unit.placement.helpers import wl
+from tests.builders import node, workload
 
 NODES = 1000
 REPLICAS = 10_000
@@ -38,13 +38,7 @@ def make_node(name: str, rng: random.Random, gpu_ok: bool = True) -> NodeInfo:
     labels = {"zone": rng.choice("abc"), "disk": "ssd" if rng.random() < 0.3 else "hdd"}
     if gpus:
         labels["accelerator"] = "h100"
-    return NodeInfo(
-        name=name,
-        labels=labels,
-        cpu_millis=cores * 1000,
-        memory_mib=gib * 1024,
-        gpus=tuple(f"GPU-{name}-{i}" for i in range(gpus)),
-    )
+    return node(name, cpu=cores * 1000, mem=gib * 1024, gpus=gpus, labels=labels)
 
 
 def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
@@ -54,8 +48,8 @@ def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
     total_cpu = sum(n.cpu_millis for n in nodes)
     gpu_total = sum(len(n.gpus) for n in nodes)
     workloads: list[Workload] = [
-        wl("node-exporter", 1, 50, 64, kind="DaemonSet"),
-        wl("log-shipper", 1, 100, 128, kind="DaemonSet", selector={"disk": "ssd"}),
+        workload("node-exporter", 1, cpu=50, mem=64, kind="DaemonSet"),
+        workload("log-shipper", 1, cpu=100, mem=128, kind="DaemonSet", selector={"disk": "ssd"}),
     ]
     ds_cpu = sum(w.pod.cpu_request_millis() for w in workloads) * NODES
     # GPU training/inference jobs fill about 60 % of the GPUs.
@@ -87,7 +81,9 @@ def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
         cpu = max(10, int(size * unit))
         specs.append((r, cpu, int(cpu * mpc * 1024 / 1000), 0, sel, ports))
     for i, (r, cpu, mem, g, sel, ports) in enumerate(specs):
-        workloads.append(wl(f"app-{i:04d}", r, cpu, mem, g, selector=sel, host_port=ports[0] if ports else None))
+        workloads.append(
+            workload(f"app-{i:04d}", r, cpu=cpu, mem=mem, gpus=g, selector=sel, host_port=ports[0] if ports else None)
+        )
     return workloads, nodes
 
 
@@ -212,7 +208,7 @@ def main() -> None:
     touched[i] = w.model_copy(update={"pod": PodSpec(containers=(c,))})
     image_moved = moved(prev, owners(place(touched, nodes, prev), daemons))
 
-    extra = wl("new-app", 20, 500, 1024)
+    extra = workload("new-app", 20, cpu=500, mem=1024)
     after = owners(place([*workloads, extra], nodes, prev), daemons)
     add_moved = moved(prev, after)
     add_fraction = add_moved / total

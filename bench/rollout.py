@@ -4,8 +4,8 @@ Run: PYTHONPATH=. .venv/bin/python bench/rollout.py [--replicas 30] [--app-sleep
 
 Three real ``gitops run`` daemons (interval 1 s, heartbeatSeconds 1, nodeTimeoutSeconds 10),
 each with its own ``git daemon`` in front of one bare repository, as in tests/e2e. The
-Deployment is the ``web`` container of tests/e2e/test_rollout.py (httpd on 8080 after a
-``sleep``; readiness httpGet periodSeconds 1) with maxSurge 25% (-> 8, rounded up) and
+Deployment is tests/e2e/test_rollout.py's, ``web_app()`` of tests/builders.py (httpd on 8080
+after a ``sleep``; readiness httpGet periodSeconds 1) with maxSurge 25% (-> 8, rounded up) and
 maxUnavailable 25% (-> 7, rounded down).
 
 Once all replicas run v1 and answer HTTP 200, a commit changes one env value and is pushed;
@@ -60,8 +60,9 @@ import docker  # noqa: E402
 import docker.errors  # noqa: E402
 import yaml  # noqa: E402
 
+from tests.builders import TEST_IMAGE, web_app, web_app_command  # noqa: E402
 from tests.e2e.test_cluster import Cluster  # noqa: E402
-from tests.helpers import DOCKER_HOST, TEST_IMAGE, Periodic, git, wait_for  # noqa: E402
+from tests.helpers import DOCKER_HOST, Periodic, git, wait_for  # noqa: E402
 
 INTERVAL_S = 1.0  # Cluster.start() runs every daemon with --interval 1
 TRACK_S = 0.1
@@ -80,42 +81,10 @@ spec:
 """
 
 
-def app_command(sleep: float) -> str:
-    """The web container of tests/e2e/test_rollout.py, with a configurable delay before httpd."""
-    pause = f"sleep {sleep:g}; " if sleep > 0 else ""
-    return (
-        f"trap 'exit 0' TERM; mkdir -p /www; echo ok > /www/index.html; {pause}"
-        "httpd -p 8080 -h /www; while true; do sleep 0.2; done"
-    )
-
-
 def manifest(version: str, replicas: int, sleep: float, surge: str, unavailable: str) -> str:
-    return f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: {replicas}
-  progressDeadlineSeconds: 600
-  strategy:
-    type: RollingUpdate
-    rollingUpdate: {{maxSurge: {surge!r}, maxUnavailable: {unavailable!r}}}
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-        - name: web
-          image: {TEST_IMAGE}
-          imagePullPolicy: IfNotPresent
-          command: ["sh", "-c", {app_command(sleep)!r}]
-          env: [{{name: VERSION, value: "{version}"}}]
-          ports: [{{containerPort: 8080}}]
-          readinessProbe:
-            httpGet: {{path: /index.html, port: 8080}}
-            periodSeconds: 1
-"""
+    """The web app of tests/e2e/test_rollout.py, httpd after ``sleep`` s, with the given rolling-update budget."""
+    strategy = f"type: RollingUpdate\nrollingUpdate: {{maxSurge: {surge!r}, maxUnavailable: {unavailable!r}}}"
+    return web_app("web", version, replicas, delay_s=sleep, strategy=strategy)
 
 
 def resolve(value: str, replicas: int, round_up: bool) -> int:
@@ -375,7 +344,7 @@ def main() -> int:
     surge = resolve(args.max_surge, desired, round_up=True)
     unavailable = resolve(args.max_unavailable, desired, round_up=False)
     waves = math.ceil(desired / max(1, surge + unavailable))
-    command = app_command(args.app_sleep)
+    command = web_app_command(args.app_sleep)
 
     def web(version: str) -> str:
         return manifest(version, desired, args.app_sleep, args.max_surge, args.max_unavailable)

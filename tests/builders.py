@@ -1,11 +1,33 @@
-"""The one place tests build resolved workloads and observed containers (model level)."""
+"""The one place tests and benches build their inputs.
+
+Model level: ``workload()`` (a resolved Workload), ``observed()`` (a container as the engine lists
+it) and ``node()`` (a NodeInfo for placement). Text level: ``deployment()`` and ``job()`` write
+manifests, bare for the manifest tests or, with ``engine=True``, runnable on the test engine;
+``web_app()`` is the HTTP app with a readiness probe the rollout tests and bench deploy.
+Nothing here needs Docker.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import textwrap
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from gitops.identity import ContainerIdentity, Observed, ReplicaId
-from gitops.model import ContainerSpec, CronSpec, JobSpec, PodSpec, PortSpec, Workload, WorkloadKind
+from gitops.model import (
+    ContainerSpec,
+    CronSpec,
+    JobSpec,
+    PodSpec,
+    PortSpec,
+    RestartPolicy,
+    Workload,
+    WorkloadKind,
+)
+from gitops.placement import NodeInfo
+
+# --- model level ------------------------------------------------------------------------------------------------------
 
 
 def workload(
@@ -20,12 +42,18 @@ def workload(
     gpus: int = 0,
     host_port: int | None = None,
     selector: dict[str, str] | None = None,
+    restart_policy: RestartPolicy | None = None,
     pod: PodSpec | None = None,
     job: JobSpec | None = None,
     cron: CronSpec | None = None,
     **fields: Any,
 ) -> Workload:
-    """A one-container workload; ``version`` changes its spec hash, requests are millicores and MiB."""
+    """A one-container workload; ``version`` changes its spec hash, requests are millicores and MiB.
+
+    Jobs and CronJobs get a JobSpec (``completions=replicas``) and ``restartPolicy: Never`` unless
+    given, as the loader would resolve them; a CronJob without ``cron`` runs every minute.
+    """
+    batch = kind in ("Job", "CronJob")
     if pod is None:
         container = ContainerSpec(
             name="main",
@@ -36,9 +64,11 @@ def workload(
             gpus=gpus,
             ports=(PortSpec(container_port=80, host_port=host_port),) if host_port else (),
         )
-        pod = PodSpec(containers=(container,))
-    if kind in ("Job", "CronJob") and job is None:
+        pod = PodSpec(containers=(container,), restart_policy=restart_policy or ("Never" if batch else "Always"))
+    if batch and job is None:
         job = JobSpec(completions=replicas)
+    if kind == "CronJob" and cron is None:
+        cron = CronSpec(schedule="* * * * *")
     return Workload(
         kind=kind,
         namespace=namespace,
@@ -76,4 +106,191 @@ def observed(
         state=state,
         exit_code=exit_code,
         created=created,
+    )
+
+
+def node(
+    name: str,
+    cpu: int = 4000,
+    mem: int = 8192,
+    gpus: int = 0,
+    labels: dict[str, str] | None = None,
+    cordoned: bool = False,
+) -> NodeInfo:
+    """A live node as placement sees it: ``cpu`` millicores, ``mem`` MiB, GPUs named ``GPU-<name>-<i>``."""
+    return NodeInfo(
+        name=name,
+        labels=labels or {},
+        cpu_millis=cpu,
+        memory_mib=mem,
+        gpus=tuple(f"GPU-{name}-{i}" for i in range(gpus)),
+        cordoned=cordoned,
+    )
+
+
+# --- manifest text ----------------------------------------------------------------------------------------------------
+
+# Built locally by scripts/docker-up.sh: nothing can be pulled on the test machines.
+TEST_IMAGE = "gitops-test/busybox:latest"
+# A command that exits promptly on SIGTERM even as PID 1 (busybox sleep would ignore it).
+SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
+
+# The README's reference Deployment; its image cannot be pulled on the test machines.
+INFER = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: infer
+spec:
+  replicas: 3
+  selector: { matchLabels: { app: infer } }
+  template:
+    metadata: { labels: { app: infer } }
+    spec:
+      containers:
+      - name: infer
+        image: ephizen/infer:latest
+        ports: [{ containerPort: 8000 }]
+        resources:
+          limits: { cpu: '2', memory: '4Gi' }
+"""
+
+
+def _indent(text: str, spaces: int) -> str:
+    """``text`` dedented, then indented by ``spaces``, with a final newline ('' stays '')."""
+    return textwrap.indent(textwrap.dedent(text).strip("\n"), " " * spaces) + "\n" if text.strip() else ""
+
+
+def _pod(
+    grace_s: int | None,
+    pod: str,
+    image: str,
+    pull_policy: str | None,
+    command: Sequence[str] | None,
+    env: Mapping[str, str] | None,
+    container: str,
+) -> str:
+    """The lines of a pod spec from ``terminationGracePeriodSeconds`` on, at indentation 0; one container ``main``."""
+    lines = [f"terminationGracePeriodSeconds: {grace_s}"] if grace_s is not None else []
+    lines += [_indent(pod, 0).rstrip("\n"), "containers:", "- name: main", f"  image: {image}"]
+    if pull_policy:
+        lines.append(f"  imagePullPolicy: {pull_policy}")
+    if command is not None:
+        lines.append(f"  command: {json.dumps(list(command))}")
+    if env is not None:
+        lines.append(f"  env: {json.dumps([{'name': k, 'value': v} for k, v in env.items()])}")
+    lines.append(_indent(container, 2).rstrip("\n"))
+    return "\n".join(line for line in lines if line) + "\n"
+
+
+def deployment(
+    name: str = "web",
+    replicas: int | None = None,
+    *,
+    kind: Literal["Deployment", "DaemonSet"] = "Deployment",
+    engine: bool = False,
+    image: str | None = None,
+    command: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    grace_s: int | None = None,
+    spec: str = "",
+    pod: str = "",
+    container: str = "",
+) -> str:
+    """A Deployment (or DaemonSet) with one container ``main``; ``spec``/``pod``/``container`` are YAML added there.
+
+    Bare, it is the smallest valid manifest (image ``nginx:1.27``, selector ``app: <name>``, no
+    optional field), and the manifest tests count on its lines: the ``spec`` lines start at line 7,
+    the ``pod`` lines at line 10 and the ``container`` lines at line 13. With ``engine=True`` it runs
+    on the test engine: the local test image (``IfNotPresent``: nothing can be pulled), ``SERVE``
+    unless ``command`` is given, and a 2 s grace period unless ``grace_s`` is. ``env`` is a list of
+    plain values; write other env entries into ``container`` (without ``env``).
+    """
+    if engine:
+        image, command = image or TEST_IMAGE, SERVE if command is None else command
+        grace_s = 2 if grace_s is None else grace_s
+    head = f"apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n"
+    if replicas is not None:
+        head += f"  replicas: {replicas}\n"
+    pod_lines = _pod(grace_s, pod, image or "nginx:1.27", "IfNotPresent" if engine else None, command, env, container)
+    return (
+        head
+        + f"  selector: {{matchLabels: {{app: {name}}}}}\n"
+        + _indent(spec, 2)
+        + "  template:\n"
+        + f"    metadata: {{labels: {{app: {name}}}}}\n"
+        + "    spec:\n"
+        + textwrap.indent(pod_lines, " " * 6)
+    )
+
+
+def job(
+    name: str = "pi",
+    *,
+    kind: Literal["Job", "CronJob"] = "Job",
+    engine: bool = False,
+    image: str | None = None,
+    command: Sequence[str] = ("sh", "-c", "echo hi"),
+    grace_s: int | None = None,
+    spec: str = "",
+    pod: str = "restartPolicy: Never",
+    container: str = "",
+) -> str:
+    """A Job, or with ``kind='CronJob'`` a CronJob (``spec`` then holds its schedule) around such a Job template.
+
+    ``pod`` defaults to ``restartPolicy: Never`` (pass ``pod=''`` for a Job without one). Bare, the
+    container is ``busybox:1.36``; ``engine=True`` makes it runnable on the test engine as for
+    ``deployment()`` (the command stays ``echo hi`` unless given).
+    """
+    if engine:
+        image = image or TEST_IMAGE
+        grace_s = 2 if grace_s is None else grace_s
+    pod_lines = _pod(
+        grace_s, pod, image or "busybox:1.36", "IfNotPresent" if engine else None, command, None, container
+    )
+    template = "template:\n  spec:\n" + textwrap.indent(pod_lines, " " * 4)
+    if kind == "CronJob":
+        template = "jobTemplate:\n  spec:\n" + textwrap.indent(template, " " * 4)
+    head = f"apiVersion: batch/v1\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n"
+    return head + _indent(spec, 2) + textwrap.indent(template, " " * 2)
+
+
+def web_app_command(delay_s: float = 1.0) -> str:
+    """Shell that serves /index.html on 8080 after ``delay_s`` (readiness passes late) and stops at once on SIGTERM."""
+    delay = f"sleep {delay_s:g}; " if delay_s > 0 else ""
+    return (
+        f"trap 'exit 0' TERM; mkdir -p /www; echo ok > /www/index.html; {delay}"
+        "httpd -p 8080 -h /www; while true; do sleep 0.2; done"
+    )
+
+
+def web_app(
+    name: str,
+    version: str,
+    replicas: int = 6,
+    *,
+    ready_path: str = "/index.html",
+    deadline_s: int = 600,
+    delay_s: float = 1.0,
+    strategy: str = "",
+) -> str:
+    """An HTTP Deployment on the test engine: httpd on 8080 after ``delay_s``, readiness GET ``ready_path`` every 1 s.
+
+    ``version`` is its ``VERSION`` env value (change it to roll out a new spec); ``strategy`` is
+    YAML for ``spec.strategy``.
+    """
+    extra = f"progressDeadlineSeconds: {deadline_s}\n" + (f"strategy:\n{_indent(strategy, 2)}" if strategy else "")
+    return deployment(
+        name,
+        replicas,
+        engine=True,
+        command=["sh", "-c", web_app_command(delay_s)],
+        env={"VERSION": version},
+        spec=extra,
+        container=f"""\
+            ports: [{{containerPort: 8080}}]
+            readinessProbe:
+              httpGet: {{path: {ready_path}, port: 8080}}
+              periodSeconds: 1
+            """,
     )

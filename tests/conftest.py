@@ -1,4 +1,9 @@
-"""Fixtures that start and clean up real engines, repositories and nodes."""
+"""Fixtures that start and clean up real engines, repositories and nodes; the ``docker`` marker.
+
+Every test that needs the real Docker Engine is marked ``docker``, so ``pytest -m "not docker"``
+runs the pure suite alone: tests under integration/ and e2e/, and any test using an engine
+fixture below. A test elsewhere that reaches the engine some other way marks itself.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,28 @@ from pathlib import Path
 import docker
 import pytest
 
+from tests.builders import TEST_IMAGE
 from tests.helpers import (
     DOCKER_HOST,
     ROOT,
-    TEST_IMAGE,
     DaemonProcess,
     Repo,
     SecondEngine,
     remove_node_containers,
 )
+
+HERE = Path(__file__).resolve().parent
+ENGINE_DIRS = (HERE / "integration", HERE / "e2e")
+# Fixtures that reach the engine: node_name removes the node's containers at teardown.
+ENGINE_FIXTURES = frozenset({"docker_engine", "second_engine", "daemons", "node_name"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``docker`` every test that needs the engine (see the module docstring)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & ENGINE_FIXTURES or any(item.path.is_relative_to(d) for d in ENGINE_DIRS):
+            item.add_marker(pytest.mark.docker)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Shared test helpers: real git repositories, manifests, and the real Docker Engine."""
+"""Shared test helpers: real git repositories, the real Docker Engine, processes, waiting (manifests: builders.py)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,14 @@ from pathlib import Path
 from typing import Any, Self
 
 import docker
+import yaml
 
 from gitops.config import Config
 from gitops.gpu import DeclaredInventory
 from gitops.reconcile.reconciler import Reconciler
 
-TEST_IMAGE = "gitops-test/busybox:latest"
 DOCKER_HOST = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 ROOT = Path(__file__).resolve().parent.parent
-# A command that exits promptly on SIGTERM even as PID 1 (busybox sleep would ignore it).
-SERVE = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"]
 
 
 def make_reconciler(repo: str, node: str, state_dir: Path, **overrides: Any) -> Reconciler:
@@ -95,54 +93,39 @@ class Repo:
 
     def status_yaml(self, node: str) -> str:
         """The ``status.yaml`` a node pushed, or '' if none yet."""
-        try:
-            return git(self.path, "show", f"refs/heads/gitops/status/{node}:status.yaml")
-        except subprocess.CalledProcessError:
-            return ""
+        return status_yaml(self.path, node)
+
+    def status(self, node: str) -> dict[str, Any]:
+        """The ``status.yaml`` a node pushed, parsed; {} if none yet."""
+        return status_of(self.path, node)
 
 
-def deployment(
-    name: str,
-    replicas: int = 1,
-    env: dict[str, str] | None = None,
-    command: list[str] | None = None,
-    container_extra: str = "",
-    spec_extra: str = "",
-    image: str = TEST_IMAGE,
-) -> str:
-    """A Deployment manifest running the test image; extras are YAML lines at container/pod level."""
-    env_lines = "".join(f"\n            - {{name: {k}, value: {v!r}}}" for k, v in (env or {}).items())
-    return f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {name}
-spec:
-  replicas: {replicas}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 2
-{spec_extra}      containers:
-        - name: main
-          image: {image}
-          imagePullPolicy: IfNotPresent
-          command: {command or SERVE!r}
-          env:{env_lines or " []"}
-{container_extra}"""
+def status_yaml(repo: Path, node: str) -> str:
+    """The ``status.yaml`` a node pushed to the repository at ``repo`` (bare or not), or '' if none yet."""
+    ref = f"refs/heads/gitops/status/{node}:status.yaml"
+    proc = subprocess.run(["git", "-C", str(repo), "show", ref], capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else ""
 
 
-def managed(node: str, client: docker.DockerClient | None = None, all_: bool = True) -> list[dict[str, Any]]:
-    """Raw list rows of the containers a node manages."""
-    c = client or docker.DockerClient(base_url=DOCKER_HOST)
-    return list(c.api.containers(all=all_, filters={"label": ["gitops.managed=true", f"gitops.node={node}"]}))
+def status_of(repo: Path, node: str) -> dict[str, Any]:
+    """``status_yaml()`` parsed; {} if none yet."""
+    data = yaml.safe_load(status_yaml(repo, node))
+    return data if isinstance(data, dict) else {}
+
+
+def managed(node: str, host: str = DOCKER_HOST, state: str | None = None) -> list[dict[str, Any]]:
+    """Raw list rows of the containers a node manages on the engine at ``host`` (only those in ``state`` if given)."""
+    filters: dict[str, Any] = {"label": ["gitops.managed=true", f"gitops.node={node}"]}
+    if state:
+        filters["status"] = state
+    with contextlib.closing(docker.DockerClient(base_url=host)) as c:
+        return list(c.api.containers(all=True, filters=filters))
 
 
 def remove_node_containers(node: str) -> None:
     """Force-remove every container and volume a test node created."""
     c = docker.DockerClient(base_url=DOCKER_HOST)
-    for row in managed(node, c):
+    for row in managed(node):
         with contextlib.suppress(docker.errors.NotFound):
             c.api.remove_container(row["Id"], force=True, v=True)
     for vol in (c.api.volumes(filters={"label": [f"gitops.node={node}"]}) or {}).get("Volumes") or []:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
-import yaml
 
+from tests.builders import SERVE, deployment, job
 from tests.helpers import (
     DOCKER_HOST,
     DaemonProcess,
@@ -20,9 +20,9 @@ from tests.helpers import (
     Periodic,
     Repo,
     bare_repo,
-    deployment,
     git,
     remove_node_containers,
+    status_of,
     wait_for,
 )
 
@@ -69,12 +69,16 @@ class Cluster:
         self.daemons[node] = d
         return d
 
+    def containers(self, *labels: str, all_: bool = False) -> list[dict[str, Any]]:
+        """List rows of this cluster's nodes' containers with all ``labels``: running ones unless ``all_``."""
+        filters: dict[str, Any] = {"label": list(labels)} if all_ else {"label": list(labels), "status": "running"}
+        rows = self.client.api.containers(all=all_, filters=filters)
+        return [r for r in rows if r["Labels"].get("gitops.node", "").startswith(self.prefix)]
+
     def running(self, workload: str) -> Counter[str]:
         """Running containers of a workload per node, straight from the engine."""
-        rows = self.client.api.containers(
-            filters={"label": ["gitops.managed=true", f"gitops.name={workload}"], "status": "running"}
-        )
-        return Counter(r["Labels"]["gitops.node"] for r in rows if r["Labels"]["gitops.node"].startswith(self.prefix))
+        rows = self.containers("gitops.managed=true", f"gitops.name={workload}")
+        return Counter(r["Labels"]["gitops.node"] for r in rows)
 
     def ids(self, workload: str, node: str) -> set[str]:
         rows = self.client.api.containers(
@@ -83,13 +87,8 @@ class Cluster:
         return {r["Id"] for r in rows}
 
     def status(self, node: str) -> dict[str, object]:
-        proc = subprocess.run(
-            ["git", "--git-dir", str(self.bare), "show", f"gitops/status/{node}:status.yaml"],
-            capture_output=True,
-            text=True,
-        )
-        data = yaml.safe_load(proc.stdout) if proc.returncode == 0 else None
-        return data if isinstance(data, dict) else {}
+        """The status a node pushed to the served repository; {} if none yet."""
+        return status_of(self.bare, node)
 
     def close(self) -> None:
         for d in self.daemons.values():
@@ -136,7 +135,7 @@ def test_six_replicas_failover_join_and_cordon(cluster: Cluster) -> None:
     c = cluster
     a, b, cc, d = (c.name(x) for x in "abcd")
     c.push("cluster.yaml", CLUSTER % "[]")
-    c.push("apps/web.yaml", deployment("web", replicas=6))
+    c.push("apps/web.yaml", deployment("web", 6, engine=True))
     for short in "abc":
         c.start(short)
     wait_for(lambda: settled(c, [a, b, cc], "web", {a: 2, b: 2, cc: 2}), timeout=60, interval=0.5,
@@ -176,10 +175,7 @@ def test_exclusive_workload_fenced_when_git_unreachable(cluster: Cluster) -> Non
     c = cluster
     nodes = [c.name(x) for x in "abc"]
     c.push("cluster.yaml", CLUSTER % "[]")
-    c.push(
-        "apps/db.yaml",
-        deployment("db", replicas=1).replace("  replicas: 1\n", "  replicas: 1\n  strategy: {type: Recreate}\n"),
-    )
+    c.push("apps/db.yaml", deployment("db", 1, engine=True, spec="strategy: {type: Recreate}"))
     for short in "abc":
         c.start(short)
     wait_for(lambda: all(c.status(n).get("liveNodes") == sorted(nodes) for n in nodes), timeout=30, interval=0.5,
@@ -202,9 +198,9 @@ def test_exclusive_workload_fenced_when_git_unreachable(cluster: Cluster) -> Non
 def test_gpu_replicas_land_on_gpu_node_with_distinct_uuids(cluster: Cluster) -> None:
     c = cluster
     a, b = c.name("a"), c.name("b")
-    gpu = "          resources: {limits: {nvidia.com/gpu: 1}}\n"
+    gpu = "resources: {limits: {nvidia.com/gpu: 1}}"
     c.push("cluster.yaml", CLUSTER % "[]")
-    c.push("apps/train.yaml", deployment("train", replicas=2, container_extra=gpu))
+    c.push("apps/train.yaml", deployment("train", 2, engine=True, container=gpu))
     c.start("a", gpus="[{uuid: GPU-aaaa-0, model: Test}, {uuid: GPU-aaaa-1, model: Test}]")
     c.start("b", gpus="[]")
 
@@ -220,7 +216,7 @@ def test_gpu_replicas_land_on_gpu_node_with_distinct_uuids(cluster: Cluster) -> 
         uuids += reqs[0]["DeviceIDs"]
     assert sorted(uuids) == ["GPU-aaaa-0", "GPU-aaaa-1"]
 
-    c.push("apps/train.yaml", deployment("train", replicas=3, container_extra=gpu))
+    c.push("apps/train.yaml", deployment("train", 3, engine=True, container=gpu))
     head = c.work.head()
 
     def unschedulable() -> list[dict[str, object]] | None:
@@ -243,8 +239,7 @@ def test_daemonset_on_every_matching_node_and_a_job_rerun_after_its_node_dies(cl
     c = cluster
     a, b, cc = (c.name(x) for x in "abc")
     c.push("cluster.yaml", CLUSTER % "[]")
-    agent = deployment("agent").replace("kind: Deployment", "kind: DaemonSet").replace("  replicas: 1\n", "")
-    agent = agent.replace("    spec:\n", "    spec:\n      nodeSelector: {disk: ssd}\n", 1)
+    agent = deployment("agent", kind="DaemonSet", engine=True, pod="nodeSelector: {disk: ssd}")
     c.push("apps/agent.yaml", agent)
     c.start("a", labels="{disk: ssd}")
     c.start("b", labels="{disk: ssd}")
@@ -255,10 +250,7 @@ def test_daemonset_on_every_matching_node_and_a_job_rerun_after_its_node_dies(cl
              interval=0.5, what="all nodes see each other")  # fmt: skip
 
     # A long Job: kill its node mid-run (daemon and containers); it runs again elsewhere.
-    job = deployment("long").replace("apiVersion: apps/v1\nkind: Deployment", "apiVersion: batch/v1\nkind: Job")
-    job = job.replace("  replicas: 1\n", "").replace("  selector: {matchLabels: {app: long}}\n", "")
-    job = job.replace("      terminationGracePeriodSeconds: 2\n", "      restartPolicy: Never\n")
-    c.push("jobs/long.yaml", job)
+    c.push("jobs/long.yaml", job("long", engine=True, command=SERVE))
     first = wait_for(lambda: next(iter(c.running("long")), None), timeout=30, interval=0.3, what="job running")
     c.daemons[first].kill(9)
     remove_node_containers(first)

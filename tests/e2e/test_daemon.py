@@ -10,8 +10,8 @@ from pathlib import Path
 
 import docker
 import pytest
-import yaml
 
+from tests.builders import TEST_IMAGE, deployment
 from tests.helpers import (
     DOCKER_HOST,
     ROOT,
@@ -20,8 +20,8 @@ from tests.helpers import (
     Repo,
     SecondEngine,
     bare_repo,
-    deployment,
     managed,
+    status_of,
     wait_for,
 )
 
@@ -29,10 +29,7 @@ pytestmark = pytest.mark.usefixtures("docker_engine")
 
 
 def running_ids(node: str, host: str = DOCKER_HOST) -> set[str]:
-    c = docker.DockerClient(base_url=host)
-    rows = c.api.containers(filters={"label": ["gitops.managed=true", f"gitops.node={node}"], "status": "running"})
-    c.close()
-    return {r["Id"] for r in rows}
+    return {r["Id"] for r in managed(node, host, state="running")}
 
 
 def n_running(node: str, n: int, host: str = DOCKER_HOST) -> set[str] | None:
@@ -49,12 +46,12 @@ def start(daemons: list[DaemonProcess], repo: str, node: str, tmp_path: Path, **
 def test_commit_triggers_pass_sigkill_adopts_drift_repaired(
     repo: Repo, node_name: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    repo.put("apps/web.yaml", deployment("web", 2, engine=True))
     # A long interval: only the watched local repository can make this fast.
     d = start(daemons, str(repo.path), node_name, tmp_path, interval=30)
     ids = wait_for(lambda: n_running(node_name, 2), what="2 replicas")
     t0 = time.monotonic()
-    repo.put("apps/web.yaml", deployment("web", replicas=3))
+    repo.put("apps/web.yaml", deployment("web", 3, engine=True))
     wait_for(lambda: len(running_ids(node_name)) == 3, timeout=10, what="third replica after commit")
     assert time.monotonic() - t0 < 10
     ids = running_ids(node_name)
@@ -109,12 +106,11 @@ def _passed(repo: Repo, node: str, ids: set[str]) -> bool:
 def test_status_branch_follows_changes(
     repo: Repo, node_name: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
-    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    repo.put("apps/web.yaml", deployment("web", 2, engine=True))
     start(daemons, str(repo.path), node_name, tmp_path, interval=1)
 
     def states() -> list[str]:
-        raw = repo.status_yaml(node_name)
-        return sorted(w["state"] for w in (yaml.safe_load(raw) or {}).get("workloads", [])) if raw else []
+        return sorted(w["state"] for w in repo.status(node_name).get("workloads", []))
 
     wait_for(lambda: states() == ["ready", "ready"], what="status shows 2 ready")
     msg = subprocess.run(
@@ -131,7 +127,7 @@ def test_status_branch_follows_changes(
 def test_engine_restart_daemon_reconnects(
     repo: Repo, node_name: str, tmp_path: Path, daemons: list[DaemonProcess], second_engine: SecondEngine
 ) -> None:
-    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    repo.put("apps/web.yaml", deployment("web", 2, engine=True))
     d = start(daemons, str(repo.path), node_name, tmp_path, interval=1, docker_host=second_engine.host)
     wait_for(lambda: len(running_ids(node_name, second_engine.host)) == 2, timeout=30, what="2 replicas")
     second_engine.stop()
@@ -153,7 +149,7 @@ def test_git_server_outage_changes_nothing_and_recovers(
     server = GitServer(bare.parent).start()
     url = server.url()
     work = Repo(tmp_path / "work")
-    work.put("apps/web.yaml", deployment("web", replicas=2))
+    work.put("apps/web.yaml", deployment("web", 2, engine=True))
     subprocess.run(["git", "-C", str(work.path), "push", "-q", url, "main"], check=True)
     start(daemons, url, node_name, tmp_path, interval=1)
     ids = wait_for(lambda: n_running(node_name, 2), timeout=30, what="2 replicas")
@@ -162,14 +158,10 @@ def test_git_server_outage_changes_nothing_and_recovers(
     assert running_ids(node_name) == ids, "a Git outage changes nothing that runs"
     server.start()
     try:
-        work.put("apps/web.yaml", deployment("web", replicas=3))
+        work.put("apps/web.yaml", deployment("web", 3, engine=True))
         subprocess.run(["git", "-C", str(work.path), "push", "-q", url, "main"], check=True)
         wait_for(lambda: len(running_ids(node_name)) == 3, timeout=30, what="recovered after the server returned")
-        out = subprocess.run(
-            ["git", "--git-dir", str(bare), "show", f"gitops/status/{node_name}:status.yaml"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        assert f"node: {node_name}" in out
+        assert status_of(bare, node_name).get("node") == node_name
     finally:
         server.stop()
 
@@ -178,7 +170,7 @@ def test_quickstart_path(tmp_path: Path, node_name: str) -> None:
     """The README's first command, in --once mode, on a fresh directory."""
     client = docker.DockerClient(base_url=DOCKER_HOST)
     # Tests cannot pull: the template's public image is stood in for by the local test image.
-    client.images.get("gitops-test/busybox:latest").tag("busybox", "1.36")
+    client.images.get(TEST_IMAGE).tag("busybox", "1.36")
     env = {
         **os.environ,
         "GITOPS_QUICKSTART_DIR": str(tmp_path / "cluster"),

@@ -10,42 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import deployment, job, web_app
 from tests.e2e.test_cluster import CLUSTER, Cluster
-from tests.helpers import TEST_IMAGE, Periodic, wait_for
+from tests.helpers import Periodic, git, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
-
-# Serves /index.html on 8080 one second after start; readiness passes once httpd answers.
-WEB = (
-    "trap 'exit 0' TERM; mkdir -p /www; echo ok > /www/index.html; sleep 1; "
-    "httpd -p 8080 -h /www; while true; do sleep 0.2; done"
-)
-
-
-def web(name: str, version: str, ready_path: str = "/index.html", replicas: int = 6, deadline: int = 600) -> str:
-    return f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: {name}}}
-spec:
-  replicas: {replicas}
-  progressDeadlineSeconds: {deadline}
-  selector: {{matchLabels: {{app: {name}}}}}
-  template:
-    metadata: {{labels: {{app: {name}}}}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      containers:
-        - name: web
-          image: {TEST_IMAGE}
-          imagePullPolicy: IfNotPresent
-          command: ["sh", "-c", {WEB!r}]
-          env: [{{name: VERSION, value: "{version}"}}]
-          ports: [{{containerPort: 8080}}]
-          readinessProbe:
-            httpGet: {{path: {ready_path}, port: 8080}}
-            periodSeconds: 1
-"""
 
 
 @pytest.fixture
@@ -70,11 +39,8 @@ class ReadySampler(Periodic):
         self.samples.append(self.ready_now())
 
     def ready_now(self) -> int:
-        rows = self.c.client.api.containers(filters={"label": [f"gitops.name={self.workload}"], "status": "running"})
         n = 0
-        for r in rows:
-            if not r["Labels"]["gitops.node"].startswith(self.c.prefix):
-                continue
+        for r in self.c.containers(f"gitops.name={self.workload}"):
             ip = next(iter(r["NetworkSettings"]["Networks"].values()))["IPAddress"]
             try:
                 with urllib.request.urlopen(f"http://{ip}:8080/index.html", timeout=0.5) as resp:
@@ -103,28 +69,14 @@ def rows(c: Cluster, nodes: list[str], workload: str) -> list[dict[str, object]]
     return out
 
 
-def all_at(c: Cluster, nodes: list[str], workload: str, spec_prefix: str, n: int = 6) -> bool:
-    rs = [r for r in rows(c, nodes, workload) if r["state"] == "ready" and str(r["specHash"]).startswith(spec_prefix)]
-    hashes = {
-        r["Labels"]["gitops.spec-hash"]
-        for r in c.client.api.containers(filters={"label": [f"gitops.name={workload}"], "status": "running"})
-        if r["Labels"]["gitops.node"].startswith(c.prefix)
-    }
-    return len(rs) == n and hashes == {rs[0]["specHash"]} if rs else False
-
-
 def spec_hash_of(c: Cluster, workload: str) -> set[str]:
-    return {
-        r["Labels"]["gitops.spec-hash"]
-        for r in c.client.api.containers(filters={"label": [f"gitops.name={workload}"], "status": "running"})
-        if r["Labels"]["gitops.node"].startswith(c.prefix)
-    }
+    return {r["Labels"]["gitops.spec-hash"] for r in c.containers(f"gitops.name={workload}")}
 
 
 def test_rolling_update_keeps_readiness_then_halts_and_reverts(cluster3: Cluster) -> None:
     c = cluster3
     nodes = [c.name(x) for x in "abc"]
-    c.push("apps/web.yaml", web("web", "v1", deadline=8))
+    c.push("apps/web.yaml", web_app("web", "v1", deadline_s=8))
     for short in "abc":
         c.start(short)
     sampler = ReadySampler(c, "web")
@@ -136,7 +88,7 @@ def test_rolling_update_keeps_readiness_then_halts_and_reverts(cluster3: Cluster
 
     # 1. A new env value: never below 6 - maxUnavailable (= 5) ready, all on the new spec at the end.
     with ReadySampler(c, "web") as s:
-        c.push("apps/web.yaml", web("web", "v2", deadline=8))
+        c.push("apps/web.yaml", web_app("web", "v2", deadline_s=8))
         wait_for(lambda: len(spec_hash_of(c, "web")) == 1 and spec_hash_of(c, "web") != {v1}
                  and sampler.ready_now() == 6, timeout=120, interval=0.5, what="all 6 on v2")  # fmt: skip
     assert min(s.samples) >= 5, s.samples
@@ -146,7 +98,7 @@ def test_rolling_update_keeps_readiness_then_halts_and_reverts(cluster3: Cluster
 
     # 2. A spec whose readiness never passes halts at the deadline; old containers keep serving.
     with ReadySampler(c, "web") as s:
-        c.push("apps/web.yaml", web("web", "v3", ready_path="/missing", deadline=8))
+        c.push("apps/web.yaml", web_app("web", "v3", ready_path="/missing", deadline_s=8))
         failed = wait_for(
             lambda: [r for r in rows(c, nodes, "web") if r.get("reason") == "RolloutFailed"], timeout=60,
             interval=0.5, what="RolloutFailed reported",
@@ -161,8 +113,6 @@ def test_rolling_update_keeps_readiness_then_halts_and_reverts(cluster3: Cluster
 
     # 3. git revert: back to v2 everywhere; replicas that never changed were not restarted.
     c.work.revert()
-    from tests.helpers import git
-
     git(c.work.path, "push", "-q", "-f", str(c.bare), "main")
     wait_for(lambda: spec_hash_of(c, "web") == {v2} and sampler.ready_now() == 6, timeout=60, interval=0.5,
              what="all ready on v2 after revert")  # fmt: skip
@@ -173,22 +123,7 @@ def test_rolling_update_keeps_readiness_then_halts_and_reverts(cluster3: Cluster
 def test_crash_loop_backs_off(cluster3: Cluster) -> None:
     c = cluster3
     node = c.name("a")
-    crash = f"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: crash}}
-spec:
-  replicas: 1
-  selector: {{matchLabels: {{app: crash}}}}
-  template:
-    metadata: {{labels: {{app: crash}}}}
-    spec:
-      containers:
-        - name: main
-          image: {TEST_IMAGE}
-          imagePullPolicy: IfNotPresent
-          command: ["sh", "-c", "exit 1"]
-"""
+    crash = deployment("crash", 1, engine=True, command=["sh", "-c", "exit 1"])
     c.push("apps/crash.yaml", crash)
     # Time scale 0.2: the 10, 20, 40 s gaps become 2, 4, 8 s.
     d = c.start("a")
@@ -218,35 +153,22 @@ spec:
     assert int(str(st[0]["restarts"])) >= 3
 
 
-JOB = """\
-apiVersion: batch/v1
-kind: Job
-metadata: {name: batch}
-spec:
-  completions: 3
-  parallelism: 2
-  template:
-    spec:
-      restartPolicy: Never
-      containers:
-        - name: work
-          image: %s
-          imagePullPolicy: IfNotPresent
-          command: ["sh", "-c", "sleep 1; echo done %s"]
-"""
+def batch(version: str) -> str:
+    """A Job of 3 completions, 2 at a time, each about a second long."""
+    command = ["sh", "-c", f"sleep 1; echo done {version}"]
+    return job("batch", engine=True, command=command, spec="completions: 3\nparallelism: 2")
 
 
 def test_job_completions_once_cluster_wide(cluster3: Cluster) -> None:
     c = cluster3
     nodes = start_all(c)
-    c.push("jobs/batch.yaml", JOB % (TEST_IMAGE, "v1"))
+    c.push("jobs/batch.yaml", batch("v1"))
 
     def succeeded() -> set[int]:
         return {int(str(r["replica"])) for r in rows(c, nodes, "batch") if r["state"] == "succeeded"}
 
     wait_for(lambda: succeeded() == {0, 1, 2}, timeout=60, interval=0.5, what="3 completions")
-    runs = c.client.api.containers(all=True, filters={"label": ["gitops.name=batch"]})
-    runs = [r for r in runs if r["Labels"]["gitops.node"].startswith(c.prefix)]
+    runs = c.containers("gitops.name=batch", all_=True)
     assert len(runs) == 3 and all("Exited (0)" in r["Status"] for r in runs)
 
     # Restart every daemon: nothing reruns.
@@ -255,16 +177,14 @@ def test_job_completions_once_cluster_wide(cluster3: Cluster) -> None:
     for n in nodes:
         c.daemons[n].start()
     time.sleep(6)
-    again = [r for r in c.client.api.containers(all=True, filters={"label": ["gitops.name=batch"]})
-             if r["Labels"]["gitops.node"].startswith(c.prefix)]  # fmt: skip
+    again = c.containers("gitops.name=batch", all_=True)
     assert {r["Id"] for r in again} == {r["Id"] for r in runs}
     assert succeeded() == {0, 1, 2}
 
     # A new spec runs it again.
-    c.push("jobs/batch.yaml", JOB % (TEST_IMAGE, "v2"))
+    c.push("jobs/batch.yaml", batch("v2"))
     wait_for(
-        lambda: len([r for r in c.client.api.containers(all=True, filters={"label": ["gitops.name=batch"]})
-                     if r["Labels"]["gitops.node"].startswith(c.prefix) and "Exited (0)" in r["Status"]
+        lambda: len([r for r in c.containers("gitops.name=batch", all_=True) if "Exited (0)" in r["Status"]
                      and r["Labels"]["gitops.spec-hash"] not in {x["Labels"]["gitops.spec-hash"] for x in runs}]) == 3,
         timeout=60, interval=0.5, what="3 runs of the new spec",
     )  # fmt: skip
@@ -274,37 +194,25 @@ def test_job_completions_once_cluster_wide(cluster3: Cluster) -> None:
     ), timeout=20, interval=0.5, what="status shows 3 succeeded at the new spec")  # fmt: skip
 
 
-CRON = """\
-apiVersion: batch/v1
-kind: CronJob
-metadata: {name: tick}
-spec:
-  schedule: "*/3 * * * * *"
-  successfulJobsHistoryLimit: 10
-  jobTemplate:
-    spec:
-      template:
-        spec:
-          restartPolicy: Never
-          containers:
-            - name: tick
-              image: %s
-              imagePullPolicy: IfNotPresent
-              command: ["sh", "-c", "echo tick"]
-"""
+# Every 3 s, keeping all the runs this test looks at.
+CRON = job(
+    "tick",
+    kind="CronJob",
+    engine=True,
+    command=["sh", "-c", "echo tick"],
+    spec='schedule: "*/3 * * * * *"\nsuccessfulJobsHistoryLimit: 10',
+)
 
 
 def test_cronjob_one_run_per_slot_over_three_nodes(cluster3: Cluster) -> None:
     c = cluster3
     nodes = start_all(c)
-    c.push("jobs/tick.yaml", CRON % TEST_IMAGE)
+    c.push("jobs/tick.yaml", CRON)
     seen: dict[str, set[str]] = {}
 
     def runs() -> dict[str, set[str]]:
-        for r in c.client.api.containers(all=True, filters={"label": ["gitops.kind=CronJob"]}):
-            node = r["Labels"]["gitops.node"]
-            if node.startswith(c.prefix):
-                seen.setdefault(r["Labels"]["gitops.name"], set()).add(node)
+        for r in c.containers("gitops.kind=CronJob", all_=True):
+            seen.setdefault(r["Labels"]["gitops.name"], set()).add(r["Labels"]["gitops.node"])
         return seen
 
     # Three consecutive slots after the first one seen (which may have been cut by the push).

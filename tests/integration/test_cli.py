@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gitops.cli import main
-from tests.helpers import Repo, deployment
+from tests.builders import deployment
+from tests.helpers import Repo
 from tests.integration.test_single_node import reconciler
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
@@ -21,7 +22,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_plan_status_placement(repo: Repo, node_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    repo.put("apps/web.yaml", deployment("web", 2, engine=True))
     common = ["--repo", str(repo.path), "--node", node_name, "--state-dir", str(tmp_path / "plan-state")]
     code, out, _ = run(capsys, "plan", *common)
     assert code == 1 and out.count("run default/Deployment/web") == 2 and "missing" in out

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
 
 import docker
 import pytest
@@ -11,7 +14,8 @@ import pytest
 from gitops.health import Health, Prober, ProbeTarget
 from gitops.model import Probe
 from gitops.runtime.docker import DockerRuntime
-from tests.helpers import DOCKER_HOST, SERVE, TEST_IMAGE
+from tests.builders import SERVE, TEST_IMAGE
+from tests.helpers import DOCKER_HOST, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -28,24 +32,28 @@ def client() -> Iterator[docker.DockerClient]:
     c.close()
 
 
-@pytest.fixture(scope="module")
-def web(client: docker.DockerClient) -> Iterator[str]:
-    """One httpd container serving / on 8080, shared by the network-probe tests."""
-    container = client.containers.run(TEST_IMAGE, HTTPD, detach=True, labels=LABELS)
+@contextmanager
+def started(client: docker.DockerClient, command: list[str], **kw: Any) -> Iterator[str]:
+    """A labelled test container running ``command``; its id, force-removed afterwards."""
+    container = client.containers.run(TEST_IMAGE, command, detach=True, labels=LABELS, **kw)
     try:
         yield container.id
     finally:
         container.remove(force=True)
+
+
+@pytest.fixture(scope="module")
+def web(client: docker.DockerClient) -> Iterator[str]:
+    """One httpd container serving / on 8080, shared by the network-probe tests."""
+    with started(client, HTTPD) as cid:
+        yield cid
 
 
 @pytest.fixture
 def idle(client: docker.DockerClient) -> Iterator[str]:
     """A container that only idles, for exec probes."""
-    container = client.containers.run(TEST_IMAGE, SERVE, detach=True, labels=LABELS)
-    try:
-        yield container.id
-    finally:
-        container.remove(force=True)
+    with started(client, SERVE) as cid:
+        yield cid
 
 
 class Watch:
@@ -75,11 +83,7 @@ def watch() -> Iterator[Watch]:
     w.runtime.close()
 
 
-def eventually(cond: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+eventually = partial(wait_for, timeout=3.0, interval=0.05)
 
 
 def http(path: str = "/", port: int = 8080) -> Probe:
@@ -145,10 +149,7 @@ def test_exec_liveness_failing_three_times_is_not_live(watch: Watch, idle: str) 
 
 
 def test_container_without_an_address_fails_network_probes(watch: Watch, client: docker.DockerClient) -> None:
-    container = client.containers.run(TEST_IMAGE, SERVE, detach=True, labels=LABELS, network_mode="none")
-    try:
-        health = watch.one(container.id, readiness=tcp(8080))
+    with started(client, SERVE, network_mode="none") as cid:
+        health = watch.one(cid, readiness=tcp(8080))
         eventually(lambda: health().consecutive_failures >= 1)
         assert "no IP address for container" in health().message and "network mode none" in health().message
-    finally:
-        container.remove(force=True)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import docker
 import pytest
-import yaml
 
 from gitops.reconcile.reconciler import PassReport, Reconciler
-from tests.helpers import DOCKER_HOST, SERVE, TEST_IMAGE, Repo, deployment, git, make_reconciler, managed, wait_for
+from tests.builders import INFER, SERVE, TEST_IMAGE, deployment, job
+from tests.helpers import DOCKER_HOST, Repo, git, make_reconciler, managed, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -27,34 +27,35 @@ def converge(rec: Reconciler, passes: int = 10) -> PassReport:
         report = rec.run_pass()
         if not report.plan.actions and not report.plan.waiting:
             # Old containers of a rollout are removed in the background: wait for them too.
-            wait_for(lambda: not rec.executor.removing(), what="background removals")
+            wait_for(rec.executor.idle, what="background removals")
             return report
     raise AssertionError(f"not converged after {passes} passes: {report.plan.waiting}")
 
 
 def running(node: str) -> list[dict[str, object]]:
-    return [r for r in managed(node) if r["State"] == "running"]
-
-
-def status(repo: Repo, node: str) -> dict[str, object]:
-    data = yaml.safe_load(repo.status_yaml(node))
-    assert isinstance(data, dict)
-    return data
+    return managed(node, state="running")
 
 
 def test_deploy_update_revert_remove(repo: Repo, node_name: str, tmp_path: Path) -> None:
     (tmp_path / "secrets" / "db").mkdir(parents=True)
     (tmp_path / "secrets" / "db" / "password").write_text("s3cret\n")
-    manifest = deployment(
-        "web",
-        replicas=2,
-        env={"MODE": "one"},
-        container_extra="            - name: DB_PASSWORD\n"
-        "              valueFrom: {secretKeyRef: {name: db, key: password}}\n"
-        "          ports: [{containerPort: 8080, protocol: TCP}]\n"
-        "          resources: {limits: {cpu: 250m, memory: 64Mi}}\n",
-    )
-    v1 = repo.put("apps/web.yaml", manifest)
+
+    def manifest(mode: str) -> str:
+        return deployment(
+            "web",
+            2,
+            engine=True,
+            container=f"""\
+                env:
+                - {{name: MODE, value: {mode}}}
+                - name: DB_PASSWORD
+                  valueFrom: {{secretKeyRef: {{name: db, key: password}}}}
+                ports: [{{containerPort: 8080, protocol: TCP}}]
+                resources: {{limits: {{cpu: 250m, memory: 64Mi}}}}
+                """,
+        )
+
+    v1 = repo.put("apps/web.yaml", manifest("one"))
     rec = reconciler(repo, node_name, tmp_path)
     report = rec.run_pass()
     assert report.ok, report.errors
@@ -72,21 +73,21 @@ def test_deploy_update_revert_remove(repo: Repo, node_name: str, tmp_path: Path)
     assert info["HostConfig"]["Memory"] == 64 * 1024 * 1024
     assert "MODE=one" in info["Config"]["Env"] and "DB_PASSWORD=s3cret" in info["Config"]["Env"]
     assert "8080/tcp" in info["Config"]["ExposedPorts"]
-    st = status(repo, node_name)
+    st = repo.status(node_name)
     assert st["revision"]["sha"] == v1
     assert sorted(w["state"] for w in st["workloads"]) == ["ready", "ready"]
     assert "s3cret" not in repo.status_yaml(node_name)
     old_hash = labels["gitops.spec-hash"]
     old_ids = {r["Id"] for r in rows}
 
-    repo.put("apps/web.yaml", manifest.replace("'one'", "'two'"))
+    repo.put("apps/web.yaml", manifest("two"))
     assert converge(rec).ok
     rows = running(node_name)
     assert len(rows) == 2 and not ({r["Id"] for r in rows} & old_ids)
     new_hash = rows[0]["Labels"]["gitops.spec-hash"]
     assert new_hash != old_hash and all(r["Labels"]["gitops.spec-hash"] == new_hash for r in rows)
     assert len(managed(node_name)) == 2, "old containers are removed, not left stopped"
-    assert {w["specHash"] for w in status(repo, node_name)["workloads"]} == {new_hash}
+    assert {w["specHash"] for w in repo.status(node_name)["workloads"]} == {new_hash}
 
     repo.revert()
     assert converge(rec).ok
@@ -96,24 +97,24 @@ def test_deploy_update_revert_remove(repo: Repo, node_name: str, tmp_path: Path)
     repo.remove("apps/web.yaml")
     assert rec.run_pass().ok
     assert managed(node_name) == []
-    assert status(repo, node_name)["workloads"] == []
+    assert repo.status(node_name)["workloads"] == []
     client.close()
 
 
 def test_invalid_yaml_keeps_running_and_reports(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    repo.put("apps/web.yaml", deployment("web", replicas=2))
-    repo.put("apps/other.yaml", deployment("other"))
+    repo.put("apps/web.yaml", deployment("web", 2, engine=True))
+    repo.put("apps/other.yaml", deployment("other", engine=True))
     rec = reconciler(repo, node_name, tmp_path)
     assert rec.run_pass().ok
     before = {r["Id"] for r in running(node_name)}
     assert len(before) == 3
     # Broken YAML in one file, a typo in the other: nothing running may change.
     repo.write("apps/web.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web\n")
-    repo.put("apps/other.yaml", deployment("other").replace("image:", "imagee:"))
+    repo.put("apps/other.yaml", deployment("other", engine=True).replace("image:", "imagee:"))
     report = rec.run_pass()
     assert not report.ok
     assert {r["Id"] for r in running(node_name)} == before
-    st = status(repo, node_name)
+    st = repo.status(node_name)
     files = {(e["file"], e.get("line")) for e in st["errors"]}
     assert any(f == "apps/web.yaml" and line for f, line in files), st["errors"]
     assert any(f == "apps/other.yaml" and line for f, line in files), st["errors"]
@@ -124,7 +125,7 @@ def test_invalid_yaml_keeps_running_and_reports(repo: Repo, node_name: str, tmp_
 
 
 def test_drift_repair_and_unlabelled_untouched(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    repo.put("apps/web.yaml", deployment("web", 2, engine=True))
     rec = reconciler(repo, node_name, tmp_path)
     rec.run_pass()
     client = docker.DockerClient(base_url=DOCKER_HOST)
@@ -145,7 +146,7 @@ def test_drift_repair_and_unlabelled_untouched(repo: Repo, node_name: str, tmp_p
 
 
 def test_adopt_after_restart_recreates_nothing(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    repo.put("apps/web.yaml", deployment("web", replicas=2))
+    repo.put("apps/web.yaml", deployment("web", 2, engine=True))
     reconciler(repo, node_name, tmp_path).run_pass()
     ids = {r["Id"] for r in running(node_name)}
     fresh = reconciler(repo, node_name, tmp_path)
@@ -155,89 +156,59 @@ def test_adopt_after_restart_recreates_nothing(repo: Repo, node_name: str, tmp_p
 
 
 def test_image_pull_failure_reported_others_keep_running(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    repo.put("apps/web.yaml", deployment("web"))
-    repo.put(
-        "apps/infer.yaml",
-        """\
-        apiVersion: apps/v1
-        kind: Deployment
-        metadata:
-          name: infer
-        spec:
-          replicas: 3
-          selector: { matchLabels: { app: infer } }
-          template:
-            metadata: { labels: { app: infer } }
-            spec:
-              containers:
-              - name: infer
-                image: ephizen/infer:latest
-                ports: [{ containerPort: 8000 }]
-                resources:
-                  limits: { cpu: '2', memory: '4Gi' }
-        """,
-    )
+    repo.put("apps/web.yaml", deployment("web", engine=True))
+    repo.put("apps/infer.yaml", INFER)
     rec = reconciler(repo, node_name, tmp_path)
     report = rec.run_pass()
     assert len(running(node_name)) == 1
     assert {r for r, (reason, _) in report.outcome.failures.items() if reason == "ImagePullFailed"} == {
         ("default/Deployment/infer", i) for i in range(3)
     }
-    st = status(repo, node_name)
+    st = repo.status(node_name)
     infer = [w for w in st["workloads"] if w["name"] == "infer"]
     assert len(infer) == 3 and all(w["reason"] == "ImagePullFailed" for w in infer)
 
 
 def test_job_runs_once_per_spec_and_result_kept(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    job = """\
-    apiVersion: batch/v1
-    kind: Job
-    metadata: {name: once}
-    spec:
-      template:
-        spec:
-          restartPolicy: Never
-          containers:
-            - name: job
-              image: %s
-              imagePullPolicy: IfNotPresent
-              command: ["sh", "-c", "echo done %s"]
-    """
-    repo.put("jobs/once.yaml", job % (TEST_IMAGE, "v1"))
+
+    def once(version: str) -> str:
+        return job("once", engine=True, command=["sh", "-c", f"echo done {version}"])
+
+    repo.put("jobs/once.yaml", once("v1"))
     rec = reconciler(repo, node_name, tmp_path)
     rec.run_pass()
     wait_for(lambda: all(r["State"] == "exited" for r in managed(node_name)), what="job exit")
     rec.run_pass()
     rows = managed(node_name)
     assert len(rows) == 1 and rows[0]["State"] == "exited"
-    assert [w["state"] for w in status(repo, node_name)["workloads"]] == ["succeeded"]
+    assert [w["state"] for w in repo.status(node_name)["workloads"]] == ["succeeded"]
     docker.DockerClient(base_url=DOCKER_HOST).api.remove_container(rows[0]["Id"])
     # A restarted daemon remembers the result from its own status branch: no rerun.
     fresh = reconciler(repo, node_name, tmp_path)
     fresh.run_pass()
     assert managed(node_name) == []
-    repo.put("jobs/once.yaml", job % (TEST_IMAGE, "v2"))
+    repo.put("jobs/once.yaml", once("v2"))
     fresh.run_pass()
     assert len(managed(node_name)) == 1
 
 
 def test_force_push_converges(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    repo.put("apps/a.yaml", deployment("a"))
+    repo.put("apps/a.yaml", deployment("a", engine=True))
     rec = reconciler(repo, node_name, tmp_path)
     rec.run_pass()
     base = repo.head()
-    repo.put("apps/b.yaml", deployment("b"))
+    repo.put("apps/b.yaml", deployment("b", engine=True))
     rec.run_pass()
     assert len(running(node_name)) == 2
     git(repo.path, "reset", "-q", "--hard", base + "~1")  # rewrite history below both
-    repo.put("apps/c.yaml", deployment("c"))
+    repo.put("apps/c.yaml", deployment("c", engine=True))
     assert rec.run_pass().ok
     names = sorted(r["Labels"]["gitops.name"] for r in running(node_name))
     assert names == ["c"]
 
 
 def test_git_outage_keeps_state_and_recovers(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    repo.put("apps/a.yaml", deployment("a"))
+    repo.put("apps/a.yaml", deployment("a", engine=True))
     rec = reconciler(repo, node_name, tmp_path)
     rec.run_pass()
     ids = {r["Id"] for r in running(node_name)}
@@ -249,7 +220,7 @@ def test_git_outage_keeps_state_and_recovers(repo: Repo, node_name: str, tmp_pat
         assert {r["Id"] for r in running(node_name)} == ids
     finally:
         moved.rename(repo.path)
-    repo.put("apps/b.yaml", deployment("b"))
+    repo.put("apps/b.yaml", deployment("b", engine=True))
     assert rec.run_pass().ok
     assert len(running(node_name)) == 2
 
@@ -257,7 +228,7 @@ def test_git_outage_keeps_state_and_recovers(repo: Repo, node_name: str, tmp_pat
 def test_thousand_passes_leak_no_processes_or_file_handles(repo: Repo, node_name: str, tmp_path: Path) -> None:
     import os
 
-    repo.put("apps/web.yaml", deployment("web"))
+    repo.put("apps/web.yaml", deployment("web", engine=True))
     rec = reconciler(repo, node_name, tmp_path)
     rec.run_pass()
 
@@ -284,25 +255,8 @@ def test_thousand_passes_leak_no_processes_or_file_handles(repo: Repo, node_name
 
 
 def test_job_active_deadline_stops_and_fails_it(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    repo.put(
-        "jobs/slow.yaml",
-        f"""\
-        apiVersion: batch/v1
-        kind: Job
-        metadata: {{name: slow}}
-        spec:
-          activeDeadlineSeconds: 1
-          template:
-            spec:
-              restartPolicy: Never
-              terminationGracePeriodSeconds: 1
-              containers:
-                - name: job
-                  image: {TEST_IMAGE}
-                  imagePullPolicy: IfNotPresent
-                  command: {SERVE!r}
-        """,
-    )
+    slow = job("slow", engine=True, command=SERVE, grace_s=1, spec="activeDeadlineSeconds: 1")
+    repo.put("jobs/slow.yaml", slow)
     rec = reconciler(repo, node_name, tmp_path)
     rec.run_pass()
     assert len(running(node_name)) == 1
@@ -311,7 +265,7 @@ def test_job_active_deadline_stops_and_fails_it(repo: Repo, node_name: str, tmp_
     wait_for(lambda: not running(node_name), what="the job stopped at its deadline")
     assert len(managed(node_name)) == 1, "stopped, not removed: its logs stay"
     rec.run_pass()
-    (row,) = status(repo, node_name)["workloads"]
+    (row,) = repo.status(node_name)["workloads"]
     assert (row["state"], row["reason"]) == ("failed", "DeadlineExceeded")
     assert not running(node_name), "a failed Job is not restarted"
 
@@ -321,29 +275,13 @@ def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp
     secret = tmp_path / "secrets" / "db" / "password"
     secret.parent.mkdir(parents=True)
     secret.write_text("hunter2-s3cret\n")
-    repo.put(
-        "jobs/bad.yaml",
-        f"""\
-        apiVersion: batch/v1
-        kind: Job
-        metadata: {{name: bad}}
-        spec:
-          backoffLimit: 2
-          template:
-            spec:
-              restartPolicy: Never
-              containers:
-                - name: job
-                  image: {TEST_IMAGE}
-                  imagePullPolicy: IfNotPresent
-                  command: ["sh", "-c", "echo broken hunter2-s3cret; exit 3"]
-        """,
-    )
+    command = ["sh", "-c", "echo broken hunter2-s3cret; exit 3"]
+    repo.put("jobs/bad.yaml", job("bad", engine=True, command=command, spec="backoffLimit: 2"))
     rec = reconciler(repo, node_name, tmp_path, backoff_scale=0.02, status_logs=status_logs)
 
     def final() -> dict[str, object] | None:
         rec.run_pass()
-        rows = status(repo, node_name)["workloads"]
+        rows = repo.status(node_name)["workloads"]
         assert isinstance(rows, list)
         return rows[0] if rows and rows[0]["state"] == "failed" else None
 

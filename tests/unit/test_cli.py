@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gitops.cli import TEMPLATE_DIR, main
-from tests.helpers import ROOT, deployment, git
+from tests.builders import deployment
+from tests.helpers import ROOT, git
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -23,12 +24,12 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     good = tmp_path / "good"
     good.mkdir()
-    (good / "web.yaml").write_text(deployment("web"))
+    (good / "web.yaml").write_text(deployment("web", engine=True))
     (good / "svc.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n")
     assert run(capsys, "validate", str(good))[0] == 0
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "web.yaml").write_text(deployment("web").replace("image:", "imagee:"))
+    (bad / "web.yaml").write_text(deployment("web", engine=True).replace("image:", "imagee:"))
     code, out, _ = run(capsys, "validate", str(bad))
     assert code == 1 and "web.yaml:" in out and "did you mean" in out
     assert run(capsys, "validate", str(tmp_path / "missing"))[0] == 2

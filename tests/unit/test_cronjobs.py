@@ -24,7 +24,8 @@ from gitops.cronjobs import (
     slot_owner,
     trigger_for,
 )
-from gitops.model import ContainerSpec, CronSpec, PodSpec, Workload
+from gitops.model import CronSpec, Workload
+from tests.builders import workload
 
 NY = ZoneInfo("America/New_York")
 
@@ -35,16 +36,6 @@ def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second:
 
 def fires(schedule: str, since: datetime, now: datetime, time_zone: str = "UTC") -> list[datetime]:
     return due_slots(CronSpec(schedule=schedule, time_zone=time_zone), since, now)
-
-
-def cronjob(policy: Literal["Allow", "Forbid", "Replace"] = "Allow") -> Workload:
-    return Workload(
-        kind="CronJob",
-        name="backup",
-        file="c.yaml",
-        pod=PodSpec(containers=(ContainerSpec(name="c", image="i"),), restart_policy="Never"),
-        cron=CronSpec(schedule="* * * * *", concurrency_policy=policy),
-    )
 
 
 # --- fire times ---
@@ -254,43 +245,48 @@ def test_run_names_differ_per_slot() -> None:
 # --- concurrency policies ---
 
 T = [utc(2024, 1, 1, 0, m) for m in range(6)]
+# A CronJob every minute, per concurrency policy.
+CRONJOB: dict[str, Workload] = {
+    policy: workload("backup", kind="CronJob", cron=CronSpec(schedule="* * * * *", concurrency_policy=policy))
+    for policy in ("Allow", "Forbid", "Replace")
+}
 
 
 def test_allow_starts_every_owned_slot_not_yet_run() -> None:
     runs = {T[0]: "running", T[1]: "succeeded"}
-    assert decide(cronjob("Allow"), runs, [T[3], T[1], T[2]]) == CronDecision(start=(T[2], T[3]))
+    assert decide(CRONJOB["Allow"], runs, [T[3], T[1], T[2]]) == CronDecision(start=(T[2], T[3]))
 
 
 def test_forbid_skips_while_any_run_is_running() -> None:
-    assert decide(cronjob("Forbid"), {T[0]: "running"}, [T[2]]) == CronDecision(skip=(T[2],))
+    assert decide(CRONJOB["Forbid"], {T[0]: "running"}, [T[2]]) == CronDecision(skip=(T[2],))
 
 
 def test_forbid_starts_only_the_newest_when_nothing_runs() -> None:
     runs = {T[0]: "failed"}
-    assert decide(cronjob("Forbid"), runs, [T[1], T[2]]) == CronDecision(start=(T[2],), skip=(T[1],))
+    assert decide(CRONJOB["Forbid"], runs, [T[1], T[2]]) == CronDecision(start=(T[2],), skip=(T[1],))
 
 
 def test_replace_starts_and_stops_the_running_runs() -> None:
     runs = {T[0]: "running", T[1]: "running", T[2]: "succeeded"}
-    got = decide(cronjob("Replace"), runs, [T[3]])
+    got = decide(CRONJOB["Replace"], runs, [T[3]])
     assert got == CronDecision(start=(T[3],), stop=(T[0], T[1]))
 
 
 @pytest.mark.parametrize("policy", ["Forbid", "Replace"])
 def test_late_owner_does_not_displace_a_newer_run(policy: Literal["Forbid", "Replace"]) -> None:
-    assert decide(cronjob(policy), {T[4]: "succeeded"}, [T[3]]) == CronDecision(skip=(T[3],))
-    assert decide(cronjob(policy), {T[4]: "running"}, [T[3]]) == CronDecision(skip=(T[3],))
+    assert decide(CRONJOB[policy], {T[4]: "succeeded"}, [T[3]]) == CronDecision(skip=(T[3],))
+    assert decide(CRONJOB[policy], {T[4]: "running"}, [T[3]]) == CronDecision(skip=(T[3],))
 
 
 @pytest.mark.parametrize("policy", ["Allow", "Forbid", "Replace"])
 def test_nothing_owned_means_nothing_to_do(policy: Literal["Allow", "Forbid", "Replace"]) -> None:
-    assert decide(cronjob(policy), {T[0]: "running"}, []) == CronDecision()
-    assert decide(cronjob(policy), {T[0]: "running"}, [T[0]]) == CronDecision()
+    assert decide(CRONJOB[policy], {T[0]: "running"}, []) == CronDecision()
+    assert decide(CRONJOB[policy], {T[0]: "running"}, [T[0]]) == CronDecision()
 
 
 def test_decide_refuses_a_workload_without_schedule() -> None:
     with pytest.raises(ValueError, match="not a CronJob"):
-        decide(cronjob().model_copy(update={"cron": None}), {}, [T[0]])
+        decide(CRONJOB["Allow"].model_copy(update={"cron": None}), {}, [T[0]])
 
 
 # --- history ---

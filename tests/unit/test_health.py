@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from gitops.health import (
 )
 from gitops.model import Probe
 from gitops.runtime.base import RuntimeUnavailable
+from tests.helpers import wait_for
 
 
 def exec_probe(**kw: Any) -> Probe:
@@ -333,11 +335,7 @@ class FakeRuntime:
         return self.docs[cid]
 
 
-def wait_for(cond: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+eventually = partial(wait_for, timeout=5.0, interval=0.02)
 
 
 @pytest.fixture
@@ -381,14 +379,14 @@ def test_prober_flips_and_calls_on_change(prober_and_changes: tuple[Prober, Fake
     prober.sync(targets)
     assert prober.result("plain") == Health(ready=True, live=True, started=True)
     assert prober.result("nobody") == UNWATCHED
-    wait_for(lambda: prober.result("c1").message == "readiness probe: exit code 1: not yet")
+    eventually(lambda: prober.result("c1").message == "readiness probe: exit code 1: not yet")
     assert not prober.result("c1").ready and changes == []
     # Re-syncing the same targets every pass keeps the state.
     prober.sync(targets)
     assert prober.result("c1").consecutive_failures >= 1
     runtime.exec_results["c1"] = (0, "")
-    wait_for(lambda: prober.result("c1").ready, timeout=3)
-    wait_for(lambda: len(changes) == 1)
+    eventually(lambda: prober.result("c1").ready, timeout=3)
+    eventually(lambda: len(changes) == 1)
     prober.sync({"plain": targets["plain"]})
     assert prober.result("c1") == UNWATCHED
 
@@ -407,7 +405,7 @@ def test_prober_times_out_a_slow_exec_without_blocking_others(
             "fast": ProbeTarget(None, Probe(handler="tcpSocket", port=closed_port(), period_s=1), None, now),
         }
     )
-    wait_for(lambda: not prober.result("slow").live, timeout=4)
+    eventually(lambda: not prober.result("slow").live, timeout=4)
     assert prober.result("slow").message.startswith("liveness probe: ")
     # The other container was probed meanwhile, at the host network's loopback address, inspected once.
     assert prober.result("fast").consecutive_failures >= 2
@@ -425,7 +423,7 @@ def test_prober_follows_container_network_mode_and_reports_missing_ip(
     now = time.monotonic()
     probe = Probe(handler="tcpSocket", port=port, period_s=1)
     prober.sync({"joined": ProbeTarget(None, probe, None, now), "none": ProbeTarget(None, probe, None, now)})
-    wait_for(lambda: prober.result("joined").consecutive_failures and prober.result("none").consecutive_failures)
+    eventually(lambda: prober.result("joined").consecutive_failures and prober.result("none").consecutive_failures)
     assert prober.result("joined").message.startswith(f"readiness probe: tcp 127.0.0.1:{port}: ")
     none = prober.result("none").message
     assert none.startswith("readiness probe: no IP address for container none") and "network mode none" in none

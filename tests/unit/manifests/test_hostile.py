@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gitops.manifests import yamlsafe
 from gitops.manifests.load import parse_file
 from gitops.model import FileResult
-from tests.unit.manifests.builders import deployment
+from tests.builders import deployment
 from tests.unit.manifests.docs_tables import corpus_files
 
 ALIAS_BOMB = b"""\
@@ -46,7 +46,7 @@ def test_self_referencing_alias() -> None:
 
 
 def test_file_size_limit() -> None:
-    big = deployment() + b"# " + b"x" * (2 * 1024 * 1024) + b"\n"
+    big = deployment().encode() + b"# " + b"x" * (2 * 1024 * 1024) + b"\n"
     assert "byte limit" in unreadable(big)
 
 

@@ -6,26 +6,11 @@ import pytest
 
 from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
 from gitops.model import EnvVar, FileResult, ManifestError, Mount, PortSpec, SecretRef, Workload
-from tests.unit.manifests.builders import deployment, job
+from tests.builders import INFER, deployment, job
 
-INFER = b"""\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: infer
-spec:
-  replicas: 3
-  selector: { matchLabels: { app: infer } }
-  template:
-    metadata: { labels: { app: infer } }
-    spec:
-      containers:
-      - name: infer
-        image: ephizen/infer:latest
-        ports: [{ containerPort: 8000 }]
-        resources:
-          limits: { cpu: '2', memory: '4Gi' }
-"""
+
+def parse(text: str, file: str = "a.yaml") -> FileResult:
+    return parse_file(file, text.encode())
 
 
 def only(result: FileResult) -> Workload:
@@ -34,21 +19,21 @@ def only(result: FileResult) -> Workload:
     return result.workloads[0]
 
 
-def errors(data: bytes) -> list[ManifestError]:
-    result = parse_file("app.yaml", data)
+def errors(data: str) -> list[ManifestError]:
+    result = parse(data, "app.yaml")
     assert result.workloads == ()
     assert result.errors
     return list(result.errors)
 
 
-def one_error(data: bytes, field: str) -> ManifestError:
+def one_error(data: str, field: str) -> ManifestError:
     found = [e for e in errors(data) if e.field == field]
     assert found, [str(e) for e in errors(data)]
     return found[0]
 
 
 def test_the_reference_deployment() -> None:
-    workload = only(parse_file("infer.yaml", INFER))
+    workload = only(parse(INFER, "infer.yaml"))
     container = workload.pod.containers[0]
     assert (workload.key, workload.replicas) == ("default/Deployment/infer", 3)
     assert (container.cpu_limit_millis, container.memory_limit_bytes) == (2000, 4294967296)
@@ -71,7 +56,7 @@ def test_the_reference_deployment() -> None:
     ],
 )
 def test_default_pull_policy(image: str, policy: str) -> None:
-    assert only(parse_file("a.yaml", deployment(image=image))).pod.containers[0].pull_policy == policy
+    assert only(parse(deployment(image=image))).pod.containers[0].pull_policy == policy
 
 
 def test_container_fields_are_mapped() -> None:
@@ -112,7 +97,7 @@ def test_container_fields_are_mapped() -> None:
         - {name: logs, hostPath: {path: /var/log/app, type: DirectoryOrCreate}}
         """,
     )
-    workload = only(parse_file("a.yaml", data))
+    workload = only(parse(data))
     c = workload.pod.containers[0]
     assert (c.pull_policy, c.command, c.working_dir) == ("Never", ("python", "-m", "app"), "/srv")
     assert c.args == ("--model=llama", "$(KEEP)", "$(UNDEFINED)")
@@ -153,7 +138,7 @@ def test_container_fields_are_mapped() -> None:
     ],
 )
 def test_rollout_strategy_is_resolved(strategy: str, replicas: int, unavailable: int, surge: int) -> None:
-    workload = only(parse_file("a.yaml", deployment(spec=f"replicas: {replicas}\n{strategy}")))
+    workload = only(parse(deployment(spec=f"replicas: {replicas}\n{strategy}")))
     assert (workload.max_unavailable, workload.max_surge) == (unavailable, surge)
 
 
@@ -186,18 +171,18 @@ spec:
 
 
 def test_job_and_cron_job() -> None:
-    workload = only(parse_file("j.yaml", job(spec="completions: 5\nparallelism: 2\nbackoffLimit: 1")))
+    workload = only(parse(job(spec="completions: 5\nparallelism: 2\nbackoffLimit: 1"), "j.yaml"))
     assert workload.job is not None
     assert (workload.replicas, workload.job.completions, workload.job.parallelism) == (5, 5, 2)
     assert (workload.job.backoff_limit, workload.pod.restart_policy) == (1, "Never")
-    cron = only(parse_file("c.yaml", job(kind="CronJob", spec='schedule: "*/5 * * * *"\ntimeZone: Europe/Berlin')))
+    cron = only(parse(job(kind="CronJob", spec='schedule: "*/5 * * * *"\ntimeZone: Europe/Berlin'), "c.yaml"))
     assert cron.cron is not None and cron.job is not None
     assert (cron.cron.schedule, cron.cron.time_zone, cron.job.backoff_limit) == ("*/5 * * * *", "Europe/Berlin", 6)
 
 
 @pytest.mark.parametrize("schedule", ["@hourly", "0 0 * * MON-FRI", "30 */2 1,15 JAN-jun ?", "*/10 * * * * *"])
 def test_valid_schedules(schedule: str) -> None:
-    only(parse_file("c.yaml", job(kind="CronJob", spec=f'schedule: "{schedule}"')))
+    only(parse(job(kind="CronJob", spec=f'schedule: "{schedule}"'), "c.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -299,7 +284,7 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "hooks are not run",
         ),
         (
-            deployment().replace(b"- name: web", b"- name: Bad_Name"),
+            deployment().replace("- name: main", "- name: Bad_Name"),
             "spec.template.spec.containers[0].name",
             "RFC 1123",
         ),
@@ -315,10 +300,10 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "must be 1",
         ),
         (job(spec="podFailurePolicy: {rules: [{action: Ignore}]}"), "spec.podFailurePolicy", "backoffLimit"),
-        (b"apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: x}\n", "apiVersion", "not supported"),
+        ("apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: x}\n", "apiVersion", "not supported"),
     ],
 )
-def test_refusals_name_the_field(data: bytes, field: str, words: str) -> None:
+def test_refusals_name_the_field(data: str, field: str, words: str) -> None:
     error = one_error(data, field)
     assert error.line is not None
     assert words in str(error)
@@ -375,7 +360,7 @@ spec:
 
 def test_a_bad_document_does_not_block_a_good_one() -> None:
     bad = deployment(name="api", spec="replicas: many")
-    result = parse_file("app.yaml", deployment() + b"---\n" + bad)
+    result = parse(deployment() + "---\n" + bad, "app.yaml")
     assert [w.key for w in result.workloads] == ["default/Deployment/web"]
     assert result.invalid_keys == ("default/Deployment/api",)
     assert result.errors[0].line == 20 and not result.unreadable
@@ -406,8 +391,8 @@ items:
 
 
 def test_list_items_are_workloads_too() -> None:
-    item = deployment().decode().replace("\n", "\n    ")
-    result = parse_file("list.yaml", f"apiVersion: v1\nkind: List\nitems:\n  - {item}".encode())
+    item = deployment().replace("\n", "\n    ")
+    result = parse(f"apiVersion: v1\nkind: List\nitems:\n  - {item}", "list.yaml")
     assert only(result).line == 4
 
 
@@ -423,17 +408,17 @@ def test_cluster_document() -> None:
 
 
 def test_duplicate_key_in_one_document() -> None:
-    result = parse_file("a.yaml", deployment(spec="replicas: 1\nreplicas: 2"))
+    result = parse(deployment(spec="replicas: 1\nreplicas: 2"))
     assert result.invalid_keys == ("default/Deployment/web",)
     assert [(e.line, e.message) for e in result.errors] == [(8, "duplicate key 'replicas' (first at line 7)")]
 
 
 def test_combine_reports_duplicates_and_extra_clusters() -> None:
-    cluster = b"apiVersion: gitops/v1\nkind: Cluster\n"
+    cluster = "apiVersion: gitops/v1\nkind: Cluster\n"
     results = {
-        "b.yaml": parse_file("b.yaml", deployment()),
-        "a.yaml": parse_file("a.yaml", deployment() + b"---\n" + cluster),
-        "c.yaml": parse_file("c.yaml", deployment(name="api") + b"---\n" + cluster),
+        "b.yaml": parse(deployment(), "b.yaml"),
+        "a.yaml": parse(deployment() + "---\n" + cluster, "a.yaml"),
+        "c.yaml": parse(deployment(name="api") + "---\n" + cluster, "c.yaml"),
         "d.yaml": parse_file("d.yaml", b"\xff\xfe"),
     }
     merged = combine(results)

@@ -15,19 +15,19 @@ ROOT = Path(__file__).resolve().parents[3]
 
 SCRIPT = """
 import random, sys
-from tests.unit.placement.helpers import node, owners, wl
+from tests.builders import node, workload
 from gitops.placement import place
 
 build, order = random.Random(7), random.Random(int(sys.argv[1]))
 nodes = [node(f"n{i:03d}", cpu=build.choice((2000, 4000, 8000)), mem=build.choice((4096, 16384)),
               gpus=build.choice((0, 0, 0, 4)), labels={"zone": build.choice("abc")}) for i in range(150)]
-ws = [wl(f"w{i:03d}", replicas=build.randint(0, 12), cpu=build.choice((50, 200, 500, 1500)),
-         mem=build.choice((64, 256, 1024)), gpus=build.choice((0,) * 9 + (1,)),
-         kind=build.choice(("Deployment",) * 6 + ("Job", "DaemonSet", "CronJob")),
-         selector=build.choice(({},) * 4 + ({"zone": "a"},)), host_port=build.choice((None,) * 9 + (80,)))
+ws = [workload(f"w{i:03d}", replicas=build.randint(0, 12), cpu=build.choice((50, 200, 500, 1500)),
+               mem=build.choice((64, 256, 1024)), gpus=build.choice((0,) * 9 + (1,)),
+               kind=build.choice(("Deployment",) * 6 + ("Job", "DaemonSet", "CronJob")),
+               selector=build.choice(({},) * 4 + ({"zone": "a"},)), host_port=build.choice((None,) * 9 + (80,)))
       for i in range(120)]
 first = place(ws, nodes)
-prev = owners(first)
+prev = first.owners()
 half = dict(list(prev.items())[: len(prev) // 2])
 order.shuffle(ws)
 order.shuffle(nodes)

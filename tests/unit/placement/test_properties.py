@@ -10,8 +10,7 @@ from hypothesis import strategies as st
 
 from gitops.model import Workload
 from gitops.placement import Assignment, NodeInfo, place
-
-from .helpers import node, owners, wl
+from tests.builders import node, workload
 
 Case = tuple[list[Workload], list[NodeInfo], dict[tuple[str, int], str]]
 KINDS = ("Deployment", "Deployment", "Job", "DaemonSet", "CronJob")
@@ -32,7 +31,7 @@ def clusters(draw: st.DrawFn) -> Case:
         for i in range(n_nodes)
     ]
     workloads = [
-        wl(
+        workload(
             f"w{i}",
             replicas=draw(st.integers(0, 6)),
             cpu=draw(st.sampled_from((0, 100, 300, 700, 1500))),
@@ -175,7 +174,7 @@ def test_fixed_point_and_input_order(case: Case, rnd: random.Random) -> None:
     workloads, nodes, previous = case
     a = place(workloads, nodes, previous)
     daemons = frozenset(w.key for w in workloads if w.kind == "DaemonSet")
-    assert place(workloads, nodes, owners(a, daemons)) == a
+    assert place(workloads, nodes, a.owners(daemons)) == a
     ws, ns = list(workloads), list(nodes)
     rnd.shuffle(ws)
     rnd.shuffle(ns)
@@ -193,11 +192,11 @@ def test_failure_moves_only_what_it_must(case: Case, victim: int) -> None:
     """
     workloads, nodes, previous = case
     daemons = frozenset(w.key for w in workloads if w.kind == "DaemonSet")
-    before = owners(place(workloads, nodes, previous), daemons)
+    before = place(workloads, nodes, previous).owners(daemons)
     if not nodes:
         return
     gone = nodes[victim % len(nodes)].name
-    after = owners(place(workloads, [n for n in nodes if n.name != gone], before), daemons)
+    after = place(workloads, [n for n in nodes if n.name != gone], before).owners(daemons)
     empty = {n.name for n in nodes} - set(before.values())
     # A node whose every replica was pulled away is empty in turn and may pull (one cascade).
     emptied = {m for m in set(before.values()) if all(after.get(r) != m for r, b in before.items() if b == m)}

@@ -2,42 +2,9 @@
 
 from __future__ import annotations
 
-from gitops.identity import Observed
-from gitops.model import ContainerSpec, Mount, PodSpec, PortSpec, Workload
+from gitops.model import ContainerSpec, Mount, PodSpec
 from gitops.reconcile.plan import Instance, PlanInputs, plan
-
-
-def workload(name: str = "web", env: str = "a", **kw: object) -> Workload:
-    c = ContainerSpec(name="main", image="img", env=(), args=(env,))
-    pod = kw.pop("pod", PodSpec(containers=(c,)))
-    return Workload(kind="Deployment", name=name, file="x.yaml", pod=pod, **kw)  # type: ignore[arg-type]
-
-
-def observed(
-    w: Workload,
-    replica: int,
-    state: str = "running",
-    spec_hash: str | None = None,
-    exit_code: int | None = None,
-    container: str = "main",
-) -> Observed:
-    h = spec_hash or w.spec_hash
-    return Observed(
-        id=f"id-{w.name}-{replica}-{h[:4]}-{container}",
-        name=f"{w.name}.{replica}.{h[:8]}",
-        labels={
-            "gitops.namespace": w.namespace,
-            "gitops.kind": w.kind,
-            "gitops.name": w.name,
-            "gitops.replica": str(replica),
-            "gitops.spec-hash": h,
-            "gitops.container": container,
-            "gitops.gpus": "",
-        },
-        state=state,
-        exit_code=exit_code,
-        created=0,
-    )
+from tests.builders import observed, workload
 
 
 def test_nothing_to_do_when_everything_matches() -> None:
@@ -54,7 +21,7 @@ def test_missing_replica_is_run_with_cause() -> None:
 
 
 def test_spec_change_keeps_old_until_new_is_ready() -> None:
-    old, new = workload(env="a"), workload(env="b")
+    old, new = workload(version="a"), workload(version="b")
     p = plan([Instance(new, 0, "r2")], [observed(old, 0)], PlanInputs())
     assert [a.op for a in p.actions] == ["run"]
     assert "spec changed" in p.actions[0].cause
@@ -66,7 +33,7 @@ def test_spec_change_keeps_old_until_new_is_ready() -> None:
 
 
 def test_rollout_gate_and_deadline_abort() -> None:
-    old, new = workload(env="a"), workload(env="b")
+    old, new = workload(version="a"), workload(version="b")
     rid = (new.key, 0)
     p = plan([Instance(new, 0, "r2")], [observed(old, 0)], PlanInputs(wait={rid: "no slot"}))
     assert p.actions == [] and p.waiting[rid] == ("Waiting", "no slot")
@@ -77,9 +44,7 @@ def test_rollout_gate_and_deadline_abort() -> None:
 
 
 def test_exclusive_or_host_port_pods_break_before_make() -> None:
-    c = ContainerSpec(name="main", image="img", ports=(PortSpec(container_port=80, host_port=8080),))
-    old = workload(pod=PodSpec(containers=(c,)))
-    new = workload(pod=PodSpec(containers=(c.model_copy(update={"image": "img2"}),)))
+    old, new = workload(host_port=8080, version="a"), workload(host_port=8080, version="b")
     assert [a.op for a in plan([Instance(new, 0, "r")], [observed(old, 0)], PlanInputs()).actions] == [
         "remove",
         "run",
@@ -114,8 +79,7 @@ def test_stopped_container_restarts_in_place_respecting_backoff() -> None:
 
 
 def test_finished_job_is_not_rerun() -> None:
-    c = ContainerSpec(name="main", image="img")
-    job = Workload(kind="Job", name="j", file="j.yaml", pod=PodSpec(containers=(c,), restart_policy="Never"))
+    job = workload("j", kind="Job")
     assert plan([Instance(job, 0, "r")], [], PlanInputs(finished={(job.key, 0): "succeeded"})).actions == []
     done = observed(job, 0, state="exited", exit_code=0)
     assert plan([Instance(job, 0, "r")], [done], PlanInputs()).actions == []
@@ -137,8 +101,7 @@ def test_partial_pod_is_rebuilt_whole() -> None:
 
 
 def test_job_past_its_deadline_is_stopped_not_removed() -> None:
-    c = ContainerSpec(name="main", image="img")
-    job = Workload(kind="Job", name="j", file="j.yaml", pod=PodSpec(containers=(c,), restart_policy="Never"))
+    job = workload("j", kind="Job")
     rid = (job.key, 0)
     live = observed(job, 0)
     p = plan([Instance(job, 0, "r")], [live], PlanInputs(finished={rid: "failed"}, deadline={rid: "too long"}))
