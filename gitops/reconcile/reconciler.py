@@ -143,7 +143,8 @@ class Reconciler:
             cron_runs=self.cron.workloads(),
             now=now,
             silent_for=now - self._last_push_ok,
-            uptime=now - self._started_at,
+            # A plan asks what the long-running daemon would do, not a process that just started.
+            uptime=float("inf") if dry_run else now - self._started_at,
             settle_s=self.config.settle_seconds,
             busy=self.executor.busy(),
             logs=self._logs(obs),

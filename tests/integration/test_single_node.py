@@ -96,7 +96,10 @@ def test_deploy_update_revert_remove(repo: Repo, node_name: str, tmp_path: Path)
 
     repo.remove("apps/web.yaml")
     assert rec.run_pass().ok
-    assert managed(node_name) == []
+    # Removal runs off the pass; until the containers are gone they are reported as terminating.
+    assert {(w["state"], w["reason"]) for w in repo.status(node_name)["workloads"]} <= {("running", "Terminating")}
+    wait_for(lambda: managed(node_name) == [], what="pruned containers gone")
+    assert rec.run_pass().ok
     assert repo.status(node_name)["workloads"] == []
     client.close()
 
