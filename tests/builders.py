@@ -94,11 +94,12 @@ def observed(
     node: str = "n1",
     created: int = 0,
     gpu_ids: tuple[str, ...] = (),
+    emptydir: bool = False,
 ) -> Observed:
     """A container of ``w``'s replica as the engine would list it, labelled as the executor labels it."""
     h = spec_hash or w.spec_hash
     name = container or w.pod.containers[0].name
-    ident = ContainerIdentity(node, ReplicaId(w.key, replica), h, "rev", name, gpu_ids)
+    ident = ContainerIdentity(node, ReplicaId(w.key, replica), h, "rev", name, gpu_ids, emptydir)
     return Observed(
         id=f"id-{w.name}-{replica}-{h[:6]}-{name}",
         name=ident.name(w.pod.containers[0].name),
