@@ -12,7 +12,8 @@ from gitops.desired import DesiredLoader
 from gitops.manifests.load import CLUSTER_KEY, parse_file
 from gitops.model import ClusterSpec, FileResult, ManifestSet, Workload
 from gitops.source import GitSource
-from tests.helpers import Repo, deployment
+from tests.builders import deployment
+from tests.helpers import Repo
 
 WEB = "default/Deployment/web"
 
@@ -80,8 +81,8 @@ def expected(path: str, text: str, key: str = WEB) -> Workload:
 
 
 def test_parsing_is_cached_by_blob_id(repo: Repo, tmp_path: Path, parses: Parses) -> None:
-    repo.write("apps/web.yaml", deployment("web"))
-    repo.write("apps/db.yaml", deployment("db"))
+    repo.write("apps/web.yaml", deployment("web", 1, engine=True))
+    repo.write("apps/db.yaml", deployment("db", 1, engine=True))
     r1 = repo.commit()
     src = source(repo, tmp_path / "state")
     loader = DesiredLoader(src)
@@ -96,7 +97,7 @@ def test_parsing_is_cached_by_blob_id(repo: Repo, tmp_path: Path, parses: Parses
     assert loader.load(r2) == first  # new revision, same blobs: nothing parsed
     assert parses.take() == []
 
-    r3 = repo.put("apps/web.yaml", deployment("web", replicas=3))
+    r3 = repo.put("apps/web.yaml", deployment("web", 3, engine=True))
     src.fetch()
     third = loader.load(r3)
     assert parses.take() == ["apps/web.yaml"]  # only the changed blob
@@ -106,12 +107,12 @@ def test_parsing_is_cached_by_blob_id(repo: Repo, tmp_path: Path, parses: Parses
 
 
 def test_a_moved_file_is_parsed_again_for_its_new_path(repo: Repo, tmp_path: Path, parses: Parses) -> None:
-    r1 = repo.put("apps/web.yaml", deployment("web"))
+    r1 = repo.put("apps/web.yaml", deployment("web", 1, engine=True))
     src = source(repo, tmp_path / "state")
     loader = DesiredLoader(src)
     loader.load(r1)
     parses.take()
-    repo.write("prod/web.yaml", deployment("web"))
+    repo.write("prod/web.yaml", deployment("web", 1, engine=True))
     (repo.path / "apps" / "web.yaml").unlink()
     r2 = repo.commit()
     src.fetch()
@@ -124,8 +125,8 @@ def test_a_moved_file_is_parsed_again_for_its_new_path(repo: Repo, tmp_path: Pat
 
 
 def test_invalid_document_keeps_the_newest_valid_spec(repo: Repo, tmp_path: Path) -> None:
-    v1 = deployment("web", replicas=1, env={"V": "1"})
-    v2 = deployment("web", replicas=2, env={"V": "2"})
+    v1 = deployment("web", 1, engine=True, env={"V": "1"})
+    v2 = deployment("web", 2, engine=True, env={"V": "2"})
     repo.put("apps/web.yaml", v1)
     repo.put("apps/web.yaml", v2)
     repo.put("apps/web.yaml", broken(v2, "lots"))
@@ -147,7 +148,7 @@ def test_invalid_document_keeps_the_newest_valid_spec(repo: Repo, tmp_path: Path
 
 
 def test_an_unreadable_file_keeps_everything_it_held(repo: Repo, tmp_path: Path) -> None:
-    both = deployment("web") + "---\n" + deployment("db", replicas=2)
+    both = deployment("web", 1, engine=True) + "---\n" + deployment("db", 2, engine=True)
     repo.put("apps/all.yaml", both)
     head = repo.put("apps/all.yaml", "apiVersion: apps/v1\nkind: [Deployment\n")
     mset = load(repo, tmp_path / "state", head)
@@ -158,12 +159,12 @@ def test_an_unreadable_file_keeps_everything_it_held(repo: Repo, tmp_path: Path)
 
 
 def test_a_revision_with_errors_marks_them_and_keeps_invalid_keys_protected(repo: Repo, tmp_path: Path) -> None:
-    repo.write("apps/web.yaml", deployment("web"))
-    repo.write("apps/old.yaml", deployment("old"))
+    repo.write("apps/web.yaml", deployment("web", 1, engine=True))
+    repo.write("apps/old.yaml", deployment("old", 1, engine=True))
     repo.commit()
-    repo.write("apps/web.yaml", broken(deployment("web")))
-    repo.write("apps/new.yaml", broken(deployment("new")))  # invalid from its first version: no fallback
-    repo.write("apps/old.yaml", broken(deployment("renamed")))  # old is gone, renamed never validated
+    repo.write("apps/web.yaml", broken(deployment("web", 1, engine=True)))
+    repo.write("apps/new.yaml", broken(deployment("new", 1)))  # invalid from its first version: no fallback
+    repo.write("apps/old.yaml", broken(deployment("renamed", 1)))  # old is gone, renamed never validated
     head = repo.commit()
     mset = load(repo, tmp_path / "state", head)
     assert sorted({e.file for e in mset.errors}) == ["apps/new.yaml", "apps/old.yaml", "apps/web.yaml"]
@@ -204,10 +205,10 @@ def test_an_unreadable_cluster_file_keeps_the_last_valid_settings(repo: Repo, tm
 )
 def test_fallback_looks_past_versions_where_the_workload_was_already_invalid(repo: Repo, tmp_path: Path) -> None:
     web_v1 = deployment("web", env={"V": "1"})
-    valid = web_v1 + "---\n" + deployment("db")
+    valid = web_v1 + "---\n" + deployment("db", 1, engine=True)
     repo.put("apps/pair.yaml", valid)
-    repo.put("apps/pair.yaml", broken(web_v1) + "---\n" + deployment("db"))  # web breaks
-    head = repo.put("apps/pair.yaml", broken(web_v1) + "---\n" + deployment("db", replicas=2))  # db edited
+    repo.put("apps/pair.yaml", broken(web_v1) + "---\n" + deployment("db", 1, engine=True))  # web breaks
+    head = repo.put("apps/pair.yaml", broken(web_v1) + "---\n" + deployment("db", 2, engine=True))  # db edited
     mset = load(repo, tmp_path / "state", head)
     assert by_key(mset)["default/Deployment/db"].replicas == 2
     assert WEB not in mset.invalid_keys

@@ -183,11 +183,13 @@ def test_start_stop_restart_map_to_engine_calls(engine: FakeRuntime, secrets: Pa
     assert out.started == {a.rid, c.rid}
 
 
-def test_engine_unavailable_aborts_the_execution(engine: FakeRuntime, secrets: Path) -> None:
-    w = workload(replicas=2)
+def test_engine_unavailable_ends_the_replicas_actions_without_a_verdict(engine: FakeRuntime, secrets: Path) -> None:
+    w = workload()
     engine.fail("run", RuntimeUnavailable("engine gone"))
-    with pytest.raises(RuntimeUnavailable):
-        executor(engine, secrets).execute([*runs(Instance(w, 0, "r")), *runs(Instance(w, 1, "r"))])
+    ex = executor(engine, secrets)
+    out = ex.execute(runs(Instance(w, 0, "r")))
+    # Not a failure of the spec (no backoff): the next pass, with the engine back, tries again.
+    assert (out.ran, out.failures, ex.busy()) == (set(), {}, {})
 
 
 def test_replicas_run_side_by_side(engine: FakeRuntime, secrets: Path) -> None:
@@ -314,19 +316,18 @@ def test_background_removal_is_tracked_until_done(engine: FakeRuntime, secrets: 
     old = engine.add_container(observed(w, 0, spec_hash="0" * 64))
     release = engine.hold("remove")
     ex = executor(engine, secrets)
-    action = Action("remove", old.rid, "replaced", target=old, background=True)
-    out = ex.execute([action])
+    action = Action("remove", old.rid, "replaced", target=old)
+    ex.execute([action])
     # execute() returned while the engine still works on the removal.
-    assert out.removed == {old.rid}
-    assert ex.removing() == {old.id}
+    assert ex.leaving() == {old.id}
     assert old.id in engine.containers
     # Asking again while it is under way does not start a second removal.
     ex.execute([action])
     release.set()
     deadline = time.monotonic() + 5
-    while ex.removing() and time.monotonic() < deadline:
+    while ex.leaving() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert ex.removing() == frozenset()
+    assert ex.leaving() == frozenset()
     assert old.id not in engine.containers
     assert engine.subjects("remove") == [old.id]
     ex.close()
@@ -337,18 +338,19 @@ def test_failed_background_removal_is_forgotten_too(engine: FakeRuntime, secrets
     old = engine.add_container(observed(w, 0))
     engine.fail("remove", RuntimeFailure("device busy"))
     ex = executor(engine, secrets)
-    out = ex.execute([Action("remove", old.rid, "replaced", target=old, background=True)])
+    out = ex.execute([Action("remove", old.rid, "replaced", target=old)])
     ex.close()  # waits for the reaper
     assert out.failures == {}
-    assert ex.removing() == frozenset()
+    assert ex.leaving() == frozenset()
     assert old.id in engine.containers  # retried by a later pass, as the planner still sees it
 
 
 def test_removing_a_pod_without_emptydir_skips_the_volume_lookup(engine: FakeRuntime, secrets: Path) -> None:
     c = engine.add_container(observed(workload(), 0, emptydir=False))
     assert c.labels["gitops.emptydir"] == "false"
-    out = executor(engine, secrets).execute([Action("remove", c.rid, "gone", target=c)])
-    assert out.removed == {c.rid}
+    ex = executor(engine, secrets)
+    ex.execute([Action("remove", c.rid, "gone", target=c)])
+    ex.close()
     assert engine.ops("remove", "remove_volumes") == ["remove"]
 
 
@@ -361,7 +363,9 @@ def test_removing_a_pod_with_emptydir_removes_its_volumes(engine: FakeRuntime, s
     mine = {**c.labels, "gitops.volume": "cache"}
     other = {**c.labels, "gitops.replica": "1"}
     engine.volumes.update({"mine": mine, "other-replica": other})
-    executor(engine, secrets).execute([Action("remove", c.rid, "gone", target=c)])
+    ex = executor(engine, secrets)
+    ex.execute([Action("remove", c.rid, "gone", target=c)])
+    ex.close()
     assert engine.ops("remove", "remove_volumes") == ["remove", "remove_volumes"]
     assert engine.subjects("remove_volumes") == [",".join(pod_label_filters(c.labels))]
     assert set(engine.volumes) == {"other-replica"}
