@@ -68,7 +68,9 @@ class DesiredLoader:
                 old = self._files[k]
                 if old.errors and not old.workloads and old.cluster is None:
                     continue
-                if CLUSTER_KEY in wanted and old.cluster is not None and CLUSTER_KEY not in recovered:
+                # An unreadable file may have held the Cluster document: keep its last settings
+                # (a typo must not uncordon every node or reset the timeouts).
+                if (CLUSTER_KEY in wanted or whole_file) and old.cluster is not None and CLUSTER_KEY not in recovered:
                     cluster = old.cluster
                     recovered.add(CLUSTER_KEY)
                 for w in old.workloads:
@@ -77,7 +79,10 @@ class DesiredLoader:
                     if whole_file or w.key in wanted:
                         extra.append(w)
                         recovered.add(w.key)
-                break
+                # Older versions are searched only for what is still missing (a workload may have
+                # been invalid in the newer ones too).
+                if whole_file or not (wanted - recovered):
+                    break
         if extra:
             log.warning("keeping last valid spec of %s", ", ".join(sorted(recovered)))
         return mset.model_copy(

@@ -183,12 +183,6 @@ def test_an_invalid_cluster_document_keeps_the_last_valid_settings(repo: Repo, t
     assert CLUSTER_KEY not in mset.invalid_keys
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DesiredLoader._with_fallbacks: an unreadable file (YAML syntax error) recovers the workloads it held "
-    "but not its Cluster document: CLUSTER_KEY is only recovered when it is in the file's invalid_keys, which is "
-    "empty for an unreadable file, so the settings fall back to ClusterSpec() defaults (cordoned nodes uncordoned)",
-)
 def test_an_unreadable_cluster_file_keeps_the_last_valid_settings(repo: Repo, tmp_path: Path) -> None:
     repo.put("cluster.yaml", cluster(heartbeat=5, cordoned="[n9]"))
     head = repo.put("cluster.yaml", cluster().replace("cordoned: [n9]", "cordoned: [n9"))  # YAML syntax error
@@ -197,14 +191,8 @@ def test_an_unreadable_cluster_file_keeps_the_last_valid_settings(repo: Repo, tm
     assert mset.cluster == ClusterSpec(heartbeat_seconds=5, node_timeout_seconds=20, cordoned=("n9",))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DesiredLoader._with_fallbacks stops at the newest earlier version of the file that has any valid "
-    "document (`break`), even when the workload it looks for is invalid there too; a valid spec further back "
-    "is never reached, so the workload is left out of the revision (only protected) instead of kept",
-)
 def test_fallback_looks_past_versions_where_the_workload_was_already_invalid(repo: Repo, tmp_path: Path) -> None:
-    web_v1 = deployment("web", env={"V": "1"})
+    web_v1 = deployment("web", 1, env={"V": "1"})
     valid = web_v1 + "---\n" + deployment("db", 1, engine=True)
     repo.put("apps/pair.yaml", valid)
     repo.put("apps/pair.yaml", broken(web_v1) + "---\n" + deployment("db", 1, engine=True))  # web breaks
