@@ -238,6 +238,9 @@ def cmd_run(cfg: Config, once: bool) -> int:
     from gitops.source import GitError
 
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    if once and cfg.settle_seconds is None:
+        # One pass asked for by an operator acts at once; a daemon first learns its peers.
+        cfg = cfg.model_copy(update={"settle_seconds": 0.0})
     rec = _reconciler(cfg)
     if once:
         try:

@@ -52,7 +52,7 @@ class Config(BaseModel):
     backoff_scale: float = 1.0
     # Publish container output (log tails, exec-probe output) in status; off: it may carry secrets.
     status_logs: bool = False
-    # Seconds a freshly started node watches before claiming work (None: the cluster's heartbeat).
+    # Seconds a freshly started node watches before claiming new work (None: two cluster heartbeats).
     settle_seconds: float | None = None
 
     @property

@@ -17,7 +17,7 @@ from gitops.cluster import ClusterView
 from gitops.gpu import Gpu, assign_gpus
 from gitops.health import Health
 from gitops.identity import Observed, ReplicaId, WorkloadKey
-from gitops.model import ManifestSet, Workload
+from gitops.model import ClusterSpec, ManifestSet, Workload
 from gitops.placement import Assignment
 from gitops.reconcile.memory import JobResult, Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation
@@ -50,8 +50,7 @@ class PassContext:
     silent_for: float = 0.0
     # Seconds since this daemon started: a fresh node learns its peers before it claims work.
     uptime: float = float("inf")
-    # How long a fresh node only watches (None: the cluster's heartbeat interval, when every
-    # live peer, and every peer starting with us, has published at least once).
+    # How long a fresh node only watches (None: see ``settle_seconds``).
     settle_s: float | None = None
     # Replicas whose earlier actions are still in flight, with what they are doing.
     busy: Mapping[ReplicaId, str] = field(default_factory=dict)
@@ -238,13 +237,22 @@ def handoff_holds(
     return frozenset(hold)
 
 
+def settle_seconds(cluster: ClusterSpec, configured: float | None) -> float:
+    """How long a fresh node watches before claiming new work: by then every live peer, and every
+    peer that started with it, has published at least once (two heartbeats), unless configured."""
+    return 2.0 * cluster.heartbeat_seconds if configured is None else configured
+
+
 def settle_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:
     """Replicas a freshly started node does not start yet: it may not have seen its peers' claims."""
-    settle = ctx.manifests.cluster.heartbeat_seconds if ctx.settle_s is None else ctx.settle_s
+    settle = settle_seconds(ctx.manifests.cluster, ctx.settle_s)
     if ctx.uptime >= settle:
         return {}
     why = f"learning the cluster's membership first ({settle:.0f}s after start)"
-    return {i.id: why for i in desired if i.id not in ctx.observation.by_replica}
+    # What our record from before a restart claimed is ours already: repaired at once.
+    own = ctx.view.reports.get(ctx.node)
+    claimed = {r.rid for r in own.workloads} if own is not None else set()
+    return {i.id: why for i in desired if i.id not in ctx.observation.by_replica and i.id not in claimed}
 
 
 def surge_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:

@@ -21,7 +21,7 @@ from gitops.reconcile.execute import Executor, Outcome
 from gitops.reconcile.memory import Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation, observe
 from gitops.reconcile.plan import Action, Instance, Plan, plan
-from gitops.reconcile.policy import PassContext, decide, fenced_keys, job_results
+from gitops.reconcile.policy import PassContext, decide, fenced_keys, job_results, settle_seconds
 from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
@@ -327,7 +327,7 @@ class Reconciler:
         """Seconds until a pass is due for a heartbeat or a crash-loop restart, whatever the interval."""
         now = time.monotonic()
         due = [self._last_push_at + self._heartbeat_timeout[0] - now]
-        settle = self._heartbeat_timeout[0] if self.config.settle_seconds is None else self.config.settle_seconds
+        settle = settle_seconds(self._mset.cluster, self.config.settle_seconds) if self._mset else 0.0
         if now - self._started_at < settle:
             due.append(self._started_at + settle - now)
         due += [t - now for t in self.memory.not_before().values() if t > now]

@@ -44,6 +44,7 @@ def run(
     memory: Memory | None = None,
     ages: dict[str, float] | None = None,
     running_since: dict[str, float] | None = None,
+    dead: Sequence[str] = (),
     **ctx: Any,
 ) -> Decision:
     """Decide for node n1, given what it is assigned, what it runs and what peers report."""
@@ -51,7 +52,8 @@ def run(
     for name, items in (others or {}).items():
         per_node[name] = sorted(ReplicaId(w.key, r) for w, r in items)
     reports = {n: NodeStatus(node=n, workloads=rows) for n, rows in (peers or {}).items()}
-    view = ClusterView(reports=reports, live=frozenset(reports), ages=ages or dict.fromkeys(reports, 1.0))
+    live = frozenset(reports) - set(dead)
+    view = ClusterView(reports=reports, live=live, ages=ages or dict.fromkeys(reports, 1.0))
     obs = observe(list(containers), workloads, running_since or {}, None, NOW)
     mset = ManifestSet(workloads=tuple(workloads), cluster=ClusterSpec(heartbeat_seconds=1, node_timeout_seconds=5))
     return decide(
@@ -285,3 +287,49 @@ def test_invalid_revision_forbids_pruning_and_protects_invalid_keys() -> None:
     obs = observe([], [w], {}, None, NOW)
     d = decide(PassContext("n1", "rev", mset, ClusterView({}, frozenset()), Assignment(), obs, Memory(), now=NOW))
     assert not d.inputs.prune_allowed and d.inputs.protected_keys == {"default/Deployment/old"}
+
+
+# -- a fresh node, handoff surge ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uptime", "settle_s", "own_rows", "blocked"),
+    [
+        (1.0, None, [], {0, 1}),  # two heartbeats (1 s each) not yet past: learn the peers first
+        (2.0, None, [], set()),
+        (1.0, 0.0, [], set()),  # configured off (a lone node, `run --once`)
+        (1.0, None, [1], {0}),  # replica 1 was ours before a restart: repaired at once
+    ],
+)
+def test_a_fresh_node_claims_no_new_work_until_it_has_seen_its_peers(
+    uptime: float, settle_s: float | None, own_rows: list[int], blocked: set[int]
+) -> None:
+    w = workload("web", 2)
+    peers = {"n1": [row(w, r, "running") for r in own_rows]}
+    d = run([w], mine=[(w, 0), (w, 1)], peers=peers, uptime=uptime, settle_s=settle_s)
+    assert {rid.replica for rid, why in d.inputs.blocked.items() if "membership" in why} == blocked
+
+
+def test_handoffs_never_take_a_deployment_past_replicas_plus_surge() -> None:
+    w = workload("web", 4, max_surge=1)
+    # n2 runs all four; placement now gives 0 and 1 to us (n1), 2 and 3 stay on n2.
+    peers = {"n2": [row(w, r, "ready", container=f"c{r}") for r in range(4)]}
+    d = run([w], mine=[(w, 0), (w, 1)], peers=peers, others={"n2": [(w, 2), (w, 3)]})
+    assert [rid.replica for rid, why in d.inputs.blocked.items() if "handoff" in why] == [1]
+    # Replica 0 has its second copy here now (5 copies = 4 + 1): replica 1 still waits.
+    d = run([w], mine=[(w, 0), (w, 1)], containers=[observed(w, 0)], peers=peers, others={"n2": [(w, 2), (w, 3)]})
+    assert [rid.replica for rid, why in d.inputs.blocked.items() if "handoff" in why] == [1]
+    # n2 let replica 0 go (its copy is gone): replica 1 may move.
+    peers = {"n2": [row(w, r, "ready", container=f"c{r}") for r in (1, 2, 3)]}
+    d = run([w], mine=[(w, 0), (w, 1)], containers=[observed(w, 0)], peers=peers, others={"n2": [(w, 2), (w, 3)]})
+    assert not any("handoff" in why for why in d.inputs.blocked.values())
+
+
+def test_replicas_with_no_copy_anywhere_start_at_once() -> None:
+    w = workload("web", 4, max_surge=1)
+    # A dead node's copies do not count: failover is not held back by the surge budget.
+    peers = {"n2": [row(w, r, "ready", container=f"c{r}") for r in range(4)]}
+    d = run([w], mine=[(w, r) for r in range(4)], peers=peers, dead=["n2"])
+    assert not any("handoff" in why for why in d.inputs.blocked.values())
+    d = run([w], mine=[(w, r) for r in range(4)], peers=peers)
+    assert [rid.replica for rid, why in d.inputs.blocked.items() if "handoff" in why] == [1, 2, 3]
