@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 
 from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
-from gitops.model import FileResult, ManifestSet, Workload
-from gitops.source import GitSource
+from gitops.manifests.yamlsafe import Limits
+from gitops.model import FileResult, ManifestError, ManifestSet, Workload
+from gitops.source import GitSource, TooLarge
 
 log = logging.getLogger(__name__)
 
 HISTORY_DEPTH = 50
+# The size limit parse_file applies, enforced before a blob leaves Git.
+MAX_MANIFEST_BYTES = Limits().max_bytes
 
 
 class DesiredLoader:
@@ -33,13 +36,13 @@ class DesiredLoader:
             return cached
         entries = [e for e in self.source.list_files(rev) if is_manifest_path(e.path)]
         missing = [e.blob for e in entries if (e.path, e.blob) not in self._files]
-        blobs = self.source.read_blobs(missing)
+        blobs = self.source.read_blobs(missing, MAX_MANIFEST_BYTES)
         results: dict[str, FileResult] = {}
         live_keys: set[tuple[str, str]] = set()
         for e in entries:
             k = (e.path, e.blob)
             if k not in self._files:
-                self._files[k] = parse_file(e.path, blobs.get(e.blob, b""))
+                self._files[k] = _parse(e.path, blobs.get(e.blob, b""))
             results[e.path] = self._files[k]
             live_keys.add(k)
         mset = combine(results)
@@ -64,7 +67,7 @@ class DesiredLoader:
             for blob in self.source.path_history(rev, path, HISTORY_DEPTH):
                 k = (path, blob)
                 if k not in self._files:
-                    self._files[k] = parse_file(path, self.source.read_blobs([blob]).get(blob, b""))
+                    self._files[k] = _parse(path, self.source.read_blobs([blob], MAX_MANIFEST_BYTES).get(blob, b""))
                 old = self._files[k]
                 if old.errors and not old.workloads and old.cluster is None:
                     continue
@@ -92,3 +95,10 @@ class DesiredLoader:
                 "invalid_keys": tuple(sorted(set(mset.invalid_keys) - recovered)),
             }
         )
+
+
+def _parse(path: str, blob: bytes | TooLarge) -> FileResult:
+    # A file too big to read is unreadable like one that does not parse: it keeps its workloads.
+    if isinstance(blob, TooLarge):
+        return FileResult(errors=(ManifestError(file=path, message=str(blob)),), unreadable=True)
+    return parse_file(path, blob)

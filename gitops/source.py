@@ -2,19 +2,53 @@
 
 Git runs as short-lived subprocesses (never a long-lived GitPython ``Repo``) so a
 daemon that makes thousands of passes leaks neither processes nor file handles.
+What the repository holds is untrusted input: paths are matched literally, a blob's
+size is known before it is read, and nothing fetched into the mirror can configure git.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import subprocess
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from gitops.status import MAX_STATUS_BYTES
+
+log = logging.getLogger(__name__)
 
 HEAD_REF = "refs/gitops/head"
 STATUS_PREFIX = "refs/gitops/status/"
 STATUS_BRANCH_PREFIX = "refs/heads/gitops/status/"
+
+# The shortest time a git command is given, whatever timeout is configured or derived from
+# the repository's Cluster settings: below it a fetch over a slow link could never finish.
+GIT_TIMEOUT_FLOOR_S = 3.0
+# A lock file older than this many git timeouts cannot belong to a git command still running.
+STALE_LOCK_TIMEOUTS = 2
+# Compaction is considered after this many fetches and pushes, or this long after the last time,
+# and runs when the mirror holds this many loose objects (each takes a file and a disk block).
+COMPACT_EVERY_WRITES = 256
+COMPACT_EVERY_S = 600.0
+COMPACT_LOOSE_OBJECTS = 1000
+
+# Given to every command. Command-line settings outrank every config file, so neither the
+# mirror's config nor anything fetched into the mirror can turn these back on.
+_PINNED_CONFIG = (
+    "core.hooksPath=/dev/null",  # no hook runs, whatever is written into the mirror
+    "gc.auto=0",  # fetch and push never leave a detached gc running; compact() decides
+    "maintenance.auto=false",
+)
+# Unreachable objects (cut status history, force-pushed branches) go into a cruft pack instead
+# of staying loose; the grace period spares objects a concurrent command (``gitops plan`` on
+# the same state directory) has written but not yet referenced.
+_COMPACT_CONFIG = ("gc.cruftPacks=true", "gc.pruneExpire=1.hour.ago")
+# What git says when a lock file is in its way: ref, packed-refs and shallow locks, then config.
+_LOCKED = re.compile(r"\.lock': File exists|could not lock config file .*: File exists")
 
 
 class GitError(Exception):
@@ -29,11 +63,29 @@ class TreeEntry:
     blob: str
 
 
+@dataclass(frozen=True)
+class TooLarge:
+    """A blob left unread because it is bigger than the reader's limit."""
+
+    size: int
+    limit: int
+
+    def __str__(self) -> str:
+        return f"file is {self.size} bytes, over the {self.limit}-byte limit; not read"
+
+
 def normalise_url(url: str) -> str:
     """Turn a local path into an absolute one so the mirror finds it from any cwd."""
     if "://" in url or (":" in url and not url.startswith("/") and "@" in url.split(":")[0]):
         return url
     return str(Path(url).expanduser().resolve())
+
+
+def _failure(stderr: bytes, returncode: int) -> str:
+    # git ends some errors with advice (a lock file's "remove the file manually"): report the error.
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (errors or lines or [f"exit {returncode}"])[-1]
 
 
 class GitSource:
@@ -50,15 +102,49 @@ class GitSource:
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=10"),
             "LC_ALL": "C",
+            # A file named 'apps/*.yaml' or ':(glob)x' is that one file, never a pattern.
+            "GIT_LITERAL_PATHSPECS": "1",
+            # An object id reads the object it names; refs/replace/ cannot swap in other content.
+            "GIT_NO_REPLACE_OBJECTS": "1",
         }
+        self._writes = 0
+        self._compact_checked = time.monotonic()
+        # A daemon killed mid-fetch or mid-push leaves its lock files behind.
+        self._clear_stale_locks()
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one git command may run; never below GIT_TIMEOUT_FLOOR_S."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, seconds: float) -> None:
+        # The floor goes first: max() then keeps it when ``seconds`` is NaN.
+        self._timeout = max(GIT_TIMEOUT_FLOOR_S, seconds)
 
     def git(
-        self, *args: str, stdin: bytes | None = None, check: bool = True, env: dict[str, str] | None = None
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        config: Sequence[str] = (),
     ) -> bytes:
-        """Run git in the mirror and return stdout."""
+        """Run git in the mirror and return stdout; if stale lock files stop it, remove them and retry once."""
+        proc = self._run(args, stdin, env, config)
+        if proc.returncode and _LOCKED.search(proc.stderr.decode(errors="replace")) and self._clear_stale_locks():
+            proc = self._run(args, stdin, env, config)
+        if check and proc.returncode:
+            raise GitError(f"git {args[0]}: {_failure(proc.stderr, proc.returncode)}")
+        return proc.stdout
+
+    def _run(
+        self, args: Sequence[str], stdin: bytes | None, env: dict[str, str] | None, config: Sequence[str]
+    ) -> subprocess.CompletedProcess[bytes]:
+        settings = [arg for setting in (*_PINNED_CONFIG, *config) for arg in ("-c", setting)]
         try:
-            proc = subprocess.run(
-                ["git", "--git-dir", str(self.mirror), *args],
+            return subprocess.run(
+                ["git", "--git-dir", str(self.mirror), *settings, *args],
                 input=stdin,
                 capture_output=True,
                 env={**self._env, **(env or {})},
@@ -67,22 +153,29 @@ class GitSource:
             )
         except subprocess.TimeoutExpired as e:
             raise GitError(f"git {args[0]} timed out after {self.timeout:.0f}s") from e
-        if check and proc.returncode != 0:
-            msg = proc.stderr.decode(errors="replace").strip().splitlines()
-            raise GitError(f"git {args[0]}: {msg[-1] if msg else 'exit ' + str(proc.returncode)}")
-        return proc.stdout
+
+    def _clear_stale_locks(self) -> bool:
+        """Remove the mirror's lock files too old to have a live owner; True if there were any."""
+        cutoff = time.time() - STALE_LOCK_TIMEOUTS * self.timeout
+        removed: list[str] = []
+        for parent, _, names in os.walk(self.mirror):
+            for name in names:
+                path = Path(parent, name)
+                try:
+                    if name.endswith(".lock") and path.lstat().st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(str(path.relative_to(self.mirror)))
+                except FileNotFoundError:  # its owner finished after all
+                    continue
+        if removed:
+            log.warning("removed stale git lock files from the mirror: %s", ", ".join(sorted(removed)))
+        return bool(removed)
 
     def ensure_mirror(self) -> None:
         """Create the bare mirror and point it at the configured URL."""
         if not (self.mirror / "HEAD").exists():
             self.mirror.parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                ["git", "init", "-q", "--bare", str(self.mirror)],
-                check=True,
-                capture_output=True,
-                env=self._env,
-            )
-            self.git("config", "gc.auto", "0")
+            self.git("init", "-q", "--bare", "--template=")  # no template: not even sample hooks
         self.git("config", "remote.origin.url", self.url)
 
     def fetch(self) -> str:
@@ -98,10 +191,12 @@ class GitSource:
             "--prune",
             "--force",
             "--no-write-fetch-head",
+            "--no-recurse-submodules",  # the repository's .gitmodules names no URL we contact
             "origin",
             f"+refs/heads/{self.branch}:{HEAD_REF}",
             f"+{STATUS_BRANCH_PREFIX}*:{STATUS_PREFIX}*",
         )
+        self._writes += 1
         return self.head()
 
     def head(self) -> str:
@@ -130,23 +225,39 @@ class GitSource:
                 out.append(TreeEntry(path.decode(errors="replace")[len(prefix) :], blob))
         return out
 
-    def read_blobs(self, specs: Iterable[str]) -> dict[str, bytes]:
-        """Contents of several objects (blob ids or ``rev:path``) in one ``cat-file --batch``."""
+    def read_blobs(self, specs: Iterable[str], max_bytes: int) -> dict[str, bytes | TooLarge]:
+        """Blobs (by id or ``rev:path``) up to ``max_bytes`` each; bigger ones are sized, never read.
+
+        Specs that name nothing, or something other than a blob, are left out.
+        """
         wanted = list(dict.fromkeys(specs))
         if not wanted:
             return {}
-        raw = self.git("cat-file", "--batch", stdin=("\n".join(wanted) + "\n").encode())
-        out: dict[str, bytes] = {}
-        pos = 0
-        for spec in wanted:
-            nl = raw.index(b"\n", pos)
-            header = raw[pos:nl].decode(errors="replace").split()
-            pos = nl + 1
-            if len(header) < 3 or header[-1] == "missing":
+        check = self.git("cat-file", "--batch-check", stdin=("\n".join(wanted) + "\n").encode())
+        out: dict[str, bytes | TooLarge] = {}
+        small: dict[str, str] = {}
+        for spec, line in zip(wanted, check.decode(errors="replace").splitlines(), strict=True):
+            header = line.split()
+            if len(header) != 3 or header[1] != "blob":  # "<spec> missing", or a tree or commit
                 continue
             size = int(header[2])
-            out[spec] = raw[pos : pos + size]
-            pos += size + 1
+            if size > max_bytes:
+                out[spec] = TooLarge(size, max_bytes)
+            else:
+                small[spec] = header[0]
+        if small:
+            ids = list(dict.fromkeys(small.values()))
+            raw = self.git("cat-file", "--batch", stdin=("\n".join(ids) + "\n").encode())
+            contents: dict[str, bytes] = {}
+            pos = 0
+            for oid in ids:
+                nl = raw.index(b"\n", pos)
+                fields, pos = raw[pos:nl].split(), nl + 1
+                if len(fields) == 3:  # else "<oid> missing": pruned since the size check, by someone else
+                    size = int(fields[2])
+                    contents[oid] = raw[pos : pos + size]
+                    pos += size + 1
+            out.update({spec: contents[oid] for spec, oid in small.items() if oid in contents})
         return out
 
     def path_history(self, rev: str, path: str, limit: int) -> list[str]:
@@ -183,9 +294,17 @@ class GitSource:
         return heads
 
     def read_status_files(self, heads: dict[str, str]) -> dict[str, bytes]:
-        """node name -> its ``status.yaml`` bytes, read in one batch."""
-        raw = self.read_blobs(f"{sha}:status.yaml" for sha in heads.values())
-        return {n: raw[f"{sha}:status.yaml"] for n, sha in heads.items() if f"{sha}:status.yaml" in raw}
+        """node name -> its ``status.yaml`` bytes, read in one batch; oversized ones left out."""
+        specs = {node: f"{sha}:status.yaml" for node, sha in heads.items()}
+        raw = self.read_blobs(specs.values(), MAX_STATUS_BYTES)
+        out: dict[str, bytes] = {}
+        for node, spec in specs.items():
+            got = raw.get(spec)
+            if isinstance(got, TooLarge):
+                log.warning("ignoring the status of %s: status.yaml %s", node, got)
+            elif got is not None:
+                out[node] = got
+        return out
 
     def push_status(self, node: str, content: bytes, message: str, max_history: int) -> str:
         """Commit ``status.yaml`` onto this node's status branch and push it; return the commit.
@@ -193,6 +312,10 @@ class GitSource:
         The node is the branch's only writer, so a forced push never loses anyone else's
         work; history is cut to a fresh root once it grows past ``max_history``.
         """
+        if len(content) > MAX_STATUS_BYTES:
+            log.warning(
+                "status.yaml is %d bytes, over the %d peers read: they will ignore it", len(content), MAX_STATUS_BYTES
+            )
         ref = STATUS_PREFIX + node
         parent = self.git("rev-parse", "--verify", "--quiet", ref, check=False).decode().strip()
         if parent:
@@ -212,6 +335,29 @@ class GitSource:
             "GIT_COMMITTER_EMAIL": mail,
         }
         commit = self.git(*args, env=ident).decode().strip()
-        self.git("push", "--quiet", "--force", "origin", f"{commit}:{STATUS_BRANCH_PREFIX}{node}")
+        self.git(
+            "push", "--quiet", "--force", "--no-recurse-submodules", "origin", f"{commit}:{STATUS_BRANCH_PREFIX}{node}"
+        )
         self.git("update-ref", ref, commit)
+        self._writes += 1
+        # After the push: the heartbeat is out before compaction spends any time.
+        if self._writes >= COMPACT_EVERY_WRITES or time.monotonic() - self._compact_checked >= COMPACT_EVERY_S:
+            self.compact()
         return commit
+
+    def compact(self) -> bool:
+        """Garbage-collect the mirror if it holds COMPACT_LOOSE_OBJECTS loose objects; True if it did."""
+        self._writes, self._compact_checked = 0, time.monotonic()
+        try:
+            if self.loose_objects() < COMPACT_LOOSE_OBJECTS:
+                return False
+            self.git("gc", "--quiet", config=_COMPACT_CONFIG)
+        except GitError as e:
+            log.warning("git mirror not compacted, will try again later: %s", e)
+            return False
+        return True
+
+    def loose_objects(self) -> int:
+        """How many loose objects the mirror holds."""
+        stats = self.git("count-objects", "-v").decode().splitlines()
+        return next(int(line.split()[1]) for line in stats if line.startswith("count:"))

@@ -110,6 +110,10 @@ def utc_now_iso(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# The largest status.yaml a node reads from a peer's branch (a few hundred bytes per replica);
+# a bigger one is not read at all, and that peer counts as not reporting.
+MAX_STATUS_BYTES = 4 * 1024 * 1024
+
 # libyaml is 4-5x faster on records of thousands of rows; the pure-Python classes are the fallback.
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
