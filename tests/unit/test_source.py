@@ -12,7 +12,8 @@ import pytest
 from gitops import source
 from gitops.desired import MAX_MANIFEST_BYTES, DesiredLoader
 from gitops.source import GIT_TIMEOUT_FLOOR_S, GitError, GitSource, TooLarge
-from tests.helpers import Repo, deployment, git
+from tests.builders import deployment
+from tests.helpers import Repo, git
 
 
 def test_fetch_list_read_and_history(repo: Repo, tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_oversized_blob_is_sized_not_read(repo: Repo, tmp_path: Path) -> None:
 
 
 def test_oversized_manifest_is_an_error_and_keeps_its_workloads(repo: Repo, tmp_path: Path) -> None:
-    web = deployment("web")
+    web = deployment("web", 1, engine=True)
     repo.put("apps/web.yaml", web)
     head = repo.put("apps/web.yaml", web + "#" * MAX_MANIFEST_BYTES)
     src = GitSource(str(repo.path), "main", "", tmp_path / "state")
