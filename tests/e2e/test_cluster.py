@@ -114,10 +114,15 @@ class Sampler(Periodic):
     def __init__(self, cluster: Cluster, workload: str):
         super().__init__()
         self.cluster, self.workload = cluster, workload
-        self.samples: list[int] = []
+        self.per_node: list[Counter[str]] = []
 
     def sample(self) -> None:
-        self.samples.append(sum(self.cluster.running(self.workload).values()))
+        self.per_node.append(self.cluster.running(self.workload))
+
+    @property
+    def samples(self) -> list[int]:
+        """Running copies cluster-wide, per sample."""
+        return [sum(x.values()) for x in self.per_node]
 
 
 def settled(c: Cluster, nodes: list[str], workload: str, per_node: dict[str, int]) -> bool:

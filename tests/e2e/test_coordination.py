@@ -20,7 +20,7 @@ from gitops.reconcile.reconciler import Reconciler
 from gitops.runtime.docker import DockerRuntime
 from tests.builders import deployment
 from tests.e2e.test_cluster import CLUSTER, Cluster, Sampler
-from tests.helpers import DOCKER_HOST, GitServer, Periodic, remove_node_containers, wait_for
+from tests.helpers import DOCKER_HOST, GitServer, remove_node_containers, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -34,18 +34,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(tmp_path)
     yield c
     c.close()
-
-
-class PerNode(Periodic):
-    """Samples a workload's running containers per node every 0.5 s."""
-
-    def __init__(self, cluster: Cluster, workload: str):
-        super().__init__()
-        self.cluster, self.workload = cluster, workload
-        self.samples: list[dict[str, int]] = []
-
-    def sample(self) -> None:
-        self.samples.append(dict(self.cluster.running(self.workload)))
 
 
 def commit_times(bare: Path, node: str) -> list[int]:
@@ -65,17 +53,16 @@ def test_sigterm_ignoring_replicas_start_together_fail_over_and_scale_down(clust
     c.push("cluster.yaml", CLUSTER % "[]")
     # The default 30 s grace period, as in the report this test comes from.
     c.push("apps/web.yaml", deployment("web", 6, engine=True, command=STUBBORN, grace_s=30))
-    with PerNode(c, "web") as s:
+    with Sampler(c, "web") as s:
         t0 = time.monotonic()
         for short in "abc":
             c.start(short)
         wait_for(lambda: c.running("web") == {a: 2, b: 2, cc: 2}, timeout=15, interval=0.25, what="2/2/2")
         took = time.monotonic() - t0
         time.sleep(2)
-    totals = [sum(x.values()) for x in s.samples]
-    assert max(totals) <= 6 + 1, f"over-replicated: {s.samples}"
-    assert c.running("web") == {a: 2, b: 2, cc: 2}, s.samples
-    print(f"2/2/2 after {took:.1f}s; most copies seen {max(totals)}")
+    assert max(s.samples) <= 6 + 1, f"over-replicated: {s.per_node}"
+    assert c.running("web") == {a: 2, b: 2, cc: 2}, s.per_node
+    print(f"2/2/2 after {took:.1f}s; most copies seen {max(s.samples)}")
 
     # Kill node c with its containers: only its replicas move, within the timeout and two intervals.
     survivors = c.ids("web", a) | c.ids("web", b)
