@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +16,7 @@ from gitops.gpu import Gpu
 from gitops.identity import Observed, ReplicaId
 from gitops.model import ClusterSpec, ContainerSpec, JobSpec, ManifestSet, PodSpec, Workload
 from gitops.placement import Assignment
+from gitops.reconcile import policy
 from gitops.reconcile.memory import JobResult, Memory, RestartTrack
 from gitops.reconcile.observe import observe
 from gitops.reconcile.policy import Decision, PassContext, decide
@@ -333,3 +338,18 @@ def test_replicas_with_no_copy_anywhere_start_at_once() -> None:
     assert not any("handoff" in why for why in d.inputs.blocked.values())
     d = run([w], mine=[(w, r) for r in range(4)], peers=peers)
     assert [rid.replica for rid, why in d.inputs.blocked.items() if "handoff" in why] == [1, 2, 3]
+
+
+def test_the_policy_imports_no_engine_git_or_clock() -> None:
+    code = (
+        "import sys, gitops.reconcile.policy as p, gitops.reconcile.report, gitops.reconcile.plan;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('docker', 'requests', 'subprocess')"
+        " or m in ('gitops.source', 'gitops.runtime.docker')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    # No clock either: ``now`` comes in through the context.
+    tree = ast.parse(Path(policy.__file__).read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
+    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not names & {"time", "datetime", "subprocess", "docker", "gitops.source"}
