@@ -281,10 +281,9 @@ def cmd_plan(cfg: Config) -> int:
 
 def _read_cluster(cfg: Config, verb: str) -> tuple[ManifestSet, ClusterView, str] | None:
     """Fetch the tracked branch and status branches into a throwaway mirror; None (reported) on failure."""
-    from gitops.cluster import Membership
+    from gitops.cluster import StatusBoard
     from gitops.desired import DesiredLoader
     from gitops.source import GitError, GitSource
-    from gitops.status import load
 
     with tempfile.TemporaryDirectory(prefix="gitops-read-") as tmp:
         src = GitSource(cfg.repo, cfg.branch, cfg.path, Path(tmp), cfg.git_timeout)
@@ -292,12 +291,13 @@ def _read_cluster(cfg: Config, verb: str) -> tuple[ManifestSet, ClusterView, str
             rev = src.fetch()
             mset = DesiredLoader(src).load(rev)
             heads = src.status_heads()
-            raw = src.read_status_files(heads)
         except GitError as e:
             print(f"gitops {verb}: {e}", file=sys.stderr)
             return None
-    reports = {n: r for n, b in raw.items() if (r := load(b)) is not None}
-    return mset, Membership().view(reports, heads, mset.cluster.node_timeout_seconds), rev
+        # Bad records are contained and shown as rejected, never fatal; nothing is kept between runs.
+        timeout = mset.cluster.node_timeout_seconds
+        view = StatusBoard().view(heads, src.read_status_files, timeout, forget_after_s=timeout)
+    return mset, view, rev
 
 
 def cmd_status(cfg: Config, output: str) -> int:

@@ -1,25 +1,54 @@
-"""The cluster view: which nodes are live and what they report, read from status branches."""
+"""The cluster view: which nodes are live and what they report, read from status branches.
+
+Status records are untrusted input (DESIGN.md section 9). ``StatusBoard`` validates each
+one alone; a rejected or unreadable record is reported and contained, never raised, and
+its node keeps its last good record (ageing as usual) so that what it claimed to run stays
+claimed until that record expires.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from gitops.identity import ReplicaId
 from gitops.placement import NodeInfo
 from gitops.states import RELEASING_REASONS, RUNNING_STATES
-from gitops.status import NodeStatus
+from gitops.status import BadRecord, NodeStatus, parse_record
+
+log = logging.getLogger(__name__)
+
+# Margin after a peer's timeout before its exclusive replicas are taken over, so that its
+# own fencing (at the timeout, by its own clock) has certainly happened first.
+FENCE_MARGIN_S = 2.0
+# A heartbeat stamped later than this ahead of our clock is no witness of freshness.
+FUTURE_TOLERANCE_S = 1.0
+
+# Reads ``status.yaml`` of each (node -> commit) given: its bytes, or why they were not read
+# (too large); a node missing from the answer has none.
+StatusReader = Callable[[dict[str, str]], Mapping[str, bytes | str]]
+
+
+def claims_expire_after(node_timeout_s: float, heartbeat_s: float) -> float:
+    """Age past which a peer's record claims nothing, not even its exclusive replicas."""
+    return node_timeout_s + 2 * heartbeat_s + FENCE_MARGIN_S
 
 
 @dataclass(frozen=True)
 class ClusterView:
-    """Reports of every node that has a status branch, and which of them are live."""
+    """Reports of every node that has a status branch, and which of them are live.
+
+    A node whose branch vanished or holds a rejected record is still reported with its
+    last good record until that expires; ``rejected`` says why its current record is not used.
+    """
 
     reports: Mapping[str, NodeStatus]
     live: frozenset[str]
     ages: Mapping[str, float] = field(default_factory=dict)
+    rejected: Mapping[str, str] = field(default_factory=dict)
 
     def node_infos(self, cordoned: frozenset[str]) -> list[NodeInfo]:
         """Live nodes as placement inputs, sorted by name."""
@@ -59,10 +88,13 @@ class Membership:
     node's monotonic clock at the moment it first saw that status commit. A node is
     live while either witness is younger than the timeout, so a peer whose clock runs
     a few seconds behind still counts as live as long as its commits keep changing.
+    A stamp from the future is no witness at all: a dead node whose clock ran ahead
+    would otherwise stay live for as long as it was ahead.
     """
 
     def __init__(self) -> None:
-        self._first_seen: dict[str, tuple[str, float | None]] = {}
+        # node -> (commit, monotonic time first seen, whether that was our first sight of the node)
+        self._first_seen: dict[str, tuple[str, float, bool]] = {}
 
     def view(
         self,
@@ -77,18 +109,122 @@ class Membership:
         mono = time.monotonic() if monotonic is None else monotonic
         live: set[str] = set()
         ages: dict[str, float] = {}
+        for name in self._first_seen.keys() - reports.keys():
+            del self._first_seen[name]
         for name, report in reports.items():
             sha = heads.get(name, "")
             seen = self._first_seen.get(name)
             if seen is None or seen[0] != sha:
-                # First sight says nothing about when it was written; a later change does.
-                seen = (sha, None if seen is None else mono)
+                seen = (sha, mono, seen is None)
                 self._first_seen[name] = seen
-            observed_age = float("inf") if seen[1] is None else mono - seen[1]
+            seen_age = mono - seen[1]
             hb = report.heartbeat_time()
             stamp_age = (now - hb).total_seconds() if hb else float("inf")
-            age = min(max(stamp_age, 0.0), observed_age)
+            if stamp_age < -FUTURE_TOLERANCE_S:
+                # Only our own clock counts: the commit is as old as our first sight of it.
+                age = seen_age
+            else:
+                # First sight says nothing about when it was written; a later change does.
+                observed_age = float("inf") if seen[2] else seen_age
+                age = min(max(stamp_age, 0.0), observed_age)
             ages[name] = age
             if age <= timeout_s:
                 live.add(name)
         return ClusterView(reports=dict(reports), live=frozenset(live), ages=ages)
+
+
+@dataclass(frozen=True)
+class _Unusable:
+    """Why a commit's record is not used; ``retry`` when reading it failed rather than the record."""
+
+    reason: str
+    retry: bool = False
+
+
+class StatusBoard:
+    """Peers' records read from their status branches, each validated alone, the last good one kept.
+
+    Each commit is read and validated once (a warning is logged once per bad commit). A
+    node whose branch vanishes, or whose new record is rejected or cannot be read, keeps
+    its last good record, ageing from that record's own witnesses, until it is older than
+    ``forget_after_s``: its exclusive replicas stay claimed until its fencing has surely
+    stopped them, though it stops counting as live for placement after the node timeout.
+    """
+
+    def __init__(self, membership: Membership | None = None) -> None:
+        self.membership = membership or Membership()
+        self._records: dict[tuple[str, str], NodeStatus | _Unusable] = {}
+        self._good: dict[str, tuple[str, NodeStatus]] = {}
+
+    def remember(self, node: str, sha: str, status: NodeStatus) -> None:
+        """Take ``status`` as the record at ``sha`` on ``node``'s branch (one we just pushed) without reading it."""
+        self._records[(node, sha)] = status
+
+    def view(
+        self,
+        heads: Mapping[str, str],
+        read: StatusReader,
+        timeout_s: float,
+        forget_after_s: float,
+        now: datetime | None = None,
+        monotonic: float | None = None,
+    ) -> ClusterView:
+        """The cluster view from the status branches' heads (node -> commit), reading only new commits."""
+        self._read(heads, read)
+        self._records = {(n, sha): self._records[(n, sha)] for n, sha in heads.items()}
+        rejected: dict[str, str] = {}
+        for node, sha in heads.items():
+            record = self._records[(node, sha)]
+            if isinstance(record, NodeStatus):
+                self._good[node] = (sha, record)
+            else:
+                rejected[node] = record.reason
+        reports = {n: r for n, (_, r) in self._good.items()}
+        view = self.membership.view(reports, {n: sha for n, (sha, _) in self._good.items()}, timeout_s, now, monotonic)
+        # A last good record kept for a vanished or broken branch is dropped once it claims nothing.
+        expired = {n for n, (sha, _) in self._good.items() if heads.get(n) != sha and view.ages[n] > forget_after_s}
+        for n in expired:
+            del self._good[n]
+        return ClusterView(
+            reports={n: r for n, r in view.reports.items() if n not in expired},
+            live=view.live - expired,
+            ages={n: a for n, a in view.ages.items() if n not in expired},
+            rejected=rejected,
+        )
+
+    def _read(self, heads: Mapping[str, str], read: StatusReader) -> None:
+        new: dict[str, str] = {}
+        again: list[dict[str, str]] = []
+        for node, sha in heads.items():
+            known = self._records.get((node, sha))
+            if known is None:
+                new[node] = sha
+            elif isinstance(known, _Unusable) and known.retry:
+                # Alone, so that a branch that cannot be read holds back nobody else's.
+                again.append({node: sha})
+        for batch in (new, *again):
+            if batch:
+                self._read_batch(batch, read)
+
+    def _read_batch(self, batch: dict[str, str], read: StatusReader) -> None:
+        raw: Mapping[str, bytes | str] | None
+        try:
+            raw, failure = read(batch), ""
+        except Exception as e:  # whatever the reader hit, the pass goes on with the last good records
+            raw, failure = None, f"status branch unreadable: {e}"
+        for node, sha in batch.items():
+            record: NodeStatus | _Unusable
+            if raw is None:
+                record = _Unusable(failure, retry=True)
+            elif node not in raw:
+                record = _Unusable("no status.yaml on the branch")
+            elif isinstance(got := raw[node], str):
+                record = _Unusable(got)  # refused unread (too large)
+            else:
+                try:
+                    record = parse_record(got, node)
+                except BadRecord as e:
+                    record = _Unusable(e.reason)
+            if isinstance(record, _Unusable) and record != self._records.get((node, sha)):
+                log.warning("status of %s at %s rejected: %s", node, sha[:12], record.reason)
+            self._records[(node, sha)] = record

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops.status import MAX_STATUS_BYTES
+from gitops.status import STATUS_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -293,17 +293,15 @@ class GitSource:
             heads[ref[len(STATUS_PREFIX) :]] = sha
         return heads
 
-    def read_status_files(self, heads: dict[str, str]) -> dict[str, bytes]:
-        """node name -> its ``status.yaml`` bytes, read in one batch; oversized ones left out."""
+    def read_status_files(self, heads: dict[str, str]) -> dict[str, bytes | str]:
+        """node name -> its ``status.yaml`` bytes, read in one batch; an oversized one -> why it was not read."""
         specs = {node: f"{sha}:status.yaml" for node, sha in heads.items()}
-        raw = self.read_blobs(specs.values(), MAX_STATUS_BYTES)
-        out: dict[str, bytes] = {}
+        raw = self.read_blobs(specs.values(), STATUS_MAX_BYTES)
+        out: dict[str, bytes | str] = {}
         for node, spec in specs.items():
             got = raw.get(spec)
-            if isinstance(got, TooLarge):
-                log.warning("ignoring the status of %s: status.yaml %s", node, got)
-            elif got is not None:
-                out[node] = got
+            if got is not None:
+                out[node] = f"status.yaml {got}" if isinstance(got, TooLarge) else got
         return out
 
     def push_status(self, node: str, content: bytes, message: str, max_history: int) -> str:
@@ -312,9 +310,9 @@ class GitSource:
         The node is the branch's only writer, so a forced push never loses anyone else's
         work; history is cut to a fresh root once it grows past ``max_history``.
         """
-        if len(content) > MAX_STATUS_BYTES:
+        if len(content) > STATUS_MAX_BYTES:
             log.warning(
-                "status.yaml is %d bytes, over the %d peers read: they will ignore it", len(content), MAX_STATUS_BYTES
+                "status.yaml is %d bytes, over the %d peers read: they will ignore it", len(content), STATUS_MAX_BYTES
             )
         ref = STATUS_PREFIX + node
         parent = self.git("rev-parse", "--verify", "--quiet", ref, check=False).decode().strip()

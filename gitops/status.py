@@ -1,76 +1,149 @@
-"""The status record each node publishes on ``gitops/status/<node>`` (DESIGN.md section 6)."""
+"""The status record each node publishes on ``gitops/status/<node>`` (DESIGN.md section 6).
+
+Peers' records are untrusted input (DESIGN.md section 9): ``parse_record`` checks one record
+on its own, by meaning (times with a timezone, bounded numbers, strings and row counts, the
+size and shape of the YAML, the node it names), so every reader can rely on what passed.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from gitops.identity import ReplicaId, WorkloadKey
+from gitops.manifests.yamlsafe import Limits, YamlError, format_path, load_documents
 from gitops.states import State
+
+# A record is refused unread past this size; thousands of rows take a few hundred KiB.
+STATUS_MAX_BYTES = 4 * 1024 * 1024
+MAX_ROWS = 100_000
+MAX_GPUS = 1024
+MAX_LABELS = 1024
+# Identifiers (names, hashes, ids, label keys and values) longer than this are refused.
+MAX_NAME = 1024
+# Free text (messages, file paths in errors) is clipped to this, never refused.
+MAX_TEXT = 4096
+# Millicores and MiB: 2**40 is far beyond any machine and far below numpy's int64.
+MAX_CAPACITY = 2**40
+MAX_REPLICA = 100_000
+MAX_RESTARTS = 10**9
+MAX_EXIT_CODE = 2**32
+# Times outside this window are refused: arithmetic on them (ages, cron slots) stays in range.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+# A record nests four levels deep and needs no aliases; a few are allowed for hand-written ones.
+_YAML_LIMITS = Limits(max_bytes=STATUS_MAX_BYTES, max_documents=1, max_depth=16, max_alias_nodes=1000)
+
+
+class BadRecord(Exception):
+    """A status record failed validation; ``reason`` says why in one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO 8601 time with a timezone as an aware UTC datetime; ValueError saying why not."""
+    if len(text) > 64:
+        raise ValueError("is too long to be a time")
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"is not an ISO 8601 time: {text!r}") from None
+    if t.utcoffset() is None:
+        raise ValueError("has no timezone")
+    try:
+        t = t.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"is out of range: {text!r}") from None
+    if not EARLIEST <= t < LATEST:
+        raise ValueError(f"is out of range ({EARLIEST.year}..{LATEST.year}): {text!r}")
+    return t
+
+
+def _time(text: str) -> str:
+    # Empty means "not known" (the models' defaults); anything else must be a real time.
+    if text:
+        parse_time(text)
+    return text
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
+Name = Annotated[str, StringConstraints(max_length=MAX_NAME)]
+Text = Annotated[str, AfterValidator(_clip)]
+Time = Annotated[str, AfterValidator(_time)]
+Amount = Annotated[int, Field(ge=0, le=MAX_CAPACITY)]
 
 
 class _Status(BaseModel):
     # Reading tolerates fields from newer daemons: a mixed-version cluster must still agree.
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    # Strict: a peer's "3" or true is no replica index, and "yes" is no boolean.
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, strict=True)
 
 
 class GpuStatus(_Status):
     """One GPU of a node."""
 
-    uuid: str
-    model: str = ""
-    memory: int = 0
+    uuid: Name
+    model: Name = ""
+    memory: Amount = 0
 
 
 class Capacity(_Status):
     """Allocatable capacity: millicores, MiB, GPUs."""
 
-    cpu: int = 0
-    memory: int = 0
-    gpus: list[GpuStatus] = Field(default_factory=list)
+    cpu: Amount = 0
+    memory: Amount = 0
+    gpus: list[GpuStatus] = Field(default_factory=list, max_length=MAX_GPUS)
 
 
 class RevisionStatus(_Status):
     """The revision the node last applied."""
 
-    sha: str = ""
+    sha: Name = ""
     verified: bool = False
-    applied_at: str = Field(default="", alias="appliedAt")
+    applied_at: Time = Field(default="", alias="appliedAt")
 
 
 class ErrorStatus(_Status):
     """One manifest or runtime error, without secret values."""
 
-    file: str = ""
-    line: int | None = None
-    field: str | None = None
-    message: str = ""
+    file: Text = ""
+    line: Annotated[int, Field(ge=0, le=2**31)] | None = None
+    field: Text | None = None
+    message: Text = ""
 
 
 class ReplicaStatus(_Status):
     """One replica this node runs (or tried to)."""
 
-    namespace: str
-    kind: str
-    name: str
-    replica: int
-    spec_hash: str = Field(alias="specHash")
-    container: str | None = None
-    state: str
-    reason: str | None = None
-    message: str | None = None
-    exit_code: int | None = Field(default=None, alias="exitCode")
-    restarts: int = 0
-    since: str | None = None
+    namespace: Name
+    kind: Name
+    name: Name
+    replica: Annotated[int, Field(ge=0, le=MAX_REPLICA)]
+    spec_hash: Name = Field(alias="specHash")
+    container: Name | None = None
+    # Plain strings, not State: a newer daemon may report states this one does not know.
+    state: Name
+    reason: Name | None = None
+    message: Text | None = None
+    exit_code: Annotated[int, Field(ge=-MAX_EXIT_CODE, le=MAX_EXIT_CODE)] | None = Field(default=None, alias="exitCode")
+    restarts: Annotated[int, Field(ge=0, le=MAX_RESTARTS)] = 0
+    since: Time | None = None
     # Set when this replica halted a rollout: the spec that never became ready.
-    failed_spec_hash: str | None = Field(default=None, alias="failedSpecHash")
+    failed_spec_hash: Name | None = Field(default=None, alias="failedSpecHash")
     # CronJob runs: the CronJob's name and the scheduled time this run belongs to.
-    cronjob: str | None = None
-    slot: str | None = None
+    cronjob: Name | None = None
+    slot: Time | None = None
 
     @property
     def key(self) -> WorkloadKey:
@@ -82,27 +155,36 @@ class ReplicaStatus(_Status):
         """(workload key, replica index)."""
         return ReplicaId(self.key, self.replica)
 
+    def slot_time(self) -> datetime | None:
+        """The CronJob slot as an aware UTC datetime, or None if there is none."""
+        return _time_or_none(self.slot or "")
+
 
 class NodeStatus(_Status):
     """The whole ``status.yaml`` of one node."""
 
-    node: str
-    daemon_version: str = Field(default="", alias="daemonVersion")
-    heartbeat: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
+    node: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+    daemon_version: Name = Field(default="", alias="daemonVersion")
+    heartbeat: Time = ""
+    labels: dict[Name, Name] = Field(default_factory=dict, max_length=MAX_LABELS)
     capacity: Capacity = Field(default_factory=Capacity)
     revision: RevisionStatus = Field(default_factory=RevisionStatus)
-    placement_digest: str = Field(default="", alias="placementDigest")
-    live_nodes: list[str] = Field(default_factory=list, alias="liveNodes")
-    errors: list[ErrorStatus] = Field(default_factory=list)
-    workloads: list[ReplicaStatus] = Field(default_factory=list)
+    placement_digest: Name = Field(default="", alias="placementDigest")
+    live_nodes: list[Name] = Field(default_factory=list, alias="liveNodes", max_length=MAX_ROWS)
+    errors: list[ErrorStatus] = Field(default_factory=list, max_length=MAX_ROWS)
+    workloads: list[ReplicaStatus] = Field(default_factory=list, max_length=MAX_ROWS)
 
     def heartbeat_time(self) -> datetime | None:
-        """The heartbeat as an aware datetime, or None if unreadable."""
-        try:
-            return datetime.fromisoformat(self.heartbeat.replace("Z", "+00:00"))
-        except ValueError:
-            return None
+        """The heartbeat as an aware UTC datetime, or None if there is none."""
+        return _time_or_none(self.heartbeat)
+
+
+def _time_or_none(text: str) -> datetime | None:
+    # Validation already checked it; model_copy(update=...) does not validate, hence the guard.
+    try:
+        return parse_time(text) if text else None
+    except ValueError:
+        return None
 
 
 def utc_now_iso(now: datetime | None = None) -> str:
@@ -110,13 +192,8 @@ def utc_now_iso(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# The largest status.yaml a node reads from a peer's branch (a few hundred bytes per replica);
-# a bigger one is not read at all, and that peer counts as not reporting.
-MAX_STATUS_BYTES = 4 * 1024 * 1024
-
-# libyaml is 4-5x faster on records of thousands of rows; the pure-Python classes are the fallback.
+# libyaml is 4-5x faster on records of thousands of rows; the pure-Python class is the fallback.
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def dump(status: NodeStatus) -> bytes:
@@ -125,13 +202,52 @@ def dump(status: NodeStatus) -> bytes:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=200).encode()
 
 
-def load(raw: bytes) -> NodeStatus | None:
-    """Parse a status record; None when unreadable (a broken peer must not break us)."""
+def parse_record(raw: bytes, node: str) -> NodeStatus:
+    """Validate the ``status.yaml`` read from ``node``'s branch on its own; BadRecord saying why not."""
+    if len(raw) > STATUS_MAX_BYTES:
+        raise BadRecord(f"status.yaml is {len(raw)} bytes, over the {STATUS_MAX_BYTES}-byte limit")
     try:
-        data = yaml.load(raw, Loader=_Loader)  # a safe loader (CSafeLoader or SafeLoader)
-        return NodeStatus.model_validate(data) if isinstance(data, dict) else None
-    except (yaml.YAMLError, ValidationError, UnicodeDecodeError):
-        return None
+        docs = load_documents(raw, _YAML_LIMITS)
+    except YamlError as e:
+        raise BadRecord(f"unreadable YAML: {e.message}" + (f" (line {e.line})" if e.line else "")) from None
+    if len(docs) != 1 or not isinstance(docs[0].data, dict):
+        raise BadRecord("status.yaml is not one YAML mapping")
+    if docs[0].issues:
+        issue = docs[0].issues[0]
+        raise BadRecord(f"{issue.message} (line {issue.line})")
+    try:
+        status = NodeStatus.model_validate(docs[0].data)
+    except ValidationError as e:
+        raise BadRecord(_reason(e)) from None
+    if status.node != node:
+        raise BadRecord(f"node field is {_short(status.node)}, not {node!r} as its branch says")
+    return status
+
+
+def _reason(exc: ValidationError) -> str:
+    """The first problem pydantic found, as ``<field path> <what is wrong>``."""
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    where = format_path(tuple(err["loc"])) or "the record"
+    if err["type"] == "value_error":
+        what = str(err.get("ctx", {}).get("error", err["msg"]))
+    elif err["type"] == "missing":
+        what = "is missing"
+    else:
+        what = f"is invalid: {err['msg']} (got {_short(err['input'])})"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{where} {what}{more}"
+
+
+def _short(value: object) -> str:
+    """A bounded one-line rendering of a rejected value."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        # repr() of a huge int is slow and can raise past Python's digit limit.
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, dict | list):
+        return f"a {type(value).__name__} of {len(value)} item(s)"
+    text = repr(value[:80] if isinstance(value, str) else value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def content_key(status: NodeStatus) -> dict[str, Any]:

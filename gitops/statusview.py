@@ -12,6 +12,20 @@ from gitops.placement import NodeInfo
 from gitops.states import READY_STATES, RUNNING_STATES, UP_STATES, Reason, State
 from gitops.status import ReplicaStatus
 
+# A node entry's fields when no record of the node can be shown.
+_UNKNOWN_NODE: dict[str, Any] = {
+    "live": False,
+    "heartbeatAgeSeconds": None,
+    "revision": None,
+    "upToDate": False,
+    "capacity": None,
+    "used": None,
+    "digest": None,
+    "digestAgrees": False,
+    "errors": [],
+    "labels": {},
+}
+
 
 def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str, Any]:
     """The cluster view as plain data (the ``-o json`` output)."""
@@ -19,7 +33,10 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
     digests = Counter(view.reports[n].placement_digest for n in view.live)
     majority = digests.most_common(1)[0][0] if digests else ""
     by_key = {w.key: w for w in mset.workloads}
-    nodes = []
+    nodes: list[dict[str, Any]] = []
+    for name in sorted(view.rejected.keys() - view.reports.keys()):
+        # Rejected, and no good record of it to show: only its name and why.
+        nodes.append({**_UNKNOWN_NODE, "name": name, "rejected": view.rejected[name]})
     for name in sorted(view.reports):
         r = view.reports[name]
         hb = r.heartbeat_time()
@@ -46,8 +63,11 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
                 "digestAgrees": r.placement_digest == majority,
                 "errors": [e.model_dump(exclude_none=True) for e in r.errors],
                 "labels": r.labels,
+                # Set when the branch's current record was refused: this is its last good one.
+                "rejected": view.rejected.get(name),
             }
         )
+    nodes.sort(key=lambda n: str(n["name"]))
     workloads = []
     for w in mset.workloads:
         if w.kind == "CronJob":
@@ -121,6 +141,9 @@ def render_status(doc: dict[str, Any]) -> str:
     """Human-readable tables of nodes and workloads."""
     lines = [f"revision {doc['revision'][:12]}, {len(doc['liveNodes'])} live node(s)", "", "NODES"]
     for n in doc["nodes"]:
+        if n["revision"] is None:
+            lines.append(f"  {n['name']:<20} rejected: {n['rejected']}")
+            continue
         age = n["heartbeatAgeSeconds"]
         lines.append(
             f"  {n['name']:<20} {'live' if n['live'] else 'stale':<5} heartbeat {age if age is not None else '?'}s ago"
@@ -129,6 +152,8 @@ def render_status(doc: dict[str, Any]) -> str:
             f"  gpus {n['capacity']['gpus']}  digest {n['digest'][:8]}{'' if n['digestAgrees'] else ' DIFFERS'}"
             f"  errors {len(n['errors'])}"
         )
+        if n["rejected"]:
+            lines.append(f"      last good record shown; current one rejected: {n['rejected']}")
     lines += ["", "WORKLOADS"]
     for w in doc["workloads"]:
         desired = w["desired"] if w["desired"] is not None else "-"

@@ -39,6 +39,7 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
 
 
 _CONSTRUCT = yaml.SafeLoader("")  # only its scalar constructors are used
+_NUMBERS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _SCALARS = {
     "tag:yaml.org,2002:null": _CONSTRUCT.construct_yaml_null,
     "tag:yaml.org,2002:bool": _CONSTRUCT.construct_yaml_bool,
@@ -56,6 +57,9 @@ class Limits:
     max_documents: int = 100
     max_depth: int = 64
     max_alias_nodes: int = 10_000
+    # No field needs a longer number, and converting one can take quadratic time
+    # (YAML 1.1 base-60 ints like 1:00:00:...) or raise past Python's int digit limit.
+    max_number_chars: int = 256
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,8 @@ class _Composer:
         construct = _SCALARS.get(tag)
         if construct is None:
             raise YamlError(f"YAML tag {tag} is not supported; use plain strings, numbers and booleans", line)
+        if tag in _NUMBERS and len(event.value) > self.limits.max_number_chars:
+            raise YamlError(f"a number of {len(event.value)} characters; at most {self.limits.max_number_chars}", line)
         node = yaml.ScalarNode(tag, event.value, style=event.style)
         value: Scalar = construct(node)
         return value

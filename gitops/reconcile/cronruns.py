@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from gitops.cronjobs import decide, due_slots, history_to_prune, next_fire_in, run_name, slot_owner
 from gitops.identity import WorkloadKey
@@ -51,8 +51,8 @@ class CronRuns:
         crons = {(w.namespace, w.name): w for w in mset.workloads if w.kind == "CronJob"}
         for r in own.workloads:
             cron = crons.get((r.namespace, r.cronjob or ""))
-            if r.kind == "CronJob" and r.slot and cron is not None:
-                slot = datetime.fromisoformat(r.slot)
+            slot = r.slot_time()
+            if r.kind == "CronJob" and slot is not None and cron is not None:
                 run = run_workload(cron, slot)
                 self.runs[run.key] = CronRun(cron.key, slot, run)
 
@@ -108,10 +108,11 @@ def _cluster_runs(reports: Iterable[NodeStatus]) -> dict[tuple[str, str], dict[d
     out: dict[tuple[str, str], dict[datetime, str]] = {}
     for report in reports:
         for r in report.workloads:
-            if r.kind != "CronJob" or not r.slot or not r.cronjob:
+            # The same parse validation did: a record that passed cannot make it raise.
+            slot = r.slot_time()
+            if r.kind != "CronJob" or slot is None or not r.cronjob:
                 continue
             state = r.state if r.state in FINISHED_STATES else State.RUNNING
-            slot = datetime.fromisoformat(r.slot).astimezone(UTC)
             slots = out.setdefault((r.namespace, r.cronjob), {})
             # A run with several completion rows is running until every row finished.
             if state == State.RUNNING or slot not in slots:

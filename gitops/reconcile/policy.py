@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gitops.cluster import ClusterView
+from gitops.cluster import ClusterView, claims_expire_after
 from gitops.gpu import Gpu, assign_gpus
 from gitops.health import Health
 from gitops.identity import Observed, ReplicaId, WorkloadKey
@@ -25,9 +25,6 @@ from gitops.reconcile.plan import Instance, PlanInputs
 from gitops.rollout import ReplicaView, compute_gates
 from gitops.states import FINISHED_STATES, RELEASING_REASONS, RUNNING_STATES, Reason, State
 
-# Margin after a peer's timeout before its exclusive replicas are taken over, so that its
-# own fencing (at the timeout, by its own clock) has certainly happened first.
-FENCE_MARGIN_S = 2.0
 JOB_KINDS = ("Job", "CronJob")
 
 
@@ -292,7 +289,7 @@ def surge_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaI
 def exclusive_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:
     """Exclusive replicas we must not start while another node may still run them (break-before-make)."""
     cluster = ctx.manifests.cluster
-    gone_after = cluster.node_timeout_seconds + 2 * cluster.heartbeat_seconds + FENCE_MARGIN_S
+    gone_after = claims_expire_after(cluster.node_timeout_seconds, cluster.heartbeat_seconds)
     # A node that just started cannot know who else runs what until every live peer has
     # had a node timeout to publish a heartbeat; until then it starts no exclusive replica.
     settling = ctx.uptime < cluster.node_timeout_seconds

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from gitops.cluster import ClusterView, Membership
+from gitops.cluster import ClusterView, StatusBoard, claims_expire_after
 from gitops.config import Config
 from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory
@@ -34,7 +34,6 @@ from gitops.status import (
     commit_message,
     content_key,
     dump,
-    load,
     utc_now_iso,
 )
 
@@ -76,7 +75,7 @@ class Reconciler:
         self.prober = prober
         self.executor = Executor(self.runtime, self.node, config.secrets_dir)
         self.loader = DesiredLoader(self.source)
-        self.membership = Membership()
+        self.board = StatusBoard()
         self.gpus: list[Gpu] = gpus.gpus()
         self.facts: NodeInfo = node_info(
             self.node,
@@ -95,7 +94,6 @@ class Reconciler:
         self._last_push_content: dict[str, object] = {}
         self._applied: tuple[str, str] = ("", "")
         self._heartbeat_timeout: tuple[float, float] = (10.0, 30.0)
-        self._status_cache: dict[str, NodeStatus | None] = {}
         self._mset: ManifestSet | None = None
         self.cron = CronRuns()
         # The mirror is shared by the pass (fetch) and the heartbeat thread (push).
@@ -191,14 +189,9 @@ class Reconciler:
             return self.source.head()
 
     def _cluster_view(self, timeout_s: float) -> ClusterView:
-        heads = self.source.status_heads()
-        changed = {n: sha for n, sha in heads.items() if sha not in self._status_cache}
-        raw = self.source.read_status_files(changed)
-        for n, sha in changed.items():
-            self._status_cache[sha] = load(raw[n]) if n in raw else None
-        self._status_cache = {sha: self._status_cache[sha] for sha in heads.values()}
-        reports = {n: r for n, sha in heads.items() if (r := self._status_cache[sha]) is not None and r.node == n}
-        return self.membership.view(reports, heads, timeout_s)
+        # A peer's last good record outlives a vanished or broken branch as long as it claims anything.
+        keep_s = claims_expire_after(timeout_s, self._heartbeat_timeout[0])
+        return self.board.view(self.source.status_heads(), self.source.read_status_files, timeout_s, keep_s)
 
     def _nodes(self, view: ClusterView, mset: ManifestSet) -> list[NodeInfo]:
         cordoned = frozenset(mset.cluster.cordoned)
@@ -284,7 +277,7 @@ class Reconciler:
                 log.warning("status push failed: %s", e)
                 return False
             # The next pass reads our own branch back: it is what we just wrote, no need to parse it.
-            self._status_cache[sha] = status
+            self.board.remember(self.node, sha, status)
             self._last_push_ok = self._last_push_at = now
             self._last_push_content = key
             return True

@@ -127,16 +127,16 @@ def test_oversized_manifest_is_an_error_and_keeps_its_workloads(repo: Repo, tmp_
     assert max(sizes) < MAX_MANIFEST_BYTES
 
 
-def test_oversized_status_is_ignored(
-    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_oversized_status_is_refused_unread(repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = GitSource(str(repo.path), "main", "", tmp_path / "state")
     src.fetch()
     src.push_status("small", b"node: small\n", "small", max_history=5)
     src.push_status("big", b"node: big\n" + b"#" * 100, "big", max_history=5)
-    monkeypatch.setattr(source, "MAX_STATUS_BYTES", 50)
-    assert src.read_status_files(src.status_heads()) == {"small": b"node: small\n"}
-    assert "ignoring the status of big: status.yaml file is 110 bytes, over the 50-byte limit" in caplog.text
+    monkeypatch.setattr(source, "STATUS_MAX_BYTES", 50)
+    assert src.read_status_files(src.status_heads()) == {
+        "small": b"node: small\n",
+        "big": "status.yaml file is 110 bytes, over the 50-byte limit; not read",
+    }
 
 
 def test_timeout_has_a_floor(repo: Repo, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gitops.config import ConfigError, load_config
-from gitops.status import NodeStatus, ReplicaStatus, commit_message, content_key, dump, load
+from gitops.status import BadRecord, NodeStatus, ReplicaStatus, commit_message, content_key, dump, parse_record
 
 
 def test_status_round_trip_and_message() -> None:
@@ -29,12 +29,13 @@ def test_status_round_trip_and_message() -> None:
     st.revision.sha = "abc1234def"
     raw = dump(st)
     assert b"specHash" in raw and b"daemonVersion" in raw
-    back = load(raw)
-    assert back is not None and back.workloads[1].replica == 1
+    back = parse_record(raw, "node-1")
+    assert back == st and back.workloads[1].replica == 1
     assert commit_message(st) == "node-1: web 2/2 ready at abc1234"
     assert content_key(st) == content_key(st.model_copy(update={"heartbeat": "2030-01-01T00:00:00Z"}))
-    assert load(b"\x00\xff junk") is None
-    assert load(b"node: x\nfutureField: 1\n") is not None
+    with pytest.raises(BadRecord, match="not UTF-8"):
+        parse_record(b"\x00\xff junk", "x")
+    assert parse_record(b"node: x\nfutureField: 1\n", "x").node == "x"
 
 
 def test_config_priority(tmp_path: Path) -> None:

@@ -61,6 +61,12 @@ def test_deep_block_nesting() -> None:
     assert "evil.yaml:65: nesting deeper" in unreadable(text.encode())
 
 
+@pytest.mark.parametrize("number", [b"1" + b":00" * 300_000, b"9" * 5000, b"0x" + b"f" * 300_000])
+def test_number_length_limit(number: bytes) -> None:
+    # YAML 1.1 base-60 ints convert in quadratic time; long decimals pass Python's int digit limit.
+    assert "a number of" in unreadable(b"a: " + number + b"\n")
+
+
 def test_document_count_limit() -> None:
     assert "more than 100 documents" in unreadable(b"---\na: 1\n" * 101)
 
