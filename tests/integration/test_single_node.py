@@ -295,3 +295,18 @@ def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp
     assert "hunter2" not in repo.status_yaml(node_name)
     rec.run_pass()
     assert [r["State"] for r in managed(node_name)] == ["exited"], "not restarted past the limit"
+
+
+def test_heartbeats_go_on_when_passes_fail_and_say_why(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put("cluster.yaml", "apiVersion: gitops/v1\nkind: Cluster\nmetadata: {name: c}\nspec: {heartbeatSeconds: 1}\n")
+    rec = reconciler(repo, node_name, tmp_path)
+    assert rec.run_pass().ok
+    first = repo.status(node_name)["heartbeat"]
+    assert rec.heartbeat() is False, "a heartbeat is not due yet"
+    # The pass loop is stuck or failing: the heartbeat thread publishes, with the reason.
+    rec.pass_error = "docker engine unreachable"
+    pushed = wait_for(rec.heartbeat, timeout=5, interval=0.2, what="an overdue heartbeat")
+    assert pushed
+    st = repo.status(node_name)
+    assert st["heartbeat"] > first
+    assert "pass failing: docker engine unreachable" in [e["message"] for e in st["errors"]]
