@@ -1,4 +1,4 @@
-"""The ``gitops`` command line (DESIGN.md section 10)."""
+"""The ``gitops`` command line (docs/cli.md)."""
 
 from __future__ import annotations
 

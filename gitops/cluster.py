@@ -1,6 +1,6 @@
 """The cluster view: which nodes are live and what they report, read from status branches.
 
-Status records are untrusted input (DESIGN.md section 9). ``StatusBoard`` validates each
+Status records are untrusted input (docs/status.md, "Untrusted records"). ``StatusBoard`` validates each
 one alone; a rejected or unreadable record is reported and contained, never raised, and
 its node keeps its last good record (ageing as usual) so that what it claimed to run stays
 claimed until that record expires.

@@ -1,6 +1,6 @@
 """Identity: workload keys, replica ids, and the container labels and names that carry them.
 
-Every node formats and parses these the same way (DESIGN.md section 4); this module is the
+Every node formats and parses these the same way (docs/architecture.md, "Container identity"); this module is the
 only place that does either, so the label encoding and its decoding sit side by side.
 """
 
@@ -83,7 +83,7 @@ class ContainerIdentity:
     has_emptydir: bool = False
 
     def labels(self) -> dict[str, str]:
-        """The labels of DESIGN.md section 4, plus the pod container, GPUs and an emptyDir hint."""
+        """The labels listed in docs/architecture.md, "Container identity"."""
         key = self.rid.key
         return {
             MANAGED: "true",

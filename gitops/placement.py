@@ -1,6 +1,6 @@
 """Deterministic placement: which live node runs which replica. Pure, no I/O.
 
-Algorithm (DESIGN.md section 5, details and measurements in docs/placement.md):
+Algorithm (details and measurements in docs/placement.md):
 
 1. DaemonSets: one instance on every matching node, before anything else.
 2. Keep: a replica stays on the node that reports running it (``previous``) while that

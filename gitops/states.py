@@ -1,4 +1,4 @@
-"""Replica states and reasons as status records carry them (DESIGN.md section 6), and their groups.
+"""Replica states and reasons as status records carry them (docs/status.md), and their groups.
 
 Records from peers are read as plain strings (a newer daemon may know more states);
 these enums compare equal to those strings, so every reader uses the same groups.

@@ -1,6 +1,6 @@
-"""The status record each node publishes on ``gitops/status/<node>`` (DESIGN.md section 6).
+"""The status record each node publishes on ``gitops/status/<node>`` (docs/status.md).
 
-Peers' records are untrusted input (DESIGN.md section 9): ``parse_record`` checks one record
+Peers' records are untrusted input (docs/status.md, "Untrusted records"): ``parse_record`` checks one record
 on its own, by meaning (times with a timezone, bounded numbers, strings and row counts, the
 size and shape of the YAML, the node it names), so every reader can rely on what passed.
 """

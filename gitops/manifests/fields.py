@@ -1,6 +1,6 @@
 """Building blocks of the Kubernetes input models: the strict base, field classes, typed values.
 
-Every Kubernetes field falls in one of three classes (DESIGN.md section 3). Supported
+Every Kubernetes field falls in one of three classes (docs/manifests.md). Supported
 fields are ordinary typed fields. ``Ignore`` marks a field that is accepted and dropped
 with a warning; ``Refuse`` marks one whose meaning would change if dropped, so setting
 it is a validation error that says what to do instead.
