@@ -178,7 +178,7 @@ def test_exclusive_work_never_runs_twice_through_slow_pulls_and_broken_status(cl
     c = cluster
     a, b = c.name("a"), c.name("b")
     c.push("cluster.yaml", CLUSTER % "[]")
-    # Always: the owner pulls (slowly: 20 s, four node timeouts) before it can start.
+    # Always: the owner pulls (slowly: 60 s, twelve node timeouts) before it can start.
     db = deployment("db", 1, engine=True, command=STUBBORN, grace_s=1, spec="strategy: {type: Recreate}")
     c.push("apps/db.yaml", db.replace("imagePullPolicy: IfNotPresent", "imagePullPolicy: Always"))
     server = GitServer(c.bare.parent).start()
@@ -191,14 +191,14 @@ def test_exclusive_work_never_runs_twice_through_slow_pulls_and_broken_status(cl
             cpu_millis=8000, memory_mib=16384,
         )  # fmt: skip
         # The same Runtime Protocol, wrapped: nothing in the daemon knows pulls are slow.
-        rec = Reconciler(cfg, DeclaredInventory([]), runtime=SlowPulls(DockerRuntime(DOCKER_HOST), 20.0))  # type: ignore[arg-type]
+        rec = Reconciler(cfg, DeclaredInventory([]), runtime=SlowPulls(DockerRuntime(DOCKER_HOST), 60.0))  # type: ignore[arg-type]
         daemons.append(Daemon(cfg, rec))
         threads.append(threading.Thread(target=daemons[-1].run, daemon=True))
     try:
         with Sampler(c, "db") as s:
             for t in threads:
                 t.start()
-            owner = wait_for(lambda: next(iter(c.running("db")), None), timeout=60, interval=0.5, what="db running")
+            owner = wait_for(lambda: next(iter(c.running("db")), None), timeout=100, interval=0.5, what="db running")
             # Its status branch vanishes, then holds garbage, then a record with a naive heartbeat:
             # the peer keeps its last good view of the owner and starts nothing.
             subprocess.run(["git", "--git-dir", str(c.bare), "update-ref", "-d", f"refs/heads/gitops/status/{owner}"],
