@@ -181,12 +181,14 @@ def run_scenario(
         took, _, actions = timed_pass(rec, timer, warm)
         out["first_s"], out["first_actions"] = took, actions
         print(f"  first pass: {took:.2f} s, {actions} action(s) (starts the containers)", flush=True)
-        for _ in range(5):
+        # Starts run off the pass: converged once a pass plans nothing and nothing is in flight.
+        for _ in range(60):
             took, _, actions = timed_pass(rec, timer, warm)
-            if actions == 0:
+            if actions == 0 and rec.executor.idle():
                 break
+            time.sleep(0.5)
         else:
-            raise RuntimeError(f"{label}: still {actions} action(s) after 5 passes")
+            raise RuntimeError(f"{label}: still {actions} action(s) after 60 passes")
         running = len(rec.runtime.list_managed(node))
         out["running"] = running
         print(f"  converged: {running} container(s) running, no-change pass {took:.3f} s", flush=True)

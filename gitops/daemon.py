@@ -32,6 +32,9 @@ RETRY_MAX_S = 60.0
 # watchdog, so systemd restarts the daemon; its containers keep running meanwhile.
 MAX_CRASHES = 5
 HEARTBEAT_TICK_S = 0.5
+# After a pass that acted, the next one comes this soon: it sees what the actions led to (a new
+# container ready, so its predecessor can go) without waiting for the interval.
+REQUEUE_S = 1.0
 
 
 def sd_notify(message: str) -> None:
@@ -143,6 +146,7 @@ class Daemon:
         self.passes = 0
         self.last_ok: bool | None = None
         self.crashes = 0
+        self.acted = False
         self._last_pass_at = 0.0
 
     def stop(self, *_: Any) -> None:
@@ -230,7 +234,8 @@ class Daemon:
             if ok:
                 failures, delay = 0, 0.0
                 # Heartbeats and crash-loop restarts fall due between intervals: wake for them too.
-                self.wake.wait(self.reconciler.next_wake_in() + 0.05)
+                due = self.reconciler.next_wake_in()
+                self.wake.wait((min(due, REQUEUE_S) if self.acted else due) + 0.05)
             else:
                 failures += 1
                 # Temporary failures retry with backoff, independent of the interval timer.
@@ -254,6 +259,7 @@ class Daemon:
         sd_notify("WATCHDOG=1")
         took = time.monotonic() - started
         n = len(report.plan.actions)
+        self.acted = n > 0
         level = logging.INFO if n or not report.ok else logging.DEBUG
         log.log(level, "pass %d at %s: %d action(s), %.3fs", self.passes, report.revision[:7], n, took)
         self.last_ok = report.ok

@@ -165,11 +165,12 @@ class Reconciler:
             if the_plan.actions:
                 obs = self._observe(mset)
                 # What the actions led to is reported now, Job results included, not a pass later.
-                ctx = replace(ctx, observation=obs, memory=self.memory, logs=self._logs(obs))
+                ctx = replace(ctx, observation=obs, logs=self._logs(obs))
                 self.memory.apply(MemoryUpdate(results=job_results(decision.desired, obs, self.memory, ctx.logs)))
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        report.pushed = self._push(self._status(ctx, decision.desired, the_plan, errors))
+        self._latest = self._status(ctx, decision.desired, the_plan, errors)
+        report.pushed = self._push(self._latest)
         self.pass_error = None
         return report
 
@@ -264,7 +265,6 @@ class Reconciler:
     def _push(self, status: NodeStatus, force: bool = False) -> bool:
         """Publish ``status`` when it changed or a heartbeat is due (``force``: now)."""
         with self._git_lock:
-            self._latest = status
             key = content_key(status)
             now = self._last_push_try = time.monotonic()
             if not force and key == self._last_push_content and now - self._last_push_at < self._heartbeat_timeout[0]:
@@ -283,7 +283,7 @@ class Reconciler:
             return True
 
     def heartbeat(self) -> bool:
-        """Re-publish the last record with a fresh heartbeat when passes fall behind; True if pushed.
+        """Re-publish the last pass's record with a fresh heartbeat when passes fall behind; True if pushed.
 
         Runs on its own timer, so engine work, slow pulls or a stuck pass never silence a live
         node; it also says why passes are failing, and fences exclusive work when Git is unreachable.
