@@ -262,21 +262,20 @@ def surge_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaI
     mine = {i.id for i in desired if i.workload.kind == "Deployment" and not i.workload.exclusive}
     if not mine:
         return {}
-    copies: dict[ReplicaId, set[str]] = {}
-    for name in ctx.view.live:
-        if name == ctx.node:
-            continue
+    workloads = {i.workload.key: i.workload for i in desired if i.id in mine}
+    # workload -> replica -> the nodes holding a copy of it
+    copies: dict[WorkloadKey, dict[ReplicaId, set[str]]] = {}
+    for name in ctx.view.live - {ctx.node}:
         for r in ctx.view.reports[name].workloads:
-            if r.container is not None and r.state in RUNNING_STATES:
-                copies.setdefault(r.rid, set()).add(name)
+            if r.key in workloads and r.container is not None and r.state in RUNNING_STATES:
+                copies.setdefault(r.key, {}).setdefault(r.rid, set()).add(name)
     for c in (*ctx.observation.containers, *ctx.observation.leaving):
-        if c.state == "running":
-            copies.setdefault(c.rid, set()).add(ctx.node)
+        if c.key in workloads and c.state == "running":
+            copies.setdefault(c.key, {}).setdefault(c.rid, set()).add(ctx.node)
     owners = ctx.assignment.owners()
     blocked: dict[ReplicaId, str] = {}
-    for key in sorted({rid.key for rid in mine}):
-        w = next(i.workload for i in desired if i.workload.key == key)
-        held = {rid: nodes for rid, nodes in copies.items() if rid.key == key}
+    for key, w in sorted(workloads.items()):
+        held = copies.get(key, {})
         # Moving: a copy exists, but not on the replica's owner yet.
         moving = sorted(rid for rid, nodes in held.items() if (o := owners.get(rid)) and o not in nodes)
         budget = w.replicas + max(1, w.max_surge) - sum(len(n) for n in held.values())
