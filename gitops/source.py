@@ -274,14 +274,6 @@ class GitSource:
                 blobs.append(parts[2])
         return list(dict.fromkeys(blobs))
 
-    def is_ancestor(self, older: str, newer: str) -> bool:
-        """Whether ``older`` is reachable from ``newer``."""
-        try:
-            self.git("merge-base", "--is-ancestor", older, newer)
-        except GitError:
-            return False
-        return True
-
     # Status branches -------------------------------------------------------------------------
 
     def status_heads(self) -> dict[str, str]:
