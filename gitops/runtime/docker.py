@@ -43,7 +43,7 @@ class DockerRuntime:
             if e.status_code is not None and e.status_code >= 500 and "connect" in str(e).lower():
                 raise RuntimeUnavailable(str(e)) from e
             raise RuntimeFailure(str(e.explanation or e)) from e
-        except (requests.exceptions.ConnectionError, docker.errors.DockerException, OSError) as e:
+        except (requests.exceptions.RequestException, docker.errors.DockerException, OSError) as e:
             raise RuntimeUnavailable(f"docker engine unreachable: {e}") from e
 
     def ping(self) -> None:
@@ -127,21 +127,28 @@ class DockerRuntime:
 
     def stop(self, cid: str) -> None:
         """Stop within the container's grace period, keeping it (and its logs)."""
-        self._call(self.api.stop, cid)
+        self._stop(cid)
 
     def restart(self, cid: str) -> None:
         """Stop within the container's grace period and start it again (liveness failure)."""
-        self._call(self.api.stop, cid)
+        self._stop(cid)
         self._call(self.api.start, cid)
 
     def remove(self, cid: str) -> None:
         """Stop within the container's own grace period, then remove; gone already counts as done."""
         try:
-            self._call(self.api.stop, cid)
+            self._stop(cid)
             self._call(self.api.remove_container, cid, v=True)
         except RuntimeFailure as e:
             if e.reason != "NotFound":
                 raise
+
+    def _stop(self, cid: str) -> None:
+        # Passing the container's own grace period lets the HTTP call wait that long plus the
+        # client timeout; without it docker-py allows 10 s, and a 120 s grace would time out.
+        info = self.inspect(cid)
+        grace = (info.get("Config") or {}).get("StopTimeout")
+        self._call(self.api.stop, cid, timeout=grace if isinstance(grace, int) else 10)
 
     def logs_tail(self, cid: str, lines: int = 20) -> str:
         """Last lines of a container's output, for failure reports."""
