@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
 
@@ -22,6 +22,25 @@ class DeclaredGpu(BaseModel):
     uuid: str
     model: str = "declared"
     memory_mib: int = 0
+
+
+class VerifyConfig(BaseModel):
+    """Commit verification (docs/security.md): which commits must carry a trusted signature."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # off: nothing is checked; head: the fetched tip; all: every commit since the last verified one.
+    mode: Literal["off", "head", "all"] = "off"
+    # OpenSSH allowed-signers file (git's gpg.ssh.allowedSignersFile).
+    allowed_signers: Path | None = None
+    # OpenPGP public keys (a keyring file); every key in it is trusted.
+    gpg_keyring: Path | None = None
+
+    @model_validator(mode="after")
+    def _needs_keys(self) -> VerifyConfig:
+        if self.mode != "off" and self.allowed_signers is None and self.gpg_keyring is None:
+            raise ValueError(f"verify.mode {self.mode} needs allowed_signers or gpg_keyring")
+        return self
 
 
 class Config(BaseModel):
@@ -54,6 +73,8 @@ class Config(BaseModel):
     status_logs: bool = False
     # Seconds a freshly started node watches before claiming new work (None: two cluster heartbeats).
     settle_seconds: float | None = None
+    # Commit verification; off unless configured.
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
     @property
     def effective_jitter(self) -> float:
@@ -76,8 +97,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, gpus) are given as YAML/JSON in the variable.
-        out[name] = yaml.safe_load(raw) if name in {"labels", "gpus"} else raw
+        # Structured values (labels, gpus, verify) are given as YAML/JSON in the variable.
+        out[name] = yaml.safe_load(raw) if name in {"labels", "gpus", "verify"} else raw
     return out
 
 

@@ -36,6 +36,7 @@ from gitops.status import (
     dump,
     utc_now_iso,
 )
+from gitops.verify import Verdict, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Reconciler:
         self.prober = prober
         self.executor = Executor(self.runtime, self.node, config.secrets_dir)
         self.loader = DesiredLoader(self.source)
+        # Commit verification (node-local, docs/security.md); None: mode off, every tip is applied.
+        self.verifier = Verifier(config.verify, self.source, config.state_dir) if config.verify.mode != "off" else None
         self.board = StatusBoard()
         self.gpus: list[Gpu] = gpus.gpus()
         self.facts: NodeInfo = node_info(
@@ -180,14 +183,31 @@ class Reconciler:
             if self._fetch_error:
                 log.info("git source reachable again")
             self._fetch_error = None
-            return rev
         except GitError as e:
             self._fetch_error = str(e)
             errors.append(ErrorStatus(message=f"fetch failed, keeping last good revision: {e}"))
             log.warning("fetch failed: %s", e)
             if not self.source.has_head():
                 raise PassFailed(f"no revision fetched yet: {e}") from e
-            return self.source.head()
+            rev = self.source.head()
+        return rev if self.verifier is None else self._verify(rev, errors)
+
+    def _verify(self, tip: str, errors: list[ErrorStatus]) -> str:
+        """The tip if its commits verify, else the last verified revision (docs/security.md)."""
+        assert self.verifier is not None
+        try:
+            verdict = self.verifier.check(tip)
+        except GitError as e:
+            verdict = Verdict(tip, problem=str(e))
+        if verdict.ok:
+            return tip
+        keep = self.verifier.last_verified()
+        why = verdict.message(keep)
+        errors.append(ErrorStatus(field="verify", message=why))
+        log.warning("%s", why)
+        if keep is None:
+            raise PassFailed(why)
+        return keep
 
     def _cluster_view(self, timeout_s: float) -> ClusterView:
         # A peer's last good record outlives a vanished or broken branch as long as it claims anything.
@@ -251,7 +271,8 @@ class Reconciler:
         )
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))
-        revision = RevisionStatus(sha=ctx.revision, verified=False, applied_at=self._applied_at(ctx.revision))
+        verified = self.verifier is not None and ctx.revision == self.verifier.last_verified()
+        revision = RevisionStatus(sha=ctx.revision, verified=verified, applied_at=self._applied_at(ctx.revision))
         facts = NodeFacts(self.node, self.facts, self.gpus)
         digest = ctx.assignment.digest(ctx.revision, live)
         return render(facts, revision, digest, live, errors, [self.cron.annotate(r) for r in rows], now_iso)

@@ -1,0 +1,226 @@
+"""Commit verification against real repositories and real keys made here (SSH and OpenPGP)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gitops.config import Config, ConfigError, VerifyConfig, load_config
+from gitops.source import GitSource
+from gitops.verify import VERIFIED_REF, Verifier
+from tests.helpers import Repo, git
+
+
+@dataclass(frozen=True)
+class SshKey:
+    """An ed25519 key pair; ``line`` is its allowed-signers entry."""
+
+    private: Path
+    line: str
+
+    @property
+    def public(self) -> Path:
+        return Path(f"{self.private}.pub")
+
+
+def ssh_key(directory: Path, name: str, principal: str) -> SshKey:
+    private = directory / f"{name}.key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(private)], check=True)
+    kind, blob = Path(f"{private}.pub").read_text().split()[:2]
+    return SshKey(private, f'{principal} namespaces="git" {kind} {blob}\n')
+
+
+def ssh_commit(repo: Repo, key: SshKey, message: str) -> str:
+    """Stage everything and commit, signed with ``key``."""
+    git(repo.path, "add", "-A")
+    git(
+        repo.path,
+        *("-c", "gpg.format=ssh", "-c", f"user.signingkey={key.public}"),
+        *("commit", "-q", "--allow-empty", "-S", "-m", message),
+    )
+    return repo.head()
+
+
+@dataclass(frozen=True)
+class GpgKey:
+    """An OpenPGP key in its own GNUPGHOME; ``keyring`` holds its public key."""
+
+    home: Path
+    email: str
+    keyring: Path
+
+
+@pytest.fixture(scope="module")
+def gpg_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GpgKey, GpgKey]]:
+    """Two OpenPGP keys (trusted, stranger), made once for the module."""
+    base = tmp_path_factory.mktemp("gpg")
+    keys = []
+    for name in ("trusted", "stranger"):
+        home = base / name
+        home.mkdir(mode=0o700)
+        email = f"{name}@t"
+        env = {**os.environ, "GNUPGHOME": str(home)}
+        gen = ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", f"T <{email}>", "ed25519", "sign", "never"]
+        subprocess.run(gen, env=env, check=True, capture_output=True)
+        keyring = base / f"{name}.gpg"
+        keyring.write_bytes(subprocess.run(["gpg", "--export"], env=env, check=True, capture_output=True).stdout)
+        keys.append(GpgKey(home, email, keyring))
+    yield keys[0], keys[1]
+    for k in keys:  # the agents signing started
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env={**os.environ, "GNUPGHOME": str(k.home)}, check=False)
+
+
+def gpg_commit(repo: Repo, key: GpgKey, message: str) -> str:
+    git(repo.path, "add", "-A")
+    env = {**os.environ, "GNUPGHOME": str(key.home)}
+    cmd = ["git", "-c", "gpg.program=gpg", "-c", f"user.signingkey={key.email}"]
+    cmd += ["-c", "user.name=t", "-c", f"user.email={key.email}", "commit", "-q", "--allow-empty", "-S", "-m", message]
+    subprocess.run(cmd, cwd=repo.path, env=env, check=True, capture_output=True)
+    return repo.head()
+
+
+@pytest.fixture
+def alice(tmp_path: Path) -> SshKey:
+    return ssh_key(tmp_path, "alice", "alice@example.com")
+
+
+@pytest.fixture
+def signers(tmp_path: Path, alice: SshKey) -> Path:
+    path = tmp_path / "allowed_signers"
+    path.write_text(alice.line)
+    return path
+
+
+def verifier(repo: Repo, state: Path, **settings: object) -> tuple[GitSource, Verifier]:
+    src = GitSource(str(repo.path), "main", "", state)
+    return src, Verifier(VerifyConfig.model_validate(settings), src, state)
+
+
+def test_signed_commit_accepted_and_remembered(repo: Repo, tmp_path: Path, alice: SshKey, signers: Path) -> None:
+    tip = ssh_commit(repo, alice, "signed")
+    src, v = verifier(repo, tmp_path / "state", mode="all", allowed_signers=signers)
+    verdict = v.check(src.fetch())
+    assert verdict.ok, verdict.message(None)
+    assert v.last_verified() == tip
+    assert src.git("rev-parse", VERIFIED_REF).decode().strip() == tip
+
+
+def test_unsigned_commit_refused_names_commit(repo: Repo, tmp_path: Path, alice: SshKey, signers: Path) -> None:
+    good = ssh_commit(repo, alice, "signed")
+    src, v = verifier(repo, tmp_path / "state", mode="all", allowed_signers=signers)
+    assert v.check(src.fetch()).ok
+    bad = repo.commit("unsigned")
+    verdict = v.check(src.fetch())
+    assert not verdict.ok
+    assert [c.sha for c in verdict.refused] == [bad]
+    message = verdict.message(v.last_verified())
+    assert bad in message and "not signed" in message and "signer none" in message and good[:12] in message
+    assert v.last_verified() == good
+
+
+def test_signed_tip_on_unsigned_commit_refused_under_all_accepted_under_head(
+    repo: Repo, tmp_path: Path, alice: SshKey, signers: Path
+) -> None:
+    ssh_commit(repo, alice, "signed base")
+    all_src, all_v = verifier(repo, tmp_path / "all", mode="all", allowed_signers=signers)
+    head_src, head_v = verifier(repo, tmp_path / "head", mode="head", allowed_signers=signers)
+    assert all_v.check(all_src.fetch()).ok and head_v.check(head_src.fetch()).ok
+    sneaked = repo.commit("unsigned, in the middle")
+    tip = ssh_commit(repo, alice, "signed tip")
+    refused = all_v.check(all_src.fetch())
+    assert [c.sha for c in refused.refused] == [sneaked]
+    assert head_v.check(head_src.fetch()).ok
+    assert head_v.last_verified() == tip and all_v.last_verified() != tip
+
+
+def test_unknown_ssh_key_refused(repo: Repo, tmp_path: Path, signers: Path) -> None:
+    mallory = ssh_key(tmp_path, "mallory", "mallory@example.com")
+    tip = ssh_commit(repo, mallory, "signed by a stranger")
+    src, v = verifier(repo, tmp_path / "state", mode="all", allowed_signers=signers)
+    verdict = v.check(src.fetch())
+    assert [(c.sha, c.code, c.signer) for c in verdict.refused] == [(tip, "U", "")]
+    assert verdict.refused[0].key.startswith("SHA256:") and v.last_verified() is None
+    assert "not trusted" in verdict.message(None) and "no verified revision" in verdict.message(None)
+
+
+def test_restart_keeps_last_verified_and_all_checks_from_it(
+    repo: Repo, tmp_path: Path, alice: SshKey, signers: Path
+) -> None:
+    good = ssh_commit(repo, alice, "signed")
+    src, v = verifier(repo, tmp_path / "state", mode="all", allowed_signers=signers)
+    assert v.check(src.fetch()).ok
+    sneaked = repo.commit("unsigned")
+    ssh_commit(repo, alice, "signed tip")
+    # A new process on the same state directory: the verified ref survives, so the unsigned
+    # commit under the signed tip is still caught (first start would check the tip alone).
+    src2, v2 = verifier(repo, tmp_path / "state", mode="all", allowed_signers=signers)
+    assert v2.last_verified() == good
+    assert [c.sha for c in v2.check(src2.fetch()).refused] == [sneaked]
+
+
+def test_key_added_to_allowed_signers_takes_effect(repo: Repo, tmp_path: Path, alice: SshKey, signers: Path) -> None:
+    bob = ssh_key(tmp_path, "bob", "bob@example.com")
+    tip = ssh_commit(repo, bob, "by bob")
+    src, v = verifier(repo, tmp_path / "state", mode="head", allowed_signers=signers)
+    assert not v.check(src.fetch()).ok
+    signers.write_text(alice.line + bob.line)
+    os.utime(signers, ns=(1, 1))  # a different stamp even within the same clock tick
+    verdict = v.check(src.fetch())
+    assert verdict.ok and v.last_verified() == tip
+
+
+def test_missing_allowed_signers_refuses(repo: Repo, tmp_path: Path, alice: SshKey) -> None:
+    ssh_commit(repo, alice, "signed")
+    src, v = verifier(repo, tmp_path / "state", mode="head", allowed_signers=tmp_path / "nope")
+    verdict = v.check(src.fetch())
+    assert not verdict.ok and "allowed_signers" in verdict.problem
+
+
+def test_openpgp_accepted_and_refused(repo: Repo, tmp_path: Path, gpg_keys: tuple[GpgKey, GpgKey]) -> None:
+    trusted, stranger = gpg_keys
+    good = gpg_commit(repo, trusted, "signed by the trusted key")
+    src, v = verifier(repo, tmp_path / "state", mode="all", gpg_keyring=trusted.keyring)
+    verdict = v.check(src.fetch())
+    assert verdict.ok, verdict.message(None)
+    assert v.last_verified() == good
+    bad = gpg_commit(repo, stranger, "signed by a key not in the keyring")
+    verdict = v.check(src.fetch())
+    assert [(c.sha, c.code) for c in verdict.refused] == [(bad, "E")]
+    unsigned = repo.commit("unsigned")
+    assert [c.sha for c in v.check(src.fetch()).refused] == [unsigned, bad]
+    # The private GNUPGHOME lives under the state directory and holds only the keyring's key.
+    assert v.gnupg_home.is_relative_to(tmp_path / "state")
+
+
+def test_openpgp_key_removed_from_keyring_no_longer_trusted(
+    repo: Repo, tmp_path: Path, gpg_keys: tuple[GpgKey, GpgKey]
+) -> None:
+    trusted, _ = gpg_keys
+    gpg_commit(repo, trusted, "signed")
+    keyring = tmp_path / "trusted.gpg"
+    keyring.write_bytes(trusted.keyring.read_bytes())
+    src, v = verifier(repo, tmp_path / "state", mode="head", gpg_keyring=keyring)
+    assert v.check(src.fetch()).ok
+    keyring.write_bytes(b"")
+    os.utime(keyring, ns=(1, 1))
+    gpg_commit(repo, trusted, "signed again")
+    assert [c.code for c in v.check(src.fetch()).refused] == ["E"]
+
+
+def test_config_verify_block() -> None:
+    assert Config().verify.mode == "off"
+    cfg = Config.model_validate({"verify": {"mode": "all", "allowed_signers": "/etc/gitops/allowed_signers"}})
+    assert cfg.verify.allowed_signers == Path("/etc/gitops/allowed_signers")
+    with pytest.raises(ValueError, match="needs allowed_signers or gpg_keyring"):
+        VerifyConfig(mode="head")
+    with pytest.raises(ValueError):
+        VerifyConfig.model_validate({"mode": "all", "allowed_signers": "/x", "keyring": "/y"})
+    env = {"GITOPS_VERIFY": "{mode: head, gpg_keyring: /k.gpg}"}
+    assert load_config(Path("/dev/null"), environ=env).verify.gpg_keyring == Path("/k.gpg")
+    with pytest.raises(ConfigError):
+        load_config(Path("/dev/null"), environ={"GITOPS_VERIFY": "{mode: sometimes}"})
