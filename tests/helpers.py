@@ -9,6 +9,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -351,3 +352,34 @@ class Periodic:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class SshKey:
+    """An ed25519 key pair made by ssh-keygen; ``line`` is its allowed-signers entry."""
+
+    private: Path
+    line: str
+
+    @property
+    def public(self) -> Path:
+        return Path(f"{self.private}.pub")
+
+
+def ssh_key(directory: Path, name: str, principal: str) -> SshKey:
+    """A new key pair in ``directory``, allowed to sign as ``principal``."""
+    private = directory / f"{name}.key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(private)], check=True)
+    kind, blob = Path(f"{private}.pub").read_text().split()[:2]
+    return SshKey(private, f'{principal} namespaces="git" {kind} {blob}\n')
+
+
+def ssh_commit(repo: Repo, key: SshKey, message: str) -> str:
+    """Stage everything and commit, signed with ``key``."""
+    git(repo.path, "add", "-A")
+    git(
+        repo.path,
+        *("-c", "gpg.format=ssh", "-c", f"user.signingkey={key.public}"),
+        *("commit", "-q", "--allow-empty", "-S", "-m", message),
+    )
+    return repo.head()

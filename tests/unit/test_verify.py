@@ -13,37 +13,7 @@ import pytest
 from gitops.config import Config, ConfigError, VerifyConfig, load_config
 from gitops.source import GitSource
 from gitops.verify import VERIFIED_REF, Verifier
-from tests.helpers import Repo, git
-
-
-@dataclass(frozen=True)
-class SshKey:
-    """An ed25519 key pair; ``line`` is its allowed-signers entry."""
-
-    private: Path
-    line: str
-
-    @property
-    def public(self) -> Path:
-        return Path(f"{self.private}.pub")
-
-
-def ssh_key(directory: Path, name: str, principal: str) -> SshKey:
-    private = directory / f"{name}.key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(private)], check=True)
-    kind, blob = Path(f"{private}.pub").read_text().split()[:2]
-    return SshKey(private, f'{principal} namespaces="git" {kind} {blob}\n')
-
-
-def ssh_commit(repo: Repo, key: SshKey, message: str) -> str:
-    """Stage everything and commit, signed with ``key``."""
-    git(repo.path, "add", "-A")
-    git(
-        repo.path,
-        *("-c", "gpg.format=ssh", "-c", f"user.signingkey={key.public}"),
-        *("commit", "-q", "--allow-empty", "-S", "-m", message),
-    )
-    return repo.head()
+from tests.helpers import Repo, SshKey, git, ssh_commit, ssh_key
 
 
 @dataclass(frozen=True)
