@@ -53,6 +53,7 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
                 "heartbeatAgeSeconds": round((now - hb).total_seconds(), 1) if hb else None,
                 "revision": r.revision.sha,
                 "upToDate": r.revision.sha == rev,
+                "verified": r.revision.verified,
                 "capacity": {
                     "cpu": r.capacity.cpu,
                     "memory": r.capacity.memory,
@@ -147,13 +148,15 @@ def render_status(doc: dict[str, Any]) -> str:
         age = n["heartbeatAgeSeconds"]
         lines.append(
             f"  {n['name']:<20} {'live' if n['live'] else 'stale':<5} heartbeat {age if age is not None else '?'}s ago"
-            f"  rev {n['revision'][:7]}{'' if n['upToDate'] else ' (behind)'}"
+            f"  rev {n['revision'][:7]}{' verified' if n['verified'] else ''}{'' if n['upToDate'] else ' (behind)'}"
             f"  cpu {n['used']['cpu']}/{n['capacity']['cpu']}m mem {n['used']['memory']}/{n['capacity']['memory']}Mi"
             f"  gpus {n['capacity']['gpus']}  digest {n['digest'][:8]}{'' if n['digestAgrees'] else ' DIFFERS'}"
             f"  errors {len(n['errors'])}"
         )
         if n["rejected"]:
             lines.append(f"      last good record shown; current one rejected: {n['rejected']}")
+        # A refused commit (docs/security.md) is why a node stays behind: say so, not just count it.
+        lines += [f"      {e['message']}" for e in n["errors"] if e.get("field") == "verify"]
     lines += ["", "WORKLOADS"]
     for w in doc["workloads"]:
         desired = w["desired"] if w["desired"] is not None else "-"

@@ -370,6 +370,18 @@ def test_gitops_status_document_shows_rejected_and_odd_but_valid_records() -> No
     assert "current one rejected: capacity.cpu is invalid" in text
 
 
+def test_gitops_status_shows_verification_refusal() -> None:
+    branches = Branches()
+    why = "commit verification refused 0123456789ab: commit 0123 not signed (signer none); keeping verified revision x"
+    errors = [{"message": "other"}, {"field": "verify", "message": why}]
+    branches.put("n1", raw(record(node="n1", revision={"sha": "a" * 40, "verified": True}, errors=errors)))
+    doc = status_document(ManifestSet(), look(StatusBoard(), branches, 0), "b" * 40)
+    [node] = doc["nodes"]
+    assert node["verified"] is True and len(node["errors"]) == 2
+    text = render_status(json.loads(json.dumps(doc)))
+    assert "rev aaaaaaa verified (behind)" in text and f"      {why}" in text and "other" not in text
+
+
 def test_policy_keeps_blocking_an_exclusive_replica_a_broken_peer_last_claimed() -> None:
     db = workload("db", strategy="Recreate")
     cluster = ClusterSpec(heartbeat_seconds=1, node_timeout_seconds=5)
