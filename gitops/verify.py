@@ -180,6 +180,8 @@ class Verifier:
         # Rebuilt from scratch, so a key removed from the keyring is no longer trusted.
         shutil.rmtree(self.gnupg_home, ignore_errors=True)
         self.gnupg_home.mkdir(mode=0o700, parents=True)
+        # Checking signatures needs no agent; without this gpg would leave one running per home.
+        (self.gnupg_home / "gpg.conf").write_text("no-autostart\n")
         if data:
             self._gpg("--import", stdin=data)
             listing = self._gpg("--with-colons", "--list-keys").decode(errors="replace")

@@ -165,6 +165,7 @@ def test_openpgp_accepted_and_refused(repo: Repo, tmp_path: Path, gpg_keys: tupl
     assert [c.sha for c in v.check(src.fetch()).refused] == [unsigned, bad]
     # The private GNUPGHOME lives under the state directory and holds only the keyring's key.
     assert v.gnupg_home.is_relative_to(tmp_path / "state")
+    assert not list(v.gnupg_home.glob("S.gpg-agent*")), "checking signatures started a gpg-agent"
 
 
 def test_openpgp_key_removed_from_keyring_no_longer_trusted(
