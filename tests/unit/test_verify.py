@@ -195,3 +195,12 @@ def test_config_verify_block() -> None:
     assert load_config(Path("/dev/null"), environ=env).verify.gpg_keyring == Path("/k.gpg")
     with pytest.raises(ConfigError):
         load_config(Path("/dev/null"), environ={"GITOPS_VERIFY": "{mode: sometimes}"})
+
+
+def test_force_push_back_checks_the_older_tip_itself(repo: Repo, tmp_path: Path, alice: SshKey, signers: Path) -> None:
+    unsigned = repo.commit("unsigned base")
+    ssh_commit(repo, alice, "signed")
+    src, v = verifier(repo, tmp_path / "state", mode="all", allowed_signers=signers)
+    assert v.check(src.fetch()).ok  # first start: the tip alone
+    git(repo.path, "reset", "-q", "--hard", unsigned)  # force-push back below the verified revision
+    assert [c.sha for c in v.check(src.fetch()).refused] == [unsigned]
