@@ -284,6 +284,7 @@ def _read_cluster(cfg: Config, verb: str) -> tuple[ManifestSet, ClusterView, str
     from gitops.cluster import StatusBoard
     from gitops.desired import DesiredLoader
     from gitops.source import GitError, GitSource
+    from gitops.verify import StatusSignatures
 
     with tempfile.TemporaryDirectory(prefix="gitops-read-") as tmp:
         src = GitSource(cfg.repo, cfg.branch, cfg.path, Path(tmp), cfg.git_timeout)
@@ -296,7 +297,9 @@ def _read_cluster(cfg: Config, verb: str) -> tuple[ManifestSet, ClusterView, str
             return None
         # Bad records are contained and shown as rejected, never fatal; nothing is kept between runs.
         timeout = mset.cluster.node_timeout_seconds
-        view = StatusBoard().view(heads, src.read_status_files, timeout, forget_after_s=timeout)
+        signing = cfg.status_signing
+        verify = StatusSignatures(signing.allowed_signers, src) if signing else None
+        view = StatusBoard().view(heads, src.read_status_files, timeout, forget_after_s=timeout, verify=verify)
     return mset, view, rev
 
 

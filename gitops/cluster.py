@@ -30,6 +30,9 @@ FUTURE_TOLERANCE_S = 1.0
 # Reads ``status.yaml`` of each (node -> commit) given: its bytes, or why they were not read
 # (too large); a node missing from the answer has none.
 StatusReader = Callable[[dict[str, str]], Mapping[str, bytes | str]]
+# Checks who signed each (node -> commit) given: why a node's commit is not to be trusted, or
+# None when it is; a node missing from the answer is not trusted. Raises when it cannot check.
+StatusVerifier = Callable[[dict[str, str]], Mapping[str, str | None]]
 
 
 def claims_expire_after(node_timeout_s: float, heartbeat_s: float) -> float:
@@ -168,9 +171,14 @@ class StatusBoard:
         forget_after_s: float,
         now: datetime | None = None,
         monotonic: float | None = None,
+        verify: StatusVerifier | None = None,
     ) -> ClusterView:
-        """The cluster view from the status branches' heads (node -> commit), reading only new commits."""
-        self._read(heads, read)
+        """The cluster view from the status branches' heads (node -> commit), reading only new commits.
+
+        With ``verify``, a new commit's record is used only if ``verify`` trusts the commit (status
+        signing); one it does not trust is rejected like an invalid record. Remembered ones are trusted.
+        """
+        self._read(heads, read, verify)
         self._records = {(n, sha): self._records[(n, sha)] for n, sha in heads.items()}
         rejected: dict[str, str] = {}
         for node, sha in heads.items():
@@ -192,7 +200,7 @@ class StatusBoard:
             rejected=rejected,
         )
 
-    def _read(self, heads: Mapping[str, str], read: StatusReader) -> None:
+    def _read(self, heads: Mapping[str, str], read: StatusReader, verify: StatusVerifier | None) -> None:
         new: dict[str, str] = {}
         again: list[dict[str, str]] = []
         for node, sha in heads.items():
@@ -204,11 +212,15 @@ class StatusBoard:
                 again.append({node: sha})
         for batch in (new, *again):
             if batch:
-                self._read_batch(batch, read)
+                self._read_batch(batch, read, verify)
 
-    def _read_batch(self, batch: dict[str, str], read: StatusReader) -> None:
+    def _read_batch(self, batch: dict[str, str], read: StatusReader, verify: StatusVerifier | None) -> None:
         raw: Mapping[str, bytes | str] | None
+        trust: Mapping[str, str | None] = {}
         try:
+            # One call each for the whole batch: every pass reads every peer's new head.
+            if verify is not None:
+                trust = verify(batch)
             raw, failure = read(batch), ""
         except Exception as e:  # whatever the reader hit, the pass goes on with the last good records
             raw, failure = None, f"status branch unreadable: {e}"
@@ -216,6 +228,8 @@ class StatusBoard:
             record: NodeStatus | _Unusable
             if raw is None:
                 record = _Unusable(failure, retry=True)
+            elif verify is not None and (node not in trust or trust[node] is not None):
+                record = _Unusable(trust.get(node) or f"status commit not signed by node {node}")
             elif node not in raw:
                 record = _Unusable("no status.yaml on the branch")
             elif isinstance(got := raw[node], str):

@@ -43,6 +43,17 @@ class VerifyConfig(BaseModel):
         return self
 
 
+class StatusSigningConfig(BaseModel):
+    """Signed status commits (docs/security.md, "Status signing"): this node's key and its peers' keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # This node's SSH private key; every status commit it pushes is signed with it.
+    key: Path
+    # OpenSSH allowed-signers file of every node's key, the principal being the node's name.
+    allowed_signers: Path
+
+
 class Config(BaseModel):
     """Everything a node needs that must not come from the repository."""
 
@@ -75,6 +86,8 @@ class Config(BaseModel):
     settle_seconds: float | None = None
     # Commit verification; off unless configured.
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    # Status signing; None: status commits are unsigned and peers' records are not checked.
+    status_signing: StatusSigningConfig | None = None
 
     @property
     def effective_jitter(self) -> float:
@@ -97,8 +110,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, gpus, verify) are given as YAML/JSON in the variable.
-        out[name] = yaml.safe_load(raw) if name in {"labels", "gpus", "verify"} else raw
+        # Structured values (labels, gpus, verify, status_signing) are given as YAML/JSON in the variable.
+        out[name] = yaml.safe_load(raw) if name in {"labels", "gpus", "verify", "status_signing"} else raw
     return out
 
 

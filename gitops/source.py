@@ -91,8 +91,18 @@ def _failure(stderr: bytes, returncode: int) -> str:
 class GitSource:
     """One tracked branch of one repository, mirrored under ``state_dir``."""
 
-    def __init__(self, url: str, branch: str, subpath: str, state_dir: Path, timeout: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        branch: str,
+        subpath: str,
+        state_dir: Path,
+        timeout: float = 60.0,
+        status_key: Path | None = None,
+    ):
         self.url = normalise_url(url)
+        # SSH private key that signs this node's status commits (docs/security.md); None: unsigned.
+        self.status_key = status_key
         self.branch = branch
         self.subpath = subpath.strip("/")
         self.mirror = state_dir / "mirror.git"
@@ -300,7 +310,8 @@ class GitSource:
         """Commit ``status.yaml`` onto this node's status branch and push it; return the commit.
 
         The node is the branch's only writer, so a forced push never loses anyone else's
-        work; history is cut to a fresh root once it grows past ``max_history``.
+        work; history is cut to a fresh root once it grows past ``max_history``. With a
+        ``status_key`` the commit is signed with it (SSH), for peers to verify.
         """
         if len(content) > STATUS_MAX_BYTES:
             log.warning(
@@ -317,6 +328,10 @@ class GitSource:
         args = ["commit-tree", tree, "-m", message]
         if parent:
             args += ["-p", parent]
+        sign: tuple[str, ...] = ()
+        if self.status_key is not None:
+            args.insert(1, "-S")
+            sign = ("gpg.format=ssh", "gpg.ssh.program=ssh-keygen", f"user.signingkey={self.status_key}")
         who, mail = f"gitops {node}", f"{node}@gitops.invalid"
         ident = {
             "GIT_AUTHOR_NAME": who,
@@ -324,7 +339,7 @@ class GitSource:
             "GIT_COMMITTER_NAME": who,
             "GIT_COMMITTER_EMAIL": mail,
         }
-        commit = self.git(*args, env=ident).decode().strip()
+        commit = self.git(*args, env=ident, config=sign).decode().strip()
         self.git(
             "push", "--quiet", "--force", "--no-recurse-submodules", "origin", f"{commit}:{STATUS_BRANCH_PREFIX}{node}"
         )

@@ -10,6 +10,9 @@ The last verified revision is kept as a ref in the node's own mirror (``refs/git
 it survives restarts, pins that revision's objects so the node can keep applying it, and nothing
 fetched can move it (fetches write only ``refs/gitops/head`` and the status refs). The node's
 status branch is no substitute: anyone who can push to the repository can write it.
+
+``StatusSignatures`` checks peers' status commits the same way (``status_signing:``): each must
+carry a good SSH signature whose principal is the node named by its branch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import logging
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,14 +161,7 @@ class Verifier:
         raw = self.source.git(
             "log", f"--format={_FORMAT}", *revs, "--", env={"GNUPGHOME": str(self.gnupg_home)}, config=config
         )
-        out: list[CommitCheck] = []
-        for rec in raw.decode(errors="replace").split("\x1e"):
-            fields = rec.strip("\n").split("\x1f")  # not strip(): \x1f counts as whitespace
-            if len(fields) == 4:
-                out.append(CommitCheck(*fields))
-            elif rec.strip("\n"):  # fail closed: a record not understood is no signature accepted
-                raise GitError(f"git log: unexpected signature record {rec[:80]!r}")
-        return out
+        return _parse_checks(raw)
 
     def _prepare_gnupg(self) -> None:
         """(Re)build the private GNUPGHOME from the keyring file whenever the file changes."""
@@ -203,6 +200,64 @@ class Verifier:
         if proc.returncode:
             raise GitError(f"gpg {args[0]}: {proc.stderr.decode(errors='replace').strip()[-300:]}")
         return proc.stdout
+
+
+class StatusSignatures:
+    """Checks that each status commit is signed by the node whose branch holds it (docs/security.md).
+
+    Called with the new status heads (node -> commit) of a pass, it asks git once for all of them
+    and answers, per node, why its commit is not trusted, or None when it is: a good SSH signature
+    (``%G?`` G) whose principal in ``allowed_signers`` (``%GS``) is that node's name. Raises when the
+    check itself cannot be made, so the board tries again rather than judging the commits.
+    """
+
+    def __init__(self, allowed_signers: Path, source: GitSource):
+        self.allowed_signers = allowed_signers
+        self.source = source
+
+    def __call__(self, heads: Mapping[str, str]) -> dict[str, str | None]:
+        if not heads:
+            return {}
+        if not self.allowed_signers.is_file():
+            raise GitError(f"status_signing.allowed_signers {self.allowed_signers} is not a readable file")
+        config = (
+            "gpg.ssh.program=ssh-keygen",
+            f"gpg.ssh.allowedSignersFile={self.allowed_signers}",
+            # Only SSH signatures count: nothing checks an OpenPGP or X.509 one, so none is good.
+            "gpg.openpgp.program=false",
+            "gpg.x509.program=false",
+        )
+        shas = "".join(f"{sha}\n" for sha in dict.fromkeys(heads.values()))
+        raw = self.source.git(
+            "log", "--no-walk", "--stdin", f"--format={_FORMAT}", "--", stdin=shas.encode(), config=config
+        )
+        checks = {c.sha: c for c in _parse_checks(raw)}
+        out: dict[str, str | None] = {}
+        for node, sha in heads.items():
+            check = checks.get(sha)
+            if check is not None and check.ok and check.signer == node:
+                out[node] = None
+                continue
+            if check is None:  # fail closed
+                why = "git reported no signature status"
+            elif not check.ok:
+                why = check.why
+            else:
+                why = f"signed by {check.signer}"
+            key = f", key {check.key}" if check is not None and check.key else ""
+            out[node] = f"status commit not signed by node {node}: {why}{key}"
+        return out
+
+
+def _parse_checks(raw: bytes) -> list[CommitCheck]:
+    out: list[CommitCheck] = []
+    for rec in raw.decode(errors="replace").split("\x1e"):
+        fields = rec.strip("\n").split("\x1f")  # not strip(): \x1f counts as whitespace
+        if len(fields) == 4:
+            out.append(CommitCheck(*fields))
+        elif rec.strip("\n"):  # fail closed: a record not understood is no signature accepted
+            raise GitError(f"git log: unexpected signature record {rec[:80]!r}")
+    return out
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:

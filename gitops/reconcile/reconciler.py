@@ -36,7 +36,7 @@ from gitops.status import (
     dump,
     utc_now_iso,
 )
-from gitops.verify import Verdict, Verifier
+from gitops.verify import StatusSignatures, Verdict, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ class Reconciler:
     ):
         self.config = config
         self.node = config.node
-        self.source = GitSource(config.repo, config.branch, config.path, config.state_dir, config.git_timeout)
+        key = config.status_signing.key if config.status_signing else None  # signs our status commits
+        self.source = GitSource(config.repo, config.branch, config.path, config.state_dir, config.git_timeout, key)
         self.runtime = runtime or DockerRuntime(config.docker_host)
         self.prober = prober
         self.executor = Executor(self.runtime, self.node, config.secrets_dir)
@@ -212,7 +213,12 @@ class Reconciler:
     def _cluster_view(self, timeout_s: float) -> ClusterView:
         # A peer's last good record outlives a vanished or broken branch as long as it claims anything.
         keep_s = claims_expire_after(timeout_s, self._heartbeat_timeout[0])
-        return self.board.view(self.source.status_heads(), self.source.read_status_files, timeout_s, keep_s)
+        # Status signing: a peer's commit counts only if signed by that peer (docs/security.md).
+        signing = self.config.status_signing
+        verify = StatusSignatures(signing.allowed_signers, self.source) if signing else None
+        return self.board.view(
+            self.source.status_heads(), self.source.read_status_files, timeout_s, keep_s, verify=verify
+        )
 
     def _nodes(self, view: ClusterView, mset: ManifestSet) -> list[NodeInfo]:
         cordoned = frozenset(mset.cluster.cordoned)
