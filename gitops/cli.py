@@ -237,7 +237,7 @@ def cmd_run(cfg: Config, once: bool) -> int:
     from gitops.reconcile.reconciler import PassFailed
     from gitops.source import GitError
 
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     if once and cfg.settle_seconds is None:
         # One pass asked for by an operator acts at once; a daemon first learns its peers.
         cfg = cfg.model_copy(update={"settle_seconds": 0.0})
@@ -261,7 +261,7 @@ def cmd_plan(cfg: Config) -> int:
     from gitops.reconcile.reconciler import PassFailed
     from gitops.source import GitError
 
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    cfg.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     rec = _reconciler(cfg)
     try:
         report = rec.run_pass(dry_run=True)

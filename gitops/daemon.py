@@ -166,7 +166,7 @@ class Daemon:
         """Serve until SIGTERM/SIGINT; return the process exit code."""
         if threading.current_thread() is threading.main_thread():
             self._install_signals()
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         trigger = self.config.trigger_file
         trigger.touch()
         scheduler = BackgroundScheduler(daemon=True)

@@ -28,7 +28,7 @@ class Frozen(BaseModel):
 
 
 class SecretRef(Frozen):
-    """A value read on the node from ``<secrets-dir>/<name>/<key>``, never from Git."""
+    """A value read on the node from ``<secrets-dir>/<namespace>/<name>/<key>``, never from Git."""
 
     name: str
     key: str

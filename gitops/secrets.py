@@ -1,4 +1,9 @@
-"""Node-local secrets: read from ``<secrets_dir>/<name>/<key>``, never from Git, never published."""
+"""Node-local secrets: read from ``<secrets_dir>/<namespace>/<name>/<key>``, never from Git, never published.
+
+A workload reads only its own namespace's directory: the namespace comes from the workload, not
+from the reference, and a name or key that would leave that directory (``..``, ``/``, an absolute
+path) is refused before anything is opened.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +19,27 @@ MAX_SECRET_BYTES = 64 * 1024
 
 
 class SecretMissing(Exception):
-    """A referenced secret is not on this node."""
+    """A referenced secret is not on this node (or its reference would leave its namespace's directory)."""
 
 
-def read_secret(secrets_dir: Path, ref: SecretRef) -> str:
+def secret_path(secrets_dir: Path, namespace: str, ref: SecretRef) -> Path:
+    """Where ``ref`` is read for a workload in ``namespace`` (no checks)."""
+    return secrets_dir / namespace / ref.name / ref.key
+
+
+def _unsafe(part: str) -> bool:
+    return part in ("", ".", "..") or "/" in part or "\\" in part or "\0" in part
+
+
+def read_secret(secrets_dir: Path, namespace: str, ref: SecretRef) -> str:
     """The value of one secret (trailing newline dropped); SecretMissing names the path, never a value."""
-    path = secrets_dir / ref.name / ref.key
+    path = secret_path(secrets_dir, namespace, ref)
+    bad = [p for p in (namespace, ref.name, ref.key) if _unsafe(p)]
+    if bad:
+        raise SecretMissing(
+            f"secret {ref.name}/{ref.key} refused: {bad[0]!r} would leave the namespace's secrets "
+            f"directory (expected a file at {secrets_dir / namespace}/<name>/<key>)"
+        )
     try:
         return path.read_text().rstrip("\n")
     except OSError as e:
@@ -27,7 +47,7 @@ def read_secret(secrets_dir: Path, ref: SecretRef) -> str:
 
 
 def redact(text: str, secrets_dir: Path) -> str:
-    """``text`` with every value of this node's secrets replaced by ``***``."""
+    """``text`` with every value of this node's secrets (every namespace) replaced by ``***``."""
     if not text:
         return text
     for value in sorted(_values(secrets_dir), key=len, reverse=True):
@@ -38,7 +58,7 @@ def redact(text: str, secrets_dir: Path) -> str:
 def _values(secrets_dir: Path) -> set[str]:
     values: set[str] = set()
     try:
-        files = sorted(p for p in secrets_dir.glob("*/*") if p.is_file())[:MAX_SECRET_FILES]
+        files = sorted(p for p in secrets_dir.glob("*/*/*") if p.is_file())[:MAX_SECRET_FILES]
     except OSError:
         return values
     for p in files:

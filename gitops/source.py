@@ -184,9 +184,15 @@ class GitSource:
     def ensure_mirror(self) -> None:
         """Create the bare mirror and point it at the configured URL."""
         if not (self.mirror / "HEAD").exists():
-            self.mirror.parent.mkdir(parents=True, exist_ok=True)
+            self.mirror.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.mirror.mkdir(mode=0o700, exist_ok=True)
             self.git("init", "-q", "--bare", "--template=")  # no template: not even sample hooks
+        # The URL may carry credentials (https://user:token@...): the mirror, and its config where
+        # git keeps remote.origin.url, are private to the daemon's user, also in a mirror made
+        # before this was so, and whatever the umask.
+        self.mirror.chmod(0o700)
         self.git("config", "remote.origin.url", self.url)
+        (self.mirror / "config").chmod(0o600)
 
     def fetch(self) -> str:
         """Fetch the tracked branch and all status branches; return the head commit.

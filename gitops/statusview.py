@@ -138,8 +138,33 @@ def _rollout(w: Workload, current: list[tuple[str, ReplicaStatus]]) -> dict[str,
     }
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if ch in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[ch]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print to a terminal: printable Unicode kept, every other character escaped.
+
+    Peers write what this renders (node names, reasons, messages, container output). C0 and C1
+    controls (ESC, BEL, CR, the 8-bit CSI ``\\x9b``), newlines and format characters such as
+    bidirectional overrides are shown as ``\\x1b``, ``\\n``, ``\\u202e``: an ESC sequence loses
+    its ESC and prints as inert text, and a record cannot add, overwrite or hide lines.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
 def render_status(doc: dict[str, Any]) -> str:
-    """Human-readable tables of nodes and workloads."""
+    """Human-readable tables of nodes and workloads; every line passes through ``printable``."""
     lines = [f"revision {doc['revision'][:12]}, {len(doc['liveNodes'])} live node(s)", "", "NODES"]
     for n in doc["nodes"]:
         if n["revision"] is None:
@@ -172,7 +197,9 @@ def render_status(doc: dict[str, Any]) -> str:
                 lines.append(f"      [{r['replica']}] {r['node']}: {r['state']} {why}".rstrip())
     for e in doc["manifestErrors"]:
         lines.append(f"error: {e.get('file')}:{e.get('line')}: {e.get('message')}")
-    return "\n".join(lines)
+    # Each entry is one line built from peer-supplied text: escape it whole, so that nothing in
+    # it (an embedded newline included) can act on the terminal.
+    return "\n".join(printable(line) for line in lines)
 
 
 def parse_node_spec(text: str) -> NodeInfo:

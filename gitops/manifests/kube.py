@@ -101,7 +101,7 @@ class ContainerPort(KubeModel):
 
 
 class SecretKeySelector(KubeModel):
-    """env[].valueFrom.secretKeyRef: read on the node from <secrets-dir>/<name>/<key>."""
+    """env[].valueFrom.secretKeyRef: read on the node from <secrets-dir>/<namespace>/<name>/<key>."""
 
     name: Label
     key: Annotated[str, Field(min_length=1, pattern=r"^[-._a-zA-Z0-9]+$")]

@@ -268,7 +268,7 @@ class Executor:
             labels=ident.labels(),
             entrypoint=list(spec.command) if spec.command is not None else None,
             command=list(spec.args) if spec.args is not None else None,
-            env=[f"{e.name}={self._env_value(e)}" for e in spec.env],
+            env=[f"{e.name}={self._env_value(inst.workload.namespace, e)}" for e in spec.env],
             ports={} if pod.host_network else ports,
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
@@ -281,11 +281,11 @@ class Executor:
             stop_timeout=pod.termination_grace_s,
         )
 
-    def _env_value(self, env: EnvVar) -> str:
+    def _env_value(self, namespace: str, env: EnvVar) -> str:
         if env.secret is None:
             return env.value or ""
         try:
-            return read_secret(self.secrets_dir, env.secret)
+            return read_secret(self.secrets_dir, namespace, env.secret)
         except SecretMissing as e:
             if env.secret.optional:
                 return ""

@@ -37,8 +37,8 @@ def running(node: str) -> list[dict[str, object]]:
 
 
 def test_deploy_update_revert_remove(repo: Repo, node_name: str, tmp_path: Path) -> None:
-    (tmp_path / "secrets" / "db").mkdir(parents=True)
-    (tmp_path / "secrets" / "db" / "password").write_text("s3cret\n")
+    (tmp_path / "secrets" / "default" / "db").mkdir(parents=True)
+    (tmp_path / "secrets" / "default" / "db" / "password").write_text("s3cret\n")
 
     def manifest(mode: str) -> str:
         return deployment(
@@ -275,7 +275,7 @@ def test_job_active_deadline_stops_and_fails_it(repo: Repo, node_name: str, tmp_
 
 @pytest.mark.parametrize("status_logs", [False, True])
 def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp_path: Path, status_logs: bool) -> None:
-    secret = tmp_path / "secrets" / "db" / "password"
+    secret = tmp_path / "secrets" / "default" / "db" / "password"
     secret.parent.mkdir(parents=True)
     secret.write_text("hunter2-s3cret\n")
     command = ["sh", "-c", "echo broken hunter2-s3cret; exit 3"]

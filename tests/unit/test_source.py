@@ -221,3 +221,27 @@ def test_compaction_waits_for_enough_loose_objects(repo: Repo, tmp_path: Path) -
     assert before >= 3
     assert not src.compact()
     assert src.loose_objects() == before
+
+
+def test_mirror_keeping_the_url_is_private_whatever_the_umask(repo: Repo, tmp_path: Path) -> None:
+    repo.put("apps/a.yaml", "v1\n")
+    url = "https://deploy:s3cr3t-token@git.example.invalid/cluster.git"
+    old = os.umask(0o022)
+    try:
+        # An existing mirror from before, world-readable, gets tightened too.
+        (tmp_path / "old" / "mirror.git").mkdir(parents=True)
+        git(tmp_path / "old" / "mirror.git", "init", "-q", "--bare")
+        os.chmod(tmp_path / "old" / "mirror.git" / "config", 0o644)
+        for state in (tmp_path / "new" / "state", tmp_path / "old"):
+            src = GitSource(url, "main", "", state)
+            src.ensure_mirror()
+            config = src.mirror / "config"
+            assert "s3cr3t-token" in config.read_text()  # where git keeps it
+            assert (src.mirror.stat().st_mode & 0o777) == 0o700
+            assert (config.stat().st_mode & 0o777) == 0o600
+        assert (tmp_path / "new" / "state").stat().st_mode & 0o077 == 0, "a state dir we create is private"
+        src = GitSource(str(repo.path), "main", "", tmp_path / "new" / "state")
+        assert src.fetch() == repo.head()  # pointed back at a reachable URL, it still works
+        assert (src.mirror / "config").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)

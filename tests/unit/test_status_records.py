@@ -382,6 +382,30 @@ def test_gitops_status_shows_verification_refusal() -> None:
     assert "rev aaaaaaa verified (behind)" in text and f"      {why}" in text and "other" not in text
 
 
+def test_gitops_status_text_escapes_terminal_controls_from_peers() -> None:
+    db = workload("db")
+    hostile = "boom\x1b[2J\x07\rforged line\nnext \x9b31m \u202egnp.exe and ü, 日本, ✓"
+    row = {**ROW, "specHash": db.spec_hash, "state": "failed", "reason": "Error\x1b]0;pwned\x07", "message": hostile}
+    errors = [{"field": "verify", "message": "refused \x1b[31mred\x1b[0m\x00"}]
+    branches = Branches()
+    branches.put("n1", raw(record(node="n1", revision={"sha": "a" * 40}, workloads=[row], errors=errors)))
+    doc = status_document(ManifestSet(workloads=(db,)), look(StatusBoard(), branches, 0), "b" * 40)
+    assert doc["workloads"][0]["replicas"][0]["message"] == hostile, "the document keeps the text as the peer wrote it"
+    text = render_status(json.loads(json.dumps(doc)))
+    controls = [ch for ch in text if ch != "\n" and not ch.isprintable()]
+    assert controls == []
+    assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\x9b" not in text
+    assert (
+        "[0] n1: failed Error\\x1b]0;pwned\\x07 boom\\x1b[2J\\x07\\rforged line\\nnext \\x9b31m "
+        "\\u202egnp.exe and ü, 日本, ✓" in text
+    )
+    assert "      refused \\x1b[31mred\\x1b[0m\\x00" in text
+    # One line per entry: an embedded newline does not start a line of its own.
+    assert not any(line.startswith("next") for line in text.splitlines())
+    # JSON output is escaped by json.dumps already.
+    assert "\x1b" not in json.dumps(doc)
+
+
 def test_policy_keeps_blocking_an_exclusive_replica_a_broken_peer_last_claimed() -> None:
     db = workload("db", strategy="Recreate")
     cluster = ClusterSpec(heartbeat_seconds=1, node_timeout_seconds=5)

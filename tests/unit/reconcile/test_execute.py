@@ -14,6 +14,7 @@ from gitops.reconcile import execute as execute_module
 from gitops.reconcile.execute import PULL_RETRY_MIN_S, Executor
 from gitops.reconcile.plan import Action, Instance
 from gitops.runtime.base import Runtime, RuntimeFailure, RuntimeUnavailable
+from gitops.secrets import redact
 from tests.builders import observed, workload
 from tests.fakes import FakeRuntime
 
@@ -23,8 +24,8 @@ NODE = "n1"
 @pytest.fixture
 def secrets(tmp_path: Path) -> Path:
     d = tmp_path / "secrets"
-    (d / "db").mkdir(parents=True)
-    (d / "db" / "password").write_text("hunter2-secret\n")
+    (d / "default" / "db").mkdir(parents=True)
+    (d / "default" / "db" / "password").write_text("hunter2-secret\n")
     return d
 
 
@@ -103,7 +104,7 @@ def test_missing_secret_fails_the_replica_naming_the_path_not_a_value(engine: Fa
     out = executor(engine, secrets).execute(runs(inst))
     reason, message = out.failures[inst.id]
     assert reason == "SecretMissing"
-    assert str(secrets / "api" / "token") in message
+    assert str(secrets / "default" / "api" / "token") in message
     assert "TOKEN" in message
     assert "hunter2" not in message
     assert engine.ops("run") == []
@@ -369,3 +370,64 @@ def test_removing_a_pod_with_emptydir_removes_its_volumes(engine: FakeRuntime, s
     assert engine.ops("remove", "remove_volumes") == ["remove", "remove_volumes"]
     assert engine.subjects("remove_volumes") == [",".join(pod_label_filters(c.labels))]
     assert set(engine.volumes) == {"other-replica"}
+
+
+# --- namespaced secrets ---
+
+
+def secret_pod(namespace: str, name: str, key: str) -> Instance:
+    env = (EnvVar(name="TOKEN", secret=SecretRef(name=name, key=key)),)
+    w = workload(namespace=namespace, pod=PodSpec(containers=(ContainerSpec(name="main", image="img", env=env),)))
+    return Instance(w, 0, "r")
+
+
+def test_a_workload_reads_only_its_own_namespaces_secrets(engine: FakeRuntime, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    for team, value in (("team-a", "team-a-token"), ("team-b", "team-b-token")):
+        (secrets / team / "api").mkdir(parents=True)
+        (secrets / team / "api" / "token").write_text(value)
+    (secrets / "team-b" / "only-b").mkdir()
+    (secrets / "team-b" / "only-b" / "token").write_text("team-b-private")
+
+    own = secret_pod("team-a", "api", "token")
+    out = executor(engine, secrets).execute(runs(own))
+    assert out.failures == {}
+    assert engine.requests[0].env == ["TOKEN=team-a-token"]
+
+    # The same reference in team-a never resolves to team-b's directory.
+    other = secret_pod("team-a", "only-b", "token")
+    out = executor(engine, secrets).execute(runs(other))
+    reason, message = out.failures[other.id]
+    assert reason == "SecretMissing"
+    assert str(secrets / "team-a" / "only-b" / "token") in message
+    assert "team-b-private" not in message
+    assert len(engine.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("..", "token"), ("api", ".."), ("../team-b/api", "token"), ("api", "../../team-b/api/token"), ("/etc", "passwd")],
+)
+def test_secret_references_that_would_escape_are_refused(
+    engine: FakeRuntime, tmp_path: Path, name: str, key: str
+) -> None:
+    secrets = tmp_path / "secrets"
+    (secrets / "team-b" / "api").mkdir(parents=True)
+    (secrets / "team-b" / "api" / "token").write_text("team-b-token")
+    (secrets / "team-a").mkdir()
+    inst = secret_pod("team-a", name, key)
+    out = executor(engine, secrets).execute(runs(inst))
+    reason, message = out.failures[inst.id]
+    assert reason == "SecretMissing"
+    assert "refused" in message
+    assert str(secrets / "team-a") in message
+    assert "team-b-token" not in message
+    assert engine.ops("run") == []
+
+
+def test_redaction_covers_every_namespace(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    for team in ("team-a", "team-b"):
+        (secrets / team / "db").mkdir(parents=True)
+        (secrets / team / "db" / "password").write_text(f"{team}-password\n")
+    assert redact("a=team-a-password b=team-b-password", secrets) == "a=*** b=***"
