@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,15 +119,23 @@ class Executor:
         return out
 
     def execute(self, actions: list[Action], wait_s: float = START_WAIT_S) -> Outcome:
-        """Submit ``actions`` (in order within a replica, replicas side by side); wait up to ``wait_s``.
+        """Submit ``actions`` and wait up to ``wait_s`` for them.
 
         Returns what finished by then, earlier submissions' outcomes included.
+        """
+        wait(self.submit(actions), timeout=wait_s)
+        return self.collect()
+
+    def submit(self, actions: list[Action]) -> list[Future[None]]:
+        """Start ``actions`` (in order within a replica, replicas side by side) without waiting.
+
+        Their outcomes are kept for the next ``collect``; removal-only replicas give no future.
         """
         pulled: set[str] = set()
         groups: dict[ReplicaId, list[Action]] = {}
         for action in actions:
             groups.setdefault(action.replica, []).append(action)
-        waiting = []
+        futures = []
         for rid, group in groups.items():
             if all(a.op == "remove" and a.target is not None for a in group):
                 for a in group:
@@ -138,9 +146,8 @@ class Executor:
                     continue
                 self._busy[rid] = group[0].describe()
             pool = self._starters if any(a.op == "run" for a in group) else self._stoppers
-            waiting.append(pool.submit(self._run_group, rid, group, pulled))
-        wait(waiting, timeout=wait_s)
-        return self.collect()
+            futures.append(pool.submit(self._run_group, rid, group, pulled))
+        return futures
 
     def _leave(self, action: Action) -> None:
         target = action.target

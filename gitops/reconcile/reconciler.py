@@ -25,7 +25,7 @@ from gitops.reconcile.policy import PassContext, decide, fenced_keys, job_result
 from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
-from gitops.secrets import redact
+from gitops.secrets import redactor
 from gitops.source import GitError, GitSource
 from gitops.status import (
     ErrorStatus,
@@ -80,6 +80,9 @@ class Reconciler:
         # Commit verification (node-local, docs/security.md); None: mode off, every tip is applied.
         self.verifier = Verifier(config.verify, self.source, config.state_dir) if config.verify.mode != "off" else None
         self.board = StatusBoard()
+        # Status signing: a peer's commit counts only if signed by that peer (docs/security.md).
+        signing = config.status_signing
+        self.signatures = StatusSignatures(signing.allowed_signers, self.source) if signing else None
         self.gpus: list[Gpu] = gpus.gpus()
         self.facts: NodeInfo = node_info(
             self.node,
@@ -213,11 +216,8 @@ class Reconciler:
     def _cluster_view(self, timeout_s: float) -> ClusterView:
         # A peer's last good record outlives a vanished or broken branch as long as it claims anything.
         keep_s = claims_expire_after(timeout_s, self._heartbeat_timeout[0])
-        # Status signing: a peer's commit counts only if signed by that peer (docs/security.md).
-        signing = self.config.status_signing
-        verify = StatusSignatures(signing.allowed_signers, self.source) if signing else None
         return self.board.view(
-            self.source.status_heads(), self.source.read_status_files, timeout_s, keep_s, verify=verify
+            self.source.status_heads(), self.source.read_status_files, timeout_s, keep_s, verify=self.signatures
         )
 
     def _nodes(self, view: ClusterView, mset: ManifestSet) -> list[NodeInfo]:
@@ -255,13 +255,11 @@ class Reconciler:
 
     def _logs(self, obs: Observation) -> dict[str, str]:
         """Output of exited containers, only where this node opts in to publishing it."""
-        if not self.config.status_logs:
+        failed = [c for c in obs.containers if c.state != "running" and c.exit_code not in (0, None)]
+        if not self.config.status_logs or not failed:
             return {}
-        return {
-            c.id: redact(self.runtime.logs_tail(c.id, 10), self.config.secrets_dir)
-            for c in obs.containers
-            if c.state != "running" and c.exit_code not in (0, None)
-        }
+        mask = redactor(self.config.secrets_dir)
+        return {c.id: mask(self.runtime.logs_tail(c.id, 10)) for c in failed}
 
     def _status(
         self, ctx: PassContext, desired: list[Instance], the_plan: Plan, errors: list[ErrorStatus]
@@ -341,7 +339,8 @@ class Reconciler:
         why = f"fenced: no heartbeat reached Git for {silent:.0f}s"
         if targets:
             log.warning("%s, stopping %s", why, ", ".join(sorted({str(c.rid) for c in targets})))
-            self.executor.execute([Action("remove", c.rid, why, target=c) for c in targets], wait_s=0)
+            # Submitted only: the outcomes of the pass's own actions stay for the pass to collect.
+            self.executor.submit([Action("remove", c.rid, why, target=c) for c in targets])
 
     def next_wake_in(self) -> float:
         """Seconds until a pass is due for a heartbeat or a crash-loop restart, whatever the interval."""
