@@ -69,6 +69,7 @@ def decide(ctx: PassContext) -> Decision:
     """The whole policy of one pass."""
     mset, obs = ctx.manifests, ctx.observation
     by_key = {w.key: w for w in mset.workloads}
+    owners = ctx.assignment.owners()
     fenced = fenced_keys(mset, ctx.silent_for)
     desired = instances(ctx, fenced)
     results = job_results(desired, obs, ctx.memory, ctx.logs)
@@ -84,8 +85,12 @@ def decide(ctx: PassContext) -> Decision:
         protected_keys=frozenset(WorkloadKey(k) for k in mset.invalid_keys),
         workload_keys=frozenset(by_key) | runs,
         fenced=fenced,
-        hold=handoff_holds(ctx, by_key, {i.id for i in desired}),
-        blocked={**surge_blocks(ctx, desired), **settle_blocks(ctx, desired), **exclusive_blocks(ctx, desired)},
+        hold=handoff_holds(ctx, owners, by_key, {i.id for i in desired}),
+        blocked={
+            **surge_blocks(ctx, owners, desired),
+            **settle_blocks(ctx, desired),
+            **exclusive_blocks(ctx, desired),
+        },
         finished={**gates.finished, **own_results(desired, known)},
         deadline=deadlines,
         wait=gates.wait,
@@ -219,11 +224,10 @@ def own_results(desired: Sequence[Instance], results: Mapping[ReplicaId, JobResu
 
 
 def handoff_holds(
-    ctx: PassContext, by_key: Mapping[WorkloadKey, Workload], wanted: set[ReplicaId]
+    ctx: PassContext, owners: Mapping[ReplicaId, str], by_key: Mapping[WorkloadKey, Workload], wanted: set[ReplicaId]
 ) -> frozenset[ReplicaId]:
     """Replicas moving away that we keep until the new owner reports them ready (make-before-break)."""
     hold: set[ReplicaId] = set()
-    owners = ctx.assignment.owners()
     for rid, cs in ctx.observation.by_replica.items():
         w = by_key.get(rid.key)
         if rid in wanted or w is None or w.exclusive or not any(c.state == "running" for c in cs):
@@ -252,7 +256,9 @@ def settle_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[Replica
     return {i.id: why for i in desired if i.id not in ctx.observation.by_replica and i.id not in claimed}
 
 
-def surge_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:
+def surge_blocks(
+    ctx: PassContext, owners: Mapping[ReplicaId, str], desired: Sequence[Instance]
+) -> dict[ReplicaId, str]:
     """Moved replicas whose new copy would take a Deployment past ``replicas + maxSurge`` copies.
 
     A copy is a container that exists for a replica on a live node, whether serving, kept for
@@ -272,7 +278,6 @@ def surge_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaI
     for c in (*ctx.observation.containers, *ctx.observation.leaving):
         if c.key in workloads and c.state == "running":
             copies.setdefault(c.key, {}).setdefault(c.rid, set()).add(ctx.node)
-    owners = ctx.assignment.owners()
     blocked: dict[ReplicaId, str] = {}
     for key, w in sorted(workloads.items()):
         held = copies.get(key, {})
