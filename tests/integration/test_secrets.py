@@ -10,8 +10,8 @@ import pytest
 
 from gitops.cli import main
 from tests.builders import job
-from tests.helpers import Repo, wait_for
-from tests.integration.test_single_node import reconciler
+from tests.helpers import Repo
+from tests.integration.test_single_node import failed_row, reconciler
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("docker_engine")]
 
@@ -49,13 +49,7 @@ def test_secret_canary_never_leaves_the_node(
     caplog.set_level(logging.DEBUG)
     rec = reconciler(repo, node_name, tmp_path, status_logs=True)
 
-    def failed() -> dict[str, object] | None:
-        rec.run_pass()
-        rows = repo.status(node_name)["workloads"]
-        assert isinstance(rows, list)
-        return rows[0] if rows and rows[0]["state"] == "failed" else None
-
-    row = wait_for(failed, timeout=30, interval=0.3, what="job failed")
+    row = failed_row(rec, repo, node_name)
     # The output did reach status (the node opted in), with the value masked.
     assert "pw=***" in str(row.get("message")), row
 

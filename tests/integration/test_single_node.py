@@ -32,6 +32,19 @@ def converge(rec: Reconciler, passes: int = 10) -> PassReport:
     raise AssertionError(f"not converged after {passes} passes: {report.plan.waiting}")
 
 
+def failed_row(rec: Reconciler, repo: Repo, node: str) -> dict[str, object]:
+    """Run passes until the node's first status row is ``failed`` (a Job out of retries); return it."""
+
+    def failed() -> dict[str, object] | None:
+        rec.run_pass()
+        rows = repo.status(node)["workloads"]
+        assert isinstance(rows, list)
+        return rows[0] if rows and rows[0]["state"] == "failed" else None
+
+    row: dict[str, object] = wait_for(failed, timeout=30, interval=0.3, what="job failed for good")
+    return row
+
+
 def running(node: str) -> list[dict[str, object]]:
     return managed(node, state="running")
 
@@ -282,13 +295,7 @@ def test_failing_job_retried_up_to_backoff_limit(repo: Repo, node_name: str, tmp
     repo.put("jobs/bad.yaml", job("bad", engine=True, command=command, spec="backoffLimit: 2"))
     rec = reconciler(repo, node_name, tmp_path, backoff_scale=0.02, status_logs=status_logs)
 
-    def final() -> dict[str, object] | None:
-        rec.run_pass()
-        rows = repo.status(node_name)["workloads"]
-        assert isinstance(rows, list)
-        return rows[0] if rows and rows[0]["state"] == "failed" else None
-
-    row = wait_for(final, timeout=30, interval=0.3, what="job failed for good")
+    row = failed_row(rec, repo, node_name)
     assert (row["reason"], row["exitCode"], row["restarts"]) == ("BackoffLimitExceeded", 3, 2)
     # Container output reaches Git only where the node opts in, and never with a secret's value.
     assert ("broken ***" in str(row.get("message"))) is status_logs
