@@ -45,7 +45,7 @@ class PassContext:
     now: float = 0.0
     # Seconds since our last status push reached Git (fencing).
     silent_for: float = 0.0
-    # Seconds since this daemon started: a fresh node learns its peers before it claims work.
+    # Seconds since this node's first record reached Git: a fresh node learns its peers before it claims work.
     uptime: float = float("inf")
     # How long a fresh node only watches (None: see ``settle_seconds``).
     settle_s: float | None = None

@@ -96,7 +96,10 @@ class Reconciler:
         self.memory = Memory(backoff_scale=config.backoff_scale)
         self._recovered = False
         self._fetch_error: str | None = None
-        self._last_push_ok = self._started_at = time.monotonic()
+        self._last_push_ok = time.monotonic()
+        # When our first record reached Git: settling counts from there, not from process start,
+        # so peers started with us on a loaded machine (slow imports, clones) have time to publish too.
+        self._joined_at: float | None = None
         self._last_push_at = 0.0
         self._last_push_content: dict[str, object] = {}
         self._applied: tuple[str, str] = ("", "")
@@ -149,7 +152,7 @@ class Reconciler:
             now=now,
             silent_for=now - self._last_push_ok,
             # A plan asks what the long-running daemon would do, not a process that just started.
-            uptime=float("inf") if dry_run else now - self._started_at,
+            uptime=float("inf") if dry_run else self._uptime(now),
             settle_s=self.config.settle_seconds,
             busy=self.executor.busy(),
             logs=self._logs(obs),
@@ -304,6 +307,8 @@ class Reconciler:
             # The next pass reads our own branch back: it is what we just wrote, no need to parse it.
             self.board.remember(self.node, sha, status)
             self._last_push_ok = self._last_push_at = now
+            if self._joined_at is None:
+                self._joined_at = now
             self._last_push_content = key
             return True
 
@@ -342,13 +347,17 @@ class Reconciler:
             # Submitted only: the outcomes of the pass's own actions stay for the pass to collect.
             self.executor.submit([Action("remove", c.rid, why, target=c) for c in targets])
 
+    def _uptime(self, now: float) -> float:
+        """Seconds since our first record reached Git; zero until it has."""
+        return 0.0 if self._joined_at is None else now - self._joined_at
+
     def next_wake_in(self) -> float:
         """Seconds until a pass is due for a heartbeat or a crash-loop restart, whatever the interval."""
         now = time.monotonic()
         due = [self._last_push_at + self._heartbeat_timeout[0] - now]
         settle = settle_seconds(self._mset.cluster, self.config.settle_seconds) if self._mset else 0.0
-        if now - self._started_at < settle:
-            due.append(self._started_at + settle - now)
+        if self._joined_at is not None and self._uptime(now) < settle:
+            due.append(self._joined_at + settle - now)
         due += [t - now for t in self.memory.not_before().values() if t > now]
         if self._mset is not None and (cron := self.cron.next_fire_in(self._mset, datetime.now(UTC))) is not None:
             due.append(cron)
