@@ -134,8 +134,12 @@ class PodSpec(Frozen):
 
 
 def canonical_json(model: BaseModel) -> bytes:
-    """Canonical bytes of a model: sorted keys, no whitespace, UTF-8."""
-    data = model.model_dump(mode="json")
+    """Canonical bytes of a model: sorted keys, no whitespace, UTF-8, fields at their default left out.
+
+    Leaving defaults out keeps a spec's hash when a later version adds a field: upgrading the
+    daemon must not roll every workload in the cluster.
+    """
+    data = model.model_dump(mode="json", exclude_defaults=True)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
