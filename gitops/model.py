@@ -59,6 +59,8 @@ class Mount(Frozen):
     source: str
     read_only: bool = False
     sub_path: str | None = None
+    # Bind propagation of a hostPath mount: rslave is HostToContainer, rshared Bidirectional.
+    propagation: Literal["rslave", "rshared"] | None = None
 
 
 class Probe(Frozen):

@@ -181,10 +181,7 @@ class VolumeMount(KubeModel):
     mount_path: AbsolutePath
     read_only: bool = False
     sub_path: RelativePath | None = None
-    mount_propagation: Annotated[
-        str | None,
-        refuse_when(lambda mode: mode != "None", "mount propagation is not applied; remove it (the default is None)"),
-    ] = None
+    mount_propagation: Literal["None", "HostToContainer", "Bidirectional"] | None = None
     sub_path_expr: Annotated[object, Refuse("subPathExpr is not expanded; use a fixed subPath")] = None
     recursive_read_only: Annotated[object, Refuse("recursiveReadOnly is not applied; remove it")] = None
 

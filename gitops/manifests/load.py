@@ -18,6 +18,8 @@ from gitops.model import ClusterSpec, FileResult, ManifestError, ManifestSet, Wo
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
 CLUSTER_KEY = "gitops/Cluster"
 _CLUSTER_TYPE = ("gitops/v1", "Cluster")
+# Retired API versions whose fields are a subset of the current one's: read them as the current one.
+_RETIRED = {("batch/v1beta1", "CronJob")}
 _SUPPORTED = "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob"
 
 
@@ -71,7 +73,9 @@ class _FileParse:
         if key is None:
             self.unreadable = True  # we cannot tell which workload this was, so keep all of this file's
         before = len(issues.errors)
-        if api != expected:
+        if (api, kind) in _RETIRED:
+            issues.warn(("apiVersion",), f"{api} {kind} was removed in Kubernetes 1.25; read as {expected}")
+        if api != expected and (api, kind) not in _RETIRED:
             issues.error(("apiVersion",), f"{api} {kind} is not supported", f"use apiVersion: {expected}")
         else:
             doc = _validate(model, data, issues)

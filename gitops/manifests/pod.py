@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from gitops import model
 from gitops.manifests import kube
@@ -270,9 +271,28 @@ def _mounts(
                 source=source,
                 read_only=mount.read_only,
                 sub_path=mount.sub_path,
+                propagation=_propagation(mount, kind, container, issues, mpath),
             )
         )
     return tuple(mounts)
+
+
+def _propagation(
+    mount: kube.VolumeMount, kind: str, container: kube.Container, issues: Issues, path: Path
+) -> Literal["rslave", "rshared"] | None:
+    mode = mount.mount_propagation
+    if mode in (None, "None"):
+        return None
+    ppath = (*path, "mountPropagation")
+    if kind != "hostPath":
+        issues.error(ppath, f"{mode} propagation needs a hostPath volume here", "remove mountPropagation")
+        return None
+    if mode == "HostToContainer":
+        return "rslave"
+    # As in Kubernetes: mounts made inside the container reach the host only from a privileged one.
+    if not (container.security_context and container.security_context.privileged):
+        issues.error(ppath, "Bidirectional propagation needs a privileged container", "use HostToContainer")
+    return "rshared"
 
 
 def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues, path: Path) -> model.Probe | None:

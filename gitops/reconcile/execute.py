@@ -309,5 +309,5 @@ class Executor:
                     raise RuntimeFailure(f"subPath on emptyDir {m.source} is not supported", "RunFailed")
                 source = ident.emptydir_volume(m.source)
                 self.runtime.ensure_volume(source, {**ident.labels(), LABEL + "volume": m.source})
-            binds.append(f"{source}:{m.target}:{mode}")
+            binds.append(f"{source}:{m.target}:{mode}{',' + m.propagation if m.propagation else ''}")
         return binds

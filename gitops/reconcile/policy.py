@@ -295,8 +295,9 @@ def exclusive_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[Repl
     cluster = ctx.manifests.cluster
     gone_after = claims_expire_after(cluster.node_timeout_seconds, cluster.heartbeat_seconds)
     # A node that just started cannot know who else runs what until every live peer has
-    # had a node timeout to publish a heartbeat; until then it starts no exclusive replica.
-    settling = ctx.uptime < cluster.node_timeout_seconds
+    # had a node timeout to publish a heartbeat; until then it starts no exclusive replica
+    # (unless the operator set ``settle_seconds``, which then applies here too).
+    settling = ctx.uptime < (cluster.node_timeout_seconds if ctx.settle_s is None else ctx.settle_s)
     blocked: dict[ReplicaId, str] = {}
     for inst in desired:
         w = inst.workload

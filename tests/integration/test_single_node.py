@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -169,6 +170,30 @@ def test_adopt_after_restart_recreates_nothing(repo: Repo, node_name: str, tmp_p
     report = fresh.run_pass()
     assert report.plan.actions == []
     assert {r["Id"] for r in running(node_name)} == ids
+
+
+def test_host_to_container_propagation_reaches_docker(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    host = tmp_path / "host-logs"
+    host.mkdir()
+    (host / "seen.txt").write_text("from the host\n")
+    repo.put(
+        "apps/agent.yaml",
+        deployment(
+            "agent",
+            1,
+            engine=True,
+            pod=f"volumes: [{{name: logs, hostPath: {{path: {host}}}}}]",
+            container="volumeMounts: [{name: logs, mountPath: /host, readOnly: true,"
+            " mountPropagation: HostToContainer}]",
+        ),
+    )
+    reconciler(repo, node_name, tmp_path).run_pass()
+    [row] = running(node_name)
+    with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+        container = client.containers.get(row["Id"])
+        [mount] = container.attrs["Mounts"]
+        assert (mount["Destination"], mount["Propagation"], mount["RW"]) == ("/host", "rslave", False)
+        assert container.exec_run(["cat", "/host/seen.txt"]).output == b"from the host\n"
 
 
 def test_image_pull_failure_reported_others_keep_running(repo: Repo, node_name: str, tmp_path: Path) -> None:

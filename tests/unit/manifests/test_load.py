@@ -180,6 +180,34 @@ def test_job_and_cron_job() -> None:
     assert (cron.cron.schedule, cron.cron.time_zone, cron.job.backoff_limit) == ("*/5 * * * *", "Europe/Berlin", 6)
 
 
+@pytest.mark.parametrize(
+    ("volume", "mode", "propagation", "error"),
+    [
+        ("hostPath: {path: /sys}", "HostToContainer", "rslave", None),
+        ("hostPath: {path: /sys}", "None", None, None),
+        ("hostPath: {path: /sys}", "Bidirectional", None, "needs a privileged container"),
+        ("emptyDir: {}", "HostToContainer", None, "needs a hostPath volume"),
+    ],
+)
+def test_mount_propagation(volume: str, mode: str, propagation: str | None, error: str | None) -> None:
+    text = deployment(
+        pod=f"volumes: [{{name: v, {volume}}}]",
+        container=f"volumeMounts: [{{name: v, mountPath: /v, mountPropagation: {mode}}}]",
+    )
+    if error is None:
+        [mount] = only(parse(text)).pod.containers[0].mounts
+        assert mount.propagation == propagation
+    else:
+        assert error in str(one_error(text, "spec.template.spec.containers[0].volumeMounts[0].mountPropagation"))
+
+
+def test_retired_cron_job_version_is_read_as_batch_v1_with_a_warning() -> None:
+    text = job(kind="CronJob", spec='schedule: "@hourly"').replace("batch/v1", "batch/v1beta1", 1)
+    result = parse(text, "c.yaml")
+    assert only(result).cron is not None
+    assert any("batch/v1beta1 CronJob was removed" in w for w in result.warnings), result.warnings
+
+
 @pytest.mark.parametrize("schedule", ["@hourly", "0 0 * * MON-FRI", "30 */2 1,15 JAN-jun ?", "*/10 * * * * *"])
 def test_valid_schedules(schedule: str) -> None:
     only(parse(job(kind="CronJob", spec=f'schedule: "{schedule}"'), "c.yaml"))
@@ -300,7 +328,7 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "must be 1",
         ),
         (job(spec="podFailurePolicy: {rules: [{action: Ignore}]}"), "spec.podFailurePolicy", "backoffLimit"),
-        ("apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: x}\n", "apiVersion", "not supported"),
+        ("apiVersion: batch/v2alpha1\nkind: CronJob\nmetadata: {name: x}\n", "apiVersion", "not supported"),
     ],
 )
 def test_refusals_name_the_field(data: str, field: str, words: str) -> None:
