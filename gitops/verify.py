@@ -321,6 +321,7 @@ class Verifier:
         """Each commit's changed scopes: against each base, only what differs from all (a merge's own)."""
         lines = [f"{c.sha} {base}" for c, bases in pairs for base in bases] + [c.sha for c, bases in pairs if not bases]
         groups = self._diff(lines)
+        self._learn({b for files in groups.values() for pair in files for b in pair if b != _NO_BLOB})
         changes: list[Change] = []
         for check, bases in pairs:
             if not bases:
@@ -370,8 +371,8 @@ class Verifier:
             return None
         return path[len(prefix) :]
 
-    def _scopes(self, files: list[tuple[str, str]]) -> frozenset[str]:
-        blobs = {b for pair in files for b in pair if b != _NO_BLOB}
+    def _learn(self, blobs: set[str]) -> None:
+        """Parse the scopes of ``blobs`` not known yet, read from Git in one batch."""
         missing = [b for b in blobs if b not in self._blob_scopes]
         if len(self._blob_scopes) + len(missing) > _MAX_CACHED_BLOBS:
             self._blob_scopes.clear()
@@ -381,6 +382,8 @@ class Verifier:
             content = data.get(blob)
             # Too large or unreadable: it does not parse for the loader either.
             self._blob_scopes[blob] = None if content is None or isinstance(content, TooLarge) else file_scopes(content)
+
+    def _scopes(self, files: list[tuple[str, str]]) -> frozenset[str]:
         scopes: set[str] = set()
         for old, new in files:
             before = {} if old == _NO_BLOB else self._blob_scopes[old]
