@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from gitops.config import Config, ConfigError, VerifyConfig, load_config
+from gitops.desired import DesiredLoader
+from gitops.manifests.scopes import CLUSTER_SCOPE
 from gitops.source import GitSource
 from gitops.verify import VERIFIED_REF, Verifier
 from tests.builders import deployment
@@ -310,3 +312,26 @@ def test_namespaces_config_checked() -> None:
         VerifyConfig(mode="all", allowed_signers=Path("/x"), namespaces={"Team_A": ("a@x",)})
     with pytest.raises(ValueError, match=r"needs verify\.mode"):
         VerifyConfig(namespaces={"team-a": ("a@x",)})
+
+
+def test_cluster_document_needs_a_signer_restricted_to_no_namespace(
+    repo: Repo, tmp_path: Path, alice: SshKey, teams: tuple[SshKey, dict[str, object]]
+) -> None:
+    _, settings = teams
+    ops = ssh_key(tmp_path, "ops", "ops@example.com")
+    signers = Path(str(settings["allowed_signers"]))
+    signers.write_text(signers.read_text() + ops.line)
+    cluster = "apiVersion: gitops/v1\nkind: Cluster\nspec:\n  cordoned: []\n"
+    repo.write("cluster.yaml", cluster)
+    base = ssh_commit(repo, ops, "cluster by ops")
+    src, v = verifier(repo, tmp_path / "state", **settings)
+    assert v.check(src.fetch()).held == {}
+    repo.write("cluster.yaml", cluster.replace("[]", "[node-1]"))
+    ssh_commit(repo, alice, "alice cordons a node")
+    held = v.check(src.fetch()).held
+    assert set(held) == {CLUSTER_SCOPE} and held[CLUSTER_SCOPE].revision == base
+    assert src.git("rev-parse", "refs/gitops/held/cluster").decode().strip() == base
+    # The node keeps running the Cluster settings of the held revision.
+    loader = DesiredLoader(src)
+    assert loader.load(src.head()).cluster.cordoned == ("node-1",)
+    assert loader.load(src.head(), {CLUSTER_SCOPE: base}).cluster.cordoned == ()
