@@ -123,7 +123,10 @@ class Membership:
             seen_age = mono - seen[1]
             hb = report.heartbeat_time()
             stamp_age = (now - hb).total_seconds() if hb else float("inf")
-            if stamp_age < -FUTURE_TOLERANCE_S:
+            if hb is None:
+                # A record without a heartbeat says why the node runs nothing (docs/security.md): never live.
+                age = float("inf")
+            elif stamp_age < -FUTURE_TOLERANCE_S:
                 # Only our own clock counts: the commit is as old as our first sight of it.
                 age = seen_age
             else:

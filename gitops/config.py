@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gitops.manifests.names import dns_label
+
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
 
 
@@ -35,11 +37,19 @@ class VerifyConfig(BaseModel):
     allowed_signers: Path | None = None
     # OpenPGP public keys (a keyring file); every key in it is trusted.
     gpg_keyring: Path | None = None
+    # Team namespaces: namespace -> the principals (SSH) or user ids (OpenPGP) that may change it.
+    namespaces: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Mode all walks at most this many commits a pass; a longer range is refused until raised.
+    max_commits: int = Field(default=1000, ge=1)
 
     @model_validator(mode="after")
     def _needs_keys(self) -> VerifyConfig:
         if self.mode != "off" and self.allowed_signers is None and self.gpg_keyring is None:
             raise ValueError(f"verify.mode {self.mode} needs allowed_signers or gpg_keyring")
+        if self.namespaces and self.mode == "off":
+            raise ValueError("verify.namespaces needs verify.mode head or all")
+        for namespace in self.namespaces:
+            dns_label(namespace)
         return self
 
 

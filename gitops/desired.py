@@ -8,8 +8,10 @@ fallback needs no local database and survives a daemon restart.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
+from gitops.manifests.scopes import compose
 from gitops.manifests.yamlsafe import Limits
 from gitops.model import FileResult, ManifestError, ManifestSet, Workload
 from gitops.source import GitSource, TooLarge
@@ -29,8 +31,17 @@ class DesiredLoader:
         self._files: dict[tuple[str, str], FileResult] = {}
         self._revisions: dict[str, ManifestSet] = {}
 
-    def load(self, rev: str) -> ManifestSet:
-        """All manifests at ``rev``, each invalid workload replaced by its last valid spec."""
+    def load(self, rev: str, held: Mapping[str, str] | None = None) -> ManifestSet:
+        """All manifests at ``rev``, each invalid workload replaced by its last valid spec.
+
+        ``held`` (team namespaces, docs/security.md) maps scopes to the older revision each runs.
+        """
+        held = held or {}
+        msets = {r: self._load(r) for r in {rev, *held.values()}}
+        self._revisions = msets
+        return compose(msets[rev], {scope: msets[r] for scope, r in held.items()})
+
+    def _load(self, rev: str) -> ManifestSet:
         cached = self._revisions.get(rev)
         if cached is not None:
             return cached
@@ -50,7 +61,6 @@ class DesiredLoader:
         # Entries for blobs no longer at head are kept only while history lookups may want them.
         if len(self._files) > 4 * max(len(live_keys), 256):
             self._files = {k: v for k, v in self._files.items() if k in live_keys}
-        self._revisions = {rev: mset}
         return mset
 
     def _with_fallbacks(self, rev: str, mset: ManifestSet, results: dict[str, FileResult]) -> ManifestSet:

@@ -106,12 +106,25 @@ class Capacity(_Status):
     gpus: list[GpuStatus] = Field(default_factory=list, max_length=MAX_GPUS)
 
 
+class HeldStatus(_Status):
+    """A namespace (or the Cluster, ``gitops/Cluster``) that runs an older revision than ``sha``."""
+
+    namespace: Name
+    sha: Name
+    # The commit that changed it without authority, its signer, and why it was refused.
+    commit: Name = ""
+    signer: Name = ""
+    reason: Text = ""
+
+
 class RevisionStatus(_Status):
     """The revision the node last applied."""
 
     sha: Name = ""
     verified: bool = False
     applied_at: Time = Field(default="", alias="appliedAt")
+    # Team namespaces (docs/security.md) held at an older revision; every other one runs ``sha``.
+    held: list[HeldStatus] | None = Field(default=None, max_length=MAX_ROWS)
 
 
 class ErrorStatus(_Status):

@@ -17,6 +17,7 @@ _UNKNOWN_NODE: dict[str, Any] = {
     "live": False,
     "heartbeatAgeSeconds": None,
     "revision": None,
+    "held": [],
     "upToDate": False,
     "capacity": None,
     "used": None,
@@ -54,6 +55,8 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
                 "revision": r.revision.sha,
                 "upToDate": r.revision.sha == rev,
                 "verified": r.revision.verified,
+                # Team namespaces running an older revision than "revision", and why.
+                "held": [h.model_dump() for h in r.revision.held or []],
                 "capacity": {
                     "cpu": r.capacity.cpu,
                     "memory": r.capacity.memory,
@@ -182,6 +185,11 @@ def render_status(doc: dict[str, Any]) -> str:
             lines.append(f"      last good record shown; current one rejected: {n['rejected']}")
         # A refused commit (docs/security.md) is why a node stays behind: say so, not just count it.
         lines += [f"      {e['message']}" for e in n["errors"] if e.get("field") == "verify"]
+        lines += [
+            f"      namespace {h['namespace']} held at {h['sha'][:7]}: commit {h['commit'][:12]}"
+            f" (signer {h['signer'] or 'none'}): {h['reason']}"
+            for h in n["held"]
+        ]
     lines += ["", "WORKLOADS"]
     for w in doc["workloads"]:
         desired = w["desired"] if w["desired"] is not None else "-"

@@ -29,6 +29,7 @@ from gitops.secrets import redactor
 from gitops.source import GitError, GitSource
 from gitops.status import (
     ErrorStatus,
+    HeldStatus,
     NodeStatus,
     RevisionStatus,
     commit_message,
@@ -36,7 +37,7 @@ from gitops.status import (
     dump,
     utc_now_iso,
 )
-from gitops.verify import StatusSignatures, Verdict, Verifier
+from gitops.verify import Hold, StatusSignatures, Verdict, Verifier
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,9 @@ class Reconciler:
         self.loader = DesiredLoader(self.source)
         # Commit verification (node-local, docs/security.md); None: mode off, every tip is applied.
         self.verifier = Verifier(config.verify, self.source, config.state_dir) if config.verify.mode != "off" else None
+        # Team namespaces held at an older revision than the applied one (docs/security.md).
+        self.held: dict[str, Hold] = {}
+        self._refusal_published: dict[str, object] = {}
         self.board = StatusBoard()
         # Status signing: a peer's commit counts only if signed by that peer (docs/security.md).
         signing = config.status_signing
@@ -122,7 +126,7 @@ class Reconciler:
         self.source.timeout = min(self.config.git_timeout, max(3.0, self._heartbeat_timeout[1] / 3))
         with self._git_lock:
             rev = self._fetch(errors)
-        mset = self._mset = self.loader.load(rev)
+        mset = self._mset = self.loader.load(rev, {scope: h.revision for scope, h in self.held.items()})
         self._heartbeat_timeout = (mset.cluster.heartbeat_seconds, mset.cluster.node_timeout_seconds)
         errors += [ErrorStatus(file=e.file, line=e.line, field=e.field, message=str(e)) for e in mset.errors]
         with self._git_lock:
@@ -207,14 +211,35 @@ class Reconciler:
         except GitError as e:
             verdict = Verdict(tip, problem=str(e))
         if verdict.ok:
+            for scope, hold in sorted(verdict.held.items()):
+                if self.held.get(scope) != hold:
+                    log.warning(
+                        "namespace %s held at %s: commit %s: %s", scope, hold.revision[:12], hold.commit, hold.why
+                    )
+            self.held = dict(verdict.held)
             return tip
+        self.held = self.verifier.held()
         keep = self.verifier.last_verified()
         why = verdict.message(keep)
         errors.append(ErrorStatus(field="verify", message=why))
         log.warning("%s", why)
         if keep is None:
+            self._publish_refusal(errors)
             raise PassFailed(why)
         return keep
+
+    def _publish_refusal(self, errors: list[ErrorStatus]) -> None:
+        """Say why nothing is applied yet, in a record without a heartbeat: peers never count it live."""
+        facts = NodeFacts(self.node, self.facts, self.gpus)
+        status = render(facts, RevisionStatus(), "", [], errors, [], now_iso="")
+        key = content_key(status)
+        if key == self._refusal_published:
+            return
+        try:
+            self.source.push_status(self.node, dump(status), commit_message(status), self.config.status_history)
+            self._refusal_published = key
+        except GitError as e:
+            log.warning("status push failed: %s", e)
 
     def _cluster_view(self, timeout_s: float) -> ClusterView:
         # A peer's last good record outlives a vanished or broken branch as long as it claims anything.
@@ -279,7 +304,13 @@ class Reconciler:
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))
         verified = self.verifier is not None and ctx.revision == self.verifier.last_verified()
-        revision = RevisionStatus(sha=ctx.revision, verified=verified, applied_at=self._applied_at(ctx.revision))
+        held = [
+            HeldStatus(namespace=scope, sha=h.revision, commit=h.commit, signer=h.signer, reason=h.why)
+            for scope, h in sorted(self.held.items())
+        ]
+        revision = RevisionStatus(
+            sha=ctx.revision, verified=verified, applied_at=self._applied_at(ctx.revision), held=held or None
+        )
         facts = NodeFacts(self.node, self.facts, self.gpus)
         digest = ctx.assignment.digest(ctx.revision, live)
         return render(facts, revision, digest, live, errors, [self.cron.annotate(r) for r in rows], now_iso)

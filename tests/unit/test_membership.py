@@ -51,3 +51,11 @@ def test_node_that_stops_committing_expires_by_our_clock() -> None:
     ahead = report("a", later + timedelta(seconds=0))
     assert m.view({"a": ahead}, {"a": "c1"}, 30, now=later, monotonic=45.0).live == {"a"}
     assert m.view({"a": report("a", T0)}, {"a": "c1"}, 30, now=later, monotonic=45.0).live == frozenset()
+
+
+def test_a_record_without_heartbeat_is_never_live_even_when_it_changes() -> None:
+    # A node that cannot apply any revision yet publishes why without a heartbeat (docs/security.md).
+    m = Membership()
+    for i in range(3):
+        view = m.view({"r": NodeStatus(node="r")}, {"r": f"c{i}"}, 30, now=T0, monotonic=float(i))
+        assert view.live == frozenset(), i

@@ -129,6 +129,8 @@ HOSTILE: dict[str, tuple[bytes, str]] = {
     "label value not a string": (raw(record(labels={"zone": 1})), "labels.zone is invalid"),
     "replica index as a string": (raw(record(workloads=[{**ROW, "replica": "3"}])), "workloads[0].replica is invalid"),
     "boolean as a string": (raw(record(revision={"verified": "yes"})), "revision.verified is invalid"),
+    "held without namespace": (raw(record(revision={"held": [{"sha": "a" * 40}]})), "revision.held[0].namespace"),
+    "held not a list": (raw(record(revision={"held": {"team-b": "a"}})), "revision.held is invalid"),
     "workloads not a list": (raw(record(workloads={"a": 1})), "workloads is invalid"),
     "missing field": (
         raw(record(workloads=[{k: v for k, v in ROW.items() if k != "specHash"}])),
@@ -380,6 +382,21 @@ def test_gitops_status_shows_verification_refusal() -> None:
     assert node["verified"] is True and len(node["errors"]) == 2
     text = render_status(json.loads(json.dumps(doc)))
     assert "rev aaaaaaa verified (behind)" in text and f"      {why}" in text and "other" not in text
+
+
+def test_gitops_status_shows_held_namespaces_and_why() -> None:
+    branches = Branches()
+    held = {"namespace": "team-b", "sha": "c" * 40, "commit": "d" * 40, "signer": "alice@example.com"}
+    held["reason"] = "alice@example.com may not change namespace team-b (allowed: bob@example.com)"
+    branches.put("n1", raw(record(node="n1", revision={"sha": "a" * 40, "verified": True, "held": [held]})))
+    doc = status_document(ManifestSet(), look(StatusBoard(), branches, 0), "a" * 40)
+    [node] = doc["nodes"]
+    assert node["held"] == [held]
+    text = render_status(json.loads(json.dumps(doc)))
+    assert (
+        f"      namespace team-b held at ccccccc: commit {'d' * 12} (signer alice@example.com): {held['reason']}"
+        in text
+    )
 
 
 def test_gitops_status_text_escapes_terminal_controls_from_peers() -> None:

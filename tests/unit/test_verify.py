@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from gitops.config import Config, ConfigError, VerifyConfig, load_config
+from gitops.desired import DesiredLoader
+from gitops.manifests.scopes import CLUSTER_SCOPE
 from gitops.source import GitSource
 from gitops.verify import VERIFIED_REF, Verifier
+from tests.builders import deployment
 from tests.helpers import Repo, SshKey, git, ssh_commit, ssh_key
 
 
@@ -204,3 +207,131 @@ def test_force_push_back_checks_the_older_tip_itself(repo: Repo, tmp_path: Path,
     assert v.check(src.fetch()).ok  # first start: the tip alone
     git(repo.path, "reset", "-q", "--hard", unsigned)  # force-push back below the verified revision
     assert [c.sha for c in v.check(src.fetch()).refused] == [unsigned]
+
+
+def in_ns(text: str, namespace: str) -> str:
+    return text.replace("metadata:\n", f"metadata:\n  namespace: {namespace}\n", 1)
+
+
+@pytest.fixture
+def teams(tmp_path: Path, alice: SshKey, signers: Path) -> tuple[SshKey, dict[str, object]]:
+    """Bob's key beside Alice's; settings where team-a is Alice's and team-b is Bob's."""
+    bob = ssh_key(tmp_path, "bob", "bob@example.com")
+    signers.write_text(alice.line + bob.line)
+    namespaces = {"team-a": ["alice@example.com"], "team-b": ["bob@example.com"]}
+    return bob, {"mode": "all", "allowed_signers": signers, "namespaces": namespaces}
+
+
+def test_namespace_changed_by_another_team_is_held_until_its_team_signs(
+    repo: Repo, tmp_path: Path, alice: SshKey, teams: tuple[SshKey, dict[str, object]]
+) -> None:
+    bob, settings = teams
+    repo.write("a.yaml", in_ns(deployment("a"), "team-a"))
+    repo.write("b.yaml", in_ns(deployment("b"), "team-b"))
+    ssh_commit(repo, bob, "both teams")  # first start: the tip's own change; bob may not change team-a
+    src, v = verifier(repo, tmp_path / "state", **settings)
+    assert set(v.check(src.fetch()).held) == {"team-a"}
+    repo.write("a.yaml", in_ns(deployment("a", 2), "team-a"))
+    own = ssh_commit(repo, alice, "team-a scales")
+    repo.write("b.yaml", in_ns(deployment("b", 5), "team-b"))
+    sneaked = ssh_commit(repo, alice, "alice edits team-b")
+    repo.write("a.yaml", in_ns(deployment("a", 3), "team-a"))
+    tip = ssh_commit(repo, alice, "team-a again")
+    verdict = v.check(src.fetch())
+    assert verdict.ok and v.last_verified() == tip
+    [(scope, hold)] = verdict.held.items()
+    assert (scope, hold.revision, hold.commit, hold.signer) == ("team-b", own, sneaked, "alice@example.com")
+    assert "may not change namespace team-b" in hold.why
+
+    # A restart keeps the hold (refs in the mirror, reasons beside them).
+    src2, v2 = verifier(repo, tmp_path / "state", **settings)
+    assert v2.held() == verdict.held
+    assert src2.git("rev-parse", "refs/gitops/held/ns/team-b").decode().strip() == own
+
+    # Bob's own change to team-b moves it on.
+    repo.write("b.yaml", in_ns(deployment("b", 4), "team-b"))
+    ssh_commit(repo, bob, "team-b accepts")
+    assert v2.check(src2.fetch()).held == {}
+    assert not src2.git("for-each-ref", "refs/gitops/held/").strip()
+
+
+def test_unsigned_commit_holds_only_what_it_changes_and_merges_count_their_own_change(
+    repo: Repo, tmp_path: Path, alice: SshKey, teams: tuple[SshKey, dict[str, object]]
+) -> None:
+    bob, settings = teams
+    repo.write("a.yaml", in_ns(deployment("a"), "team-a"))
+    ssh_commit(repo, alice, "team-a")
+    src, v = verifier(repo, tmp_path / "state", **settings)
+    assert v.check(src.fetch()).held == {}
+    repo.put("README.md", "docs\n", "unsigned, changes nothing that runs")
+    git(repo.path, "checkout", "-q", "-b", "feature")
+    repo.write("b.yaml", in_ns(deployment("b"), "team-b"))
+    ssh_commit(repo, bob, "team-b on a branch")
+    git(repo.path, "checkout", "-q", "main")
+    repo.write("a.yaml", in_ns(deployment("a", 2), "team-a"))
+    ssh_commit(repo, alice, "team-a on main")
+    git(repo.path, "merge", "-q", "--no-ff", "--no-commit", "feature")
+    merge = ssh_commit(repo, alice, "alice merges bob's branch")
+    verdict = v.check(src.fetch())
+    # The merge's own change (none) is Alice's; each side's commits were judged on their own.
+    assert verdict.ok and verdict.held == {} and v.last_verified() == merge
+    repo.put("b.yaml", in_ns(deployment("b", 2), "team-b"), "unsigned team-b change")
+    assert set(v.check(src.fetch()).held) == {"team-b"}
+
+
+def test_head_mode_judges_the_whole_range_by_the_tip_signer(
+    repo: Repo, tmp_path: Path, alice: SshKey, teams: tuple[SshKey, dict[str, object]]
+) -> None:
+    bob, settings = teams
+    repo.write("b.yaml", in_ns(deployment("b"), "team-b"))
+    base = ssh_commit(repo, bob, "team-b")
+    src, v = verifier(repo, tmp_path / "state", **{**settings, "mode": "head"})
+    assert v.check(src.fetch()).held == {}
+    repo.put("b.yaml", in_ns(deployment("b", 2), "team-b"), "unsigned team-b change")
+    repo.write("a.yaml", in_ns(deployment("a"), "team-a"))
+    ssh_commit(repo, alice, "alice's tip")
+    verdict = v.check(src.fetch())
+    assert set(verdict.held) == {"team-b"} and verdict.held["team-b"].revision == base
+
+
+def test_more_commits_than_max_commits_refused_naming_the_limit(
+    repo: Repo, tmp_path: Path, alice: SshKey, signers: Path
+) -> None:
+    first = ssh_commit(repo, alice, "signed")
+    src, v = verifier(repo, tmp_path / "state", mode="all", allowed_signers=signers, max_commits=2)
+    assert v.check(src.fetch()).ok
+    for i in range(3):
+        ssh_commit(repo, alice, f"signed {i}")
+    verdict = v.check(src.fetch())
+    assert not verdict.ok and v.last_verified() == first
+    assert "more than 2 commits" in verdict.message(first) and "verify.max_commits" in verdict.message(first)
+
+
+def test_namespaces_config_checked() -> None:
+    with pytest.raises(ValueError, match="not a valid name"):
+        VerifyConfig(mode="all", allowed_signers=Path("/x"), namespaces={"Team_A": ("a@x",)})
+    with pytest.raises(ValueError, match=r"needs verify\.mode"):
+        VerifyConfig(namespaces={"team-a": ("a@x",)})
+
+
+def test_cluster_document_needs_a_signer_restricted_to_no_namespace(
+    repo: Repo, tmp_path: Path, alice: SshKey, teams: tuple[SshKey, dict[str, object]]
+) -> None:
+    _, settings = teams
+    ops = ssh_key(tmp_path, "ops", "ops@example.com")
+    signers = Path(str(settings["allowed_signers"]))
+    signers.write_text(signers.read_text() + ops.line)
+    cluster = "apiVersion: gitops/v1\nkind: Cluster\nspec:\n  cordoned: []\n"
+    repo.write("cluster.yaml", cluster)
+    base = ssh_commit(repo, ops, "cluster by ops")
+    src, v = verifier(repo, tmp_path / "state", **settings)
+    assert v.check(src.fetch()).held == {}
+    repo.write("cluster.yaml", cluster.replace("[]", "[node-1]"))
+    ssh_commit(repo, alice, "alice cordons a node")
+    held = v.check(src.fetch()).held
+    assert set(held) == {CLUSTER_SCOPE} and held[CLUSTER_SCOPE].revision == base
+    assert src.git("rev-parse", "refs/gitops/held/cluster").decode().strip() == base
+    # The node keeps running the Cluster settings of the held revision.
+    loader = DesiredLoader(src)
+    assert loader.load(src.head()).cluster.cordoned == ("node-1",)
+    assert loader.load(src.head(), {CLUSTER_SCOPE: base}).cluster.cordoned == ()
