@@ -299,7 +299,7 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "spec.template.spec.containers[0].livenessProbe.successThreshold",
             "must be 1",
         ),
-        (job(spec="podFailurePolicy: {rules: [{action: Ignore}]}"), "spec.podFailurePolicy", "backoffLimit"),
+        (job(spec="podFailurePolicy: {rules: [{action: Ignore}]}"), "spec.podFailurePolicy.rules[0]", "exactly one"),
         ("apiVersion: batch/v1beta1\nkind: CronJob\nmetadata: {name: x}\n", "apiVersion", "not supported"),
     ],
 )
