@@ -54,12 +54,12 @@ class Gates:
 
 
 def compute_gates(workloads: Iterable[Workload], views: Mapping[ReplicaId, ReplicaView]) -> Gates:
-    """Gates for every workload, from the merged cluster view of its replicas."""
+    """Gates for every workload (Jobs and CronJob runs, not CronJobs), from the merged cluster view of its replicas."""
     gates = Gates()
     for w in workloads:
         if w.kind == "Deployment":
             _deployment(w, views, gates)
-        elif w.kind == "Job":
+        elif w.job is not None:
             _job(w, views, gates)
     return gates
 

@@ -77,7 +77,9 @@ def decide(ctx: PassContext) -> Decision:
     deadlines, deadline_results = job_deadlines(desired, obs, ctx.now)
     results.update(deadline_results)
     known = {**ctx.memory.finished, **results}
-    gates = compute_gates(mset.workloads, replica_views(ctx, known))
+    # A CronJob runs as its runs, each gated like a Job.
+    gated = [*(w for w in mset.workloads if w.kind != "CronJob"), *ctx.cron_runs]
+    gates = compute_gates(gated, replica_views(ctx, known))
     ended = job_failed_results(desired, obs, gates.job_failed, known)
     results.update(ended)
     known.update(ended)

@@ -146,3 +146,14 @@ def test_plan_removes_expired_containers_but_stops_ended_ones() -> None:
     )
     actions = plan([Instance(w, 0, "r"), Instance(w, 1, "r")], [c0, c1], inputs).actions
     assert [(a.op, a.target.id if a.target else None) for a in actions] == [("remove", c0.id), ("stop", c1.id)]
+
+
+def test_cronjob_runs_are_gated_like_jobs() -> None:
+    cron = workload("tick", 2, kind="CronJob", job=JobSpec(completions=2, parallelism=1))
+    run_w = cron.model_copy(update={"name": "tick-1700000000"})
+    d = run([cron], cron_runs=[run_w])
+    assert list(d.inputs.wait) == [rid(run_w, 1)], "parallelism 1: the second index waits"
+    assert not any(r.key == cron.key for r in d.inputs.wait), "the CronJob itself runs nothing"
+    suspended = run_w.model_copy(update={"job": JobSpec(completions=2, suspend=True)})
+    d = run([cron], cron_runs=[suspended])
+    assert set(d.inputs.suspended) == {rid(suspended, 0), rid(suspended, 1)}
