@@ -71,8 +71,8 @@ class PlanInputs:
     finished: Mapping[ReplicaId, State] = field(default_factory=dict)
     # Rollout gates: replicas that must not move to the new spec yet, with why.
     wait: Mapping[ReplicaId, str] = field(default_factory=dict)
-    # Job indices ended while running (also in ``finished``): past activeDeadlineSeconds, or their
-    # Job failed as a whole. Their containers are stopped, with why.
+    # Job indices that failed in this pass (also in ``finished``): past activeDeadlineSeconds, out
+    # of retries, by a podFailurePolicy rule, or with their Job. Running containers are stopped, with why.
     stop: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Finished Job indices past ttlSecondsAfterFinished: their containers are removed, results kept.
     expired: frozenset[ReplicaId] = frozenset()

@@ -100,7 +100,8 @@ def decide(ctx: PassContext) -> Decision:
             **exclusive_blocks(ctx, desired),
         },
         finished=finished,
-        stop={**deadlines, **{i.id: gates.job_failed[i.id] for i in desired if i.id in gates.job_failed}},
+        # A failed index's containers still running (a pod's other containers) stop with it.
+        stop={rid: r.message or r.reason for rid, r in results.items() if r.state == State.FAILED} | deadlines,
         expired=frozenset(i.id for i in desired if i.workload.key in expired),
         suspended=gates.suspended,
         replace=ignored_failures(desired, obs, finished),

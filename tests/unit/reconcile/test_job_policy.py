@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gitops.identity import ReplicaId
-from gitops.model import FailureRule, JobSpec, Workload
+from gitops.model import ContainerSpec, FailureRule, JobSpec, PodSpec, Workload
 from gitops.reconcile.memory import JobResult, Memory, RestartTrack
 from gitops.reconcile.plan import Instance, PlanInputs, plan
 from gitops.states import Reason, State
@@ -68,7 +68,7 @@ def test_fail_index_fails_only_that_index() -> None:
     w = indexed(backoff_limit=5, failure_rules=(FailureRule(action="FailIndex", operator="NotIn", values=(1,)),))
     d = run([w], mine=[(w, 0), (w, 1)], containers=[observed(w, 0, "exited", exit_code=7), observed(w, 1)])
     assert d.update.results[rid(w, 0)].reason == Reason.FAIL_INDEX
-    assert rid(w, 1) not in d.update.results and not d.inputs.stop
+    assert rid(w, 1) not in d.update.results and rid(w, 1) not in d.inputs.stop
     # Exit code 1 is not matched: counted toward the index's backoff as usual.
     d = run([w], mine=[(w, 0)], containers=[observed(w, 0, "exited", exit_code=1)])
     assert not d.update.results
@@ -157,3 +157,14 @@ def test_cronjob_runs_are_gated_like_jobs() -> None:
     suspended = run_w.model_copy(update={"job": JobSpec(completions=2, suspend=True)})
     d = run([cron], cron_runs=[suspended])
     assert set(d.inputs.suspended) == {rid(suspended, 0), rid(suspended, 1)}
+
+
+def test_a_failed_index_stops_its_pods_other_containers() -> None:
+    main, side = ContainerSpec(name="main", image="img"), ContainerSpec(name="side", image="img")
+    rules = (FailureRule(action="FailJob", operator="In", values=(42,), container="main"),)
+    w = workload("pair", kind="Job", pod=PodSpec(containers=(main, side), restart_policy="Never"))
+    w = w.model_copy(update={"job": JobSpec(failure_rules=rules)})
+    cs = [observed(w, 0, "exited", exit_code=42), observed(w, 0, container="side")]
+    d = run([w], mine=[(w, 0)], containers=cs)
+    actions = plan(d.desired, cs, d.inputs).actions
+    assert [(a.op, a.target.id if a.target else None) for a in actions] == [("stop", cs[1].id)]
