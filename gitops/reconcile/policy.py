@@ -100,8 +100,7 @@ def decide(ctx: PassContext) -> Decision:
             **exclusive_blocks(ctx, desired),
         },
         finished=finished,
-        # A failed index's containers still running (a pod's other containers) stop with it.
-        stop={rid: r.message or r.reason for rid, r in results.items() if r.state == State.FAILED} | deadlines,
+        stop=failed_indices(desired, known) | deadlines,
         expired=frozenset(i.id for i in desired if i.workload.key in expired),
         suspended=gates.suspended,
         replace=ignored_failures(desired, obs, finished),
@@ -270,6 +269,17 @@ def job_deadlines(
             results[inst.id] = JobResult(inst.spec_hash, State.FAILED, Reason.DEADLINE, why, None, running[0].id)
             stop[inst.id] = why
     return stop, results
+
+
+def failed_indices(desired: Sequence[Instance], known: Mapping[ReplicaId, JobResult]) -> dict[ReplicaId, str]:
+    """Our indices failed at their current spec, with why: containers of theirs still running (a pod's
+    other containers) stop too."""
+    out: dict[ReplicaId, str] = {}
+    for inst in desired:
+        r = known.get(inst.id)
+        if r is not None and r.spec_hash == inst.spec_hash and r.state == State.FAILED:
+            out[inst.id] = f"index failed ({r.reason})"
+    return out
 
 
 def own_results(desired: Sequence[Instance], results: Mapping[ReplicaId, JobResult]) -> dict[ReplicaId, State]:

@@ -47,7 +47,7 @@ def test_fail_job_rule_fails_the_index_and_ends_the_others() -> None:
     assert "podFailurePolicy FailJob" in (result.message or "")
     ended = d.update.results[rid(w, 1)]
     assert (ended.state, ended.reason) == (State.FAILED, Reason.JOB_FAILED)
-    assert d.inputs.stop[rid(w, 1)].startswith("Job failed")
+    assert d.inputs.stop[rid(w, 1)] == "index failed (JobFailed)"
     actions = plan(d.desired, [failed, other], d.inputs).actions
     assert [(a.op, a.replica.replica) for a in actions] == [("stop", 1)]
 
@@ -98,7 +98,8 @@ def test_more_failed_indexes_than_allowed_fail_the_job() -> None:
     assert not d.inputs.stop
     peers["n2"].append(row(w, 1, "failed", reason="FailIndex"))
     d = run([w], mine=[(w, 2), (w, 3)], peers=peers, others={"n2": [(w, 0), (w, 1)]})
-    assert "more than maxFailedIndexes 1" in d.inputs.stop[rid(w, 2)]
+    assert "more than maxFailedIndexes 1" in (d.update.results[rid(w, 2)].message or "")
+    assert rid(w, 2) in d.inputs.stop
 
 
 def done(w: Workload, *indices: int) -> Memory:
