@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gitops.registryauth import BadPullSecret, pull_auth, registry_of
+from gitops.secrets import redact
 
 
 def put(secrets: Path, name: str, auths: object, namespace: str = "default") -> None:
@@ -71,3 +72,10 @@ def test_a_broken_secret_is_named_never_shown(tmp_path: Path, content: str, word
         pull_auth(tmp_path, "default", ("bad",), "nginx")
     assert "imagePullSecret bad/.dockerconfigjson" in str(info.value)
     assert "s3cret" not in str(info.value)
+
+
+def test_registry_credentials_are_redacted_from_published_text(tmp_path: Path) -> None:
+    put(tmp_path, "hub", {"docker.io": {"auth": basic("robot-user", "pull-pass-123")}, "q.io": {"password": "qpass99"}})
+    token = basic("robot-user", "pull-pass-123")
+    text = f"login robot-user pull-pass-123 {token} qpass99"
+    assert redact(text, tmp_path) == "login *** *** *** ***"
