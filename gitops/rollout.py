@@ -97,7 +97,8 @@ def _job(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> N
         v = views.get(rid)
         if v is not None and v.spec_hash == new and v.finished:
             gates.finished[rid] = v.finished
-            failed += [v] if v.finished == State.FAILED else []
+            if v.finished == State.FAILED:
+                failed.append(v)
             continue
         unfinished.append(rid)
         if v is None or v.spec_hash != new or not v.running:

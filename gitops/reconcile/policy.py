@@ -3,9 +3,10 @@
 From (manifests, cluster view, placement, observation, memory, now) it decides which
 instances this node should run and every gate on them: fencing of exclusive work when our
 heartbeat cannot reach Git, make-before-break handoff, break-before-make for exclusive
-replicas, cluster-wide rollout and Job gates (gitops/rollout.py), Job results,
-deadlines, podFailurePolicy rules and TTLs (gitops/reconcile/jobs.py), and halting a rollout whose new spec missed its progress deadline. It returns
-the planner's inputs and what memory should learn; the orchestrator does the I/O.
+replicas, cluster-wide rollout and Job gates (gitops/rollout.py), Job results, deadlines,
+podFailurePolicy rules and TTLs (gitops/reconcile/jobs.py), and halting a rollout whose new
+spec missed its progress deadline. It returns the planner's inputs and what memory should
+learn; the orchestrator does the I/O.
 """
 
 from __future__ import annotations
