@@ -24,6 +24,7 @@ from gitops.manifests.fields import (
     KubeModel,
     Label,
     MemoryBytes,
+    NamePrefix,
     Port,
     PortName,
     PortRef,
@@ -53,7 +54,7 @@ class ObjectMeta(KubeModel):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     # The loader derives ``name`` from it (gitops/manifests/names.py, ``generated_name``).
-    generate_name: str | None = None
+    generate_name: NamePrefix | None = None
     uid: Annotated[object, _API_SERVER] = None
     resource_version: Annotated[object, _API_SERVER] = None
     generation: Annotated[object, _API_SERVER] = None

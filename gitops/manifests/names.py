@@ -6,6 +6,7 @@ import hashlib
 import re
 
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_PREFIX = re.compile(r"[a-z0-9][-a-z0-9]*\Z")
 _PORT_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
 MAX_LABEL = 63
 # Kubernetes' generateName suffix: five characters of this alphabet (no vowels, no look-alikes).
@@ -40,6 +41,15 @@ def env_name(value: str) -> str:
     if value and "=" not in value and value.isprintable():
         return value
     raise ValueError(f"environment variable name '{value[:80]}' must be non-empty, printable, without '='")
+
+
+def name_prefix(value: str) -> str:
+    """``value`` if a generated name can start with it (``generateName``); else ValueError."""
+    if _PREFIX.match(value):
+        return value
+    raise ValueError(
+        f"generateName '{value[:80]}' must be lowercase letters, digits and '-', starting with a letter or digit"
+    )
 
 
 def generated_name(prefix: str, seed: str) -> str:

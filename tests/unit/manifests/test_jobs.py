@@ -173,3 +173,8 @@ def test_image_pull_secrets_are_kept_by_name() -> None:
     w = only(deployment(pod="imagePullSecrets: [{name: hub}, {name: ghcr}]"))
     assert w.pod.image_pull_secrets == ("hub", "ghcr")
     assert only(deployment()).pod.image_pull_secrets == ()
+
+
+def test_a_bad_generate_name_is_named() -> None:
+    found = errors(job().replace("metadata: {name: pi}", "metadata: {generateName: Bad_}"))
+    assert "must be lowercase letters" in found["metadata.generateName"]
