@@ -43,13 +43,18 @@ def logs(cid: str) -> str:
     return out.decode().strip()
 
 
-def test_indexed_job_runs_each_index_once_across_three_nodes(repo: Repo, names: list[str], tmp_path: Path) -> None:
+def joined(repo: Repo, names: list[str], tmp_path: Path) -> list[Reconciler]:
+    """Three in-process nodes that have each published and seen the others, so they agree on placement."""
     repo.put("cluster.yaml", CLUSTER)
     recs = [make_reconciler(str(repo.path), n, tmp_path / n, interval=1) for n in names]
-    # Every node publishes, then sees the others: they agree on who owns which index.
     for _ in range(2):
         for rec in recs:
             rec.run_pass()
+    return recs
+
+
+def test_indexed_job_runs_each_index_once_across_three_nodes(repo: Repo, names: list[str], tmp_path: Path) -> None:
+    recs = joined(repo, names, tmp_path)
     command = ["sh", "-c", 'echo "index=$JOB_COMPLETION_INDEX host=$HOSTNAME"']
     spec = "completionMode: Indexed\ncompletions: 5\nparallelism: 5"
     repo.put("jobs/shard.yaml", job("shard", engine=True, command=command, spec=spec))
@@ -65,7 +70,36 @@ def test_indexed_job_runs_each_index_once_across_three_nodes(repo: Repo, names: 
     seen = sorted((int(c["Labels"]["gitops.replica"]), logs(c["Id"])) for cs in containers.values() for c in cs)
     # Exactly once: one container per index in the whole cluster, each seeing its own index.
     assert seen == [(i, f"index={i} host=shard-{i}") for i in range(5)]
-    assert sum(1 for cs in containers.values() if cs) >= 2, "placement spreads the indices over nodes"
+    assert sorted(len(cs) for cs in containers.values()) == [1, 2, 2], "placement spreads the indices evenly"
+    for rec in recs:
+        rec.close()
+
+
+def test_a_fail_job_rule_on_one_node_ends_the_indices_on_the_others(
+    repo: Repo, names: list[str], tmp_path: Path
+) -> None:
+    recs = joined(repo, names, tmp_path)
+    command = ["sh", "-c", f'[ "$JOB_COMPLETION_INDEX" = 1 ] && exit 42; {SERVE[2]}']
+    spec = """\
+        completionMode: Indexed
+        completions: 3
+        parallelism: 3
+        podFailurePolicy:
+          rules: [{action: FailJob, onExitCodes: {operator: In, values: [42]}}]
+        """
+    repo.put("jobs/shard.yaml", job("shard", engine=True, command=command, grace_s=1, spec=spec))
+
+    def failed() -> dict[int, object]:
+        for rec in recs:
+            rec.run_pass()
+        found = [r for n in names for r in rows(repo, n, "shard") if r["state"] == "failed"]
+        return {int(str(r["replica"])): r.get("reason") for r in found} if len(found) == 3 else {}
+
+    got = wait_for(failed, timeout=60, interval=0.2, what="every index failed")
+    # One index per node (placement balances): the Job's failure reached the others through Git.
+    assert sorted(len(rows(repo, n, "shard")) for n in names) == [1, 1, 1]
+    assert got == {0: "JobFailed", 1: "PodFailurePolicy", 2: "JobFailed"}
+    wait_for(lambda: not any(managed(n, state="running") for n in names), what="the other indices stopped")
     for rec in recs:
         rec.close()
 
