@@ -112,6 +112,8 @@ class PodSpec(Frozen):
     restart_policy: RestartPolicy = "Always"
     termination_grace_s: int = 30
     host_network: bool = False
+    # Node secrets (``<name>/.dockerconfigjson``) holding registry credentials for pulls.
+    image_pull_secrets: tuple[str, ...] = ()
 
     def cpu_request_millis(self) -> int:
         """Millicores placement must reserve for one replica."""
@@ -165,13 +167,29 @@ class ManifestError(Frozen):
         return f"{text} ({self.hint})" if self.hint else text
 
 
+class FailureRule(Frozen):
+    """One podFailurePolicy rule on exit codes: the first rule a failed container matches decides."""
+
+    action: Literal["FailJob", "FailIndex", "Ignore", "Count"]
+    operator: Literal["In", "NotIn"]
+    values: tuple[int, ...]
+    # Only this container's exit code counts; None: any container's.
+    container: str | None = None
+
+
 class JobSpec(Frozen):
-    """Run-to-completion settings of a Job (or a CronJob's job template)."""
+    """Run-to-completion settings of a Job (or a CronJob's job template); not part of the spec hash."""
 
     completions: int = 1
     parallelism: int = 1
+    # Retries of one index; Kubernetes' backoffLimitPerIndex where set.
     backoff_limit: int = 6
     active_deadline_s: int | None = None
+    indexed: bool = False
+    suspend: bool = False
+    ttl_after_finished_s: int | None = None
+    max_failed_indexes: int | None = None
+    failure_rules: tuple[FailureRule, ...] = ()
 
 
 class CronSpec(Frozen):

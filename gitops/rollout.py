@@ -10,17 +10,19 @@ report, and only acts on its own replicas:
 - A replica not ready within ``progressDeadlineSeconds`` halts the rollout of that spec
   everywhere (its node reports ``failedSpecHash``); a new commit starts afresh.
 - Jobs: at most ``parallelism`` completion indices run at once, lowest indices first;
-  an index that succeeded anywhere never runs again at that spec.
+  an index that succeeded anywhere never runs again at that spec. A suspended Job runs no
+  index; a Job failed as a whole (a podFailurePolicy FailJob rule matched, or more than
+  ``maxFailedIndexes`` indices failed) ends every index still unfinished.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gitops.identity import ReplicaId
-from gitops.model import Workload
-from gitops.states import State
+from gitops.model import JobSpec, Workload
+from gitops.states import Reason, State
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class ReplicaView:
     ready: bool
     finished: State | None = None  # succeeded | failed, for Job indices
     failed_spec_hash: str | None = None
+    reason: str | None = None  # why a Job index finished
 
 
 @dataclass(frozen=True)
@@ -44,15 +47,19 @@ class Gates:
     halted: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Job indices finished somewhere at the current spec (never rerun).
     finished: dict[ReplicaId, State] = field(default_factory=dict)
+    # Unfinished indices of a suspended Job: none runs until it resumes.
+    suspended: dict[ReplicaId, str] = field(default_factory=dict)
+    # Unfinished indices of a Job that failed as a whole, with why: they end failed.
+    job_failed: dict[ReplicaId, str] = field(default_factory=dict)
 
 
 def compute_gates(workloads: Iterable[Workload], views: Mapping[ReplicaId, ReplicaView]) -> Gates:
-    """Gates for every workload, from the merged cluster view of its replicas."""
+    """Gates for every workload (Jobs and CronJob runs, not CronJobs), from the merged cluster view of its replicas."""
     gates = Gates()
     for w in workloads:
         if w.kind == "Deployment":
             _deployment(w, views, gates)
-        elif w.kind == "Job":
+        elif w.job is not None:
             _job(w, views, gates)
     return gates
 
@@ -81,16 +88,35 @@ def _deployment(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gate
 
 def _job(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> None:
     new = w.spec_hash
-    running = 0
-    pending: list[int] = []
+    job = w.job or JobSpec()
+    unfinished: list[ReplicaId] = []
+    pending: list[ReplicaId] = []
+    failed: list[ReplicaView] = []
     for r in range(w.replicas):
-        v = views.get(ReplicaId(w.key, r))
+        rid = ReplicaId(w.key, r)
+        v = views.get(rid)
         if v is not None and v.spec_hash == new and v.finished:
-            gates.finished[ReplicaId(w.key, r)] = v.finished
-        elif v is not None and v.spec_hash == new and v.running:
-            running += 1
-        else:
-            pending.append(r)
-    parallelism = w.job.parallelism if w.job else 1
-    for r in pending[max(0, parallelism - running) :]:
-        gates.wait[ReplicaId(w.key, r)] = f"parallelism {parallelism}: {running} running"
+            gates.finished[rid] = v.finished
+            if v.finished == State.FAILED:
+                failed.append(v)
+            continue
+        unfinished.append(rid)
+        if v is None or v.spec_hash != new or not v.running:
+            pending.append(rid)
+    ended = _job_failure(job, failed)
+    if ended is not None or job.suspend:
+        gate = gates.job_failed if ended is not None else gates.suspended
+        gate.update(dict.fromkeys(unfinished, ended or "Job suspended (spec.suspend)"))
+        return
+    running = len(unfinished) - len(pending)
+    for rid in pending[max(0, job.parallelism - running) :]:
+        gates.wait[rid] = f"parallelism {job.parallelism}: {running} running"
+
+
+def _job_failure(job: JobSpec, failed: Sequence[ReplicaView]) -> str | None:
+    """Why the Job failed as a whole, or None: a FailJob rule matched, or too many indices failed."""
+    if any(v.reason == Reason.POD_FAILURE_POLICY for v in failed):
+        return "Job failed: a podFailurePolicy FailJob rule matched"
+    if job.max_failed_indexes is not None and len(failed) > job.max_failed_indexes:
+        return f"Job failed: {len(failed)} indexes failed, more than maxFailedIndexes {job.max_failed_indexes}"
+    return None

@@ -7,6 +7,10 @@ path) is refused before anything is opened.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,7 +79,29 @@ def _values(secrets_dir: Path) -> set[str]:
             raw = p.read_bytes()[:MAX_SECRET_BYTES].decode(errors="replace")
         except OSError:
             continue
-        for v in (raw, raw.rstrip("\n"), *raw.splitlines()):
+        for v in (raw, raw.rstrip("\n"), *raw.splitlines(), *_json_values(raw)):
             if len(v.strip()) >= MIN_REDACTED_LEN:
                 values.add(v.strip())
     return values
+
+
+def _json_values(raw: str) -> list[str]:
+    """The strings inside a JSON secret (a registry's ``.dockerconfigjson``), ``auth`` tokens decoded too."""
+    try:
+        stack: list[object] = [json.loads(raw)]
+    except ValueError:
+        return []
+    found: list[str] = []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack += item.values()
+            token = item.get("auth")
+            if isinstance(token, str):
+                with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+                    found += base64.b64decode(token, validate=True).decode().split(":", 1)
+        elif isinstance(item, list):
+            stack += item
+        elif isinstance(item, str):
+            found.append(item)
+    return found

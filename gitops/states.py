@@ -38,6 +38,12 @@ class Reason(StrEnum):
     COMPLETED = "Completed"
     BACKOFF_LIMIT = "BackoffLimitExceeded"
     DEADLINE = "DeadlineExceeded"
+    SUSPENDED = "Suspended"
+    # A podFailurePolicy rule ended the Job (FailJob), or just this index (FailIndex).
+    POD_FAILURE_POLICY = "PodFailurePolicy"
+    FAIL_INDEX = "FailIndex"
+    # The index was still unfinished when its Job failed as a whole.
+    JOB_FAILED = "JobFailed"
 
 
 # A container exists and may serve: counts as present for exclusivity and capacity.

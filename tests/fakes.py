@@ -48,6 +48,8 @@ class FakeRuntime:
     containers: dict[str, Observed] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
     requests: list[RunRequest] = field(default_factory=list)
+    # image -> the credentials its last pull was given
+    pull_auths: dict[str, dict[str, str] | None] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     max_in_flight: int = 0
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)
@@ -144,9 +146,10 @@ class FakeRuntime:
         self._call("image_present", image)
         return image in self.images
 
-    def pull(self, image: str) -> None:
+    def pull(self, image: str, auth: dict[str, str] | None = None) -> None:
         self._call("pull", image)
         with self._lock:
+            self.pull_auths[image] = auth
             self.images.add(image)
 
     def run(self, req: RunRequest) -> str:

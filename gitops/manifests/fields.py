@@ -131,6 +131,7 @@ def _int_or_percent(value: object) -> int | str:
 Label = Annotated[str, checked(names.dns_label)]
 PortName = Annotated[str, checked(names.port_name)]
 EnvName = Annotated[str, checked(names.env_name)]
+NamePrefix = Annotated[str, checked(names.name_prefix)]
 AbsolutePath = Annotated[str, checked(_absolute_path)]
 RelativePath = Annotated[str, checked(_relative_path)]
 Image = Annotated[str, checked(_image)]

@@ -24,6 +24,7 @@ from gitops.manifests.fields import (
     KubeModel,
     Label,
     MemoryBytes,
+    NamePrefix,
     Port,
     PortName,
     PortRef,
@@ -52,7 +53,8 @@ class ObjectMeta(KubeModel):
     namespace: Label = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
-    generate_name: Annotated[object, Refuse("set metadata.name: gitops needs a stable name to track a workload")] = None
+    # The loader derives ``name`` from it (gitops/manifests/names.py, ``generated_name``).
+    generate_name: NamePrefix | None = None
     uid: Annotated[object, _API_SERVER] = None
     resource_version: Annotated[object, _API_SERVER] = None
     generation: Annotated[object, _API_SERVER] = None
@@ -98,6 +100,12 @@ class ContainerPort(KubeModel):
     host_ip: Annotated[
         object, Refuse("binding a host port to one address is not supported; remove hostIP to publish on all")
     ] = Field(default=None, alias="hostIP")
+
+
+class LocalObjectReference(KubeModel):
+    """A reference by name to an object in the workload's namespace (imagePullSecrets[])."""
+
+    name: Label
 
 
 class SecretKeySelector(KubeModel):
@@ -490,7 +498,7 @@ class PodSpec(KubeModel):
     set_hostname_as_fqdn: Annotated[object, Ignore("the container hostname is Docker's default")] = Field(
         default=None, alias="setHostnameAsFQDN"
     )
-    image_pull_secrets: Annotated[object, Ignore("log in the node's Docker to the registry instead")] = None
+    image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     scheduler_name: Annotated[object, _PLACEMENT] = None
     enable_service_links: Annotated[object, Ignore("there are no Services to link")] = None
     overhead: Annotated[object, _API_SERVER] = None
@@ -580,6 +588,55 @@ class DaemonSetSpec(KubeModel):
     revision_history_limit: Annotated[object, _HISTORY] = None
 
 
+def _exit_codes(values: list[int]) -> list[int]:
+    if len(set(values)) != len(values):
+        raise ValueError("values must be unique")
+    return sorted(values)
+
+
+class PodFailurePolicyOnExitCodesRequirement(KubeModel):
+    """podFailurePolicy.rules[].onExitCodes."""
+
+    container_name: Label | None = None
+    operator: Literal["In", "NotIn"]
+    values: Annotated[
+        list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=1, max_length=255), checked(_exit_codes)
+    ]
+
+    @model_validator(mode="after")
+    def _zero_is_success(self) -> PodFailurePolicyOnExitCodesRequirement:
+        if self.operator == "In" and 0 in self.values:
+            raise ValueError("the In operator cannot match exit code 0: a container that exits 0 has succeeded")
+        return self
+
+
+class PodFailurePolicyOnPodConditionsPattern(KubeModel):
+    """podFailurePolicy.rules[].onPodConditions[]."""
+
+    type: Annotated[str, Field(min_length=1, max_length=316)]
+    status: Literal["True", "False", "Unknown"] = "True"
+
+
+class PodFailurePolicyRule(KubeModel):
+    """podFailurePolicy.rules[]: exactly one of onExitCodes and onPodConditions."""
+
+    action: Literal["FailJob", "FailIndex", "Ignore", "Count"]
+    on_exit_codes: PodFailurePolicyOnExitCodesRequirement | None = None
+    on_pod_conditions: Annotated[list[PodFailurePolicyOnPodConditionsPattern], Field(max_length=20)] | None = None
+
+    @model_validator(mode="after")
+    def _one_requirement(self) -> PodFailurePolicyRule:
+        if (self.on_exit_codes is None) == (self.on_pod_conditions is None):
+            raise ValueError("set exactly one of onExitCodes and onPodConditions")
+        return self
+
+
+class PodFailurePolicy(KubeModel):
+    """Job spec.podFailurePolicy."""
+
+    rules: Annotated[list[PodFailurePolicyRule], Field(max_length=20)]
+
+
 class JobSpec(KubeModel):
     """Job spec, or a CronJob's jobTemplate.spec."""
 
@@ -588,24 +645,13 @@ class JobSpec(KubeModel):
     parallelism: Annotated[int, Field(ge=1, le=1000)] | None = None
     backoff_limit: Count = 6
     active_deadline_seconds: PositiveSeconds | None = None
-    completion_mode: Annotated[
-        Literal["NonIndexed", "Indexed"],
-        refuse_when(
-            lambda mode: mode == "Indexed",
-            "Indexed completion mode is not supported (no JOB_COMPLETION_INDEX); remove completionMode",
-        ),
-    ] = "NonIndexed"
-    suspend: Annotated[
-        bool | None, refuse_when(bool, "suspended Jobs never start here; remove suspend or set it to false")
-    ] = None
-    ttl_seconds_after_finished: Annotated[object, Ignore("finished Jobs are kept until Git removes them")] = None
-    pod_failure_policy: Annotated[
-        object,
-        Refuse("podFailurePolicy is not evaluated; rely on backoffLimit, or handle exit codes in the command"),
-    ] = None
+    completion_mode: Literal["NonIndexed", "Indexed"] = "NonIndexed"
+    suspend: bool = False
+    ttl_seconds_after_finished: Seconds | None = None
+    pod_failure_policy: PodFailurePolicy | None = None
     pod_replacement_policy: Annotated[object, Ignore("a failed pod is replaced once it has stopped")] = None
-    backoff_limit_per_index: Annotated[object, Refuse("per-index backoff needs Indexed Jobs; remove it")] = None
-    max_failed_indexes: Annotated[object, Refuse("per-index backoff needs Indexed Jobs; remove it")] = None
+    backoff_limit_per_index: Count | None = None
+    max_failed_indexes: Count | None = None
     success_policy: Annotated[object, Refuse("successPolicy is not evaluated; remove it")] = None
     selector: Annotated[object, Refuse("Jobs select their own pods; remove spec.selector")] = None
     manual_selector: Annotated[object, Refuse("Jobs select their own pods; remove manualSelector")] = None

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from gitops.manifests import kube
 from gitops.manifests.fields import KubeModel, ignored_fields
 from gitops.manifests.issues import Issues
+from gitops.manifests.names import generated_name
 from gitops.manifests.workload import convert_workload
 from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
 from gitops.model import ClusterSpec, FileResult, ManifestError, ManifestSet, Workload
@@ -37,6 +38,7 @@ class _FileParse:
         self.clusters: list[tuple[ClusterSpec, int | None]] = []
         self.invalid_keys: list[str] = []
         self.unreadable = False
+        self.documents = 0
 
     def document(self, doc: Document) -> None:
         issues = self.issues.at((), doc.lines)
@@ -44,6 +46,7 @@ class _FileParse:
             issues.error(problem.path, problem.message, line=problem.line)
         if doc.data is not None:
             self.obj(doc.data, (), issues, bool(doc.issues))
+        self.documents += 1
 
     def obj(self, data: object, path: Path, issues: Issues, broken: bool) -> None:
         issues = issues.at(path, issues.lines)
@@ -69,6 +72,7 @@ class _FileParse:
 
     def workload(self, data: dict[str, Any], api: str, kind: str, issues: Issues, broken: bool) -> None:
         expected, model = kube.WORKLOAD_MODELS[kind]
+        data = _with_generated_name(data, f"{self.path}#{self.documents}{''.join(f'/{p}' for p in issues.base)}")
         key = _raw_key(data, kind)
         if key is None:
             self.unreadable = True  # we cannot tell which workload this was, so keep all of this file's
@@ -187,6 +191,14 @@ def _validate(model: type[KubeModel], data: dict[str, Any], issues: Issues) -> A
     except ValidationError as exc:
         issues.validation_error(exc, model)
         return None
+
+
+def _with_generated_name(data: dict[str, Any], seed: str) -> dict[str, Any]:
+    """``data`` with ``metadata.name`` derived from ``generateName`` where only that is set."""
+    meta = data.get("metadata")
+    if not isinstance(meta, dict) or "name" in meta or not isinstance(meta.get("generateName"), str):
+        return data
+    return {**data, "metadata": {**meta, "name": generated_name(meta["generateName"], seed)}}
 
 
 def _raw_key(data: dict[str, Any], kind: str) -> str | None:

@@ -48,6 +48,7 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
             _DEFAULT_GRACE_S if pod.termination_grace_period_seconds is None else pod.termination_grace_period_seconds
         ),
         host_network=pod.host_network,
+        image_pull_secrets=tuple(ref.name for ref in pod.image_pull_secrets),
     )
 
 

@@ -9,7 +9,7 @@ from gitops.manifests import kube
 from gitops.manifests.issues import Issues
 from gitops.manifests.pod import PodContext, convert_pod
 from gitops.manifests.yamlsafe import Path
-from gitops.model import CronSpec, JobSpec, Workload, WorkloadKind
+from gitops.model import CronSpec, FailureRule, JobSpec, Workload, WorkloadKind
 
 _JOB_TEMPLATE = ("spec", "jobTemplate", "spec")
 
@@ -150,20 +150,67 @@ def _matches(requirement: kube.LabelSelectorRequirement, labels: dict[str, str])
 def _job(spec: kube.JobSpec, issues: Issues, path: Path) -> JobSpec:
     completions = spec.completions
     parallelism = spec.parallelism or 1
+    indexed = spec.completion_mode == "Indexed"
     if completions is None:
-        if parallelism > 1:
+        if parallelism > 1 or indexed:
             issues.error(
-                (*path, "parallelism"),
-                "work-queue Jobs (parallelism without completions) are not supported",
+                (*path, "completionMode" if indexed else "parallelism"),
+                f"{'Indexed' if indexed else 'work-queue'} Jobs without completions are not supported",
                 "set completions",
             )
         completions = 1
+    per_index = spec.backoff_limit_per_index
+    if per_index is not None and not indexed:
+        issues.error((*path, "backoffLimitPerIndex"), "needs completionMode: Indexed", "remove it or index the Job")
+    if spec.max_failed_indexes is not None and per_index is None:
+        issues.error((*path, "maxFailedIndexes"), "needs backoffLimitPerIndex", "set backoffLimitPerIndex")
+    rules = _failure_rules(spec, per_index is not None, issues, (*path, "podFailurePolicy"))
     return JobSpec(
         completions=completions,
         parallelism=min(parallelism, completions),
-        backoff_limit=spec.backoff_limit,
+        backoff_limit=spec.backoff_limit if per_index is None else per_index,
         active_deadline_s=spec.active_deadline_seconds,
+        indexed=indexed,
+        suspend=spec.suspend,
+        ttl_after_finished_s=spec.ttl_seconds_after_finished,
+        max_failed_indexes=spec.max_failed_indexes,
+        failure_rules=rules,
     )
+
+
+def _failure_rules(spec: kube.JobSpec, per_index: bool, issues: Issues, path: Path) -> tuple[FailureRule, ...]:
+    """The exit-code rules of a podFailurePolicy; condition rules are checked and dropped."""
+    policy = spec.pod_failure_policy
+    if policy is None:
+        return ()
+    if spec.template.spec.restart_policy != "Never":
+        issues.error(path, "needs restartPolicy: Never in the pod template", "set template.spec.restartPolicy: Never")
+    rules: list[FailureRule] = []
+    for index, rule in enumerate(policy.rules):
+        rpath = (*path, "rules", index)
+        if rule.action == "FailIndex" and not per_index:
+            issues.error((*rpath, "action"), "FailIndex needs backoffLimitPerIndex", "set backoffLimitPerIndex")
+        if rule.on_exit_codes is not None:
+            codes = rule.on_exit_codes
+            rules.append(
+                FailureRule(
+                    action=rule.action,
+                    operator=codes.operator,
+                    values=tuple(codes.values),
+                    container=codes.container_name,
+                )
+            )
+            continue
+        # Moved, fenced or suspended replicas are removed by gitops and never count as failures,
+        # as an Ignore rule on DisruptionTarget does; no other pod condition is observed here.
+        conditions = rule.on_pod_conditions or []
+        if rule.action != "Ignore" or any(c.type != "DisruptionTarget" for c in conditions):
+            issues.warn(
+                (*rpath, "onPodConditions"),
+                "ignored: pod conditions are not observed here; disrupted replicas (moved, fenced) never "
+                "count as failures, and other conditions never match",
+            )
+    return tuple(rules)
 
 
 def _cron(spec: kube.CronJobSpec) -> CronSpec:

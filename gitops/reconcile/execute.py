@@ -12,6 +12,7 @@ from pathlib import Path
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
 from gitops.model import ContainerSpec, EnvVar
 from gitops.reconcile.plan import Action, Instance
+from gitops.registryauth import BadPullSecret, pull_auth
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, read_secret
 
@@ -26,6 +27,11 @@ START_WAIT_S = 10.0
 # Image pulls that failed are retried with backoff, not on every pass.
 PULL_RETRY_MIN_S = 10.0
 PULL_RETRY_MAX_S = 300.0
+
+
+def _index_hostname(inst: Instance) -> str:
+    suffix = f"-{inst.replica}"
+    return inst.workload.name[: 63 - len(suffix)] + suffix
 
 
 def identity_of(inst: Instance, spec: ContainerSpec, node: str) -> ContainerIdentity:
@@ -212,21 +218,21 @@ class Executor:
         elif action.op == "run" and action.instance is not None and action.container is not None:
             with self._lock:
                 self._busy[rid] = f"pulling image {action.container.image}"
-            self._ensure_image(action.container, pulled)
+            self._ensure_image(action.instance, action.container, pulled)
             with self._lock:
                 self._busy[rid] = action.describe()
             self.runtime.run(self._request(action.instance, action.container))
             out.ran.add(rid)
 
-    def _ensure_image(self, spec: ContainerSpec, pulled: set[str]) -> None:
+    def _ensure_image(self, inst: Instance, spec: ContainerSpec, pulled: set[str]) -> None:
         # One pull per image at a time: replicas of one image must not race to pull it, and a
         # slow pull of one image must not hold up others.
         with self._lock:
             lock = self._image_locks.setdefault(spec.image, threading.Lock())
         with lock:
-            self._ensure_image_locked(spec, pulled)
+            self._ensure_image_locked(inst, spec, pulled)
 
-    def _ensure_image_locked(self, spec: ContainerSpec, pulled: set[str]) -> None:
+    def _ensure_image_locked(self, inst: Instance, spec: ContainerSpec, pulled: set[str]) -> None:
         image = spec.image
         if image in pulled:
             return
@@ -242,7 +248,7 @@ class Executor:
                 return
             raise RuntimeFailure(f"{state.message} (retry in {state.next_try - now:.0f}s)", "ImagePullFailed")
         try:
-            self.runtime.pull(image)
+            self.runtime.pull(image, self._pull_auth(inst, image))
         except RuntimeFailure as e:
             state.failures += 1
             state.next_try = now + min(PULL_RETRY_MIN_S * 2 ** (state.failures - 1), PULL_RETRY_MAX_S)
@@ -269,13 +275,20 @@ class Executor:
         network_mode = "host" if pod.host_network else None
         if not is_first and not pod.host_network:
             network_mode = "container:" + identity_of(inst, first, self.node).name(first.name)
+        env = [f"{e.name}={self._env_value(inst.workload.namespace, e)}" for e in spec.env]
+        job = inst.workload.job
+        indexed = job is not None and job.indexed
+        if indexed:
+            env.append(f"JOB_COMPLETION_INDEX={inst.replica}")
         return RunRequest(
             name=ident.name(first.name),
             image=spec.image,
             labels=ident.labels(),
             entrypoint=list(spec.command) if spec.command is not None else None,
             command=list(spec.args) if spec.args is not None else None,
-            env=[f"{e.name}={self._env_value(inst.workload.namespace, e)}" for e in spec.env],
+            env=env,
+            # As Kubernetes names an Indexed Job's pods; the pod's other containers share the first's.
+            hostname=_index_hostname(inst) if indexed and network_mode is None else None,
             ports={} if pod.host_network else ports,
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
@@ -287,6 +300,13 @@ class Executor:
             gpu_ids=inst.gpu_ids,
             stop_timeout=pod.termination_grace_s,
         )
+
+    def _pull_auth(self, inst: Instance, image: str) -> dict[str, str] | None:
+        w = inst.workload
+        try:
+            return pull_auth(self.secrets_dir, w.namespace, w.pod.image_pull_secrets, image)
+        except BadPullSecret as e:
+            raise RuntimeFailure(str(e), "ImagePullFailed") from e
 
     def _env_value(self, namespace: str, env: EnvVar) -> str:
         if env.secret is None:

@@ -48,6 +48,8 @@ class MemoryUpdate:
     in_flight: dict[ReplicaId, tuple[str, float]] | None = None
     rollout_failed: dict[WorkloadKey, tuple[str, str]] = field(default_factory=dict)
     streaks_reset: frozenset[ReplicaId] = frozenset()
+    # Replaces the whole map (None keeps it): Jobs finished as a whole, since when (TTL).
+    jobs_done: dict[WorkloadKey, tuple[str, float]] | None = None
     # Keep only the results and halted rollouts still current (None: keep all).
     current_specs: dict[WorkloadKey, str] | None = None
 
@@ -68,6 +70,8 @@ class Memory:
     rollout_failed: dict[WorkloadKey, tuple[str, str]] = field(default_factory=dict)
     # container id -> monotonic time first seen running (probe delays, Job deadlines)
     running_since: dict[str, float] = field(default_factory=dict)
+    # Job key -> (spec hash, monotonic time this node first saw every index finished), for the TTL
+    jobs_done: dict[WorkloadKey, tuple[str, float]] = field(default_factory=dict)
     # replica -> (state, since) so a row's ``since`` only moves when its state does
     since: dict[ReplicaId, tuple[str, str]] = field(default_factory=dict)
 
@@ -90,6 +94,8 @@ class Memory:
         self.finished.update(update.results)
         if update.in_flight is not None:
             self.in_flight = dict(update.in_flight)
+        if update.jobs_done is not None:
+            self.jobs_done = dict(update.jobs_done)
         self.rollout_failed.update(update.rollout_failed)
         for rid in update.streaks_reset:
             if (t := self.restarts.get(rid)) is not None:

@@ -71,8 +71,15 @@ class PlanInputs:
     finished: Mapping[ReplicaId, State] = field(default_factory=dict)
     # Rollout gates: replicas that must not move to the new spec yet, with why.
     wait: Mapping[ReplicaId, str] = field(default_factory=dict)
-    # Job indices past activeDeadlineSeconds (also in ``finished``): their containers are stopped.
-    deadline: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Job indices that failed in this pass (also in ``finished``): past activeDeadlineSeconds, out
+    # of retries, by a podFailurePolicy rule, or with their Job. Running containers are stopped, with why.
+    stop: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Finished Job indices past ttlSecondsAfterFinished: their containers are removed, results kept.
+    expired: frozenset[ReplicaId] = frozenset()
+    # Unfinished indices of a suspended Job, with why: their containers are removed, none started.
+    suspended: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Job indices whose failure a podFailurePolicy Ignore rule matched: replaced, not counted.
+    replace: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Replicas whose new container missed the progress deadline: drop it, keep the old one.
     abort: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Containers whose readiness passed (running and no readiness probe counts as ready).
@@ -156,10 +163,21 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
     stale = [c for c in have if c not in current]
     if inst.workload.kind in ("Job", "CronJob") and rid in inputs.finished:
         result.actions += _remove_all(rid, stale, "superseded by a finished run of the current spec")
-        if rid in inputs.deadline:
+        if rid in inputs.expired:
+            result.actions += _remove_all(rid, current, "ttlSecondsAfterFinished passed")
+        elif rid in inputs.stop:
             # Stopped, not removed: its logs stay for `docker logs`.
             running = [c for c in current if c.state == "running"]
-            result.actions += [Action("stop", rid, inputs.deadline[rid], target=c) for c in running]
+            result.actions += [Action("stop", rid, inputs.stop[rid], target=c) for c in running]
+        return
+    if rid in inputs.suspended:
+        # As Kubernetes deletes a suspended Job's pods: resuming starts the index afresh.
+        result.actions += _remove_all(rid, have, inputs.suspended[rid])
+        result.waiting[rid] = (Reason.SUSPENDED, inputs.suspended[rid])
+        return
+    if rid in inputs.replace:
+        # A new pod, as Kubernetes makes one, so the failure counts toward no backoff.
+        result.actions += _remove_all(rid, have, inputs.replace[rid]) + _run_all(inst, inputs.replace[rid])
         return
     if rid in inputs.abort and current and stale:
         result.actions += _remove_all(rid, current, inputs.abort[rid])
@@ -179,7 +197,7 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
             return
     cause = _create_cause(inst, current, stale)
     # Partial pods are rebuilt whole: the shared network namespace may be gone.
-    run = [Action("run", rid, cause, instance=inst, container=spec) for spec in inst.workload.pod.containers]
+    run = _run_all(inst, cause)
     if _break_before_make(inst):
         result.actions += _remove_all(rid, have, "replaced (break-before-make)") + run
     else:
@@ -218,6 +236,10 @@ def _create_cause(inst: Instance, current: Sequence[Observed], stale: Sequence[O
     if stale:
         return f"spec changed {stale[0].spec_hash[:8]} -> {inst.spec_hash[:8]} at {inst.revision[:7]}"
     return f"missing (revision {inst.revision[:7]})"
+
+
+def _run_all(inst: Instance, cause: str) -> list[Action]:
+    return [Action("run", inst.id, cause, instance=inst, container=spec) for spec in inst.workload.pod.containers]
 
 
 def _remove_all(rid: ReplicaId, containers: Sequence[Observed], cause: str) -> list[Action]:

@@ -3,9 +3,10 @@
 From (manifests, cluster view, placement, observation, memory, now) it decides which
 instances this node should run and every gate on them: fencing of exclusive work when our
 heartbeat cannot reach Git, make-before-break handoff, break-before-make for exclusive
-replicas, cluster-wide rollout and Job gates (gitops/rollout.py), Job results and
-deadlines, and halting a rollout whose new spec missed its progress deadline. It returns
-the planner's inputs and what memory should learn; the orchestrator does the I/O.
+replicas, cluster-wide rollout and Job gates (gitops/rollout.py), Job results, deadlines,
+podFailurePolicy rules and TTLs (gitops/reconcile/jobs.py), and halting a rollout whose new
+spec missed its progress deadline. It returns the planner's inputs and what memory should
+learn; the orchestrator does the I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from gitops.health import Health
 from gitops.identity import Observed, ReplicaId, WorkloadKey
 from gitops.model import ClusterSpec, ManifestSet, Workload
 from gitops.placement import Assignment
+from gitops.reconcile.jobs import jobs_done, matching_rule, rule_message
 from gitops.reconcile.memory import JobResult, Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, PlanInputs
@@ -76,7 +78,14 @@ def decide(ctx: PassContext) -> Decision:
     deadlines, deadline_results = job_deadlines(desired, obs, ctx.now)
     results.update(deadline_results)
     known = {**ctx.memory.finished, **results}
-    gates = compute_gates(mset.workloads, replica_views(ctx, known))
+    # A CronJob runs as its runs, each gated like a Job.
+    gated = [*(w for w in mset.workloads if w.kind != "CronJob"), *ctx.cron_runs]
+    gates = compute_gates(gated, replica_views(ctx, known))
+    ended = job_failed_results(desired, obs, gates.job_failed, known)
+    results.update(ended)
+    known.update(ended)
+    finished = {**gates.finished, **own_results(desired, known)}
+    done, expired = jobs_done((*mset.workloads, *ctx.cron_runs), finished, ctx.memory.jobs_done, ctx.now)
     aborts, in_flight, halted = deadline_aborts(desired, obs, ctx.memory, ctx.now, ctx.logs)
     # Runs of CronJobs are ours to end whatever the revision holds: history and Replace drop them.
     runs = {c.key for c in obs.containers if c.key.kind == "CronJob"}
@@ -91,8 +100,11 @@ def decide(ctx: PassContext) -> Decision:
             **settle_blocks(ctx, desired),
             **exclusive_blocks(ctx, desired),
         },
-        finished={**gates.finished, **own_results(desired, known)},
-        deadline=deadlines,
+        finished=finished,
+        stop=failed_indices(desired, known) | deadlines,
+        expired=frozenset(i.id for i in desired if i.workload.key in expired),
+        suspended=gates.suspended,
+        replace=ignored_failures(desired, obs, finished),
         wait=gates.wait,
         abort=aborts,
         ready_ids=obs.ready_ids,
@@ -104,6 +116,7 @@ def decide(ctx: PassContext) -> Decision:
     update = MemoryUpdate(
         results=results,
         in_flight=in_flight,
+        jobs_done=done,
         rollout_failed=halted,
         streaks_reset=frozenset(
             i.id for i in desired if _all_running(obs, i) and ctx.memory.streak_resettable(i.id, ctx.now)
@@ -148,22 +161,26 @@ def replica_views(ctx: PassContext, results: Mapping[ReplicaId, JobResult]) -> d
             # Results are permanent; a dead node's running replicas are not.
             if not live and not done:
                 continue
-            v = ReplicaView(r.spec_hash, r.state in RUNNING_STATES, r.state == State.READY, done, r.failed_spec_hash)
+            v = ReplicaView(
+                r.spec_hash, r.state in RUNNING_STATES, r.state == State.READY, done, r.failed_spec_hash, r.reason
+            )
             old = views.get(r.rid)
             if old is None or (v.running and not old.running) or (v.finished and not old.finished):
                 views[r.rid] = v
     for rid, result in results.items():
-        views[rid] = ReplicaView(result.spec_hash, False, False, result.state, None)
+        views[rid] = ReplicaView(result.spec_hash, False, False, result.state, None, result.reason)
     for rid, cs in obs.by_replica.items():
         newest = max(cs, key=lambda c: c.created)
         group = [c for c in cs if c.spec_hash == newest.spec_hash]
         failed = ctx.memory.rollout_failed.get(rid.key, ("", ""))[0] or None
+        known = views.get(rid)
         views[rid] = ReplicaView(
             newest.spec_hash,
             running=any(c.state == "running" for c in group),
             ready=all(c.id in obs.ready_ids for c in group),
-            finished=views[rid].finished if rid in views else None,
+            finished=known.finished if known else None,
             failed_spec_hash=failed,
+            reason=known.reason if known else None,
         )
     return views
 
@@ -186,11 +203,53 @@ def job_results(
         if len(exited) == len(current) and all(c.exit_code == 0 for c in exited):
             out[rid] = JobResult(inst.spec_hash, State.SUCCEEDED, Reason.COMPLETED, None, 0, main.id)
             continue
+        matched = matching_rule(w.job, exited)
+        if matched is not None and matched[0].action in ("FailJob", "FailIndex"):
+            reason = Reason.POD_FAILURE_POLICY if matched[0].action == "FailJob" else Reason.FAIL_INDEX
+            why = rule_message(*matched)
+            out[rid] = JobResult(inst.spec_hash, State.FAILED, reason, why, matched[1].exit_code, main.id)
+            continue
+        if matched is not None and matched[0].action == "Ignore":
+            continue  # replaced, uncounted (``ignored_failures``)
         code = exited[0].exit_code
         limit = w.job.backoff_limit if w.job else 6
         if code not in (0, None) and memory.total_restarts(rid) >= limit:
             tail = logs.get(exited[0].id)
             out[rid] = JobResult(inst.spec_hash, State.FAILED, Reason.BACKOFF_LIMIT, tail, code, main.id)
+    return out
+
+
+def ignored_failures(
+    desired: Sequence[Instance], obs: Observation, finished: Mapping[ReplicaId, State]
+) -> dict[ReplicaId, str]:
+    """Unfinished Job indices whose failed container a podFailurePolicy Ignore rule matched."""
+    out: dict[ReplicaId, str] = {}
+    for inst in desired:
+        if inst.workload.kind not in JOB_KINDS or inst.id in finished:
+            continue
+        exited = [c for c in obs.by_replica.get(inst.id, []) if c.spec_hash == inst.spec_hash and c.state != "running"]
+        matched = matching_rule(inst.workload.job, exited)
+        if matched is not None and matched[0].action == "Ignore":
+            out[inst.id] = rule_message(*matched)
+    return out
+
+
+def job_failed_results(
+    desired: Sequence[Instance],
+    obs: Observation,
+    job_failed: Mapping[ReplicaId, str],
+    known: Mapping[ReplicaId, JobResult],
+) -> dict[ReplicaId, JobResult]:
+    """Our unfinished indices of a Job that failed as a whole: failed too, their containers stopped."""
+    out: dict[ReplicaId, JobResult] = {}
+    for inst in desired:
+        why = job_failed.get(inst.id)
+        result = known.get(inst.id)
+        if why is None or (result is not None and result.spec_hash == inst.spec_hash):
+            continue
+        current = [c for c in obs.by_replica.get(inst.id, []) if c.spec_hash == inst.spec_hash]
+        cid = current[0].id if current else None
+        out[inst.id] = JobResult(inst.spec_hash, State.FAILED, Reason.JOB_FAILED, why, None, cid)
     return out
 
 
@@ -211,6 +270,17 @@ def job_deadlines(
             results[inst.id] = JobResult(inst.spec_hash, State.FAILED, Reason.DEADLINE, why, None, running[0].id)
             stop[inst.id] = why
     return stop, results
+
+
+def failed_indices(desired: Sequence[Instance], known: Mapping[ReplicaId, JobResult]) -> dict[ReplicaId, str]:
+    """Our indices failed at their current spec, with why: containers of theirs still running (a pod's
+    other containers) stop too."""
+    out: dict[ReplicaId, str] = {}
+    for inst in desired:
+        r = known.get(inst.id)
+        if r is not None and r.spec_hash == inst.spec_hash and r.state == State.FAILED:
+            out[inst.id] = f"index failed ({r.reason})"
+    return out
 
 
 def own_results(desired: Sequence[Instance], results: Mapping[ReplicaId, JobResult]) -> dict[ReplicaId, State]:

@@ -40,6 +40,7 @@ class RunRequest:
     mem_limit: int | None = None
     binds: list[str] = field(default_factory=list)
     network_mode: str | None = None
+    hostname: str | None = None
     user: str | None = None
     working_dir: str | None = None
     read_only: bool = False
@@ -74,8 +75,8 @@ class Runtime(ProbeRuntime, Protocol):
         """Whether ``image`` is in the local store."""
         ...
 
-    def pull(self, image: str) -> None:
-        """Pull ``image``; RuntimeFailure(reason=ImagePullFailed) if the registry refuses."""
+    def pull(self, image: str, auth: dict[str, str] | None = None) -> None:
+        """Pull ``image`` (with ``auth``: username, password); RuntimeFailure(reason=ImagePullFailed) if refused."""
         ...
 
     def run(self, req: RunRequest) -> str:

@@ -78,11 +78,11 @@ class DockerRuntime:
             return False
         return True
 
-    def pull(self, image: str) -> None:
-        """Pull ``image``; RuntimeFailure(reason=ImagePullFailed) if the registry refuses."""
+    def pull(self, image: str, auth: dict[str, str] | None = None) -> None:
+        """Pull ``image`` (with ``auth``: username, password); RuntimeFailure(reason=ImagePullFailed) if refused."""
         repo, tag = _split_image(image)
         try:
-            self._call(self.api.pull, repo, tag=tag)
+            self._call(self.api.pull, repo, tag=tag, auth_config=auth)
         except RuntimeFailure as e:
             raise RuntimeFailure(f"pull {image}: {e}", "ImagePullFailed") from e
 
@@ -113,6 +113,7 @@ class DockerRuntime:
             ports=[_port_tuple(p) for p in req.ports] or None,
             user=req.user,
             working_dir=req.working_dir,
+            hostname=req.hostname,
             host_config=host_config,
             stop_timeout=req.stop_timeout,
         )

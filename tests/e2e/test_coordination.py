@@ -146,9 +146,9 @@ class SlowPulls:
     def __init__(self, inner: DockerRuntime, delay: float):
         self.inner, self.delay = inner, delay
 
-    def pull(self, image: str) -> None:
+    def pull(self, image: str, auth: dict[str, str] | None = None) -> None:
         time.sleep(self.delay)
-        self.inner.pull(image)
+        self.inner.pull(image, auth)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)

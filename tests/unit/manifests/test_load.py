@@ -327,7 +327,7 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "spec.template.spec.containers[0].livenessProbe.successThreshold",
             "must be 1",
         ),
-        (job(spec="podFailurePolicy: {rules: [{action: Ignore}]}"), "spec.podFailurePolicy", "backoffLimit"),
+        (job(spec="podFailurePolicy: {rules: [{action: Ignore}]}"), "spec.podFailurePolicy.rules[0]", "exactly one"),
         ("apiVersion: batch/v2alpha1\nkind: CronJob\nmetadata: {name: x}\n", "apiVersion", "not supported"),
     ],
 )

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from gitops.identity import ContainerIdentity, Observed, ReplicaId, pod_label_filters
-from gitops.model import ContainerSpec, EnvVar, Mount, PodSpec, PortSpec, PullPolicy, SecretRef, Workload
+from gitops.model import ContainerSpec, EnvVar, JobSpec, Mount, PodSpec, PortSpec, PullPolicy, SecretRef, Workload
 from gitops.reconcile import execute as execute_module
 from gitops.reconcile.execute import PULL_RETRY_MIN_S, Executor
 from gitops.reconcile.plan import Action, Instance
@@ -431,3 +431,37 @@ def test_redaction_covers_every_namespace(tmp_path: Path) -> None:
         (secrets / team / "db").mkdir(parents=True)
         (secrets / team / "db" / "password").write_text(f"{team}-password\n")
     assert redact("a=team-a-password b=team-b-password", secrets) == "a=*** b=***"
+
+
+def test_indexed_jobs_see_their_completion_index_and_hostname(engine: FakeRuntime, secrets: Path) -> None:
+    indexed = workload("shard", 3, kind="Job", job=JobSpec(completions=3, indexed=True))
+    plain = workload("plain", 3, kind="Job")
+    executor(engine, secrets).execute([*runs(Instance(indexed, 2, "r")), *runs(Instance(plain, 2, "r"))])
+    by_name = {r.labels["gitops.name"]: r for r in engine.requests}
+    assert "JOB_COMPLETION_INDEX=2" in by_name["shard"].env and by_name["shard"].hostname == "shard-2"
+    assert not any(e.startswith("JOB_COMPLETION_INDEX=") for e in by_name["plain"].env)
+    assert by_name["plain"].hostname is None
+
+
+def test_pulls_use_the_pods_image_pull_secrets(engine: FakeRuntime, secrets: Path) -> None:
+    hub = secrets / "default" / "hub"
+    hub.mkdir()
+    (hub / ".dockerconfigjson").write_text('{"auths": {"reg.example": {"username": "u", "password": "p"}}}')
+    pod = PodSpec(
+        containers=(ContainerSpec(name="main", image="reg.example/app:1", pull_policy="Always"),),
+        image_pull_secrets=("absent", "hub"),
+    )
+    executor(engine, secrets).execute(runs(Instance(workload(pod=pod), 0, "r")))
+    assert engine.pull_auths == {"reg.example/app:1": {"username": "u", "password": "p"}}
+
+
+def test_a_broken_pull_secret_fails_the_pull_naming_it(engine: FakeRuntime, secrets: Path) -> None:
+    bad = secrets / "default" / "bad"
+    bad.mkdir()
+    (bad / ".dockerconfigjson").write_text("hunter2-secret")
+    pod = PodSpec(containers=(ContainerSpec(name="main", image="app:1"),), image_pull_secrets=("bad",))
+    inst = Instance(workload(pod=pod), 0, "r")
+    out = executor(engine, secrets).execute(runs(inst))
+    reason, message = out.failures[inst.id]
+    assert reason == "ImagePullFailed" and "imagePullSecret bad/.dockerconfigjson is not JSON" in message
+    assert "hunter2" not in message and engine.ops("pull", "run") == []

@@ -104,5 +104,5 @@ def test_job_past_its_deadline_is_stopped_not_removed() -> None:
     job = workload("j", kind="Job")
     rid = (job.key, 0)
     live = observed(job, 0)
-    p = plan([Instance(job, 0, "r")], [live], PlanInputs(finished={rid: "failed"}, deadline={rid: "too long"}))
+    p = plan([Instance(job, 0, "r")], [live], PlanInputs(finished={rid: "failed"}, stop={rid: "too long"}))
     assert [(a.op, a.target) for a in p.actions] == [("stop", live)]

@@ -236,10 +236,10 @@ def test_job_past_its_active_deadline_is_stopped_and_failed() -> None:
     c = observed(job, 0)
     rid = ReplicaId(job.key, 0)
     d = run([job], mine=[(job, 0)], containers=[c], running_since={c.id: NOW - 11})
-    assert d.inputs.deadline[rid] == "activeDeadlineSeconds 10 exceeded"
+    assert d.inputs.stop[rid] == "activeDeadlineSeconds 10 exceeded"
     assert d.update.results[rid].reason == Reason.DEADLINE and rid in d.inputs.finished
     d = run([job], mine=[(job, 0)], containers=[c], running_since={c.id: NOW - 9})
-    assert rid not in d.inputs.deadline
+    assert rid not in d.inputs.stop
 
 
 def test_job_parallelism_and_results_of_other_nodes() -> None:
