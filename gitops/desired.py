@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from gitops.manifests import configmaps
 from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
 from gitops.manifests.yamlsafe import Limits
 from gitops.model import FileResult, ManifestError, ManifestSet, Workload
@@ -86,6 +87,10 @@ class DesiredLoader:
                 # been invalid in the newer ones too).
                 if whole_file or not (wanted - recovered):
                     break
+        # Older specs read today's ConfigMaps; one that no longer resolves stays invalid (its containers are kept).
+        resolved, _ = configmaps.resolve(extra, mset.config_maps, mset.invalid_keys)
+        recovered -= {w.key for w in extra} - {w.key for w in resolved}
+        extra = resolved
         if extra:
             log.warning("keeping last valid spec of %s", ", ".join(sorted(recovered)))
         return mset.model_copy(

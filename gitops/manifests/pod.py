@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gitops import model
-from gitops.manifests import kube
+from gitops.manifests import configmaps, kube
 from gitops.manifests.expansion import SecretReference, expand
 from gitops.manifests.issues import Issues
 from gitops.manifests.yamlsafe import Path
@@ -38,6 +38,7 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
         seen.setdefault(container.name, index)
         containers.append(_container(container, pod, volumes, ctx, issues, cpath))
     _check_host_ports(containers, issues, path)
+    files = (configmaps.file_volume(v, issues, (*path, "volumes", i)) for i, v in enumerate(pod.volumes))
     if len(issues.errors) > before:
         return None
     return model.PodSpec(
@@ -47,6 +48,7 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
             _DEFAULT_GRACE_S if pod.termination_grace_period_seconds is None else pod.termination_grace_period_seconds
         ),
         host_network=pod.host_network,
+        files=tuple(f for f in files if f is not None),
     )
 
 
@@ -116,6 +118,7 @@ def _container(
         command=_expanded(container.command, values, secrets, issues, (*path, "command")),
         args=_expanded(container.args, values, secrets, issues, (*path, "args")),
         env=env,
+        env_from=configmaps.env_from(container, issues, path),
         ports=ports,
         working_dir=container.working_dir,
         user=user,
@@ -156,10 +159,17 @@ def _env(
             secrets.add(var.name)
             values.pop(var.name, None)
             continue
+        if source is not None and source.config_map_key_ref is not None:
+            cref = source.config_map_key_ref
+            config = configmaps.config_ref(cref.name, cref.key, cref.optional, issues, (*epath, "valueFrom"))
+            out.append(model.EnvVar(name=var.name, config=config))
+            secrets.add(var.name)  # its value is only known once the revision's ConfigMaps are read
+            values.pop(var.name, None)
+            continue
         if source is not None and source.field_ref is not None:
             value = ctx.namespace  # the only fieldRef the model lets through
         elif source is not None:
-            issues.error((*epath, "valueFrom"), "valueFrom needs secretKeyRef or fieldRef")
+            issues.error((*epath, "valueFrom"), "valueFrom needs secretKeyRef, configMapKeyRef or fieldRef")
             continue
         else:
             value = _expand_one(var.value or "", values, frozenset(secrets), issues, (*epath, "value"))
@@ -183,7 +193,7 @@ def _expand_one(text: str, values: dict[str, str], secrets: frozenset[str], issu
     except SecretReference as ref:
         issues.error(
             path,
-            f"$({ref}) refers to a secret, which is only read on the node and cannot be expanded here",
+            f"$({ref}) refers to a secret or ConfigMap value, which is not known while this file is parsed",
             f"read ${ref} from the environment in the command instead, e.g. sh -c '... \"${ref}\"'",
         )
         return text
@@ -259,16 +269,19 @@ def _mounts(
         if mount.mount_path in targets:
             issues.error((*mpath, "mountPath"), f"'{mount.mount_path}' is mounted twice")
         targets.add(mount.mount_path)
+        read_only = mount.read_only
         if volume.host_path is not None:
             kind, source = "hostPath", volume.host_path.path
-        else:
+        elif volume.empty_dir is not None:
             kind, source = "emptyDir", volume.name
+        else:
+            kind, source, read_only = "files", volume.name, True  # as in Kubernetes, always read-only
         mounts.append(
             model.Mount(
                 target=mount.mount_path,
                 type=kind,
                 source=source,
-                read_only=mount.read_only,
+                read_only=read_only,
                 sub_path=mount.sub_path,
             )
         )
