@@ -25,6 +25,7 @@ from gitops.reconcile.policy import PassContext, decide, fenced_keys, job_result
 from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
+from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
 from gitops.source import GitError, GitSource
 from gitops.status import (
@@ -75,7 +76,7 @@ class Reconciler:
         self.source = GitSource(config.repo, config.branch, config.path, config.state_dir, config.git_timeout, key)
         self.runtime = runtime or DockerRuntime(config.docker_host)
         self.prober = prober
-        self.executor = Executor(self.runtime, self.node, config.secrets_dir)
+        self.executor = Executor(self.runtime, self.node, config.secrets_dir, config.state_dir / "files")
         self.loader = DesiredLoader(self.source)
         # Commit verification (node-local, docs/security.md); None: mode off, every tip is applied.
         self.verifier = Verifier(config.verify, self.source, config.state_dir) if config.verify.mode != "off" else None
@@ -122,7 +123,7 @@ class Reconciler:
         self.source.timeout = min(self.config.git_timeout, max(3.0, self._heartbeat_timeout[1] / 3))
         with self._git_lock:
             rev = self._fetch(errors)
-        mset = self._mset = self.loader.load(rev)
+        mset = self._mset = with_secret_digests(self.loader.load(rev), self.config.secrets_dir)
         self._heartbeat_timeout = (mset.cluster.heartbeat_seconds, mset.cluster.node_timeout_seconds)
         errors += [ErrorStatus(file=e.file, line=e.line, field=e.field, message=str(e)) for e in mset.errors]
         with self._git_lock:
@@ -238,6 +239,7 @@ class Reconciler:
             containers = self.runtime.list_managed(self.node)
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
+        self.executor.files.sweep({c.name for c in containers})
         workloads = (*mset.workloads, *self.cron.workloads())
         obs = observe(containers, workloads, self.memory.running_since, self.prober, time.monotonic(), leaving)
         self.memory.running_since = obs.running_since
