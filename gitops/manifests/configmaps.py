@@ -15,7 +15,7 @@ from gitops import model
 from gitops.manifests import kube
 from gitops.manifests.issues import Issues
 from gitops.manifests.yamlsafe import Path, format_path, line_of
-from gitops.references import Rewrite
+from gitops.references import Rewrite, uses_references
 
 
 def config_map(doc: kube.ConfigMap, file: str, line: int | None) -> model.ConfigMap:
@@ -25,8 +25,8 @@ def config_map(doc: kube.ConfigMap, file: str, line: int | None) -> model.Config
         name=doc.metadata.name,
         file=file,
         line=line,
-        data=doc.data,
-        binary_data=doc.binary_data,
+        data=doc.data or {},
+        binary_data=doc.binary_data or {},
         immutable=doc.immutable,
     )
 
@@ -185,6 +185,9 @@ def resolve(
     out: list[model.Workload] = []
     errors: list[model.ManifestError] = []
     for w in workloads:
+        if not uses_references(w.pod):
+            out.append(w)
+            continue
         r = _Resolver(w.namespace, maps, bad)
         try:
             pod = Rewrite(env=r.env, env_from=r.env_from, file=r.file).pod(w.pod)

@@ -798,13 +798,14 @@ class ConfigMap(KubeModel):
     api_version: str
     kind: str
     metadata: ObjectMeta
-    data: dict[DataKey, str] = Field(default_factory=dict)
-    binary_data: dict[DataKey, Annotated[str, checked(_base64)]] = Field(default_factory=dict)
+    # null is an empty map, as in Kubernetes (generated manifests write `data: null`).
+    data: dict[DataKey, str] | None = None
+    binary_data: dict[DataKey, Annotated[str, checked(_base64)]] | None = None
     immutable: bool = False
 
     @model_validator(mode="after")
     def _keys_unique(self) -> ConfigMap:
-        both = sorted(set(self.data) & set(self.binary_data))
+        both = sorted(set(self.data or {}) & set(self.binary_data or {}))
         if both:
             raise ValueError(f"key '{both[0]}' is in both data and binaryData; keep one")
         return self
