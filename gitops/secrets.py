@@ -7,6 +7,7 @@ path) is refused before anything is opened.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,7 @@ MIN_REDACTED_LEN = 4
 # A secrets store is small; reading more than this for redaction would be a misconfiguration.
 MAX_SECRET_FILES = 1000
 MAX_SECRET_BYTES = 64 * 1024
+_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 
 class SecretMissing(Exception):
@@ -50,7 +52,10 @@ def read_secret_files(secrets_dir: Path, namespace: str, ref: SecretRef) -> dict
     try:
         if ref.key is not None:
             return {ref.key: path.read_bytes()}
-        keys = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        # Only names a Kubernetes secret key could have: they become file and variable names.
+        keys = sorted(
+            p for p in path.iterdir() if _KEY.fullmatch(p.name) and not p.name.startswith(".") and p.is_file()
+        )
         return {p.name: p.read_bytes() for p in keys[:MAX_SECRET_FILES]}
     except OSError as e:
         raise SecretMissing(f"secret {_label(ref)} not found at {path}") from e

@@ -75,6 +75,11 @@ def file_volume(volume: kube.Volume, issues: Issues, path: Path) -> model.FileVo
                 files += _files(s.items, mode, s.optional, (*spath, "secret"), issues, secret=s.name)
     else:
         return None
+    seen: set[str] = set()
+    for f in files:
+        if f.path and f.path in seen:
+            issues.error(path, f"volume '{volume.name}' writes '{f.path}' twice", "give each item its own path")
+        seen.add(f.path)
     return model.FileVolume(name=volume.name, files=tuple(files))
 
 

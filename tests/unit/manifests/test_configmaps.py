@@ -212,3 +212,16 @@ def test_expanding_a_config_map_variable_in_args_is_an_error() -> None:
         """
     (error,) = load({"cm.yaml": APP, "web.yaml": deployment(container=container)}).errors
     assert error.field == "spec.template.spec.containers[0].args[0]" and "ConfigMap" in error.message
+
+
+def test_two_items_writing_one_path_are_an_error() -> None:
+    pod = """\
+        volumes:
+        - name: both
+          projected:
+            sources:
+            - {configMap: {name: app, items: [{key: MODE, path: x}]}}
+            - {secret: {name: db, items: [{key: password, path: x}]}}
+        """
+    (error,) = load({"cm.yaml": APP, "web.yaml": deployment(pod=pod)}).errors
+    assert error.field == "spec.template.spec.volumes[0]" and "writes 'x' twice" in error.message
