@@ -163,6 +163,7 @@ class Reconciler:
         report = PassReport(rev, mset, assignment, the_plan, errors=errors)
         if dry_run:
             return report
+        self.executor.files.sweep({c.name for c in (*obs.containers, *obs.leaving)})
         self.memory.apply(decision.update)
         if decision.fenced:
             log.warning(
@@ -239,7 +240,6 @@ class Reconciler:
             containers = self.runtime.list_managed(self.node)
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        self.executor.files.sweep({c.name for c in containers})
         workloads = (*mset.workloads, *self.cron.workloads())
         obs = observe(containers, workloads, self.memory.running_since, self.prober, time.monotonic(), leaving)
         self.memory.running_since = obs.running_since
