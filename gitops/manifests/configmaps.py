@@ -9,6 +9,7 @@ computes the same. Secrets stay references: they are read on the node (``secrets
 from __future__ import annotations
 
 import base64
+import difflib
 from collections.abc import Iterable, Mapping
 
 from gitops import model
@@ -140,9 +141,13 @@ class _Resolver:
             return base64.b64decode(cm.binary_data[ref.key])
         if ref.optional:
             return None
-        known = ", ".join(sorted([*cm.data, *cm.binary_data])) or "none"
+        keys = sorted([*cm.data, *cm.binary_data])
+        close = difflib.get_close_matches(ref.key, keys, n=1)
         raise _Unresolved(
-            ref, f"ConfigMap '{cm.name}' has no key '{ref.key}' (keys: {known}; defined at {cm.file}:{cm.line})"
+            ref,
+            f"ConfigMap '{cm.name}' has no key '{ref.key}' (keys: {', '.join(keys) or 'none'}; "
+            f"defined at {cm.file}:{cm.line})",
+            f"did you mean '{close[0]}'?" if close else "add the key, or set optional: true",
         )
 
     def env(self, var: model.EnvVar) -> Iterable[model.EnvVar]:

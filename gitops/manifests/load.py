@@ -69,8 +69,8 @@ class _FileParse:
             issues.error(
                 (),
                 "Secret documents are refused: secrets live on the nodes, never in Git",
-                "remove it and put each key in a file <secrets_dir>/<namespace>/<name>/<key> on every node "
-                "(docs/security.md)",
+                "remove it and put each key in a file <secrets_dir>/<namespace>/<name>/<key> on every node; "
+                "see docs/operations.md, Secrets",
             )
         else:
             issues.warn((), f"skipped {kind} ({api}): {_SUPPORTED}")
