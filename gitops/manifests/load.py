@@ -178,7 +178,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         places = ", ".join(f"{w.file}:{w.line}" for w in found)
         errors.extend(_duplicate_error(w.file, w.line, w.key, places) for w in found)
         invalid.append(key)
-    workloads, unresolved = resolve_config(workloads, config_maps, invalid)
+    workloads, unresolved = _resolve_config(workloads, config_maps, invalid)
     errors.extend(unresolved)
     cluster = ClusterSpec()
     if len(clusters) == 1:
@@ -201,7 +201,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
     )
 
 
-def resolve_config(
+def _resolve_config(
     workloads: list[Workload], config_maps: list[ConfigMap], invalid: list[str]
 ) -> tuple[list[Workload], list[ManifestError]]:
     """``configmaps.resolve``, adding the key of each workload that does not resolve to ``invalid``."""

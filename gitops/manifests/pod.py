@@ -151,19 +151,9 @@ def _env(
         if var.name in values or var.name in secrets:
             issues.warn((*epath, "name"), f"'{var.name}' is set again; the last value wins")
         source = var.value_from
-        if source is not None and source.secret_key_ref is not None:
-            ref = source.secret_key_ref
-            out.append(
-                model.EnvVar(name=var.name, secret=model.SecretRef(name=ref.name, key=ref.key, optional=ref.optional))
-            )
-            secrets.add(var.name)
-            values.pop(var.name, None)
-            continue
-        if source is not None and source.config_map_key_ref is not None:
-            cref = source.config_map_key_ref
-            config = configmaps.config_ref(cref.name, cref.key, cref.optional, issues, (*epath, "valueFrom"))
-            out.append(model.EnvVar(name=var.name, config=config))
-            secrets.add(var.name)  # its value is only known once the revision's ConfigMaps are read
+        if source is not None and (source.secret_key_ref or source.config_map_key_ref):
+            out.append(_deferred(var.name, source, issues, (*epath, "valueFrom")))
+            secrets.add(var.name)  # known on the node (a secret) or once the revision's ConfigMaps are read
             values.pop(var.name, None)
             continue
         if source is not None and source.field_ref is not None:
@@ -177,6 +167,15 @@ def _env(
         values[var.name] = value
         secrets.discard(var.name)
     return tuple(out), values, frozenset(secrets)
+
+
+def _deferred(name: str, source: kube.EnvVarSource, issues: Issues, path: Path) -> model.EnvVar:
+    if source.secret_key_ref is not None:
+        ref = source.secret_key_ref
+        return model.EnvVar(name=name, secret=model.SecretRef(name=ref.name, key=ref.key, optional=ref.optional))
+    assert source.config_map_key_ref is not None  # the caller checked one is set
+    cref = source.config_map_key_ref
+    return model.EnvVar(name=name, config=configmaps.config_ref(cref.name, cref.key, cref.optional, issues, path))
 
 
 def _expanded(
