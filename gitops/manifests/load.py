@@ -88,8 +88,7 @@ class _FileParse:
             line = issues.lines.get(issues.base)
             workload = convert_workload(doc, self.path, line, issues) if doc is not None else None
             if workload is not None and not broken and len(issues.errors) == before:
-                for path, why in ignored_fields(doc):
-                    issues.warn(path, f"ignored: {why}")
+                _warn_ignored(doc, issues)
                 self.workloads.append(workload)
                 return
         if key is not None:
@@ -102,6 +101,7 @@ class _FileParse:
             if key is not None:
                 self.invalid_keys.append(key)
             return
+        _warn_ignored(doc, issues)
         self.config_maps.append(configmaps.config_map(doc, self.path, issues.lines.get(issues.base)))
 
     def cluster(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
@@ -224,6 +224,11 @@ def _unique_config_maps(found: list[ConfigMap], errors: list[ManifestError], inv
         errors.extend(_duplicate_error(cm.file, cm.line, key, places) for cm in maps)
         invalid.append(key)
     return unique
+
+
+def _warn_ignored(doc: KubeModel, issues: Issues) -> None:
+    for path, why in ignored_fields(doc):
+        issues.warn(path, f"ignored: {why}")
 
 
 def _validate(model: type[KubeModel], data: dict[str, Any], issues: Issues) -> Any:

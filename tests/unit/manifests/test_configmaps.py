@@ -33,6 +33,10 @@ def test_a_config_map_document_is_read_with_data_binary_data_and_immutable() -> 
     (cm,) = result.config_maps
     assert (cm.key, cm.line, cm.data, cm.immutable) == ("default/ConfigMap/app", 1, {"a": "1"}, True)
     assert base64.b64decode(cm.binary_data["logo.png"]) == b"\x89PNG\x00"
+    stamped = text.replace("  name: app\n", "  name: app\n  uid: 1234\n")
+    assert parse_file("cm.yaml", stamped.encode()).warnings == (
+        "cm.yaml:5: metadata.uid: ignored: set by a Kubernetes API server",
+    )
 
 
 def test_binary_data_must_be_base64_and_keys_unique() -> None:
