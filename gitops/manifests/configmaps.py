@@ -55,27 +55,27 @@ def env_from(container: kube.Container, issues: Issues, path: Path) -> tuple[mod
     return tuple(out)
 
 
+_Source = kube.ConfigMapVolumeSource | kube.ConfigMapProjection | kube.SecretVolumeSource | kube.SecretProjection
+
+
 def file_volume(volume: kube.Volume, issues: Issues, path: Path) -> model.FileVolume | None:
     """The files of a configMap, secret or projected volume; None for other volume types."""
-    files: list[model.VolumeFile] = []
+    sources: list[tuple[_Source, Path]]
     if volume.config_map is not None:
-        cm = volume.config_map
-        files += _files(cm.items, cm.default_mode, cm.optional, (*path, "configMap"), issues, config=cm.name)
+        mode, sources = volume.config_map.default_mode, [(volume.config_map, (*path, "configMap"))]
     elif volume.secret is not None:
-        sv = volume.secret
-        files += _files(sv.items, sv.default_mode, sv.optional, (*path, "secret"), issues, secret=sv.secret_name)
+        mode, sources = volume.secret.default_mode, [(volume.secret, (*path, "secret"))]
     elif volume.projected is not None:
-        mode = volume.projected.default_mode
-        for index, source in enumerate(volume.projected.sources):
-            spath = (*path, "projected", "sources", index)
-            if source.config_map is not None:
-                p = source.config_map
-                files += _files(p.items, mode, p.optional, (*spath, "configMap"), issues, config=p.name)
-            elif source.secret is not None:
-                s = source.secret
-                files += _files(s.items, mode, s.optional, (*spath, "secret"), issues, secret=s.name)
+        mode, sources = volume.projected.default_mode, []
+        for index, projection in enumerate(volume.projected.sources):
+            where = (*path, "projected", "sources", index)
+            if projection.config_map is not None:
+                sources.append((projection.config_map, (*where, "configMap")))
+            elif projection.secret is not None:
+                sources.append((projection.secret, (*where, "secret")))
     else:
         return None
+    files = [f for source, where in sources for f in _files(source, mode, issues, where)]
     seen: set[str] = set()
     for f in files:
         if f.path and f.path in seen:
@@ -84,27 +84,22 @@ def file_volume(volume: kube.Volume, issues: Issues, path: Path) -> model.FileVo
     return model.FileVolume(name=volume.name, files=tuple(files))
 
 
-def _files(
-    items: list[kube.KeyToPath],
-    mode: int,
-    optional: bool,
-    path: Path,
-    issues: Issues,
-    config: str | None = None,
-    secret: str | None = None,
-) -> list[model.VolumeFile]:
+def _files(source: _Source, mode: int, issues: Issues, path: Path) -> list[model.VolumeFile]:
     # Without items, every key of the source becomes a file named after it.
     wanted: list[tuple[str | None, str, int, Path]] = [(None, "", mode, path)]
-    if items:
-        wanted = [(i.key, i.path, mode if i.mode is None else i.mode, (*path, "items", n)) for n, i in enumerate(items)]
+    if source.items:
+        wanted = [
+            (i.key, i.path, mode if i.mode is None else i.mode, (*path, "items", n)) for n, i in enumerate(source.items)
+        ]
     out = []
     for key, file_path, file_mode, where in wanted:
-        if config is not None:
-            ref = config_ref(config, key, optional, issues, where)
-            out.append(model.VolumeFile(path=file_path, mode=file_mode, config=ref))
-        elif secret is not None:
-            sref = model.SecretRef(name=secret, key=key, optional=optional)
-            out.append(model.VolumeFile(path=file_path, mode=file_mode, secret=sref))
+        if isinstance(source, kube.SecretVolumeSource | kube.SecretProjection):
+            name = source.secret_name if isinstance(source, kube.SecretVolumeSource) else source.name
+            secret = model.SecretRef(name=name, key=key, optional=source.optional)
+            out.append(model.VolumeFile(path=file_path, mode=file_mode, secret=secret))
+        else:
+            config = config_ref(source.name, key, source.optional, issues, where)
+            out.append(model.VolumeFile(path=file_path, mode=file_mode, config=config))
     return out
 
 
