@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from gitops.manifests import configmaps
 from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
 from gitops.manifests.scopes import compose
 from gitops.manifests.yamlsafe import Limits
@@ -56,12 +57,46 @@ class DesiredLoader:
                 self._files[k] = _parse(e.path, blobs.get(e.blob, b""))
             results[e.path] = self._files[k]
             live_keys.add(k)
-        mset = combine(results)
+        mset = combine(self._with_config_fallbacks(rev, results))
         mset = self._with_fallbacks(rev, mset, results)
         # Entries for blobs no longer at head are kept only while history lookups may want them.
         if len(self._files) > 4 * max(len(live_keys), 256):
             self._files = {k: v for k, v in self._files.items() if k in live_keys}
         return mset
+
+    def _with_config_fallbacks(self, rev: str, results: dict[str, FileResult]) -> dict[str, FileResult]:
+        """``results`` with each invalid ConfigMap (or all of an unreadable file's) as its newest valid version.
+
+        Workloads then resolve against it, so a typo in a ConfigMap rolls nothing and stops nothing.
+        """
+        out = dict(results)
+        for path, res in sorted(results.items()):
+            wanted = {k for k in res.invalid_keys if "/ConfigMap/" in k}
+            if not wanted and not res.unreadable:
+                continue
+            found = {cm.key: cm for cm in res.config_maps}
+            whole_file = res.unreadable
+            for blob in self.source.path_history(rev, path, HISTORY_DEPTH):
+                old = self._parsed(path, blob)
+                if old.unreadable:
+                    continue
+                if whole_file:
+                    # What the newest readable version held, valid or not, is what the file holds.
+                    wanted |= {cm.key for cm in old.config_maps} | {k for k in old.invalid_keys if "/ConfigMap/" in k}
+                    whole_file = False
+                for cm in old.config_maps:
+                    if cm.key in wanted and cm.key not in found:
+                        found[cm.key] = cm
+                if wanted <= set(found):
+                    break
+            out[path] = res.model_copy(update={"config_maps": tuple(found.values())})
+        return out
+
+    def _parsed(self, path: str, blob: str) -> FileResult:
+        k = (path, blob)
+        if k not in self._files:
+            self._files[k] = _parse(path, self.source.read_blobs([blob], MAX_MANIFEST_BYTES).get(blob, b""))
+        return self._files[k]
 
     def _with_fallbacks(self, rev: str, mset: ManifestSet, results: dict[str, FileResult]) -> ManifestSet:
         """Add, for every invalid workload, its newest valid spec from the file's history."""
@@ -75,10 +110,7 @@ class DesiredLoader:
             if not wanted and not whole_file:
                 continue
             for blob in self.source.path_history(rev, path, HISTORY_DEPTH):
-                k = (path, blob)
-                if k not in self._files:
-                    self._files[k] = _parse(path, self.source.read_blobs([blob], MAX_MANIFEST_BYTES).get(blob, b""))
-                old = self._files[k]
+                old = self._parsed(path, blob)
                 if old.errors and not old.workloads and old.cluster is None:
                     continue
                 # An unreadable file may have held the Cluster document: keep its last settings
@@ -96,6 +128,10 @@ class DesiredLoader:
                 # been invalid in the newer ones too).
                 if whole_file or not (wanted - recovered):
                     break
+        # Older specs read today's ConfigMaps; one that no longer resolves stays invalid (its containers are kept).
+        resolved, _ = configmaps.resolve(extra, mset.config_maps, mset.invalid_keys)
+        recovered -= {w.key for w in extra} - {w.key for w in resolved}
+        extra = resolved
         if extra:
             log.warning("keeping last valid spec of %s", ", ".join(sorted(recovered)))
         return mset.model_copy(

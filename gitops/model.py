@@ -28,11 +28,24 @@ class Frozen(BaseModel):
 
 
 class SecretRef(Frozen):
-    """A value read on the node from ``<secrets-dir>/<namespace>/<name>/<key>``, never from Git."""
+    """A node-local secret read from ``<secrets-dir>/<namespace>/<name>/<key>`` (every key if none), never from Git."""
 
     name: str
-    key: str
+    key: str | None = None
     optional: bool = False
+    # A keyed digest of the content on this node (gitops/secretdigest.py), so a change rolls; never the value.
+    digest: str = ""
+
+
+class ConfigMapRef(Frozen):
+    """A ConfigMap reference as parsed; resolving the revision replaces it with the values, so it is never run."""
+
+    name: str
+    key: str | None = None
+    optional: bool = False
+    # Where it was written, for the error if it does not resolve.
+    field: str
+    line: int | None = None
 
 
 class EnvVar(Frozen):
@@ -41,6 +54,33 @@ class EnvVar(Frozen):
     name: str
     value: str | None = None
     secret: SecretRef | None = None
+    config: ConfigMapRef | None = None
+
+
+class EnvFrom(Frozen):
+    """One envFrom source: a ConfigMap's values (resolved) or every key of a node-local secret."""
+
+    prefix: str = ""
+    values: tuple[tuple[str, str], ...] = ()
+    config: ConfigMapRef | None = None
+    secret: SecretRef | None = None
+
+
+class VolumeFile(Frozen):
+    """File(s) of a configMap, secret or projected volume; without ``path``, every key of the source at the root."""
+
+    path: str = ""
+    mode: int = 0o644
+    content: str | None = None  # base64: a ConfigMap's value, resolved with the revision
+    config: ConfigMapRef | None = None
+    secret: SecretRef | None = None
+
+
+class FileVolume(Frozen):
+    """A volume of files written on the node for each container and bind-mounted read-only."""
+
+    name: str
+    files: tuple[VolumeFile, ...] = ()
 
 
 class PortSpec(Frozen):
@@ -52,10 +92,10 @@ class PortSpec(Frozen):
 
 
 class Mount(Frozen):
-    """A volume mount; ``source`` is a host path or an emptyDir volume name."""
+    """A volume mount; ``source`` is a host path, or the name of an emptyDir or files volume."""
 
     target: str
-    type: Literal["hostPath", "emptyDir"]
+    type: Literal["hostPath", "emptyDir", "files"]
     source: str
     read_only: bool = False
     sub_path: str | None = None
@@ -89,6 +129,7 @@ class ContainerSpec(Frozen):
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] | None = None
     env: tuple[EnvVar, ...] = ()
+    env_from: tuple[EnvFrom, ...] = ()
     ports: tuple[PortSpec, ...] = ()
     working_dir: str | None = None
     user: str | None = None
@@ -114,6 +155,7 @@ class PodSpec(Frozen):
     host_network: bool = False
     # Node secrets (``<name>/.dockerconfigjson``) holding registry credentials for pulls.
     image_pull_secrets: tuple[str, ...] = ()
+    files: tuple[FileVolume, ...] = ()
 
     def cpu_request_millis(self) -> int:
         """Millicores placement must reserve for one replica."""
@@ -256,10 +298,28 @@ class ClusterSpec(Frozen):
     cordoned: tuple[str, ...] = ()
 
 
+class ConfigMap(Frozen):
+    """A ``v1 ConfigMap`` of the repository; ``binary_data`` values are base64."""
+
+    namespace: str = "default"
+    name: str
+    file: str
+    line: int | None = None
+    data: dict[str, str] = Field(default_factory=dict)
+    binary_data: dict[str, str] = Field(default_factory=dict)
+    immutable: bool = False
+
+    @property
+    def key(self) -> str:
+        """``namespace/ConfigMap/name``, as invalid_keys name it."""
+        return f"{self.namespace}/ConfigMap/{self.name}"
+
+
 class FileResult(Frozen):
     """Everything one file yields; pure in the file's path and bytes, so cacheable by blob id."""
 
     workloads: tuple[Workload, ...] = ()
+    config_maps: tuple[ConfigMap, ...] = ()
     cluster: ClusterSpec | None = None
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -273,6 +333,7 @@ class ManifestSet(Frozen):
     """All manifests of one revision."""
 
     workloads: tuple[Workload, ...] = ()
+    config_maps: tuple[ConfigMap, ...] = ()
     cluster: ClusterSpec = ClusterSpec()
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ import base64
 import binascii
 import contextlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +22,7 @@ MIN_REDACTED_LEN = 4
 # A secrets store is small; reading more than this for redaction would be a misconfiguration.
 MAX_SECRET_FILES = 1000
 MAX_SECRET_BYTES = 64 * 1024
+_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
 
 
 class SecretMissing(Exception):
@@ -28,27 +30,49 @@ class SecretMissing(Exception):
 
 
 def secret_path(secrets_dir: Path, namespace: str, ref: SecretRef) -> Path:
-    """Where ``ref`` is read for a workload in ``namespace`` (no checks)."""
-    return secrets_dir / namespace / ref.name / ref.key
+    """Where ``ref`` is read for a workload in ``namespace``: its key's file, or its directory (no checks)."""
+    directory = secrets_dir / namespace / ref.name
+    return directory if ref.key is None else directory / ref.key
 
 
 def _unsafe(part: str) -> bool:
     return part in ("", ".", "..") or "/" in part or "\\" in part or "\0" in part
 
 
-def read_secret(secrets_dir: Path, namespace: str, ref: SecretRef) -> str:
-    """The value of one secret (trailing newline dropped); SecretMissing names the path, never a value."""
+def _label(ref: SecretRef) -> str:
+    return ref.name if ref.key is None else f"{ref.name}/{ref.key}"
+
+
+def read_secret_files(secrets_dir: Path, namespace: str, ref: SecretRef) -> dict[str, bytes]:
+    """Raw content by key (``ref.key`` only, or every key); SecretMissing names the path, never a value."""
     path = secret_path(secrets_dir, namespace, ref)
-    bad = [p for p in (namespace, ref.name, ref.key) if _unsafe(p)]
+    parts = (namespace, ref.name) if ref.key is None else (namespace, ref.name, ref.key)
+    bad = [p for p in parts if _unsafe(p)]
     if bad:
         raise SecretMissing(
-            f"secret {ref.name}/{ref.key} refused: {bad[0]!r} would leave the namespace's secrets "
+            f"secret {_label(ref)} refused: {bad[0]!r} would leave the namespace's secrets "
             f"directory (expected a file at {secrets_dir / namespace}/<name>/<key>)"
         )
     try:
-        return path.read_text().rstrip("\n")
+        if ref.key is not None:
+            return {ref.key: path.read_bytes()}
+        # Only names a Kubernetes secret key could have: they become file and variable names.
+        keys = sorted(
+            p for p in path.iterdir() if _KEY.fullmatch(p.name) and not p.name.startswith(".") and p.is_file()
+        )
+        return {p.name: p.read_bytes() for p in keys[:MAX_SECRET_FILES]}
     except OSError as e:
-        raise SecretMissing(f"secret {ref.name}/{ref.key} not found at {path}") from e
+        raise SecretMissing(f"secret {_label(ref)} not found at {path}") from e
+
+
+def as_text(raw: bytes) -> str:
+    """A secret's value as an environment variable carries it: decoded, trailing newline dropped."""
+    return raw.decode(errors="replace").rstrip("\n")
+
+
+def read_secret(secrets_dir: Path, namespace: str, ref: SecretRef) -> str:
+    """The value of one secret key (trailing newline dropped); SecretMissing names the path, never a value."""
+    return "".join(as_text(raw) for raw in read_secret_files(secrets_dir, namespace, ref).values())
 
 
 def redact(text: str, secrets_dir: Path) -> str:

@@ -225,6 +225,16 @@ def deployment(
     )
 
 
+def config_map(name: str, data: Mapping[str, str], binary: Mapping[str, str] | None = None, namespace: str = "") -> str:
+    """A v1 ConfigMap with ``data`` and base64 ``binary`` data; data keys start at line 6 (7 with a namespace)."""
+    meta = f"  name: {name}\n" + (f"  namespace: {namespace}\n" if namespace else "")
+    text = f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n{meta}"
+    text += "data:\n" + "".join(f"  {k}: {json.dumps(v)}\n" for k, v in data.items()) if data else "data: {}\n"
+    if binary:
+        text += "binaryData:\n" + "".join(f"  {k}: {v}\n" for k, v in binary.items())
+    return text
+
+
 def job(
     name: str = "pi",
     *,

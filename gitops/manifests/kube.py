@@ -7,6 +7,8 @@ Each field is supported (typed), ``Ignored`` (dropped with a warning) or ``Refus
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -108,12 +110,53 @@ class LocalObjectReference(KubeModel):
     name: Label
 
 
+# A key of a ConfigMap or secret: also a file name, in secrets dirs and volumes.
+DataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+FileMode = Annotated[int, Field(ge=0, le=0o777)]
+
+
 class SecretKeySelector(KubeModel):
     """env[].valueFrom.secretKeyRef: read on the node from <secrets-dir>/<namespace>/<name>/<key>."""
 
     name: Label
-    key: Annotated[str, Field(min_length=1, pattern=r"^[-._a-zA-Z0-9]+$")]
+    key: DataKey
     optional: bool = False
+
+
+class ConfigMapKeySelector(KubeModel):
+    """env[].valueFrom.configMapKeyRef: a key of a ConfigMap in the repository."""
+
+    name: Label
+    key: DataKey
+    optional: bool = False
+
+
+class ConfigMapEnvSource(KubeModel):
+    """envFrom[].configMapRef."""
+
+    name: Label
+    optional: bool = False
+
+
+class SecretEnvSource(KubeModel):
+    """envFrom[].secretRef: every key of <secrets-dir>/<namespace>/<name>/ on the node."""
+
+    name: Label
+    optional: bool = False
+
+
+class EnvFromSource(KubeModel):
+    """containers[].envFrom[]."""
+
+    prefix: str = ""
+    config_map_ref: ConfigMapEnvSource | None = None
+    secret_ref: SecretEnvSource | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvFromSource:
+        if (self.config_map_ref is None) == (self.secret_ref is None):
+            raise ValueError("set exactly one of configMapRef and secretRef")
+        return self
 
 
 class ObjectFieldSelector(KubeModel):
@@ -135,17 +178,15 @@ class EnvVarSource(KubeModel):
 
     secret_key_ref: SecretKeySelector | None = None
     field_ref: ObjectFieldSelector | None = None
-    config_map_key_ref: Annotated[
-        object, Refuse("ConfigMaps are not read; write the value under env[].value, or use a secretKeyRef")
-    ] = None
+    config_map_key_ref: ConfigMapKeySelector | None = None
     resource_field_ref: Annotated[
         object, Refuse("resource values are not exposed to containers; write the value under env[].value")
     ] = None
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvVarSource:
-        if self.secret_key_ref is not None and self.field_ref is not None:
-            raise ValueError("set exactly one of secretKeyRef and fieldRef")
+        if sum(s is not None for s in (self.secret_key_ref, self.field_ref, self.config_map_key_ref)) > 1:
+            raise ValueError("set exactly one of secretKeyRef, configMapKeyRef and fieldRef")
         return self
 
 
@@ -316,9 +357,7 @@ class Container(KubeModel):
     working_dir: AbsolutePath | None = None
     ports: list[ContainerPort] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
-    env_from: Annotated[
-        object, Refuse("envFrom is not supported; list each variable under env with value or secretKeyRef")
-    ] = None
+    env_from: list[EnvFromSource] = Field(default_factory=list)
     resources: ResourceRequirements | None = None
     volume_mounts: list[VolumeMount] = Field(default_factory=list)
     liveness_probe: Probe | None = None
@@ -360,11 +399,75 @@ class EmptyDirVolumeSource(KubeModel):
     size_limit: Annotated[object, Ignore("Docker volumes have no size limit here")] = None
 
 
+class KeyToPath(KubeModel):
+    """items[] of a configMap or secret source: one key, written at ``path``."""
+
+    key: DataKey
+    path: RelativePath
+    mode: FileMode | None = None
+
+
+class ConfigMapVolumeSource(KubeModel):
+    """volumes[].configMap: files from a ConfigMap of the repository."""
+
+    name: Label
+    items: list[KeyToPath] = Field(default_factory=list)
+    default_mode: FileMode = 0o644
+    optional: bool = False
+
+
+class SecretVolumeSource(KubeModel):
+    """volumes[].secret: files from <secrets-dir>/<namespace>/<secretName>/ on the node."""
+
+    secret_name: Label
+    items: list[KeyToPath] = Field(default_factory=list)
+    default_mode: FileMode = 0o644
+    optional: bool = False
+
+
+class ConfigMapProjection(KubeModel):
+    """projected.sources[].configMap."""
+
+    name: Label
+    items: list[KeyToPath] = Field(default_factory=list)
+    optional: bool = False
+
+
+class SecretProjection(KubeModel):
+    """projected.sources[].secret."""
+
+    name: Label
+    items: list[KeyToPath] = Field(default_factory=list)
+    optional: bool = False
+
+
+class VolumeProjection(KubeModel):
+    """projected.sources[]."""
+
+    config_map: ConfigMapProjection | None = None
+    secret: SecretProjection | None = None
+    downward_api: Annotated[
+        object, Refuse("downwardAPI projections are not written; put the values in a ConfigMap")
+    ] = Field(default=None, alias="downwardAPI")
+    service_account_token: Annotated[object, Refuse("there are no service account tokens; remove the source")] = None
+    cluster_trust_bundle: Annotated[object, Refuse("cluster trust bundles are not supported; use a ConfigMap")] = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VolumeProjection:
+        if (self.config_map is None) == (self.secret is None):
+            raise ValueError("a projected source needs exactly one of configMap and secret")
+        return self
+
+
+class ProjectedVolumeSource(KubeModel):
+    """volumes[].projected: configMap and secret sources in one directory."""
+
+    sources: list[VolumeProjection] = Field(default_factory=list)
+    default_mode: FileMode = 0o644
+
+
 def _volume_type(name: str, what_to_do: str) -> Refuse:
     return Refuse(f"{name} volumes are not supported; {what_to_do}")
-
-
-_BAKE = "bake the files into the image, or use a hostPath on the nodes"
 
 
 class Volume(KubeModel):
@@ -373,11 +476,11 @@ class Volume(KubeModel):
     name: Label
     host_path: HostPathVolumeSource | None = None
     empty_dir: EmptyDirVolumeSource | None = None
-    config_map: Annotated[object, _volume_type("configMap", _BAKE)] = None
-    secret: Annotated[object, _volume_type("secret", "use env valueFrom.secretKeyRef, or a hostPath")] = None
+    config_map: ConfigMapVolumeSource | None = None
+    secret: SecretVolumeSource | None = None
+    projected: ProjectedVolumeSource | None = None
     persistent_volume_claim: Annotated[object, _volume_type("persistentVolumeClaim", "use a hostPath")] = None
-    projected: Annotated[object, _volume_type("projected", _BAKE)] = None
-    downward_api: Annotated[object, _volume_type("downwardAPI", "write the values under env[].value")] = Field(
+    downward_api: Annotated[object, _volume_type("downwardAPI", "put the values in a ConfigMap volume")] = Field(
         default=None, alias="downwardAPI"
     )
     nfs: Annotated[object, _volume_type("nfs", "mount NFS on the nodes and use a hostPath")] = None
@@ -387,8 +490,11 @@ class Volume(KubeModel):
 
     @model_validator(mode="after")
     def _one_type(self) -> Volume:
-        if (self.host_path is None) == (self.empty_dir is None):
-            raise ValueError(f"volume '{self.name}' needs exactly one of hostPath and emptyDir")
+        sources = (self.host_path, self.empty_dir, self.config_map, self.secret, self.projected)
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError(
+                f"volume '{self.name}' needs exactly one of hostPath, emptyDir, configMap, secret and projected"
+            )
         return self
 
 
@@ -716,6 +822,36 @@ class CronJob(KubeModel):
     metadata: ObjectMeta
     spec: CronJobSpec
     status: Annotated[object, _API_SERVER] = None
+
+
+# --- ConfigMap --------------------------------------------------------------------------------
+
+
+def _base64(value: str) -> str:
+    try:
+        base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ValueError("binaryData values must be base64") from None
+    return value
+
+
+class ConfigMap(KubeModel):
+    """v1 ConfigMap: values the repository's workloads read as env, envFrom and files."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    # null is an empty map, as in Kubernetes (generated manifests write `data: null`).
+    data: dict[DataKey, str] | None = None
+    binary_data: dict[DataKey, Annotated[str, checked(_base64)]] | None = None
+    immutable: bool = False
+
+    @model_validator(mode="after")
+    def _keys_unique(self) -> ConfigMap:
+        both = sorted(set(self.data or {}) & set(self.binary_data or {}))
+        if both:
+            raise ValueError(f"key '{both[0]}' is in both data and binaryData; keep one")
+        return self
 
 
 # --- gitops/v1 Cluster ------------------------------------------------------------------------

@@ -8,20 +8,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gitops.manifests import kube
+from gitops.manifests import configmaps, kube
 from gitops.manifests.fields import KubeModel, ignored_fields
 from gitops.manifests.issues import Issues
 from gitops.manifests.names import generated_name
 from gitops.manifests.workload import convert_workload
 from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
-from gitops.model import ClusterSpec, FileResult, ManifestError, ManifestSet, Workload
+from gitops.model import ClusterSpec, ConfigMap, FileResult, ManifestError, ManifestSet, Workload
 
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
 CLUSTER_KEY = "gitops/Cluster"
 _CLUSTER_TYPE = ("gitops/v1", "Cluster")
 # Retired API versions whose fields are a subset of the current one's: read them as the current one.
 _RETIRED = {("batch/v1beta1", "CronJob")}
-_SUPPORTED = "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob"
+_SUPPORTED = "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob, and reads v1 ConfigMap"
 
 
 def is_manifest_path(path: str) -> bool:
@@ -35,6 +35,7 @@ class _FileParse:
         self.path = path
         self.issues = Issues(path, {})
         self.workloads: list[Workload] = []
+        self.config_maps: list[ConfigMap] = []
         self.clusters: list[tuple[ClusterSpec, int | None]] = []
         self.invalid_keys: list[str] = []
         self.unreadable = False
@@ -67,6 +68,15 @@ class _FileParse:
             self.cluster(data, issues, broken)
         elif kind in kube.WORKLOAD_MODELS:
             self.workload(data, api, kind, issues, broken)
+        elif (api, kind) == ("v1", "ConfigMap"):
+            self.config_map(data, issues, broken)
+        elif (api, kind) == ("v1", "Secret"):
+            issues.error(
+                (),
+                "Secret documents are refused: secrets live on the nodes, never in Git",
+                "remove it and put each key in a file <secrets_dir>/<namespace>/<name>/<key> on every node; "
+                "see docs/operations.md, Secrets",
+            )
         else:
             issues.warn((), f"skipped {kind} ({api}): {_SUPPORTED}")
 
@@ -86,12 +96,21 @@ class _FileParse:
             line = issues.lines.get(issues.base)
             workload = convert_workload(doc, self.path, line, issues) if doc is not None else None
             if workload is not None and not broken and len(issues.errors) == before:
-                for path, why in ignored_fields(doc):
-                    issues.warn(path, f"ignored: {why}")
+                _warn_ignored(doc, issues)
                 self.workloads.append(workload)
                 return
         if key is not None:
             self.invalid_keys.append(key)
+
+    def config_map(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
+        doc = _validate(kube.ConfigMap, data, issues)
+        if doc is None or broken:
+            key = _raw_key(data, "ConfigMap")
+            if key is not None:
+                self.invalid_keys.append(key)
+            return
+        _warn_ignored(doc, issues)
+        self.config_maps.append(configmaps.config_map(doc, self.path, issues.lines.get(issues.base)))
 
     def cluster(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
         doc = _validate(kube.Cluster, data, issues)
@@ -110,7 +129,7 @@ class _FileParse:
         duplicates = {key for key, count in counts.items() if count > 1}
         for workload in self.workloads:
             if workload.key in duplicates:
-                self.issues.errors.append(_duplicate_error(workload, "this file"))
+                self.issues.errors.append(_duplicate_error(workload.file, workload.line, workload.key, "this file"))
         cluster = self.clusters[0][0] if len(self.clusters) == 1 else None
         if len(self.clusters) > 1:
             lines = ", ".join(str(line) for _, line in self.clusters)
@@ -122,6 +141,7 @@ class _FileParse:
             self.invalid_keys.append(CLUSTER_KEY)
         return FileResult(
             workloads=tuple(w for w in self.workloads if w.key not in duplicates),
+            config_maps=tuple(self.config_maps),
             cluster=cluster,
             errors=tuple(self.issues.errors),
             warnings=tuple(self.issues.warnings),
@@ -157,14 +177,17 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         if result.cluster is not None:
             clusters.append((name, result.cluster))
     invalid = [key for name in files for key in results[name].invalid_keys]
-    workloads = []
+    config_maps = _unique_config_maps([cm for name in files for cm in results[name].config_maps], errors, invalid)
+    workloads: list[Workload] = []
     for key, found in by_key.items():
         if len(found) == 1:
             workloads.append(found[0])
             continue
         places = ", ".join(f"{w.file}:{w.line}" for w in found)
-        errors.extend(_duplicate_error(w, places) for w in found)
+        errors.extend(_duplicate_error(w.file, w.line, w.key, places) for w in found)
         invalid.append(key)
+    workloads, unresolved = _resolve_config(workloads, config_maps, invalid)
+    errors.extend(unresolved)
     cluster = ClusterSpec()
     if len(clusters) == 1:
         cluster = clusters[0][1]
@@ -177,12 +200,43 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         invalid.append(CLUSTER_KEY)
     return ManifestSet(
         workloads=tuple(sorted(workloads, key=lambda w: w.key)),
+        config_maps=tuple(config_maps),
         cluster=cluster,
         errors=tuple(errors),
         warnings=tuple(w for name in files for w in results[name].warnings),
         invalid_keys=tuple(dict.fromkeys(invalid)),
         unreadable_files=tuple(name for name in files if results[name].unreadable),
     )
+
+
+def _resolve_config(
+    workloads: list[Workload], config_maps: list[ConfigMap], invalid: list[str]
+) -> tuple[list[Workload], list[ManifestError]]:
+    """``configmaps.resolve``, adding the key of each workload that does not resolve to ``invalid``."""
+    resolved, errors = configmaps.resolve(workloads, config_maps, invalid)
+    kept = {w.key for w in resolved}
+    invalid.extend(w.key for w in workloads if w.key not in kept)
+    return resolved, errors
+
+
+def _unique_config_maps(found: list[ConfigMap], errors: list[ManifestError], invalid: list[str]) -> list[ConfigMap]:
+    by_key: dict[str, list[ConfigMap]] = {}
+    for cm in found:
+        by_key.setdefault(cm.key, []).append(cm)
+    unique = []
+    for key, maps in by_key.items():
+        if len(maps) == 1:
+            unique.append(maps[0])
+            continue
+        places = ", ".join(f"{cm.file}:{cm.line}" for cm in maps)
+        errors.extend(_duplicate_error(cm.file, cm.line, key, places) for cm in maps)
+        invalid.append(key)
+    return unique
+
+
+def _warn_ignored(doc: KubeModel, issues: Issues) -> None:
+    for path, why in ignored_fields(doc):
+        issues.warn(path, f"ignored: {why}")
 
 
 def _validate(model: type[KubeModel], data: dict[str, Any], issues: Issues) -> Any:
@@ -209,11 +263,11 @@ def _raw_key(data: dict[str, Any], kind: str) -> str | None:
     return f"{namespace if isinstance(namespace, str) else 'default'}/{kind}/{meta['name']}"
 
 
-def _duplicate_error(workload: Workload, where: str) -> ManifestError:
+def _duplicate_error(file: str, line: int | None, key: str, where: str) -> ManifestError:
     return ManifestError(
-        file=workload.file,
-        line=workload.line,
+        file=file,
+        line=line,
         field="metadata.name",
-        message=f"{workload.key} is defined more than once ({where})",
+        message=f"{key} is defined more than once ({where})",
         hint="rename one of them",
     )

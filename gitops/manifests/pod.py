@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gitops import model
-from gitops.manifests import kube
+from gitops.manifests import configmaps, kube
 from gitops.manifests.expansion import SecretReference, expand
 from gitops.manifests.issues import Issues
 from gitops.manifests.yamlsafe import Path
@@ -39,6 +39,7 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
         seen.setdefault(container.name, index)
         containers.append(_container(container, pod, volumes, ctx, issues, cpath))
     _check_host_ports(containers, issues, path)
+    files = (configmaps.file_volume(v, issues, (*path, "volumes", i)) for i, v in enumerate(pod.volumes))
     if len(issues.errors) > before:
         return None
     return model.PodSpec(
@@ -49,6 +50,7 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
         ),
         host_network=pod.host_network,
         image_pull_secrets=tuple(ref.name for ref in pod.image_pull_secrets),
+        files=tuple(f for f in files if f is not None),
     )
 
 
@@ -118,6 +120,7 @@ def _container(
         command=_expanded(container.command, values, secrets, issues, (*path, "command")),
         args=_expanded(container.args, values, secrets, issues, (*path, "args")),
         env=env,
+        env_from=configmaps.env_from(container, issues, path),
         ports=ports,
         working_dir=container.working_dir,
         user=user,
@@ -150,18 +153,15 @@ def _env(
         if var.name in values or var.name in secrets:
             issues.warn((*epath, "name"), f"'{var.name}' is set again; the last value wins")
         source = var.value_from
-        if source is not None and source.secret_key_ref is not None:
-            ref = source.secret_key_ref
-            out.append(
-                model.EnvVar(name=var.name, secret=model.SecretRef(name=ref.name, key=ref.key, optional=ref.optional))
-            )
-            secrets.add(var.name)
+        if source is not None and (source.secret_key_ref or source.config_map_key_ref):
+            out.append(_deferred(var.name, source, issues, (*epath, "valueFrom")))
+            secrets.add(var.name)  # known on the node (a secret) or once the revision's ConfigMaps are read
             values.pop(var.name, None)
             continue
         if source is not None and source.field_ref is not None:
             value = ctx.namespace  # the only fieldRef the model lets through
         elif source is not None:
-            issues.error((*epath, "valueFrom"), "valueFrom needs secretKeyRef or fieldRef")
+            issues.error((*epath, "valueFrom"), "valueFrom needs secretKeyRef, configMapKeyRef or fieldRef")
             continue
         else:
             value = _expand_one(var.value or "", values, frozenset(secrets), issues, (*epath, "value"))
@@ -169,6 +169,15 @@ def _env(
         values[var.name] = value
         secrets.discard(var.name)
     return tuple(out), values, frozenset(secrets)
+
+
+def _deferred(name: str, source: kube.EnvVarSource, issues: Issues, path: Path) -> model.EnvVar:
+    if source.secret_key_ref is not None:
+        ref = source.secret_key_ref
+        return model.EnvVar(name=name, secret=model.SecretRef(name=ref.name, key=ref.key, optional=ref.optional))
+    assert source.config_map_key_ref is not None  # the caller checked one is set
+    cref = source.config_map_key_ref
+    return model.EnvVar(name=name, config=configmaps.config_ref(cref.name, cref.key, cref.optional, issues, path))
 
 
 def _expanded(
@@ -185,7 +194,7 @@ def _expand_one(text: str, values: dict[str, str], secrets: frozenset[str], issu
     except SecretReference as ref:
         issues.error(
             path,
-            f"$({ref}) refers to a secret, which is only read on the node and cannot be expanded here",
+            f"$({ref}) refers to a secret or ConfigMap value, which is not known while this file is parsed",
             f"read ${ref} from the environment in the command instead, e.g. sh -c '... \"${ref}\"'",
         )
         return text
@@ -261,16 +270,19 @@ def _mounts(
         if mount.mount_path in targets:
             issues.error((*mpath, "mountPath"), f"'{mount.mount_path}' is mounted twice")
         targets.add(mount.mount_path)
+        read_only = mount.read_only
         if volume.host_path is not None:
             kind, source = "hostPath", volume.host_path.path
-        else:
+        elif volume.empty_dir is not None:
             kind, source = "emptyDir", volume.name
+        else:
+            kind, source, read_only = "files", volume.name, True  # as in Kubernetes, always read-only
         mounts.append(
             model.Mount(
                 target=mount.mount_path,
                 type=kind,
                 source=source,
-                read_only=mount.read_only,
+                read_only=read_only,
                 sub_path=mount.sub_path,
                 propagation=_propagation(mount, kind, container, issues, mpath),
             )

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
-from gitops.model import ContainerSpec, EnvVar
+from gitops.model import ContainerSpec, EnvFrom, EnvVar
+from gitops.reconcile.files import FileStore
 from gitops.reconcile.plan import Action, Instance
 from gitops.registryauth import BadPullSecret, pull_auth
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
-from gitops.secrets import SecretMissing, read_secret
+from gitops.secrets import SecretMissing, as_text, read_secret, read_secret_files
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,18 @@ class Executor:
     """
 
     def __init__(
-        self, runtime: Runtime, node: str, secrets_dir: Path, workers: int = WORKERS, stoppers: int = STOPPERS
+        self,
+        runtime: Runtime,
+        node: str,
+        secrets_dir: Path,
+        files_dir: Path,
+        workers: int = WORKERS,
+        stoppers: int = STOPPERS,
     ):
         self.runtime = runtime
         self.node = node
         self.secrets_dir = secrets_dir
+        self.files = FileStore(files_dir, secrets_dir)
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -177,6 +185,7 @@ class Executor:
 
     def _remove(self, target: Observed) -> None:
         self.runtime.remove(target.id)
+        self.files.remove(target.name)
         if target.has_emptydir:
             # emptyDir lives as long as its pod: drop the volumes of this replica and spec.
             self.runtime.remove_volumes(pod_label_filters(target.labels))
@@ -275,13 +284,17 @@ class Executor:
         network_mode = "host" if pod.host_network else None
         if not is_first and not pod.host_network:
             network_mode = "container:" + identity_of(inst, first, self.node).name(first.name)
-        env = [f"{e.name}={self._env_value(inst.workload.namespace, e)}" for e in spec.env]
+        name = ident.name(first.name)
+        namespace = inst.workload.namespace
+        used = {m.source for m in spec.mounts if m.type == "files"}
+        files_dir = self.files.write(name, namespace, [v for v in pod.files if v.name in used]) if used else None
+        env = self._env(namespace, spec)
         job = inst.workload.job
         indexed = job is not None and job.indexed
         if indexed:
             env.append(f"JOB_COMPLETION_INDEX={inst.replica}")
         return RunRequest(
-            name=ident.name(first.name),
+            name=name,
             image=spec.image,
             labels=ident.labels(),
             entrypoint=list(spec.command) if spec.command is not None else None,
@@ -292,7 +305,7 @@ class Executor:
             ports={} if pod.host_network else ports,
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
-            binds=self._binds(ident, spec),
+            binds=self._binds(ident, spec, files_dir),
             network_mode=network_mode,
             user=spec.user,
             working_dir=spec.working_dir,
@@ -308,6 +321,25 @@ class Executor:
         except BadPullSecret as e:
             raise RuntimeFailure(str(e), "ImagePullFailed") from e
 
+    def _env(self, namespace: str, spec: ContainerSpec) -> list[str]:
+        # As in Kubernetes: envFrom sources in order (a later one wins), then env over all of them.
+        sourced: dict[str, str] = {}
+        for source in spec.env_from:
+            sourced.update((source.prefix + k, v) for k, v in self._env_from(namespace, source))
+        own = [f"{e.name}={self._env_value(namespace, e)}" for e in spec.env]
+        names = {e.name for e in spec.env}
+        return [f"{k}={v}" for k, v in sourced.items() if k not in names] + own
+
+    def _env_from(self, namespace: str, source: EnvFrom) -> list[tuple[str, str]]:
+        if source.secret is None:
+            return list(source.values)
+        try:
+            return [(k, as_text(v)) for k, v in read_secret_files(self.secrets_dir, namespace, source.secret).items()]
+        except SecretMissing as e:
+            if source.secret.optional:
+                return []
+            raise RuntimeFailure(f"envFrom: {e}", "SecretMissing") from e
+
     def _env_value(self, namespace: str, env: EnvVar) -> str:
         if env.secret is None:
             return env.value or ""
@@ -318,11 +350,15 @@ class Executor:
                 return ""
             raise RuntimeFailure(f"env {env.name}: {e}", "SecretMissing") from e
 
-    def _binds(self, ident: ContainerIdentity, spec: ContainerSpec) -> list[str]:
+    def _binds(self, ident: ContainerIdentity, spec: ContainerSpec, files_dir: Path | None) -> list[str]:
         binds: list[str] = []
         for m in spec.mounts:
             mode = "ro" if m.read_only else "rw"
-            if m.type == "hostPath":
+            if m.type == "files":
+                assert files_dir is not None  # written by _request for every files mount
+                volume = files_dir / m.source
+                source = str(volume / m.sub_path if m.sub_path else volume)
+            elif m.type == "hostPath":
                 source = f"{m.source.rstrip('/')}/{m.sub_path}" if m.sub_path else m.source
             else:
                 if m.sub_path:

@@ -25,6 +25,7 @@ from gitops.reconcile.policy import PassContext, decide, fenced_keys, job_result
 from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
+from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
 from gitops.source import GitError, GitSource
 from gitops.status import (
@@ -76,7 +77,7 @@ class Reconciler:
         self.source = GitSource(config.repo, config.branch, config.path, config.state_dir, config.git_timeout, key)
         self.runtime = runtime or DockerRuntime(config.docker_host)
         self.prober = prober
-        self.executor = Executor(self.runtime, self.node, config.secrets_dir)
+        self.executor = Executor(self.runtime, self.node, config.secrets_dir, config.state_dir / "files")
         self.loader = DesiredLoader(self.source)
         # Commit verification (node-local, docs/security.md); None: mode off, every tip is applied.
         self.verifier = Verifier(config.verify, self.source, config.state_dir) if config.verify.mode != "off" else None
@@ -126,7 +127,9 @@ class Reconciler:
         self.source.timeout = min(self.config.git_timeout, max(3.0, self._heartbeat_timeout[1] / 3))
         with self._git_lock:
             rev = self._fetch(errors)
-        mset = self._mset = self.loader.load(rev, {scope: h.revision for scope, h in self.held.items()})
+        mset = self._mset = with_secret_digests(
+            self.loader.load(rev, {scope: h.revision for scope, h in self.held.items()}), self.config.secrets_dir
+        )
         self._heartbeat_timeout = (mset.cluster.heartbeat_seconds, mset.cluster.node_timeout_seconds)
         errors += [ErrorStatus(file=e.file, line=e.line, field=e.field, message=str(e)) for e in mset.errors]
         with self._git_lock:
@@ -166,6 +169,7 @@ class Reconciler:
         report = PassReport(rev, mset, assignment, the_plan, errors=errors)
         if dry_run:
             return report
+        self.executor.files.sweep({c.name for c in (*obs.containers, *obs.leaving)})
         self.memory.apply(decision.update)
         if decision.fenced:
             log.warning(

@@ -12,7 +12,7 @@ from gitops.desired import DesiredLoader
 from gitops.manifests.load import CLUSTER_KEY, parse_file
 from gitops.model import ClusterSpec, FileResult, ManifestSet, Workload
 from gitops.source import GitSource
-from tests.builders import deployment
+from tests.builders import config_map, deployment
 from tests.helpers import Repo
 
 WEB = "default/Deployment/web"
@@ -201,3 +201,29 @@ def test_fallback_looks_past_versions_where_the_workload_was_already_invalid(rep
     assert by_key(mset)["default/Deployment/db"].replicas == 2
     assert WEB not in mset.invalid_keys
     assert by_key(mset)[WEB].model_dump() == expected("apps/pair.yaml", valid).model_dump()
+
+
+def test_an_invalid_or_unreadable_config_map_keeps_its_last_valid_version(repo: Repo, tmp_path: Path) -> None:
+    uses = "env: [{name: V, valueFrom: {configMapKeyRef: {name: app, key: MODE}}}]"
+    repo.put("apps/web.yaml", deployment("web", 1, engine=True, container=uses))
+    repo.put("apps/config.yaml", config_map("app", {"MODE": "one"}))
+    good = repo.put("apps/config.yaml", config_map("app", {"MODE": "two"}))
+    before = by_key(load(repo, tmp_path / "s1", good))[WEB]
+    assert before.pod.containers[0].env[0].value == "two"
+
+    invalid = repo.put("apps/config.yaml", config_map("app", {"MODE": "three"}) + "immutable: maybe\n")
+    mset = load(repo, tmp_path / "s2", invalid)
+    # The ConfigMap's error is reported; its users keep the spec they had, so nothing rolls or stops.
+    assert [e.field for e in mset.errors] == ["immutable"]
+    assert by_key(mset)[WEB].spec_hash == before.spec_hash
+
+    unreadable = repo.put("apps/config.yaml", "data: [unclosed\n")
+    mset = load(repo, tmp_path / "s3", unreadable)
+    assert mset.unreadable_files == ("apps/config.yaml",)
+    assert by_key(mset)[WEB].spec_hash == before.spec_hash
+
+    gone = repo.remove("apps/config.yaml")
+    mset = load(repo, tmp_path / "s4", gone)
+    # Deleted on purpose: the workload is invalid (its containers are kept), the error names the reference.
+    assert WEB not in by_key(mset) and WEB in mset.invalid_keys
+    assert "ConfigMap 'app' is not in namespace 'default'" in mset.errors[0].message

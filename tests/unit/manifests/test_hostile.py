@@ -100,7 +100,7 @@ def test_random_bytes() -> None:
 
 
 def test_duplicate_keys_give_both_lines() -> None:
-    result = parse_file("dup.yaml", b"apiVersion: v1\nkind: Service\nkind: ConfigMap\n")
+    result = parse_file("dup.yaml", b"apiVersion: v1\nkind: Service\nkind: Namespace\n")
     assert [str(e) for e in result.errors] == ["dup.yaml:3: kind: duplicate key 'kind' (first at line 2)"]
 
 

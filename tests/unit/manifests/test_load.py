@@ -282,9 +282,9 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "capabilities",
         ),
         (
-            deployment(pod="volumes: [{name: c, configMap: {name: c}}]"),
-            "spec.template.spec.volumes[0].configMap",
-            "configMap volumes are not supported",
+            deployment(pod="volumes: [{name: c, downwardAPI: {items: []}}]"),
+            "spec.template.spec.volumes[0].downwardAPI",
+            "downwardAPI volumes are not supported",
         ),
         (
             deployment(pod="initContainers: [{name: i, image: busybox}]"),
@@ -297,9 +297,9 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "nodeSelector",
         ),
         (
-            deployment(container="env: [{name: A, valueFrom: {configMapKeyRef: {name: c, key: k}}}]"),
-            "spec.template.spec.containers[0].env[0].valueFrom.configMapKeyRef",
-            "ConfigMaps are not read",
+            deployment(pod="volumes: [{name: c, projected: {sources: [{serviceAccountToken: {path: t}}]}}]"),
+            "spec.template.spec.volumes[0].projected.sources[0].serviceAccountToken",
+            "no service account tokens",
         ),
         (
             deployment(container="env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]"),
@@ -402,7 +402,7 @@ metadata: {name: web}
 spec: {ports: [{port: 80}], bogus: field}
 ---
 apiVersion: v1
-kind: ConfigMap
+kind: ServiceAccount
 metadata: {name: cfg}
 ---
 ---
