@@ -38,6 +38,8 @@ class Reason(StrEnum):
     COMPLETED = "Completed"
     BACKOFF_LIMIT = "BackoffLimitExceeded"
     DEADLINE = "DeadlineExceeded"
+    # The node's admission policy (gitops/admission.py) denies it: never created.
+    POLICY_DENIED = "PolicyDenied"
 
 
 # A container exists and may serve: counts as present for exclusivity and capacity.

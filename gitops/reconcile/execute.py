@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitops.admission import normalise_path
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
 from gitops.model import ContainerSpec, EnvVar
 from gitops.reconcile.plan import Action, Instance
@@ -76,11 +77,19 @@ class Executor:
     """
 
     def __init__(
-        self, runtime: Runtime, node: str, secrets_dir: Path, workers: int = WORKERS, stoppers: int = STOPPERS
+        self,
+        runtime: Runtime,
+        node: str,
+        secrets_dir: Path,
+        seccomp_dir: Path,
+        workers: int = WORKERS,
+        stoppers: int = STOPPERS,
     ):
         self.runtime = runtime
         self.node = node
         self.secrets_dir = secrets_dir
+        # Localhost seccomp profiles: <state_dir>/seccomp/<localhostProfile>, as the kubelet's root/seccomp.
+        self.seccomp_dir = seccomp_dir
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -286,7 +295,31 @@ class Executor:
             read_only=spec.read_only_root,
             gpu_ids=inst.gpu_ids,
             stop_timeout=pod.termination_grace_s,
+            privileged=spec.security.privileged,
+            cap_add=spec.security.cap_add,
+            cap_drop=spec.security.cap_drop,
+            security_opt=self._security_opt(spec),
+            pid_mode="host" if pod.host_pid else None,
+            ipc_mode="host" if pod.host_ipc else None,
+            # Sidecars join the first container's network namespace, which already has the net.* ones.
+            sysctls={k: v for k, v in pod.sysctls if is_first or not k.startswith("net.")},
         )
+
+    def _security_opt(self, spec: ContainerSpec) -> tuple[str, ...]:
+        opts = ("no-new-privileges",) if spec.security.no_new_privileges else ()
+        if spec.security.seccomp == "Unconfined":
+            return (*opts, "seccomp=unconfined")
+        if spec.security.seccomp == "Localhost":
+            profile = spec.security.seccomp_profile or ""
+            where = self.seccomp_dir / profile
+            try:
+                # Docker's API takes the profile itself, not a path (the CLI reads the file too).
+                return (*opts, "seccomp=" + where.read_text())
+            except OSError as e:
+                raise RuntimeFailure(
+                    f"seccomp profile {profile} is not on this node ({where}: {e.strerror})", "SeccompProfileMissing"
+                ) from e
+        return opts
 
     def _env_value(self, namespace: str, env: EnvVar) -> str:
         if env.secret is None:
@@ -303,7 +336,8 @@ class Executor:
         for m in spec.mounts:
             mode = "ro" if m.read_only else "rw"
             if m.type == "hostPath":
-                source = f"{m.source.rstrip('/')}/{m.sub_path}" if m.sub_path else m.source
+                # The path admission judged (gitops/admission.py), not one with '..' left in it.
+                source = normalise_path(f"{m.source}/{m.sub_path}" if m.sub_path else m.source)
             else:
                 if m.sub_path:
                     raise RuntimeFailure(f"subPath on emptyDir {m.source} is not supported", "RunFailed")

@@ -36,7 +36,7 @@ def engine() -> FakeRuntime:
 
 def executor(engine: FakeRuntime, secrets_dir: Path, workers: int = 4) -> Executor:
     runtime: Runtime = engine  # the fake satisfies the Protocol structurally
-    return Executor(runtime, NODE, secrets_dir, workers=workers)
+    return Executor(runtime, NODE, secrets_dir, secrets_dir.parent / "seccomp", workers=workers)
 
 
 def runs(inst: Instance) -> list[Action]:
