@@ -163,8 +163,9 @@ def _capability(name: str) -> str:
 
 
 _SYSCTL_NAME = re.compile(r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
-# Sysctls with their own value per container (kernel namespaces); the rest are the node's.
-_NAMESPACED_SYSCTLS = ("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.", "net.")
+# Sysctls with their own value per container (IPC and network namespaces); the rest are the node's.
+IPC_SYSCTLS = ("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.")
+_NAMESPACED_SYSCTLS = (*IPC_SYSCTLS, "net.")
 
 
 def _sysctl_name(name: str) -> str:

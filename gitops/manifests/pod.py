@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from gitops import model
 from gitops.manifests import kube
 from gitops.manifests.expansion import SecretReference, expand
+from gitops.manifests.fields import IPC_SYSCTLS
 from gitops.manifests.issues import Issues
 from gitops.manifests.yamlsafe import Path
 
@@ -264,11 +265,15 @@ def _sysctls(pod: kube.PodSpec, issues: Issues, path: Path) -> tuple[tuple[str, 
     found: dict[str, str] = {}
     for index, sysctl in enumerate(sysctls):
         # As Kubernetes validates: a host namespace's sysctls are the node's, not the pod's.
-        shared = (pod.host_network and sysctl.name.startswith("net.")) or (
-            pod.host_ipc and sysctl.name.startswith(("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue."))
+        on_host = (pod.host_network and sysctl.name.startswith("net.")) or (
+            pod.host_ipc and sysctl.name.startswith(IPC_SYSCTLS)
         )
-        if shared:
-            issues.error((*path, index, "name"), f"{sysctl.name} belongs to the host namespace the pod shares")
+        if on_host:
+            issues.error(
+                (*path, index, "name"),
+                f"{sysctl.name} belongs to the host namespace the pod shares (hostNetwork or hostIPC)",
+                "set it on the node instead, or stop sharing the host's namespace",
+            )
         if sysctl.name in found:
             issues.error((*path, index, "name"), f"sysctl {sysctl.name} is set twice")
         found[sysctl.name] = sysctl.value
