@@ -187,3 +187,34 @@ def test_placement_sends_work_only_to_the_node_that_admits_it(
     assert all(r.get("reason") != "PolicyDenied" for n in (strict, open_) for r in rows(repo, n).values())
     for rec in recs:
         rec.close()
+
+
+def test_localhost_seccomp_profile_comes_from_the_node(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put(
+        "apps/audited.yaml",
+        deployment(
+            "audited",
+            1,
+            engine=True,
+            container="securityContext: {seccompProfile: {type: Localhost, localhostProfile: team/allow.json}}",
+        ),
+    )
+    rec = make_reconciler(str(repo.path), node_name, tmp_path / "state", backoff_scale=0.01)
+    rec.run_pass()
+    row = rows(repo, node_name)["audited"]
+    assert (row["state"], row["reason"]) == ("failed", "SeccompProfileMissing"), row
+    assert "team/allow.json" in row["message"] and managed(node_name) == []
+
+    profile = tmp_path / "state" / "seccomp" / "team" / "allow.json"
+    profile.parent.mkdir(parents=True)
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+
+    def started() -> dict[str, Any] | None:
+        rec.run_pass()
+        return running(node_name).get("audited")
+
+    container = wait_for(started, timeout=20, interval=0.3, what="started once the node has the profile")
+    opts = inspect(container["Id"])["HostConfig"]["SecurityOpt"]
+    assert [o.partition("=")[0] for o in opts] == ["seccomp"] and "SCMP_ACT_ALLOW" in opts[0]
+    assert exec_out(container["Id"], "grep", "Seccomp:", "/proc/self/status").split() == ["Seccomp:", "2"]
+    rec.close()
