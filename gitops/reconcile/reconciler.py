@@ -134,7 +134,8 @@ class Reconciler:
         nodes = self._nodes(view, mset)
         assignment = place(mset.workloads, nodes, view.placements())
         schedulable = [(n.name, n.labels) for n in nodes if not n.cordoned]
-        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC))
+        policies = {n.name: n.policy for n in nodes if n.policy is not None}
+        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC), policies)
         # What finished since the last pass (starts, failures) counts before deciding anew.
         self._record_outcome(self.executor.collect())
         obs = self._observe(mset)
