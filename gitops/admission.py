@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from gitops.model import ContainerSpec, PodSpec, Workload
+from gitops.model import ContainerSpec, Mount, PodSpec, Workload
 
 Level = Literal["privileged", "baseline", "restricted"]
 
@@ -76,6 +76,13 @@ def normalise_path(path: str) -> str:
         elif part not in ("", "."):
             parts.append(part)
     return "/" + "/".join(parts)
+
+
+def host_path_source(mount: Mount) -> str | None:
+    """The node path a hostPath mount binds, ``subPath`` included and normalised; None for other volumes."""
+    if mount.type != "hostPath":
+        return None
+    return normalise_path(f"{mount.source}/{mount.sub_path}" if mount.sub_path else mount.source)
 
 
 def under(path: str, prefix: str) -> bool:
@@ -217,19 +224,13 @@ def _baseline(pod: PodSpec, level: Level, host_paths: tuple[str, ...]) -> list[s
         if c.security.seccomp == "Unconfined":
             rules.append(f"{level} forbids seccompProfile Unconfined {where}")
         for m in c.mounts:
-            if m.type != "hostPath":
+            source = host_path_source(m)
+            if source is None or (level == "baseline" and any(under(source, prefix) for prefix in host_paths)):
                 continue
-            source = normalise_path(f"{m.source}/{m.sub_path}" if m.sub_path else m.source)
-            written = (
-                "" if source == m.source else f", written {m.source}" + (f" subPath {m.sub_path}" if m.sub_path else "")
-            )
-            if level == "restricted":
-                rules.append(f"restricted forbids hostPath {source} {where}")
-            elif not any(under(source, prefix) for prefix in host_paths):
-                allowed = ", ".join(host_paths) or "none"
-                rules.append(
-                    f"{level} forbids hostPath {source} {where[:-1]}{written}): not under host_paths ({allowed})"
-                )
+            written = f"{m.source}" + (f" subPath {m.sub_path}" if m.sub_path else "")
+            also = "" if written == source else f", written {written}"
+            why = f": not under host_paths ({', '.join(host_paths) or 'none'})" if level == "baseline" else ""
+            rules.append(f"{level} forbids hostPath {source} (container {c.name}{also}){why}")
     return rules
 
 

@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops.admission import normalise_path
+from gitops.admission import host_path_source
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
 from gitops.model import ContainerSpec, EnvVar
 from gitops.reconcile.plan import Action, Instance
@@ -335,10 +335,9 @@ class Executor:
         binds: list[str] = []
         for m in spec.mounts:
             mode = "ro" if m.read_only else "rw"
-            if m.type == "hostPath":
-                # The path admission judged (gitops/admission.py), not one with '..' left in it.
-                source = normalise_path(f"{m.source}/{m.sub_path}" if m.sub_path else m.source)
-            else:
+            # A hostPath binds the path admission judged (gitops/admission.py), with no '..' left in it.
+            source = host_path_source(m)
+            if source is None:
                 if m.sub_path:
                     raise RuntimeFailure(f"subPath on emptyDir {m.source} is not supported", "RunFailed")
                 source = ident.emptydir_volume(m.source)
