@@ -1,6 +1,6 @@
 """Placement benchmark: 10,000 replicas on 1,000 nodes; balance, disruption and speed.
 
-Run: python bench/placement.py [--seed N] [--plots DIR]
+Run: python bench/placement.py [--seed N] [--plots DIR] [--policies]
 Prints a table, then ONE JSON line with the headline figures (see docs/placement.md).
 """
 
@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gitops.admission import Policy
 from gitops.identity import ReplicaId
 from gitops.model import PodSpec, Workload
 from gitops.placement import Assignment, NodeInfo, place
@@ -146,9 +147,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--plots", type=Path, default=Path(__file__).resolve().parent.parent / "docs")
     ap.add_argument("--reference-replicas", type=int, default=1000, help="subset timed for the reference")
+    ap.add_argument("--policies", action="store_true", help="nodes publish admission policies (three distinct ones)")
     args = ap.parse_args()
     rng = random.Random(args.seed + 1000)
     workloads, nodes = make_cluster(args.seed)
+    if args.policies:
+        # Every workload is admitted everywhere, so the figures stay comparable: this prices the checks.
+        kinds = (Policy(), Policy(default="privileged"), Policy(host_paths=("/var/log",)))
+        nodes = [n.model_copy(update={"policy": kinds[i % 3]}) for i, n in enumerate(nodes)]
     daemons = {w.key for w in workloads if w.kind == "DaemonSet"}
     total = sum(w.replicas for w in workloads if w.kind != "DaemonSet")
     rows: list[tuple[str, str]] = []

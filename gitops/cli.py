@@ -338,6 +338,7 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
                     "revision": rev,
                     "nodes": {n: [f"{k}[{i}]" for k, i in v] for n, v in a.per_node.items()},
                     "unschedulable": [{"workload": k, "replica": i, "reason": why} for k, i, why in a.unschedulable],
+                    "denied": [{"workload": k, "replica": i, "reason": why} for k, i, why in a.denied],
                     "digest": a.digest(rev, [n.name for n in nodes]),
                 },
                 indent=2,
@@ -351,6 +352,8 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
             print(f"  {k}[{i}]")
     for k, i, why in a.unschedulable:
         print(f"unschedulable: {k}[{i}]: {why}")
+    for k, i, why in a.denied:
+        print(f"denied: {k}[{i}]: {why}")
     return EXIT_OK
 
 

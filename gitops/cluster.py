@@ -66,6 +66,7 @@ class ClusterView:
                     memory_mib=r.capacity.memory,
                     gpus=tuple(g.uuid for g in r.capacity.gpus),
                     cordoned=name in cordoned,
+                    policy=r.policy,
                 )
             )
         return out

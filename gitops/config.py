@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gitops.admission import Policy
 from gitops.manifests.names import dns_label
 
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
@@ -98,6 +99,8 @@ class Config(BaseModel):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     # Status signing; None: status commits are unsigned and peers' records are not checked.
     status_signing: StatusSigningConfig | None = None
+    # What this node admits (docs/security.md, "Admission"); published in its status for placement.
+    policy: Policy = Field(default_factory=Policy)
 
     @property
     def effective_jitter(self) -> float:
@@ -120,8 +123,9 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, gpus, verify, status_signing) are given as YAML/JSON in the variable.
-        out[name] = yaml.safe_load(raw) if name in {"labels", "gpus", "verify", "status_signing"} else raw
+        # Structured values (labels, gpus, verify, status_signing, policy) are given as YAML/JSON in the variable.
+        structured = {"labels", "gpus", "verify", "status_signing", "policy"}
+        out[name] = yaml.safe_load(raw) if name in structured else raw
     return out
 
 

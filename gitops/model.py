@@ -120,6 +120,21 @@ class Probe(Frozen):
     failure_threshold: int = 3
 
 
+class SecurityContext(Frozen):
+    """Privileges of one container beyond its user; admission (gitops/admission.py) judges them per node."""
+
+    privileged: bool = False
+    # Capability names without the CAP_ prefix, upper case, sorted; "ALL" as in Kubernetes.
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    # allowPrivilegeEscalation: false
+    no_new_privileges: bool = False
+    run_as_non_root: bool = False
+    seccomp: Literal["RuntimeDefault", "Unconfined", "Localhost"] = "RuntimeDefault"
+    # Localhost: a file under the node's <state_dir>/seccomp/, read when the container is created.
+    seccomp_profile: str | None = None
+
+
 class ContainerSpec(Frozen):
     """One container of a pod, fully resolved from its manifest."""
 
@@ -134,6 +149,7 @@ class ContainerSpec(Frozen):
     working_dir: str | None = None
     user: str | None = None
     read_only_root: bool = False
+    security: SecurityContext = SecurityContext()
     # Limits are what Docker enforces; requests are what placement counts.
     cpu_limit_millis: int | None = None
     memory_limit_bytes: int | None = None
@@ -156,6 +172,10 @@ class PodSpec(Frozen):
     # Node secrets (``<name>/.dockerconfigjson``) holding registry credentials for pulls.
     image_pull_secrets: tuple[str, ...] = ()
     files: tuple[FileVolume, ...] = ()
+    host_pid: bool = False
+    host_ipc: bool = False
+    # Namespaced sysctls (name, value), sorted by name.
+    sysctls: tuple[tuple[str, str], ...] = ()
 
     def cpu_request_millis(self) -> int:
         """Millicores placement must reserve for one replica."""

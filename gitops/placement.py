@@ -16,6 +16,9 @@ Algorithm (details and measurements in docs/placement.md):
    ``previous`` returns it unchanged.
 5. Replicas that did not fit in 3 get one more try after 4, then are Unschedulable.
 
+A node whose published admission policy denies a workload (gitops/admission.py) is never a
+candidate for it; a workload every matching node denies is reported as denied, with the rules.
+
 Scores are computed so every process agrees bit for bit: 64-bit blake2b of each replica
 and each node, combined by splitmix64 in numpy uint64 arithmetic, and ``-ln(u)`` computed
 with IEEE-exact operations only (+, -, *, /, frexp), never a libm/SIMD ``log`` whose last
@@ -34,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from gitops.admission import Policy, verdict
 from gitops.identity import ReplicaId, WorkloadKey
 from gitops.model import Workload
 
@@ -63,6 +67,8 @@ class NodeInfo(BaseModel):
     memory_mib: int
     gpus: tuple[str, ...] = ()  # GPU UUIDs
     cordoned: bool = False
+    # What the node admits; None (a daemon too old to publish one) admits everything.
+    policy: Policy | None = None
 
 
 class Assignment(BaseModel):
@@ -74,6 +80,8 @@ class Assignment(BaseModel):
     per_node: dict[str, list[ReplicaId]] = Field(default_factory=dict)
     # (workload key, replica index, reason)
     unschedulable: list[tuple[WorkloadKey, int, str]] = Field(default_factory=list)
+    # Replicas every matching node's admission policy denies: (workload key, replica index, rules)
+    denied: list[tuple[WorkloadKey, int, str]] = Field(default_factory=list)
 
     def for_node(self, node: str) -> list[ReplicaId]:
         """Replicas assigned to ``node``."""
@@ -92,6 +100,9 @@ class Assignment(BaseModel):
             "per_node": {n: [list(r) for r in sorted(v)] for n, v in sorted(self.per_node.items())},
             "unschedulable": sorted(list(u) for u in self.unschedulable),
         }
+        if self.denied:
+            # Only when present: without policies, digests match those of daemons that predate them.
+            payload["denied"] = sorted(list(d) for d in self.denied)
         raw = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(raw).hexdigest()
 
@@ -166,6 +177,9 @@ class _Work:
     spread: int = 1
     eligible: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     mask: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # Nodes whose policy denies it, per distinct verdict: (node indices, rules broken).
+    denials: list[tuple[IntArray, tuple[str, ...]]] = field(default_factory=list)
+    admitted: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
 
 class _Cluster:
@@ -292,6 +306,7 @@ class _Placer:
                 raise ValueError(f"duplicate node name {a.name!r}")
         self.cluster = _Cluster(ordered_nodes)
         picked = [w for w in workloads if w.kind != "CronJob"]
+        self.sources = {w.key: w for w in picked}
         keys = sorted(w.key for w in picked)
         for a_key, b_key in itertools.pairwise(keys):
             if a_key == b_key:
@@ -311,6 +326,7 @@ class _Placer:
         self.by_key = {w.key: w for w in self.works}
         self.owner: dict[ReplicaId, int] = {}
         self.unschedulable: list[tuple[WorkloadKey, int, str]] = []
+        self.denied: list[tuple[WorkloadKey, int, str]] = []
         self.daemon_nodes: dict[WorkloadKey, list[int]] = {}
 
     def _model(self, w: Workload) -> _Work:
@@ -334,11 +350,23 @@ class _Placer:
         cap_mem = np.array(c.cap_mem, dtype=np.int64)
         cap_gpu = np.array(c.cap_gpu, dtype=np.int64)
         by_selector: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
+        # Nodes grouped by policy: a verdict is computed (and cached) once per workload and policy.
+        by_policy: dict[Policy, list[int]] = {}
+        for i, n in enumerate(c.nodes):
+            if n.policy is not None:
+                by_policy.setdefault(n.policy, []).append(i)
+        groups = [(policy, np.array(idx, dtype=np.intp)) for policy, idx in by_policy.items()]
         for w in works:
             sel = tuple(sorted(w.selector.items()))
             if sel not in by_selector:
                 by_selector[sel] = np.array([_matches(n, w.selector) for n in c.nodes], dtype=bool)
-            mask = by_selector[sel] & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
+            w.admitted = np.ones(len(c.nodes), dtype=bool)
+            for policy, idx in groups:
+                rules = verdict(self.sources[w.key], policy)
+                if rules:
+                    w.admitted[idx] = False
+                    w.denials.append((idx, rules))
+            mask = by_selector[sel] & w.admitted & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
             if not w.daemon:
                 mask &= ~cordoned
             w.mask = mask
@@ -362,7 +390,12 @@ class _Placer:
         self._pull()
         still = [(w, r) for w, r in failed if self._first_fit_all([(w, r)])]
         # Reasons describe the final assignment, so a fixed point reports the same ones.
-        self.unschedulable += [(w.key, r, self._reason(w)) for w, r in still]
+        for w, r in still:
+            matching = self._matching(w)
+            if matching.any() and not (matching & w.admitted).any():
+                self.denied.append((w.key, r, self._denial(w, matching)))
+            else:
+                self.unschedulable.append((w.key, r, self._reason(w)))
         return self._result()
 
     def _place_daemons(self) -> None:
@@ -371,7 +404,9 @@ class _Placer:
             if not w.daemon:
                 continue
             matching = self.selector_masks[tuple(sorted(w.selector.items()))]
-            for n in np.flatnonzero(matching).tolist():
+            if (matching & ~w.admitted).any():
+                self.denied.append((w.key, 0, self._denial(w, matching)))
+            for n in np.flatnonzero(matching & w.admitted).tolist():
                 why = c.misfit(n, w)
                 if why is None:
                     c.add(n, w)
@@ -543,19 +578,32 @@ class _Placer:
         chosen = cand[top]
         return chosen[np.lexsort((chosen, score[chosen]))].tolist()  # type: ignore[no-any-return]
 
+    def _matching(self, w: _Work) -> npt.NDArray[np.bool_]:
+        """Schedulable nodes that match the workload's selector."""
+        cordoned = np.array([n.cordoned for n in self.cluster.nodes], dtype=bool)
+        matching: npt.NDArray[np.bool_] = self.selector_masks[tuple(sorted(w.selector.items()))] & ~cordoned
+        return matching
+
+    def _denial(self, w: _Work, among: npt.NDArray[np.bool_]) -> str:
+        """The policies that deny ``w`` on the nodes in ``among``, with the nodes that hold them."""
+        names = self.cluster.names
+        parts = []
+        for idx, rules in w.denials:
+            hit = [names[n] for n in idx.tolist() if among[n]]
+            if hit:
+                more = f" (+{len(hit) - 3} more)" if len(hit) > 3 else ""
+                parts.append(f"{', '.join(hit[:3])}{more}: {'; '.join(rules)}")
+        return "denied by node policy on " + " | ".join(parts)
+
     def _reason(self, w: _Work) -> str:
         c = self.cluster
-        matching = [
-            n
-            for n in np.flatnonzero(self.selector_masks[tuple(sorted(w.selector.items()))]).tolist()
-            if not c.nodes[n].cordoned
-        ]
+        matching = np.flatnonzero(self._matching(w)).tolist()
         if not matching:
             where = f" matches nodeSelector {_describe_selector(w.selector)}" if w.selector else ""
             return f"no schedulable node{where}"
         counts: dict[str, int] = {}
         for n in matching:
-            why = c.misfit(n, w) or "fits only by displacing others"
+            why = "denied by its policy" if not w.admitted[n] else c.misfit(n, w) or "fits only by displacing others"
             counts[why] = counts.get(why, 0) + 1
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         return f"0/{len(matching)} matching nodes fit ({detail})"
@@ -572,6 +620,7 @@ class _Placer:
         return Assignment.model_construct(
             per_node={n: sorted(v) for n, v in sorted(per_node.items())},
             unschedulable=sorted(self.unschedulable),
+            denied=sorted(self.denied),
         )
 
 

@@ -44,6 +44,8 @@ class Reason(StrEnum):
     FAIL_INDEX = "FailIndex"
     # The index was still unfinished when its Job failed as a whole.
     JOB_FAILED = "JobFailed"
+    # The node's admission policy (gitops/admission.py) denies it: never created.
+    POLICY_DENIED = "PolicyDenied"
 
 
 # A container exists and may serve: counts as present for exclusivity and capacity.

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from gitops.admission import Policy
 from gitops.identity import ReplicaId, WorkloadKey
 from gitops.manifests.yamlsafe import Limits, YamlError, format_path, load_documents
 from gitops.states import State
@@ -173,6 +174,13 @@ class ReplicaStatus(_Status):
         return _time_or_none(self.slot or "")
 
 
+class PolicyStatus(Policy):
+    """What a node admits, as published for placement; ``Policy`` bounds its size."""
+
+    # Tolerant of fields from newer daemons, like every status model.
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+
 class NodeStatus(_Status):
     """The whole ``status.yaml`` of one node."""
 
@@ -181,6 +189,8 @@ class NodeStatus(_Status):
     heartbeat: Time = ""
     labels: dict[Name, Name] = Field(default_factory=dict, max_length=MAX_LABELS)
     capacity: Capacity = Field(default_factory=Capacity)
+    # None: a daemon too old to publish one, which admits everything.
+    policy: PolicyStatus | None = None
     revision: RevisionStatus = Field(default_factory=RevisionStatus)
     placement_digest: Name = Field(default="", alias="placementDigest")
     live_nodes: list[Name] = Field(default_factory=list, alias="liveNodes", max_length=MAX_ROWS)

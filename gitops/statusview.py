@@ -67,6 +67,7 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
                 "digestAgrees": r.placement_digest == majority,
                 "errors": [e.model_dump(exclude_none=True) for e in r.errors],
                 "labels": r.labels,
+                "policy": r.policy.model_dump(mode="json", by_alias=True) if r.policy is not None else None,
                 # Set when the branch's current record was refused: this is its last good one.
                 "rejected": view.rejected.get(name),
             }
@@ -166,6 +167,17 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
+def _policy_line(policy: dict[str, Any]) -> str:
+    """``baseline (monitoring: privileged), host paths /var/log, images docker.io/**``."""
+    levels = ", ".join(f"{ns}: {level}" for ns, level in policy["namespaces"].items())
+    text = str(policy["default"]) + (f" ({levels})" if levels else "")
+    if policy["hostPaths"]:
+        text += ", host paths " + " ".join(policy["hostPaths"])
+    if policy["registries"]:
+        text += ", images " + " ".join(policy["registries"])
+    return text
+
+
 def render_status(doc: dict[str, Any]) -> str:
     """Human-readable tables of nodes and workloads; every line passes through ``printable``."""
     lines = [f"revision {doc['revision'][:12]}, {len(doc['liveNodes'])} live node(s)", "", "NODES"]
@@ -183,6 +195,8 @@ def render_status(doc: dict[str, Any]) -> str:
         )
         if n["rejected"]:
             lines.append(f"      last good record shown; current one rejected: {n['rejected']}")
+        if n["policy"]:
+            lines.append(f"      admits {_policy_line(n['policy'])}")
         # A refused commit (docs/security.md) is why a node stays behind: say so, not just count it.
         lines += [f"      {e['message']}" for e in n["errors"] if e.get("field") == "verify"]
         lines += [

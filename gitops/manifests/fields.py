@@ -9,6 +9,7 @@ it is a validation error that says what to do instead.
 from __future__ import annotations
 
 import functools
+import re
 import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -104,6 +105,83 @@ def _relative_path(value: str) -> str:
     return value
 
 
+# Linux capabilities Docker can add or drop, named as Kubernetes writes them (no CAP_ prefix).
+CAPABILITIES = frozenset(
+    [
+        "AUDIT_CONTROL",
+        "AUDIT_READ",
+        "AUDIT_WRITE",
+        "BLOCK_SUSPEND",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "KILL",
+        "LEASE",
+        "LINUX_IMMUTABLE",
+        "MAC_ADMIN",
+        "MAC_OVERRIDE",
+        "MKNOD",
+        "NET_ADMIN",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_RAW",
+        "PERFMON",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_CHROOT",
+        "SYS_MODULE",
+        "SYS_NICE",
+        "SYS_PACCT",
+        "SYS_PTRACE",
+        "SYS_RAWIO",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "SYSLOG",
+        "WAKE_ALARM",
+    ]
+)
+
+
+def _capability(name: str) -> str:
+    # As the runtimes under the kubelet do: any case, with or without the CAP_ prefix.
+    upper = name.strip().upper()
+    canonical = upper.removeprefix("CAP_")
+    if canonical != "ALL" and canonical not in CAPABILITIES:
+        raise ValueError(f"'{name}' is not a Linux capability (e.g. NET_ADMIN, SYS_TIME, or ALL)")
+    return canonical
+
+
+_SYSCTL_NAME = re.compile(r"^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$")
+# Sysctls with their own value per container (IPC and network namespaces); the rest are the node's.
+IPC_SYSCTLS = ("kernel.shm", "kernel.msg", "kernel.sem", "fs.mqueue.")
+_NAMESPACED_SYSCTLS = (*IPC_SYSCTLS, "net.")
+
+
+def _sysctl_name(name: str) -> str:
+    if not _SYSCTL_NAME.match(name):
+        raise ValueError(f"'{name}' is not a sysctl name (e.g. net.ipv4.tcp_keepalive_time)")
+    # Kubernetes accepts '/' as the separator (net/ipv4/conf/eth0.1/forwarding): swap to the dotted form.
+    first = re.search(r"[./]", name)
+    dotted = name.translate(str.maketrans("./", "/.")) if first and first.group() == "/" else name
+    if not dotted.startswith(_NAMESPACED_SYSCTLS):
+        raise ValueError(
+            f"sysctl {name} is not namespaced, so a container cannot have its own value; set it on the nodes "
+            "(sysctl.d) instead. Namespaced: kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*, net.*"
+        )
+    return dotted
+
+
 def _image(value: str) -> str:
     if not value or any(c.isspace() for c in value):
         raise ValueError(f"image '{value}' must be a non-empty reference without spaces, e.g. 'nginx:1.27'")
@@ -135,6 +213,8 @@ NamePrefix = Annotated[str, checked(names.name_prefix)]
 AbsolutePath = Annotated[str, checked(_absolute_path)]
 RelativePath = Annotated[str, checked(_relative_path)]
 Image = Annotated[str, checked(_image)]
+Capability = Annotated[str, checked(_capability)]
+SysctlName = Annotated[str, checked(_sysctl_name)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 PortRef = Annotated[int | str, _parsed(_int_or_name)]
 IntOrPercent = Annotated[int | str, _parsed(_int_or_percent)]

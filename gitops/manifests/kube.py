@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 from gitops.manifests import cron
 from gitops.manifests.fields import (
     AbsolutePath,
+    Capability,
     Count,
     CpuMillis,
     EnvName,
@@ -34,6 +35,7 @@ from gitops.manifests.fields import (
     Refuse,
     RelativePath,
     Seconds,
+    SysctlName,
     Uid,
     checked,
     refusal,
@@ -292,22 +294,23 @@ class Probe(KubeModel):
 
 
 class Capabilities(KubeModel):
-    """securityContext.capabilities."""
+    """securityContext.capabilities: applied as Docker's cap_add and cap_drop."""
 
-    add: Annotated[
-        object, Refuse("adding capabilities is not applied; remove capabilities.add or run the image as is")
-    ] = None
-    drop: list[str] = Field(default_factory=list)
+    add: list[Capability] = Field(default_factory=list)
+    drop: list[Capability] = Field(default_factory=list)
 
 
 class SeccompProfile(KubeModel):
-    """securityContext.seccompProfile: Docker's default profile is RuntimeDefault."""
+    """securityContext.seccompProfile: RuntimeDefault is Docker's profile; Localhost reads the node's file."""
 
-    type: Annotated[
-        Literal["RuntimeDefault", "Unconfined", "Localhost"],
-        refuse_when(lambda t: t != "RuntimeDefault", "only seccompProfile type RuntimeDefault (Docker's) is applied"),
-    ]
-    localhost_profile: str | None = None
+    type: Literal["RuntimeDefault", "Unconfined", "Localhost"]
+    localhost_profile: RelativePath | None = None
+
+    @model_validator(mode="after")
+    def _profile_for_localhost(self) -> SeccompProfile:
+        if (self.type == "Localhost") != (self.localhost_profile is not None):
+            raise ValueError("localhostProfile is required with type Localhost, and only with it")
+        return self
 
 
 class AppArmorProfile(KubeModel):
@@ -332,10 +335,7 @@ class SecurityContext(KubeModel):
     run_as_non_root: bool | None = None
     read_only_root_filesystem: bool = False
     allow_privilege_escalation: bool | None = None
-    privileged: Annotated[
-        bool | None,
-        refuse_when(bool, "privileged containers are not run from Git; remove privileged or set it to false"),
-    ] = None
+    privileged: bool | None = None
     capabilities: Capabilities | None = None
     seccomp_profile: SeccompProfile | None = None
     app_armor_profile: AppArmorProfile | None = None
@@ -501,6 +501,13 @@ class Volume(KubeModel):
 # --- pods -------------------------------------------------------------------------------------
 
 
+class Sysctl(KubeModel):
+    """securityContext.sysctls[]: namespaced sysctls only, applied as Docker's sysctls."""
+
+    name: SysctlName
+    value: str
+
+
 class PodSecurityContext(KubeModel):
     """spec.template.spec.securityContext: defaults for every container."""
 
@@ -517,7 +524,7 @@ class PodSecurityContext(KubeModel):
     app_armor_profile: AppArmorProfile | None = None
     se_linux_options: Annotated[object, _SE_LINUX] = None
     se_linux_change_policy: Annotated[object, Ignore("SELinux labels are not managed")] = None
-    sysctls: Annotated[object, Refuse("sysctls are not applied; set them on the nodes")] = None
+    sysctls: list[Sysctl] = Field(default_factory=list)
     windows_options: Annotated[object, _WINDOWS] = None
 
 
@@ -567,12 +574,8 @@ class PodSpec(KubeModel):
         Refuse("initContainers are not run; fold the step into the container's command, or run it as a separate Job"),
     ] = None
     ephemeral_containers: Annotated[object, Refuse("ephemeral containers are not supported; remove them")] = None
-    host_pid: Annotated[object, Refuse("sharing the host's process namespace is not applied; remove hostPID")] = Field(
-        default=None, alias="hostPID"
-    )
-    host_ipc: Annotated[object, Refuse("sharing the host's IPC namespace is not applied; remove hostIPC")] = Field(
-        default=None, alias="hostIPC"
-    )
+    host_pid: bool = Field(default=False, alias="hostPID")
+    host_ipc: bool = Field(default=False, alias="hostIPC")
     host_users: Annotated[object, Refuse("user namespaces are not applied; remove hostUsers")] = None
     share_process_namespace: Annotated[
         object, Refuse("containers of a replica do not share a process namespace here; remove it")

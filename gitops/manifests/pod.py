@@ -8,6 +8,7 @@ from typing import Literal
 from gitops import model
 from gitops.manifests import configmaps, kube
 from gitops.manifests.expansion import SecretReference, expand
+from gitops.manifests.fields import IPC_SYSCTLS
 from gitops.manifests.issues import Issues
 from gitops.manifests.yamlsafe import Path
 
@@ -51,6 +52,9 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
         host_network=pod.host_network,
         image_pull_secrets=tuple(ref.name for ref in pod.image_pull_secrets),
         files=tuple(f for f in files if f is not None),
+        host_pid=pod.host_pid,
+        host_ipc=pod.host_ipc,
+        sysctls=_sysctls(pod, issues, (*path, "securityContext", "sysctls")),
     )
 
 
@@ -112,7 +116,7 @@ def _container(
                 issues.error((*path, "ports", index, "hostPort"), "with hostNetwork, hostPort must equal containerPort")
     named_ports = {p.name: p.container_port for p in container.ports if p.name}
     resources = _resources(container.resources, issues, (*path, "resources"))
-    user, read_only = _security(container, pod, issues, path)
+    user, read_only, security = _security(container, pod, issues, path)
     return model.ContainerSpec(
         name=container.name,
         image=container.image,
@@ -125,6 +129,7 @@ def _container(
         working_dir=container.working_dir,
         user=user,
         read_only_root=read_only,
+        security=security,
         mounts=_mounts(container, volumes, issues, path),
         liveness=_probe(container.liveness_probe, named_ports, issues, (*path, "livenessProbe")),
         readiness=_probe(container.readiness_probe, named_ports, issues, (*path, "readinessProbe")),
@@ -224,7 +229,9 @@ def _resources(resources: kube.ResourceRequirements | None, issues: Issues, path
     }
 
 
-def _security(container: kube.Container, pod: kube.PodSpec, issues: Issues, path: Path) -> tuple[str | None, bool]:
+def _security(
+    container: kube.Container, pod: kube.PodSpec, issues: Issues, path: Path
+) -> tuple[str | None, bool, model.SecurityContext]:
     own = container.security_context or kube.SecurityContext()
     shared = pod.security_context or kube.PodSecurityContext()
     uid = own.run_as_user if own.run_as_user is not None else shared.run_as_user
@@ -241,18 +248,47 @@ def _security(container: kube.Container, pod: kube.PodSpec, issues: Issues, path
         )
     elif non_root and uid is None:
         issues.warn((*spath, "runAsNonRoot"), "cannot be checked against the image; set runAsUser to enforce it")
-    hardening = [
-        name
-        for name, present in (
-            ("allowPrivilegeEscalation: false", own.allow_privilege_escalation is False),
-            ("capabilities.drop", bool(own.capabilities and own.capabilities.drop)),
+    caps = own.capabilities or kube.Capabilities()
+    escalation = own.allow_privilege_escalation is False
+    # As Kubernetes validates: privileged and CAP_SYS_ADMIN always allow escalation.
+    if escalation and (own.privileged or "SYS_ADMIN" in caps.add):
+        issues.error(
+            (*spath, "allowPrivilegeEscalation"),
+            "cannot be false with privileged or capabilities.add SYS_ADMIN, which allow escalation",
+            "remove one of them",
         )
-        if present
-    ]
-    if hardening:
-        issues.warn(spath, f"{' and '.join(hardening)} not applied: the container gets Docker's default privileges")
+    seccomp = own.seccomp_profile or shared.seccomp_profile or kube.SeccompProfile(type="RuntimeDefault")
     user = None if uid is None else (str(uid) if gid is None else f"{uid}:{gid}")
-    return user, own.read_only_root_filesystem
+    security = model.SecurityContext(
+        privileged=bool(own.privileged),
+        cap_add=tuple(sorted(set(caps.add))),
+        cap_drop=tuple(sorted(set(caps.drop))),
+        no_new_privileges=escalation,
+        run_as_non_root=bool(non_root),
+        seccomp=seccomp.type,
+        seccomp_profile=seccomp.localhost_profile,
+    )
+    return user, own.read_only_root_filesystem, security
+
+
+def _sysctls(pod: kube.PodSpec, issues: Issues, path: Path) -> tuple[tuple[str, str], ...]:
+    sysctls = pod.security_context.sysctls if pod.security_context else []
+    found: dict[str, str] = {}
+    for index, sysctl in enumerate(sysctls):
+        # As Kubernetes validates: a host namespace's sysctls are the node's, not the pod's.
+        on_host = (pod.host_network and sysctl.name.startswith("net.")) or (
+            pod.host_ipc and sysctl.name.startswith(IPC_SYSCTLS)
+        )
+        if on_host:
+            issues.error(
+                (*path, index, "name"),
+                f"{sysctl.name} belongs to the host namespace the pod shares (hostNetwork or hostIPC)",
+                "set it on the node instead, or stop sharing the host's namespace",
+            )
+        if sysctl.name in found:
+            issues.error((*path, index, "name"), f"sysctl {sysctl.name} is set twice")
+        found[sysctl.name] = sysctl.value
+    return tuple(sorted(found.items()))
 
 
 def _mounts(

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gitops.admission import Policy, verdict
 from gitops.cronjobs import decide, due_slots, history_to_prune, next_fire_in, run_name, slot_owner
 from gitops.identity import WorkloadKey
 from gitops.model import ManifestSet, Workload
@@ -34,6 +35,12 @@ def run_workload(cron: Workload, slot: datetime) -> Workload:
     """The Job-like workload of one run: the CronJob's pod, named after the slot."""
     completions = cron.job.completions if cron.job else 1
     return cron.model_copy(update={"name": run_name(cron.name, slot), "replicas": completions, "cron": cron.cron})
+
+
+def _admits(policies: Mapping[str, Policy], node: str, w: Workload) -> bool:
+    # A node that publishes no policy (an older daemon) admits everything, as in placement.
+    policy = policies.get(node)
+    return policy is None or not verdict(w, policy)
 
 
 class CronRuns:
@@ -63,15 +70,22 @@ class CronRuns:
         nodes: Sequence[tuple[str, Mapping[str, str]]],
         reports: Iterable[NodeStatus],
         now: datetime,
+        policies: Mapping[str, Policy] | None = None,
     ) -> None:
-        """Start the due slots this node owns, stop replaced runs, forget runs past their history."""
+        """Start the due slots this node owns, stop replaced runs, forget runs past their history.
+
+        ``policies`` are the nodes' published admission policies: a slot is owned among the nodes that admit it.
+        """
         crons = [w for w in mset.workloads if w.kind == "CronJob" and w.cron is not None]
         known = _cluster_runs(reports)
         for w in crons:
             assert w.cron is not None
             since = self._since.get(w.key, now - STARTUP_LOOKBACK)
             self._since[w.key] = now
-            owned = [s for s in due_slots(w.cron, since, now) if slot_owner(w.key, s, nodes, w.node_selector) == node]
+            admitting = [(n, labels) for n, labels in nodes if _admits(policies or {}, n, w)]
+            owned = [
+                s for s in due_slots(w.cron, since, now) if slot_owner(w.key, s, admitting, w.node_selector) == node
+            ]
             # Runs we started are running until a report (ours included) says otherwise.
             started = {r.slot: State.RUNNING for r in self.runs.values() if r.cronjob == w.key}
             runs = {**started, **known.get((w.namespace, w.name), {})}

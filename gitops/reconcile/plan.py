@@ -88,6 +88,8 @@ class PlanInputs:
     unhealthy_ids: frozenset[str] = frozenset()
     # Crash-loop backoff: replica -> earliest time (epoch seconds) of its next restart.
     restart_not_before: Mapping[ReplicaId, float] = field(default_factory=dict)
+    # Replicas this node's admission policy denies, with the rules: their containers are removed.
+    denied: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Replicas whose earlier actions are still in flight (a pull, a start, a stop): left alone.
     busy: Mapping[ReplicaId, str] = field(default_factory=dict)
     now: float = 0.0
@@ -141,6 +143,9 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
             continue
         if rid[0] in inputs.fenced:
             result.actions += _remove_all(rid, by_replica[rid], "fenced: no heartbeat reached Git within the timeout")
+            continue
+        if rid in inputs.denied:
+            result.actions += _remove_all(rid, by_replica[rid], inputs.denied[rid])
             continue
         if rid[0] in inputs.protected_keys:
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from gitops.admission import Policy, verdict
 from gitops.cluster import ClusterView, claims_expire_after
 from gitops.gpu import Gpu, assign_gpus
 from gitops.health import Health
@@ -55,6 +56,8 @@ class PassContext:
     busy: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Container output this node may publish (node config ``status_logs``), by container id.
     logs: Mapping[str, str] = field(default_factory=dict)
+    # This node's admission policy; None admits everything.
+    policy: Policy | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Decision:
     inputs: PlanInputs
     update: MemoryUpdate
     fenced: frozenset[WorkloadKey] = frozenset()
+    # Replicas placed here that this node's policy denies, with the rules: never created.
+    denied: Mapping[ReplicaId, str] = field(default_factory=dict)
 
 
 def decide(ctx: PassContext) -> Decision:
@@ -74,6 +79,8 @@ def decide(ctx: PassContext) -> Decision:
     owners = ctx.assignment.owners()
     fenced = fenced_keys(mset, ctx.silent_for)
     desired = instances(ctx, fenced)
+    denied = policy_denials(ctx.policy, desired)
+    desired = [i for i in desired if i.id not in denied]
     results = job_results(desired, obs, ctx.memory, ctx.logs)
     deadlines, deadline_results = job_deadlines(desired, obs, ctx.now)
     results.update(deadline_results)
@@ -111,6 +118,7 @@ def decide(ctx: PassContext) -> Decision:
         unhealthy_ids=obs.unhealthy_ids,
         restart_not_before=ctx.memory.not_before(),
         busy=ctx.busy,
+        denied=denied,
         now=ctx.now,
     )
     update = MemoryUpdate(
@@ -123,7 +131,15 @@ def decide(ctx: PassContext) -> Decision:
         ),
         current_specs={w.key: w.spec_hash for w in (*mset.workloads, *ctx.cron_runs)},
     )
-    return Decision(desired, inputs, update, fenced)
+    return Decision(desired, inputs, update, fenced, denied)
+
+
+def policy_denials(policy: Policy | None, desired: Sequence[Instance]) -> dict[ReplicaId, str]:
+    """Instances this node's own policy denies, whatever placement said (a peer may run an older daemon)."""
+    if policy is None:
+        return {}
+    found = {i.id: verdict(i.workload, policy) for i in desired}
+    return {rid: "denied by this node's policy: " + "; ".join(rules) for rid, rules in found.items() if rules}
 
 
 def fenced_keys(mset: ManifestSet, silent_for: float) -> frozenset[WorkloadKey]:

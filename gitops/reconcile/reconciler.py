@@ -20,8 +20,8 @@ from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
 from gitops.reconcile.memory import Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation, observe
-from gitops.reconcile.plan import Action, Instance, Plan, plan
-from gitops.reconcile.policy import PassContext, decide, fenced_keys, job_results, settle_seconds
+from gitops.reconcile.plan import Action, Plan, plan
+from gitops.reconcile.policy import Decision, PassContext, decide, fenced_keys, job_results, settle_seconds
 from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
@@ -77,7 +77,9 @@ class Reconciler:
         self.source = GitSource(config.repo, config.branch, config.path, config.state_dir, config.git_timeout, key)
         self.runtime = runtime or DockerRuntime(config.docker_host)
         self.prober = prober
-        self.executor = Executor(self.runtime, self.node, config.secrets_dir, config.state_dir / "files")
+        self.executor = Executor(
+            self.runtime, self.node, config.secrets_dir, config.state_dir / "files", config.state_dir / "seccomp"
+        )
         self.loader = DesiredLoader(self.source)
         # Commit verification (node-local, docs/security.md); None: mode off, every tip is applied.
         self.verifier = Verifier(config.verify, self.source, config.state_dir) if config.verify.mode != "off" else None
@@ -97,7 +99,7 @@ class Reconciler:
             memory_override_mib=config.memory_mib,
             reserve_cpu_millis=config.reserve_cpu_millis,
             reserve_memory_mib=config.reserve_memory_mib,
-        )
+        ).model_copy(update={"policy": config.policy})
         self.memory = Memory(backoff_scale=config.backoff_scale)
         self._recovered = False
         self._fetch_error: str | None = None
@@ -141,7 +143,8 @@ class Reconciler:
         nodes = self._nodes(view, mset)
         assignment = place(mset.workloads, nodes, view.placements())
         schedulable = [(n.name, n.labels) for n in nodes if not n.cordoned]
-        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC))
+        policies = {n.name: n.policy for n in nodes if n.policy is not None}
+        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC), policies)
         # What finished since the last pass (starts, failures) counts before deciding anew.
         self._record_outcome(self.executor.collect())
         obs = self._observe(mset)
@@ -163,6 +166,7 @@ class Reconciler:
             settle_s=self.config.settle_seconds,
             busy=self.executor.busy(),
             logs=self._logs(obs),
+            policy=self.config.policy,
         )
         decision = decide(ctx)
         the_plan = plan(decision.desired, obs.containers, decision.inputs)
@@ -187,7 +191,7 @@ class Reconciler:
                 self.memory.apply(MemoryUpdate(results=job_results(decision.desired, obs, self.memory, ctx.logs)))
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
-        self._latest = self._status(ctx, decision.desired, the_plan, errors)
+        self._latest = self._status(ctx, decision, the_plan, errors)
         report.pushed = self._push(self._latest)
         self.pass_error = None
         return report
@@ -293,17 +297,20 @@ class Reconciler:
         mask = redactor(self.config.secrets_dir)
         return {c.id: mask(self.runtime.logs_tail(c.id, 10)) for c in failed}
 
-    def _status(
-        self, ctx: PassContext, desired: list[Instance], the_plan: Plan, errors: list[ErrorStatus]
-    ) -> NodeStatus:
+    def _status(self, ctx: PassContext, decision: Decision, the_plan: Plan, errors: list[ErrorStatus]) -> NodeStatus:
         """Render this node's record from the pass's observation and plan: once per pass."""
         by_key = {w.key: w for w in (*ctx.manifests.workloads, *ctx.cron_runs)}
         live = sorted(ctx.view.live | {self.node})
-        # One node (the first live one) speaks for replicas that fit nowhere.
-        unschedulable = ctx.assignment.unschedulable if live[0] == self.node else []
+        # One node (the first live one) speaks for replicas that fit nowhere or no node admits.
+        speaks = live[0] == self.node
+        unschedulable = ctx.assignment.unschedulable if speaks else []
+        denied = [
+            *(ctx.assignment.denied if speaks else []),
+            *((r.key, r.replica, w) for r, w in decision.denied.items()),
+        ]
         now_iso = utc_now_iso()
         rows, self.memory.since = replica_rows(
-            by_key, desired, ctx.observation, the_plan, self.memory, unschedulable, now_iso
+            by_key, decision.desired, ctx.observation, the_plan, self.memory, unschedulable, now_iso, denied
         )
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))

@@ -14,7 +14,7 @@ from gitops.reconcile.memory import JobResult, Memory
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, Plan
 from gitops.states import Reason, State
-from gitops.status import Capacity, ErrorStatus, GpuStatus, NodeStatus, ReplicaStatus, RevisionStatus
+from gitops.status import Capacity, ErrorStatus, GpuStatus, NodeStatus, PolicyStatus, ReplicaStatus, RevisionStatus
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ def render(
             memory=facts.info.memory_mib,
             gpus=[GpuStatus(uuid=g.uuid, model=g.model, memory=g.memory_mib) for g in facts.gpus],
         ),
+        policy=None if facts.info.policy is None else PolicyStatus.model_validate(facts.info.policy.model_dump()),
         revision=revision,
         placement_digest=digest,
         live_nodes=list(live),
@@ -105,6 +106,7 @@ def replica_rows(
     memory: Memory,
     unschedulable: Sequence[tuple[WorkloadKey, int, str]],
     now_iso: str,
+    denied: Sequence[tuple[WorkloadKey, int, str]] = (),
 ) -> tuple[list[ReplicaStatus], dict[ReplicaId, tuple[str, str]]]:
     """Every replica row of this node's record, and the ``since`` stamps to remember."""
     b = _Rows(memory.since, now_iso)
@@ -124,11 +126,12 @@ def replica_rows(
     # Job results stay published while their spec is current, even when the index moved away.
     emitted = {r.rid for r in rows}
     rows += [b.result(rid, r) for rid, r in memory.finished.items() if rid not in emitted]
-    for key, idx, why in unschedulable:
-        w = by_key.get(key)
-        if w is not None:
-            rid = ReplicaId(key, idx)
-            rows.append(b.row(rid, w.spec_hash, None, State.UNSCHEDULABLE, Reason.UNSCHEDULABLE, why))
+    # Never created: nowhere to go, or denied by admission policy (never created either).
+    for reason, entries in ((Reason.UNSCHEDULABLE, unschedulable), (Reason.POLICY_DENIED, denied)):
+        for key, idx, why in entries:
+            w = by_key.get(key)
+            if w is not None:
+                rows.append(b.row(ReplicaId(key, idx), w.spec_hash, None, State.UNSCHEDULABLE, reason, why))
     return rows, b.since
 
 

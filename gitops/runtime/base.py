@@ -45,6 +45,15 @@ class RunRequest:
     working_dir: str | None = None
     read_only: bool = False
     gpu_ids: tuple[str, ...] = ()
+    privileged: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    # "no-new-privileges", "seccomp=unconfined" or "seccomp=<profile JSON>"
+    security_opt: tuple[str, ...] = ()
+    # "host" to share the host's PID or IPC namespace
+    pid_mode: str | None = None
+    ipc_mode: str | None = None
+    sysctls: dict[str, str] = field(default_factory=dict)
     stop_timeout: int = 30
 
 

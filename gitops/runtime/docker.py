@@ -96,6 +96,13 @@ class DockerRuntime:
             network_mode=req.network_mode,
             read_only=req.read_only or None,
             restart_policy={"Name": "no"},
+            privileged=req.privileged,
+            cap_add=list(req.cap_add) or None,
+            cap_drop=list(req.cap_drop) or None,
+            security_opt=list(req.security_opt) or None,
+            pid_mode=req.pid_mode,
+            ipc_mode=req.ipc_mode,
+            sysctls=req.sysctls or None,
             device_requests=(
                 [docker.types.DeviceRequest(device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
                 if req.gpu_ids

@@ -6,8 +6,18 @@ from pathlib import Path
 
 import pytest
 
+from gitops.admission import Policy
 from gitops.config import ConfigError, load_config
-from gitops.status import BadRecord, NodeStatus, ReplicaStatus, commit_message, content_key, dump, parse_record
+from gitops.status import (
+    BadRecord,
+    NodeStatus,
+    PolicyStatus,
+    ReplicaStatus,
+    commit_message,
+    content_key,
+    dump,
+    parse_record,
+)
 
 
 def test_status_round_trip_and_message() -> None:
@@ -54,3 +64,36 @@ def test_metrics_port_is_refused_until_metrics_exist(tmp_path: Path) -> None:
     f.write_text("metrics_port: 9100\n")
     with pytest.raises(ConfigError, match="metrics_port"):
         load_config(f, {}, {})
+
+
+def test_policy_from_config_and_environment(tmp_path: Path) -> None:
+    f = tmp_path / "config.yaml"
+    f.write_text(
+        "policy:\n  default: restricted\n  namespaces: {monitoring: privileged}\n  host_paths: [/srv/../var/log]\n"
+    )
+    cfg = load_config(f, {}, {})
+    assert cfg.policy.level_for("monitoring") == "privileged" and cfg.policy.level_for("x") == "restricted"
+    assert cfg.policy.host_paths == ("/var/log",)
+    assert load_config(None, {}, {"GITOPS_CONFIG": str(tmp_path / "no.yaml")}).policy.default == "baseline"
+    env = {"GITOPS_CONFIG": str(tmp_path / "no.yaml"), "GITOPS_POLICY": "{default: privileged}"}
+    assert load_config(None, {}, env).policy.default == "privileged"
+    f.write_text("policy: {default: open}\n")
+    with pytest.raises(ConfigError, match="default"):
+        load_config(f, {}, {})
+
+
+def test_a_peers_published_policy_is_read_as_untrusted_input() -> None:
+    st = NodeStatus(node="n", policy=PolicyStatus(namespaces={"mon": "privileged"}, host_paths=("/srv",)))
+    raw = dump(st)
+    assert b"hostPaths:\n  - /srv" in raw and b"mon: privileged" in raw
+    back = parse_record(raw, "n")
+    assert back.policy is not None and back.policy.level_for("mon") == "privileged"
+    assert isinstance(back.policy, Policy) and back.policy.host_paths == ("/srv",)
+    # Fields from a newer daemon are tolerated; a bad or oversized policy rejects the record alone.
+    assert parse_record(b"node: n\npolicy: {default: baseline, futureRule: 1}\n", "n").policy == PolicyStatus()
+    with pytest.raises(BadRecord, match=r"policy\.default"):
+        parse_record(b"node: n\npolicy: {default: lax}\n", "n")
+    many = "\n".join(f"  - /p{i}" for i in range(300))
+    with pytest.raises(BadRecord, match=r"policy\.hostPaths"):
+        parse_record(f"node: n\npolicy:\n hostPaths:\n{many}\n".encode(), "n")
+    assert parse_record(b"node: n\n", "n").policy is None

@@ -589,3 +589,15 @@ def test_gitops_status_names_a_bad_record_and_exits_0(repo: Repo, capsys: pytest
     assert main(["status", "--repo", str(repo.path)]) == 0
     out, _ = capsys.readouterr()
     assert "rejected: workloads[0].slot is not an ISO 8601 time" in out
+
+
+def test_gitops_status_shows_what_each_node_admits() -> None:
+    branches = Branches()
+    policy = {"default": "baseline", "namespaces": {"mon": "privileged"}, "hostPaths": ["/var/log"], "registries": []}
+    branches.put("n1", raw(record(node="n1", policy=policy)))
+    branches.put("n2", raw(record(node="n2")))
+    doc = status_document(ManifestSet(), look(StatusBoard(), branches, 0), "rev")
+    assert [n["policy"] for n in doc["nodes"]] == [policy, None]
+    text = render_status(json.loads(json.dumps(doc)))
+    assert "      admits baseline (mon: privileged), host paths /var/log" in text
+    assert text.count("admits") == 1

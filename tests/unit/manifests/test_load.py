@@ -272,14 +272,31 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "no container port is named 'web'",
         ),
         (
-            deployment(container="securityContext: {privileged: true}"),
-            "spec.template.spec.containers[0].securityContext.privileged",
-            "privileged",
+            deployment(container="securityContext: {privileged: true, allowPrivilegeEscalation: false}"),
+            "spec.template.spec.containers[0].securityContext.allowPrivilegeEscalation",
+            "cannot be false with privileged",
         ),
         (
-            deployment(container="securityContext: {capabilities: {add: [NET_ADMIN]}}"),
-            "spec.template.spec.containers[0].securityContext.capabilities.add",
-            "capabilities",
+            deployment(container="securityContext: {capabilities: {add: [NET_ADMN]}}"),
+            "spec.template.spec.containers[0].securityContext.capabilities.add[0]",
+            "not a Linux capability",
+        ),
+        (
+            deployment(container="securityContext: {seccompProfile: {type: Localhost}}"),
+            "spec.template.spec.containers[0].securityContext.seccompProfile",
+            "localhostProfile is required",
+        ),
+        (
+            deployment(pod="securityContext: {sysctls: [{name: vm.swappiness, value: '10'}]}"),
+            "spec.template.spec.securityContext.sysctls[0].name",
+            "not namespaced",
+        ),
+        (
+            deployment(
+                pod="hostNetwork: true\nsecurityContext: {sysctls: [{name: net.core.somaxconn, value: '1024'}]}"
+            ),
+            "spec.template.spec.securityContext.sysctls[0].name",
+            "host namespace",
         ),
         (
             deployment(pod="volumes: [{name: c, downwardAPI: {items: []}}]"),

@@ -8,6 +8,7 @@ from typing import Literal
 
 import pytest
 
+from gitops.admission import Policy
 from gitops.cronjobs import run_name, slot_owner
 from gitops.identity import WorkloadKey
 from gitops.model import CronSpec, JobSpec, ManifestSet, Workload
@@ -115,6 +116,22 @@ def test_recovered_runs_keep_the_cronjobs_pod_and_completions() -> None:
 
 
 # --- update: starting slots ---
+
+
+def test_slots_are_owned_only_among_nodes_whose_policy_admits_the_cronjob() -> None:
+    tick = cronjob(namespace="ops")
+    nodes: Sequence[tuple[str, Mapping[str, str]]] = [("n1", {}), ("n2", {}), ("n3", {})]
+    # n1 admits only images from a registry the CronJob's image is not in; n3 publishes no policy.
+    policies = {"n1": Policy(registries=("registry.example.com/**",)), "n2": Policy()}
+    due = [T0 + i * MINUTE for i in range(10)]
+    started: dict[str, set[datetime]] = {}
+    for node in ("n1", "n2", "n3"):
+        runs = CronRuns()
+        runs.update(manifests(tick), node, nodes, [], T0 - timedelta(seconds=30), policies)
+        runs.update(manifests(tick), node, nodes, [], T0 + 9 * MINUTE + timedelta(seconds=1), policies)
+        started[node] = slots(runs)
+    assert started["n1"] == set() and started["n2"] and started["n3"]
+    assert started["n2"] | started["n3"] == set(due) and not started["n2"] & started["n3"]
 
 
 def test_update_starts_due_slots_this_node_owns_and_no_others() -> None:

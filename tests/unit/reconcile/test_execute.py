@@ -9,7 +9,18 @@ from types import SimpleNamespace
 import pytest
 
 from gitops.identity import ContainerIdentity, Observed, ReplicaId, pod_label_filters
-from gitops.model import ContainerSpec, EnvVar, JobSpec, Mount, PodSpec, PortSpec, PullPolicy, SecretRef, Workload
+from gitops.model import (
+    ContainerSpec,
+    EnvVar,
+    JobSpec,
+    Mount,
+    PodSpec,
+    PortSpec,
+    PullPolicy,
+    SecretRef,
+    SecurityContext,
+    Workload,
+)
 from gitops.reconcile import execute as execute_module
 from gitops.reconcile.execute import PULL_RETRY_MIN_S, Executor
 from gitops.reconcile.plan import Action, Instance
@@ -36,7 +47,9 @@ def engine() -> FakeRuntime:
 
 def executor(engine: FakeRuntime, secrets_dir: Path, workers: int = 4) -> Executor:
     runtime: Runtime = engine  # the fake satisfies the Protocol structurally
-    return Executor(runtime, NODE, secrets_dir, secrets_dir.parent / "files", workers=workers)
+    return Executor(
+        runtime, NODE, secrets_dir, secrets_dir.parent / "files", secrets_dir.parent / "seccomp", workers=workers
+    )
 
 
 def runs(inst: Instance) -> list[Action]:
@@ -465,3 +478,54 @@ def test_a_broken_pull_secret_fails_the_pull_naming_it(engine: FakeRuntime, secr
     reason, message = out.failures[inst.id]
     assert reason == "ImagePullFailed" and "imagePullSecret bad/.dockerconfigjson is not JSON" in message
     assert "hunter2" not in message and engine.ops("pull", "run") == []
+
+
+def test_security_context_reaches_the_run_request(engine: FakeRuntime, secrets: Path) -> None:
+    security = SecurityContext(privileged=True, cap_add=("NET_ADMIN",), cap_drop=("ALL",), seccomp="Unconfined")
+    hardened = SecurityContext(no_new_privileges=True)
+    pod = PodSpec(
+        containers=(
+            ContainerSpec(name="main", image="img", security=security),
+            ContainerSpec(name="side", image="img", security=hardened),
+        ),
+        host_pid=True,
+        host_ipc=True,
+        sysctls=(("kernel.msgmax", "65536"), ("net.core.somaxconn", "1024")),
+    )
+    executor(engine, secrets).execute(runs(Instance(workload(pod=pod), 0, "r")))
+    main, side = engine.requests
+    assert (main.privileged, main.cap_add, main.cap_drop) == (True, ("NET_ADMIN",), ("ALL",))
+    assert main.security_opt == ("seccomp=unconfined",) and side.security_opt == ("no-new-privileges",)
+    assert (main.pid_mode, main.ipc_mode, side.pid_mode, side.ipc_mode) == ("host", "host", "host", "host")
+    # The sidecar shares the first container's network namespace, so only its own IPC sysctl is set on it.
+    assert main.sysctls == {"kernel.msgmax": "65536", "net.core.somaxconn": "1024"}
+    assert side.sysctls == {"kernel.msgmax": "65536"}
+
+
+def test_localhost_seccomp_reads_the_nodes_profile_or_fails_the_replica(engine: FakeRuntime, secrets: Path) -> None:
+    security = SecurityContext(seccomp="Localhost", seccomp_profile="team/strict.json", no_new_privileges=True)
+    inst = Instance(
+        workload(pod=PodSpec(containers=(ContainerSpec(name="main", image="img", security=security),))), 0, "r"
+    )
+    out = executor(engine, secrets).execute(runs(inst))
+    reason, message = out.failures[inst.id]
+    assert reason == "SeccompProfileMissing" and "team/strict.json" in message
+    assert engine.ops("run") == []
+    profile = secrets.parent / "seccomp" / "team" / "strict.json"
+    profile.parent.mkdir(parents=True)
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW"}')
+    out = executor(engine, secrets).execute(runs(inst))
+    assert out.ran == {inst.id}
+    assert engine.requests[0].security_opt == ("no-new-privileges", 'seccomp={"defaultAction": "SCMP_ACT_ALLOW"}')
+
+
+def test_host_path_binds_are_the_normalised_path_admission_judged(engine: FakeRuntime, secrets: Path) -> None:
+    mounts = (Mount(target="/h", type="hostPath", source="/srv/../etc", sub_path="ssl"),)
+    executor(engine, secrets).execute(
+        runs(
+            Instance(
+                workload(pod=PodSpec(containers=(ContainerSpec(name="main", image="img", mounts=mounts),))), 0, "r"
+            )
+        )
+    )
+    assert engine.requests[0].binds == ["/etc/ssl:/h:rw"]

@@ -115,7 +115,7 @@ def test_the_executor_mounts_files_and_builds_env_from_sources(tmp_path: Path, s
     files = volume(VolumeFile(path="pw", secret=SecretRef(name="db", key="password")))
     w = workload(pod=PodSpec(containers=(main,), files=(files,)))
     engine = FakeRuntime(images={"img"})
-    executor = Executor(engine, "n1", secrets, tmp_path / "files")
+    executor = Executor(engine, "n1", secrets, tmp_path / "files", tmp_path / "seccomp")
     inst = Instance(w, 0, "rev")
     out = executor.execute([Action("run", inst.id, "missing", instance=inst, container=main)])
     assert out.failures == {}
@@ -132,7 +132,7 @@ def test_env_from_a_missing_secret_is_a_replica_failure(tmp_path: Path, secrets:
     main = ContainerSpec(name="main", image="img", env_from=(EnvFrom(secret=SecretRef(name="absent")),))
     inst = Instance(workload(pod=PodSpec(containers=(main,))), 0, "rev")
     engine = FakeRuntime(images={"img"})
-    out = Executor(engine, "n1", secrets, tmp_path / "files").execute(
+    out = Executor(engine, "n1", secrets, tmp_path / "files", tmp_path / "seccomp").execute(
         [Action("run", inst.id, "missing", instance=inst, container=main)]
     )
     reason, message = out.failures[inst.id]

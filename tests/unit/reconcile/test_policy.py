@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 
+from gitops.admission import Policy
 from gitops.cluster import ClusterView
 from gitops.gpu import Gpu
 from gitops.identity import Observed, ReplicaId
-from gitops.model import ClusterSpec, ContainerSpec, JobSpec, ManifestSet, PodSpec, Workload
+from gitops.model import ClusterSpec, ContainerSpec, JobSpec, ManifestSet, PodSpec, SecurityContext, Workload
 from gitops.placement import Assignment
 from gitops.reconcile import policy
 from gitops.reconcile.memory import JobResult, Memory, RestartTrack
 from gitops.reconcile.observe import observe
+from gitops.reconcile.plan import plan
 from gitops.reconcile.policy import Decision, PassContext, decide
 from gitops.states import Reason, State
 from gitops.status import NodeStatus, ReplicaStatus
@@ -353,3 +355,26 @@ def test_the_policy_imports_no_engine_git_or_clock() -> None:
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     assert not names & {"time", "datetime", "subprocess", "docker", "gitops.source"}
+
+
+# -- admission -------------------------------------------------------------------------
+
+
+def test_a_replica_its_own_policy_denies_is_never_created_and_its_container_goes() -> None:
+    priv = workload(
+        "p",
+        2,
+        pod=PodSpec(containers=(ContainerSpec(name="main", image="img", security=SecurityContext(privileged=True)),)),
+    )
+    plain = workload("plain")
+    # Placed here anyway (a peer running an older daemon), and one replica already runs from before.
+    running = observed(priv, 1)
+    d = run([priv, plain], mine=[(priv, 0), (priv, 1), (plain, 0)], containers=[running], policy=Policy())
+    assert [i.id for i in d.desired] == [ReplicaId(plain.key, 0)]
+    assert set(d.denied) == {ReplicaId(priv.key, 0), ReplicaId(priv.key, 1)}
+    assert "baseline forbids privileged (container main)" in d.denied[ReplicaId(priv.key, 0)]
+    actions = plan(d.desired, [running], d.inputs).actions
+    [removal] = [a for a in actions if a.replica.key == priv.key]
+    assert (removal.op, removal.replica) == ("remove", ReplicaId(priv.key, 1))
+    assert removal.cause.startswith("denied by this node's policy")
+    assert run([priv], mine=[(priv, 0)], policy=Policy(default="privileged")).denied == {}

@@ -85,3 +85,13 @@ def test_a_halted_rollout_is_named_on_the_replica_at_the_failed_spec() -> None:
         "not ready within 30s",
         w.spec_hash,  # peers read it to halt the same rollout on their replicas
     )
+
+
+def test_denied_replicas_are_reported_as_policy_denied_never_created() -> None:
+    w = workload("p")
+    rows, _ = replica_rows(
+        {w.key: w}, [], observe([], [w], {}, None, 0.0), Plan(), Memory(), [], T1, [(w.key, 0, "why")]
+    )
+    assert [(r.replica, r.state, r.reason, r.message, r.container) for r in rows] == [
+        (0, State.UNSCHEDULABLE, Reason.POLICY_DENIED, "why", None)
+    ]
