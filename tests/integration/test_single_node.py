@@ -9,6 +9,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from gitops.admission import Policy
 from gitops.reconcile.reconciler import PassReport, Reconciler
 from tests.builders import INFER, SERVE, TEST_IMAGE, deployment, job
 from tests.helpers import DOCKER_HOST, Repo, git, make_reconciler, managed, wait_for
@@ -187,7 +188,8 @@ def test_host_to_container_propagation_reaches_docker(repo: Repo, node_name: str
             " mountPropagation: HostToContainer}]",
         ),
     )
-    reconciler(repo, node_name, tmp_path).run_pass()
+    # baseline admits a hostPath under an allowed prefix only (docs/security.md).
+    reconciler(repo, node_name, tmp_path, policy=Policy(host_paths=[str(host)])).run_pass()
     [row] = running(node_name)
     with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
         container = client.containers.get(row["Id"])
