@@ -69,8 +69,8 @@ def _no_legacy_init_containers(annotations: dict[str, str]) -> dict[str, str]:
     legacy = [k for k in annotations if k.endswith("kubernetes.io/init-containers")]
     if legacy:
         raise refusal(
-            f"annotation '{legacy[0]}' declares init containers, which are not run; "
-            "fold the step into the container's command or run it as a separate Job"
+            f"annotation '{legacy[0]}' declares init containers the legacy way, which is not read; "
+            "list them under spec.initContainers"
         )
     return annotations
 
@@ -219,6 +219,39 @@ class TCPSocketAction(KubeModel):
     host: str | None = None
 
 
+class SleepAction(KubeModel):
+    """lifecycle.*.sleep."""
+
+    seconds: Seconds
+
+
+class LifecycleHandler(KubeModel):
+    """lifecycle.postStart / lifecycle.preStop: exactly one of exec, httpGet and sleep."""
+
+    exec: ExecAction | None = None
+    http_get: HTTPGetAction | None = None
+    sleep: SleepAction | None = None
+    tcp_socket: Annotated[object, Refuse("tcpSocket hooks are deprecated and not run; use exec, httpGet or sleep")] = (
+        None
+    )
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> LifecycleHandler:
+        if sum(h is not None for h in (self.exec, self.http_get, self.sleep)) != 1:
+            raise ValueError("set exactly one of exec, httpGet and sleep")
+        return self
+
+
+class Lifecycle(KubeModel):
+    """containers[].lifecycle."""
+
+    post_start: LifecycleHandler | None = None
+    pre_stop: LifecycleHandler | None = None
+    stop_signal: Annotated[
+        object, Refuse("stopSignal is not applied; handle SIGTERM, or set STOPSIGNAL in the image")
+    ] = None
+
+
 class Probe(KubeModel):
     """livenessProbe / readinessProbe / startupProbe."""
 
@@ -320,10 +353,7 @@ class Container(KubeModel):
     readiness_probe: Probe | None = None
     startup_probe: Probe | None = None
     security_context: SecurityContext | None = None
-    lifecycle: Annotated[
-        object,
-        Refuse("lifecycle hooks are not run; do postStart work in the command and handle SIGTERM for shutdown"),
-    ] = None
+    lifecycle: Lifecycle | None = None
     termination_message_path: Annotated[object, Ignore("exit status and logs are reported instead")] = None
     termination_message_policy: Annotated[object, Ignore("exit status and logs are reported instead")] = None
     stdin: Annotated[object, Ignore("containers here get no attached stdin")] = None
@@ -331,9 +361,8 @@ class Container(KubeModel):
     tty: Annotated[object, Ignore("containers here get no terminal")] = None
     resize_policy: Annotated[object, Ignore("resources change by a new commit, which replaces the container")] = None
     volume_devices: Annotated[object, Refuse("raw block devices are not supported; remove volumeDevices")] = None
-    restart_policy: Annotated[
-        object, Refuse("per-container restartPolicy is for sidecar init containers, which are not supported")
-    ] = None
+    # Only "Always", and only in initContainers: a native sidecar (checked in pod.py).
+    restart_policy: Literal["Always"] | None = None
 
 
 # --- volumes ----------------------------------------------------------------------------------
@@ -451,10 +480,7 @@ class PodSpec(KubeModel):
     host_network: bool = False
     security_context: PodSecurityContext | None = None
     affinity: Affinity | None = None
-    init_containers: Annotated[
-        object,
-        Refuse("initContainers are not run; fold the step into the container's command, or run it as a separate Job"),
-    ] = None
+    init_containers: list[Container] = Field(default_factory=list)
     ephemeral_containers: Annotated[object, Refuse("ephemeral containers are not supported; remove them")] = None
     host_pid: Annotated[object, Refuse("sharing the host's process namespace is not applied; remove hostPID")] = Field(
         default=None, alias="hostPID"

@@ -26,28 +26,78 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
     before = len(issues.errors)
     restart = _restart_policy(pod.restart_policy, ctx.kind, issues, (*path, "restartPolicy"))
     volumes = _volumes(pod, issues, path)
-    containers = []
-    seen: dict[str, int] = {}
-    for index, container in enumerate(pod.containers):
-        cpath = (*path, "containers", index)
-        if container.name in seen:
-            issues.error(
-                (*cpath, "name"),
-                f"container name '{container.name}' is already used by containers[{seen[container.name]}]",
-            )
-        seen.setdefault(container.name, index)
-        containers.append(_container(container, pod, volumes, ctx, issues, cpath))
-    _check_host_ports(containers, issues, path)
+    seen: dict[str, str] = {}
+    inits = _containers("initContainers", pod, volumes, ctx, seen, issues, path)
+    containers = _containers("containers", pod, volumes, ctx, seen, issues, path)
+    _check_host_ports(
+        [((*path, "initContainers", i), c) for i, c in enumerate(inits)]
+        + [((*path, "containers", i), c) for i, c in enumerate(containers)],
+        issues,
+    )
     if len(issues.errors) > before:
         return None
     return model.PodSpec(
         containers=tuple(containers),
+        init_containers=tuple(inits),
         restart_policy=restart,
         termination_grace_s=(
             _DEFAULT_GRACE_S if pod.termination_grace_period_seconds is None else pod.termination_grace_period_seconds
         ),
         host_network=pod.host_network,
     )
+
+
+def _containers(
+    field: str,
+    pod: kube.PodSpec,
+    volumes: dict[str, kube.Volume],
+    ctx: PodContext,
+    seen: dict[str, str],
+    issues: Issues,
+    path: Path,
+) -> list[model.ContainerSpec]:
+    out = []
+    for index, container in enumerate(pod.init_containers if field == "initContainers" else pod.containers):
+        cpath = (*path, field, index)
+        if container.name in seen:
+            issues.error(
+                (*cpath, "name"), f"container name '{container.name}' is already used by {seen[container.name]}"
+            )
+        seen.setdefault(container.name, f"{field}[{index}]")
+        spec = _container(container, pod, volumes, ctx, issues, cpath)
+        if field == "initContainers":
+            _check_init(spec, issues, cpath)
+        elif spec.restart_policy is not None:
+            issues.error(
+                (*cpath, "restartPolicy"),
+                "only init containers take restartPolicy Always (a native sidecar)",
+                "remove it, or move the container to initContainers to run it as a sidecar",
+            )
+        out.append(spec)
+    return out
+
+
+def _check_init(spec: model.ContainerSpec, issues: Issues, path: Path) -> None:
+    """Kubernetes' rules for init containers, and what Docker cannot give them."""
+    if spec.gpus:
+        issues.error((*path, "resources", "limits", "nvidia.com/gpu"), "GPUs go to app containers only; remove it")
+    if spec.restart_policy == "Always":
+        return
+    for name, present in (
+        ("lifecycle", spec.hooks is not None),
+        ("livenessProbe", spec.liveness is not None),
+        ("readinessProbe", spec.readiness is not None),
+        ("startupProbe", spec.startup is not None),
+    ):
+        if present:
+            issues.error(
+                (*path, name),
+                "an init container runs to completion, so it takes no probes or hooks",
+                "remove it, or set restartPolicy: Always to run the container as a native sidecar",
+            )
+    for index, port in enumerate(spec.ports):
+        if port.host_port is not None:
+            issues.error((*path, "ports", index, "hostPort"), "an init container publishes no ports; remove hostPort")
 
 
 def _restart_policy(
@@ -124,6 +174,8 @@ def _container(
         liveness=_probe(container.liveness_probe, named_ports, issues, (*path, "livenessProbe")),
         readiness=_probe(container.readiness_probe, named_ports, issues, (*path, "readinessProbe")),
         startup=_probe(container.startup_probe, named_ports, issues, (*path, "startupProbe")),
+        hooks=_hooks(container.lifecycle, named_ports, issues, (*path, "lifecycle")),
+        restart_policy=container.restart_policy,
         **resources,
     )
 
@@ -310,6 +362,43 @@ def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues
     )
 
 
+# The kubelet gives an httpGet hook no timeout of its own; the grace period bounds a preStop.
+_HOOK_HTTP_TIMEOUT_S = 10
+
+
+def _hooks(
+    lifecycle: kube.Lifecycle | None, named_ports: dict[str, int], issues: Issues, path: Path
+) -> model.Hooks | None:
+    if lifecycle is None or (lifecycle.post_start is None and lifecycle.pre_stop is None):
+        return None
+    return model.Hooks(
+        post_start=_hook(lifecycle.post_start, named_ports, issues, (*path, "postStart")),
+        pre_stop=_hook(lifecycle.pre_stop, named_ports, issues, (*path, "preStop")),
+    )
+
+
+def _hook(
+    hook: kube.LifecycleHandler | None, named_ports: dict[str, int], issues: Issues, path: Path
+) -> model.Handler | None:
+    if hook is None:
+        return None
+    if hook.exec is not None:
+        return model.Handler(handler="exec", command=tuple(hook.exec.command))
+    if hook.sleep is not None:
+        return model.Handler(handler="sleep", timeout_s=hook.sleep.seconds)
+    assert hook.http_get is not None  # the model requires exactly one handler
+    get = hook.http_get
+    return model.Handler(
+        handler="httpGet",
+        path=get.path,
+        scheme=get.scheme,
+        host=get.host,
+        port=_port(get.port, named_ports, issues, (*path, "httpGet", "port")),
+        headers=tuple((h.name, h.value) for h in get.http_headers),
+        timeout_s=_HOOK_HTTP_TIMEOUT_S,
+    )
+
+
 def _port(port: int | str, named_ports: dict[str, int], issues: Issues, path: Path) -> int:
     if isinstance(port, int):
         return port
@@ -320,16 +409,13 @@ def _port(port: int | str, named_ports: dict[str, int], issues: Issues, path: Pa
     return 0
 
 
-def _check_host_ports(containers: list[model.ContainerSpec], issues: Issues, path: Path) -> None:
+def _check_host_ports(containers: list[tuple[Path, model.ContainerSpec]], issues: Issues) -> None:
     seen: set[tuple[int, str]] = set()
-    for index, container in enumerate(containers):
+    for path, container in containers:
         for port in container.ports:
             if port.host_port is None:
                 continue
             key = (port.host_port, port.protocol)
             if key in seen:
-                issues.error(
-                    (*path, "containers", index, "ports"),
-                    f"hostPort {port.host_port}/{port.protocol} is used twice",
-                )
+                issues.error((*path, "ports"), f"hostPort {port.host_port}/{port.protocol} is used twice")
             seen.add(key)
