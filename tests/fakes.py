@@ -50,6 +50,8 @@ class FakeRuntime:
     requests: list[RunRequest] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     max_in_flight: int = 0
+    # container-name fragment -> the exit code ``wait`` reports (init containers)
+    exit_codes: dict[str, int] = field(default_factory=dict)
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)
     _delays: dict[str, float] = field(default_factory=dict)
     _holds: dict[str, threading.Event] = field(default_factory=dict)
@@ -171,18 +173,27 @@ class FakeRuntime:
         self._call("start", cid)
         self._set_state(cid, "running")
 
-    def stop(self, cid: str) -> None:
+    def stop(self, cid: str, grace_s: int | None = None) -> None:
         self._call("stop", cid)
         self._set_state(cid, "exited", 0)
 
-    def restart(self, cid: str) -> None:
+    def restart(self, cid: str, grace_s: int | None = None) -> None:
         self._call("restart", cid)
         self._set_state(cid, "running")
 
-    def remove(self, cid: str) -> None:
+    def remove(self, cid: str, grace_s: int | None = None) -> None:
         self._call("remove", cid)
         with self._lock:
             self.containers.pop(cid, None)
+
+    def wait(self, cid: str, timeout_s: float) -> int | None:
+        """Exits at once with the code ``exit_codes`` holds for a fragment of its name (else 0)."""
+        self._call("wait", cid)
+        with self._lock:
+            name = self.containers[cid].name
+        code = next((v for k, v in self.exit_codes.items() if k in name), 0)
+        self._set_state(cid, "exited", code)
+        return code
 
     def logs_tail(self, cid: str, lines: int = 20) -> str:
         self._call("logs_tail", cid)

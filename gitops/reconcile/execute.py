@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
-from gitops.model import ContainerSpec, EnvVar
+from gitops.model import ContainerSpec, EnvVar, Hooks
+from gitops.reconcile import hooks
 from gitops.reconcile.plan import Action, Instance
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, read_secret
@@ -26,19 +27,26 @@ START_WAIT_S = 10.0
 # Image pulls that failed are retried with backoff, not on every pass.
 PULL_RETRY_MIN_S = 10.0
 PULL_RETRY_MAX_S = 300.0
+# How long one engine call waits for an init container to exit; the wait is repeated until it does.
+INIT_POLL_S = 30.0
+# A postStart hook that takes longer fails (the kubelet has no limit, but a worker must come back).
+POST_START_LIMIT_S = 120.0
 
 
 def identity_of(inst: Instance, spec: ContainerSpec, node: str) -> ContainerIdentity:
     """The identity one container of ``inst`` carries in its labels and name."""
     pod = inst.workload.pod
+    role = "" if spec in pod.containers else ("sidecar" if spec.restart_policy == "Always" else "init")
     return ContainerIdentity(
         node=node,
         rid=inst.id,
         spec_hash=inst.spec_hash,
         revision=inst.revision,
         container=spec.name,
-        gpu_ids=inst.gpu_ids,
-        has_emptydir=any(m.type == "emptyDir" for c in pod.containers for m in c.mounts),
+        gpu_ids=() if role == "init" else inst.gpu_ids,
+        has_emptydir=any(m.type == "emptyDir" for c in (*pod.init_containers, *pod.containers) for m in c.mounts),
+        role=role,
+        hooks=hooks.encode(spec.hooks),
     )
 
 
@@ -138,23 +146,34 @@ class Executor:
         futures = []
         for rid, group in groups.items():
             if all(a.op == "remove" and a.target is not None for a in group):
-                for a in group:
-                    self._leave(a)
+                self._leave_all(group)
                 continue
             with self._lock:
                 if rid in self._busy:
                     continue
                 self._busy[rid] = group[0].describe()
-            pool = self._starters if any(a.op == "run" for a in group) else self._stoppers
+            # Creating a pod with init containers mostly waits for them: the wide pool takes it.
+            runs = [a for a in group if a.op == "run"]
+            waits = any(a.instance is not None and a.instance.workload.pod.init_containers for a in runs)
+            pool = self._starters if runs and not waits else self._stoppers
             futures.append(pool.submit(self._run_group, rid, group, pulled))
         return futures
 
-    def _leave(self, action: Action) -> None:
+    def _leave_all(self, actions: list[Action]) -> None:
+        # Native sidecars stop last, once the app containers they serve are gone.
+        apps = [f for a in actions if a.target is not None and a.target.role != "sidecar" if (f := self._leave(a))]
+        for a in actions:
+            if a.target is not None and a.target.role == "sidecar":
+                self._leave(a, after=apps)
+
+    def _leave(self, action: Action, after: list[Future[None]] | None = None) -> Future[None] | None:
         target = action.target
         assert target is not None
 
         def reap() -> None:
             try:
+                # The futures waited for were submitted first, so the FIFO pool has picked them up.
+                wait(after or [])
                 self._remove(target)
                 log.info("%s", action.describe())
             except (RuntimeFailure, RuntimeUnavailable) as e:
@@ -165,12 +184,12 @@ class Executor:
 
         with self._lock:
             if target.id in self._leaving:
-                return
+                return None
             self._leaving.add(target.id)
-        self._stoppers.submit(reap)
+        return self._stoppers.submit(reap)
 
     def _remove(self, target: Observed) -> None:
-        self.runtime.remove(target.id)
+        self.runtime.remove(target.id, hooks.pre_stop(self.runtime, target))
         if target.has_emptydir:
             # emptyDir lives as long as its pod: drop the volumes of this replica and spec.
             self.runtime.remove_volumes(pod_label_filters(target.labels))
@@ -178,12 +197,13 @@ class Executor:
     def _run_group(self, rid: ReplicaId, actions: list[Action], pulled: set[str]) -> None:
         """One replica's actions in order; the first failure skips the rest."""
         out = Outcome()
+        inits_done: set[str] = set()
         try:
             for action in actions:
                 with self._lock:
                     self._busy[rid] = action.describe()
                 try:
-                    self._apply(action, out, pulled)
+                    self._apply(action, out, pulled, inits_done)
                     log.info("%s", action.describe())
                 except RuntimeFailure as e:
                     log.warning("%s failed: %s", action.describe(), e)
@@ -196,7 +216,7 @@ class Executor:
                 self._busy.pop(rid, None)
                 self._done.merge(out)
 
-    def _apply(self, action: Action, out: Outcome, pulled: set[str]) -> None:
+    def _apply(self, action: Action, out: Outcome, pulled: set[str], inits_done: set[str]) -> None:
         rid, target = action.replica, action.target
         if action.op == "remove" and target is not None:
             self._remove(target)
@@ -204,19 +224,57 @@ class Executor:
         elif action.op == "start" and target is not None:
             self.runtime.start(target.id)
             out.started.add(rid)
+            self._post_start(target.id, hooks.decode(target))
         elif action.op == "stop" and target is not None:
-            self.runtime.stop(target.id)
+            self.runtime.stop(target.id, hooks.pre_stop(self.runtime, target))
         elif action.op == "restart" and target is not None:
-            self.runtime.restart(target.id)
+            self.runtime.restart(target.id, hooks.pre_stop(self.runtime, target))
             out.started.add(rid)
+            self._post_start(target.id, hooks.decode(target))
         elif action.op == "run" and action.instance is not None and action.container is not None:
-            with self._lock:
-                self._busy[rid] = f"pulling image {action.container.image}"
-            self._ensure_image(action.container, pulled)
-            with self._lock:
-                self._busy[rid] = action.describe()
-            self.runtime.run(self._request(action.instance, action.container))
+            self._run_inits_before(action.instance, action.container, pulled, inits_done)
+            self._pull(rid, action.container, pulled, action.describe())
+            cid = self.runtime.run(self._request(action.instance, action.container))
+            self._post_start(cid, action.container.hooks)
             out.ran.add(rid)
+
+    def _pull(self, rid: ReplicaId, spec: ContainerSpec, pulled: set[str], then: str) -> None:
+        with self._lock:
+            self._busy[rid] = f"pulling image {spec.image}"
+        self._ensure_image(spec, pulled)
+        with self._lock:
+            self._busy[rid] = then
+
+    def _run_inits_before(self, inst: Instance, spec: ContainerSpec, pulled: set[str], done: set[str]) -> None:
+        """Run, in order and each to completion, the plain init containers that start before ``spec``."""
+        pod = inst.workload.pod
+        plain = [c for c in pod.init_containers if c.restart_policy != "Always"]
+        for init in pod.init_containers:
+            if init.name == spec.name:
+                return
+            if init.restart_policy == "Always" or init.name in done:
+                continue
+            self._pull(inst.id, init, pulled, f"Init:{len(done)}/{len(plain)} running init container {init.name}")
+            cid = self.runtime.run(self._request(inst, init))
+            code = self.runtime.wait(cid, INIT_POLL_S)
+            while code is None:
+                code = self.runtime.wait(cid, INIT_POLL_S)
+            if code != 0:
+                # Kept (exited) for `docker logs` until the replica is tried again.
+                reason = "Init:Error" if pod.restart_policy == "Never" else "Init:CrashLoopBackOff"
+                raise RuntimeFailure(f"init container {init.name} exited with code {code}", reason)
+            # Its work lives on in the pod's volumes; the container itself is done.
+            self.runtime.remove(cid)
+            done.add(init.name)
+
+    def _post_start(self, cid: str, container_hooks: Hooks | None) -> None:
+        if container_hooks is None or container_hooks.post_start is None:
+            return
+        why = hooks.run_hook(self.runtime, cid, container_hooks.post_start, POST_START_LIMIT_S)
+        if why is not None:
+            # As the kubelet does: the container is killed and restarted by its restart policy.
+            self.runtime.stop(cid, hooks.MIN_STOP_GRACE_S)
+            raise RuntimeFailure(f"postStart hook failed: {why}", "FailedPostStartHook")
 
     def _ensure_image(self, spec: ContainerSpec, pulled: set[str]) -> None:
         # One pull per image at a time: replicas of one image must not race to pull it, and a
@@ -257,17 +315,18 @@ class Executor:
 
     def _request(self, inst: Instance, spec: ContainerSpec) -> RunRequest:
         pod = inst.workload.pod
-        first = pod.containers[0]
+        first = pod.long_running()[0]
         is_first = spec.name == first.name
         ident = identity_of(inst, spec, self.node)
         ports: dict[str, int | None] = {}
         if is_first:
-            # Containers of a pod share the first one's network namespace, so it publishes all ports.
-            for c in pod.containers:
+            # A pod's long-running containers share the first one's network namespace, so it publishes all ports.
+            for c in pod.long_running():
                 for p in c.ports:
                     ports[f"{p.container_port}/{p.protocol}"] = p.host_port
         network_mode = "host" if pod.host_network else None
-        if not is_first and not pod.host_network:
+        # Plain init containers run before that namespace exists: they get their own.
+        if not is_first and not pod.host_network and ident.role != "init":
             network_mode = "container:" + identity_of(inst, first, self.node).name(first.name)
         return RunRequest(
             name=ident.name(first.name),

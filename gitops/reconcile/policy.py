@@ -99,6 +99,7 @@ def decide(ctx: PassContext) -> Decision:
         unhealthy_ids=obs.unhealthy_ids,
         restart_not_before=ctx.memory.not_before(),
         busy=ctx.busy,
+        init_failed=frozenset(rid for rid, (reason, _) in ctx.memory.failures.items() if reason.startswith("Init:")),
         now=ctx.now,
     )
     update = MemoryUpdate(
@@ -178,7 +179,8 @@ def job_results(
         known = memory.finished.get(rid)
         if w.kind not in JOB_KINDS or (known is not None and known.spec_hash == inst.spec_hash):
             continue
-        current = [c for c in obs.by_replica.get(rid, []) if c.spec_hash == inst.spec_hash]
+        # A Job ends with its main containers; its native sidecars are stopped then.
+        current = [c for c in obs.by_replica.get(rid, []) if c.spec_hash == inst.spec_hash and c.role != "sidecar"]
         exited = [c for c in current if c.state != "running"]
         if not current or not exited:
             continue

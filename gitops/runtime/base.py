@@ -86,16 +86,20 @@ class Runtime(ProbeRuntime, Protocol):
         """Start an existing, stopped container."""
         ...
 
-    def stop(self, cid: str) -> None:
-        """Stop within the container's grace period, keeping it."""
+    def stop(self, cid: str, grace_s: int | None = None) -> None:
+        """Stop within the grace period (``grace_s``: what a preStop hook left of it), keeping it."""
         ...
 
-    def restart(self, cid: str) -> None:
+    def restart(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the grace period and start again."""
         ...
 
-    def remove(self, cid: str) -> None:
+    def remove(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the grace period, then remove; gone already counts as done."""
+        ...
+
+    def wait(self, cid: str, timeout_s: float) -> int | None:
+        """The exit code once the container has exited, or None if it still runs after ``timeout_s``."""
         ...
 
     def logs_tail(self, cid: str, lines: int = 20) -> str:

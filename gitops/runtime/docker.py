@@ -125,30 +125,48 @@ class DockerRuntime:
         """Start an existing, stopped container."""
         self._call(self.api.start, cid)
 
-    def stop(self, cid: str) -> None:
+    def stop(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the container's grace period, keeping it (and its logs)."""
-        self._stop(cid)
+        self._stop(cid, grace_s)
 
-    def restart(self, cid: str) -> None:
+    def restart(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the container's grace period and start it again (liveness failure)."""
-        self._stop(cid)
+        self._stop(cid, grace_s)
         self._call(self.api.start, cid)
 
-    def remove(self, cid: str) -> None:
+    def remove(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the container's own grace period, then remove; gone already counts as done."""
         try:
-            self._stop(cid)
+            self._stop(cid, grace_s)
             self._call(self.api.remove_container, cid, v=True)
         except RuntimeFailure as e:
             if e.reason != "NotFound":
                 raise
 
-    def _stop(self, cid: str) -> None:
+    def _stop(self, cid: str, grace_s: int | None) -> None:
         # Passing the container's own grace period lets the HTTP call wait that long plus the
         # client timeout; without it docker-py allows 10 s, and a 120 s grace would time out.
-        info = self.inspect(cid)
-        grace = (info.get("Config") or {}).get("StopTimeout")
-        self._call(self.api.stop, cid, timeout=grace if isinstance(grace, int) else 10)
+        if grace_s is None:
+            info = self.inspect(cid)
+            grace = (info.get("Config") or {}).get("StopTimeout")
+            grace_s = grace if isinstance(grace, int) else 10
+        self._call(self.api.stop, cid, timeout=grace_s)
+
+    def wait(self, cid: str, timeout_s: float) -> int | None:
+        """The exit code once the container has exited, or None if it still runs after ``timeout_s``."""
+        try:
+            result = self.api.wait(cid, timeout=timeout_s)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as e:
+            # docker-py reports a read timeout on the long-polled wait as either of these.
+            if isinstance(e, requests.exceptions.ReadTimeout) or "timed out" in str(e).lower():
+                return None
+            raise RuntimeUnavailable(f"docker engine unreachable: {e}") from e
+        except docker.errors.NotFound as e:
+            raise RuntimeFailure(e.explanation or str(e), "NotFound") from e
+        except docker.errors.APIError as e:
+            raise RuntimeFailure(str(e.explanation or e)) from e
+        code = result.get("StatusCode")
+        return code if isinstance(code, int) else -1
 
     def logs_tail(self, cid: str, lines: int = 20) -> str:
         """Last lines of a container's output, for failure reports."""

@@ -259,9 +259,14 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "configMap volumes are not supported",
         ),
         (
-            deployment(pod="initContainers: [{name: i, image: busybox}]"),
-            "spec.template.spec.initContainers",
-            "initContainers are not run",
+            deployment(pod="initContainers: [{name: i, image: busybox, readinessProbe: {exec: {command: [x]}}}]"),
+            "spec.template.spec.initContainers[0].readinessProbe",
+            "takes no probes or hooks",
+        ),
+        (
+            deployment(container="restartPolicy: Always"),
+            "spec.template.spec.containers[0].restartPolicy",
+            "only init containers take restartPolicy Always",
         ),
         (
             deployment(pod="affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {x: 1}}}"),
@@ -279,9 +284,14 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "metadata.namespace",
         ),
         (
-            deployment(container="lifecycle: {preStop: {exec: {command: [x]}}}"),
-            "spec.template.spec.containers[0].lifecycle",
-            "hooks are not run",
+            deployment(container="lifecycle: {preStop: {tcpSocket: {port: 80}}}"),
+            "spec.template.spec.containers[0].lifecycle.preStop.tcpSocket",
+            "tcpSocket hooks are deprecated",
+        ),
+        (
+            deployment(container="lifecycle: {postStart: {exec: {command: [x]}, sleep: {seconds: 1}}}"),
+            "spec.template.spec.containers[0].lifecycle.postStart",
+            "exactly one of exec, httpGet and sleep",
         ),
         (
             deployment().replace("- name: main", "- name: Bad_Name"),
