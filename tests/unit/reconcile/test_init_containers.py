@@ -17,7 +17,7 @@ from gitops.reconcile.plan import Action, Instance, PlanInputs, plan
 from gitops.reconcile.policy import job_results
 from gitops.runtime.base import Runtime
 from gitops.states import Reason, State
-from tests.builders import deployment, job, observed, workload
+from tests.builders import deployment, observed, workload
 from tests.fakes import FakeRuntime
 
 NODE = "n1"
@@ -40,7 +40,7 @@ def app(kind: str = "Deployment", restart: str = "Always", app_hooks: Hooks | No
     return workload(kind=kind, pod=pod(restart, app_hooks))  # type: ignore[arg-type]
 
 
-# --- conversion --------------------------------------------------------------------------------------------------------
+# --- conversion ----------------------------------------------------------------------------------------------------
 
 
 def test_init_containers_sidecars_and_hooks_are_read() -> None:
@@ -87,7 +87,7 @@ def test_a_pod_without_init_containers_keeps_its_hash() -> None:
     assert w.model_copy(update={"pod": w.pod.model_copy(update={"init_containers": ()})}).spec_hash == w.spec_hash
 
 
-# --- plan --------------------------------------------------------------------------------------------------------------
+# --- plan ----------------------------------------------------------------------------------------------------
 
 
 def test_a_new_pod_runs_sidecars_before_the_app() -> None:
@@ -104,7 +104,7 @@ def test_a_failed_init_container_backs_off_then_the_pod_is_rebuilt() -> None:
     p = plan([Instance(w, 0, "r1")], [failed], gated)
     assert p.actions == [] and p.waiting[rid] == (Reason.CRASH_LOOP, "init containers run again in 30s")
     p = plan([Instance(w, 0, "r1")], [failed], PlanInputs(init_failed=frozenset({rid}), now=131.0))
-    assert [(a.op, a.target or a.container and a.container.name) for a in p.actions] == [
+    assert [(a.op, a.target or (a.container and a.container.name)) for a in p.actions] == [
         ("remove", failed),
         ("run", "proxy"),
         ("run", "main"),
@@ -146,7 +146,7 @@ def test_sidecars_are_removed_after_the_app() -> None:
     assert [a.target for a in p.actions] == [main, side]
 
 
-# --- executor ----------------------------------------------------------------------------------------------------------
+# --- executor ----------------------------------------------------------------------------------------------------
 
 
 def executor(engine: FakeRuntime) -> Executor:
