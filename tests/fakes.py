@@ -51,7 +51,7 @@ class FakeRuntime:
     calls: list[Call] = field(default_factory=list)
     max_in_flight: int = 0
     # container-name fragment -> the exit code ``wait`` reports (init containers)
-    exit_codes: dict[str, int] = field(default_factory=dict)
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)
     _delays: dict[str, float] = field(default_factory=dict)
     _holds: dict[str, threading.Event] = field(default_factory=dict)
@@ -187,11 +187,14 @@ class FakeRuntime:
             self.containers.pop(cid, None)
 
     def wait(self, cid: str, timeout_s: float) -> int | None:
-        """Exits at once with the code ``exit_codes`` holds for a fragment of its name (else 0)."""
+        """Exits at once with the code ``exit_codes`` holds for a fragment of its name (else 0); None: runs on."""
         self._call("wait", cid)
         with self._lock:
             name = self.containers[cid].name
         code = next((v for k, v in self.exit_codes.items() if k in name), 0)
+        if code is None:
+            time.sleep(0.01)  # as if the wait timed out
+            return None
         self._set_state(cid, "exited", code)
         return code
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,8 @@ START_WAIT_S = 10.0
 # Image pulls that failed are retried with backoff, not on every pass.
 PULL_RETRY_MIN_S = 10.0
 PULL_RETRY_MAX_S = 300.0
-# How long one engine call waits for an init container to exit; the wait is repeated until it does.
-INIT_POLL_S = 30.0
+# How long one engine call waits for an init container to exit; between calls a superseded one is cut short.
+INIT_POLL_S = 2.0
 # A postStart hook that takes longer fails (the kubelet has no limit, but a worker must come back).
 POST_START_LIMIT_S = 120.0
 
@@ -67,6 +68,10 @@ class Outcome:
         self.removed |= other.removed
 
 
+class _Superseded(Exception):
+    """The replica's init containers belong to a spec this node no longer runs for it."""
+
+
 @dataclass
 class _PullState:
     failures: int = 0
@@ -99,6 +104,9 @@ class Executor:
         self._done = Outcome()
         self._pulls: dict[str, _PullState] = {}
         self._image_locks: dict[str, threading.Lock] = {}
+        # replica -> spec hash of the init containers it is waiting for; and those to cut short
+        self._initing: dict[ReplicaId, str] = {}
+        self._superseded: set[ReplicaId] = set()
 
     def busy(self) -> dict[ReplicaId, str]:
         """Replicas whose actions are still in flight, with what they are doing."""
@@ -114,6 +122,14 @@ class Executor:
         """Nothing in flight."""
         with self._lock:
             return not self._busy and not self._leaving
+
+    def supersede(self, desired: Mapping[ReplicaId, str]) -> None:
+        """Cut short init containers that wait for a spec no longer ``desired`` (replica -> spec hash).
+
+        An init container may wait forever (for a database, say): a new commit must still replace it.
+        """
+        with self._lock:
+            self._superseded |= {rid for rid, spec in self._initing.items() if desired.get(rid) != spec}
 
     def close(self) -> None:
         """Wait for everything in flight to finish."""
@@ -211,6 +227,8 @@ class Executor:
                     return
         except RuntimeUnavailable as e:
             log.warning("engine unavailable during %s: %s", actions[0].describe(), e)
+        except _Superseded:
+            log.info("%s: cut short, its spec is no longer wanted here", actions[0].describe())
         finally:
             with self._lock:
                 self._busy.pop(rid, None)
@@ -256,9 +274,7 @@ class Executor:
                 continue
             self._pull(inst.id, init, pulled, f"Init:{len(done)}/{len(plain)} running init container {init.name}")
             cid = self.runtime.run(self._request(inst, init))
-            code = self.runtime.wait(cid, INIT_POLL_S)
-            while code is None:
-                code = self.runtime.wait(cid, INIT_POLL_S)
+            code = self._wait_init(inst, cid)
             if code != 0:
                 # Kept (exited) for `docker logs` until the replica is tried again.
                 reason = "Init:Error" if pod.restart_policy == "Never" else "Init:CrashLoopBackOff"
@@ -266,6 +282,23 @@ class Executor:
             # Its work lives on in the pod's volumes; the container itself is done.
             self.runtime.remove(cid)
             done.add(init.name)
+
+    def _wait_init(self, inst: Instance, cid: str) -> int:
+        rid = inst.id
+        with self._lock:
+            self._initing[rid] = inst.spec_hash
+        try:
+            while (code := self.runtime.wait(cid, INIT_POLL_S)) is None:
+                with self._lock:
+                    cut = rid in self._superseded
+                if cut:
+                    self.runtime.remove(cid, hooks.MIN_STOP_GRACE_S)
+                    raise _Superseded()
+            return code
+        finally:
+            with self._lock:
+                self._initing.pop(rid, None)
+                self._superseded.discard(rid)
 
     def _post_start(self, cid: str, container_hooks: Hooks | None) -> None:
         if container_hooks is None or container_hooks.post_start is None:

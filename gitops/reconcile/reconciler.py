@@ -163,6 +163,7 @@ class Reconciler:
         if dry_run:
             return report
         self.memory.apply(decision.update)
+        self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
         if decision.fenced:
             log.warning(
                 "fenced: no heartbeat pushed for %.0fs, stopping %s", ctx.silent_for, ", ".join(sorted(decision.fenced))

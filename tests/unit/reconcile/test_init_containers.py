@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from gitops.runtime.base import Runtime
 from gitops.states import Reason, State
 from tests.builders import deployment, observed, workload
 from tests.fakes import FakeRuntime
+from tests.helpers import wait_for
 
 NODE = "n1"
 
@@ -208,3 +210,17 @@ def test_a_failing_post_start_kills_the_container() -> None:
     assert reason == "FailedPostStartHook" and "exit code 1" in message
     main = next(c for c in engine.containers.values() if c.labels["gitops.container"] == "main")
     assert main.state == "exited" and engine.subjects("stop") == [main.id]
+
+
+def test_an_init_container_waiting_for_a_superseded_spec_is_cut_short() -> None:
+    engine = FakeRuntime(images={"img"}, exit_codes={".setup_": None})
+    ex = executor(engine)
+    inst = Instance(app(), 0, "r1")
+    ex.submit(runs(inst))
+    wait_for(lambda: inst.id in ex.busy() and ex.busy()[inst.id].startswith("Init:0/2"), what="init running")
+    ex.supersede({inst.id: inst.spec_hash})
+    time.sleep(0.1)
+    assert inst.id in ex.busy()  # still wanted: it waits on
+    ex.supersede({})
+    wait_for(ex.idle, what="the init container cut short")
+    assert engine.containers == {} and ex.collect().failures == {}
