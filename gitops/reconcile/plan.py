@@ -161,7 +161,7 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
     inits = [c for c in current if c.role == "init"]
     current = [c for c in current if c not in inits]
     if inst.workload.kind in ("Job", "CronJob") and rid in inputs.finished:
-        result.actions += _remove_all(rid, stale + inits, "superseded by a finished run of the current spec")
+        result.actions += _remove_all(rid, stale, "superseded by a finished run of the current spec")
         # Stopped, not removed: their logs stay for `docker logs`. Sidecars end with their Job.
         cause = inputs.deadline.get(rid, "the Job's main containers finished")
         ending = [c for c in current if c.state == "running" and (rid in inputs.deadline or c.role == "sidecar")]

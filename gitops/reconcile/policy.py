@@ -182,6 +182,11 @@ def job_results(
         # A Job ends with its main containers; its native sidecars are stopped then.
         current = [c for c in obs.by_replica.get(rid, []) if c.spec_hash == inst.spec_hash and c.role != "sidecar"]
         exited = [c for c in current if c.state != "running"]
+        limit = w.job.backoff_limit if w.job else 6
+        failure = memory.failures.get(rid)
+        if not current and failure and failure[0].startswith("Init:") and memory.total_restarts(rid) >= limit:
+            out[rid] = JobResult(inst.spec_hash, State.FAILED, Reason.BACKOFF_LIMIT, failure[1])
+            continue
         if not current or not exited:
             continue
         main = current[0]
@@ -189,7 +194,6 @@ def job_results(
             out[rid] = JobResult(inst.spec_hash, State.SUCCEEDED, Reason.COMPLETED, None, 0, main.id)
             continue
         code = exited[0].exit_code
-        limit = w.job.backoff_limit if w.job else 6
         if code not in (0, None) and memory.total_restarts(rid) >= limit:
             tail = logs.get(exited[0].id)
             out[rid] = JobResult(inst.spec_hash, State.FAILED, Reason.BACKOFF_LIMIT, tail, code, main.id)

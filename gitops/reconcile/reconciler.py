@@ -248,9 +248,10 @@ class Reconciler:
         now = time.monotonic()
         for rid in outcome.started:
             self.memory.restarted(rid, now)
-        for rid in outcome.failures:
-            # Failed starts back off like crashes, so a broken spec is not retried every pass.
-            self.memory.restarted(rid, now, counted=False)
+        for rid, (reason, _) in outcome.failures.items():
+            # Failed starts back off like crashes, so a broken spec is not retried every pass; a
+            # failed init container counts as a restart, towards a Job's backoffLimit too.
+            self.memory.restarted(rid, now, counted=reason.startswith("Init:"))
         for rid in outcome.ran:
             self.memory.failures.pop(rid, None)
         self.memory.failures.update(outcome.failures)

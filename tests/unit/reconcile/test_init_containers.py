@@ -12,7 +12,7 @@ from gitops.manifests.load import parse_file
 from gitops.model import ContainerSpec, Handler, Hooks, PodSpec, PortSpec, Workload
 from gitops.reconcile import hooks
 from gitops.reconcile.execute import Executor
-from gitops.reconcile.memory import Memory
+from gitops.reconcile.memory import Memory, RestartTrack
 from gitops.reconcile.observe import observe
 from gitops.reconcile.plan import Action, Instance, PlanInputs, plan
 from gitops.reconcile.policy import job_results
@@ -224,3 +224,14 @@ def test_an_init_container_waiting_for_a_superseded_spec_is_cut_short() -> None:
     ex.supersede({})
     wait_for(ex.idle, what="the init container cut short")
     assert engine.containers == {} and ex.collect().failures == {}
+
+
+def test_a_job_whose_init_container_keeps_failing_fails_at_its_backoff_limit() -> None:
+    w = app("Job", "Never")
+    rid = ReplicaId(w.key, 0)
+    memory = Memory(failures={rid: ("Init:Error", "init container setup exited with code 3")})
+    for restarts, failed in ((5, False), (6, True)):
+        memory.restarts = {rid: RestartTrack(total=restarts)}
+        results = job_results([Instance(w, 0, "r1")], observe([], [w], {}, None, 0.0), memory, {})
+        assert (rid in results) is failed
+    assert (results[rid].state, results[rid].reason) == (State.FAILED, Reason.BACKOFF_LIMIT)
