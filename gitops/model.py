@@ -35,12 +35,21 @@ class SecretRef(Frozen):
     optional: bool = False
 
 
+class FieldRef(Frozen):
+    """A downward API value the node resolves when it creates the container (gitops/downward.py)."""
+
+    path: str
+    # resource limits: the unit the value is given in (a quantity)
+    divisor: str = "1"
+
+
 class EnvVar(Frozen):
-    """One environment variable: a literal value or a node-local secret."""
+    """One environment variable: a literal value, a node-local secret, or a value the node knows."""
 
     name: str
     value: str | None = None
     secret: SecretRef | None = None
+    field: FieldRef | None = None
 
 
 class PortSpec(Frozen):

@@ -215,6 +215,10 @@ class FakeRuntime:
                 if all(labels.get(k) == v for k, v in wanted):
                     del self.volumes[name]
 
+    def pod_network(self, name: str) -> str:
+        self._call("pod_network", name)
+        return "10.213.0.0/24"
+
     def close(self) -> None:
         self._call("close", "")
 

@@ -7,11 +7,12 @@ Each field is supported (typed), ``Ignored`` (dropped with a warning) or ``Refus
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from gitops.manifests import cron
+from gitops.manifests import cron, quantity
 from gitops.manifests.fields import (
     AbsolutePath,
     Count,
@@ -108,18 +109,61 @@ class SecretKeySelector(KubeModel):
     optional: bool = False
 
 
+_FIELD_PATHS = frozenset(
+    {
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "spec.nodeName",
+        "spec.serviceAccountName",
+        "status.podIP",
+        "status.podIPs",
+        "status.hostIP",
+        "status.hostIPs",
+    }
+)
+_KEYED_FIELD = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]\Z")
+
+
 class ObjectFieldSelector(KubeModel):
-    """env[].valueFrom.fieldRef: only the namespace has a value outside Kubernetes."""
+    """env[].valueFrom.fieldRef: the downward API fields that have a value here (gitops/downward.py)."""
 
     field_path: Annotated[
         str,
         refuse_when(
-            lambda path: path != "metadata.namespace",
-            "only fieldRef metadata.namespace can be resolved outside Kubernetes; "
-            "write the value you need under env[].value",
+            lambda path: path not in _FIELD_PATHS and not _KEYED_FIELD.match(path),
+            "supported fieldRefs are metadata.name, metadata.namespace, metadata.uid, metadata.labels['key'], "
+            "metadata.annotations['key'], spec.nodeName, spec.serviceAccountName, status.podIP(s) and "
+            "status.hostIP(s); write any other value under env[].value",
         ),
     ]
     api_version: str = "v1"
+
+    def keyed(self) -> tuple[str, str] | None:
+        """``("labels" | "annotations", key)`` for a metadata.labels['key'] style path, else None."""
+        match = _KEYED_FIELD.match(self.field_path)
+        return (match.group(1), match.group(2)) if match else None
+
+
+def _positive_quantity(value: str | int) -> str:
+    if quantity.parse_quantity(value) <= 0:
+        raise ValueError(f"divisor '{value}' must be more than zero")
+    return str(value)
+
+
+class ResourceFieldSelector(KubeModel):
+    """env[].valueFrom.resourceFieldRef: a container's cpu or memory request or limit."""
+
+    resource: Annotated[
+        str,
+        refuse_when(
+            lambda r: r not in ("limits.cpu", "limits.memory", "requests.cpu", "requests.memory"),
+            "only limits.cpu, limits.memory, requests.cpu and requests.memory are exposed; "
+            "write any other value under env[].value",
+        ),
+    ]
+    container_name: str | None = None
+    divisor: Annotated[str | int, checked(_positive_quantity)] = "1"
 
 
 class EnvVarSource(KubeModel):
@@ -130,14 +174,12 @@ class EnvVarSource(KubeModel):
     config_map_key_ref: Annotated[
         object, Refuse("ConfigMaps are not read; write the value under env[].value, or use a secretKeyRef")
     ] = None
-    resource_field_ref: Annotated[
-        object, Refuse("resource values are not exposed to containers; write the value under env[].value")
-    ] = None
+    resource_field_ref: ResourceFieldSelector | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvVarSource:
-        if self.secret_key_ref is not None and self.field_ref is not None:
-            raise ValueError("set exactly one of secretKeyRef and fieldRef")
+        if sum(s is not None for s in (self.secret_key_ref, self.field_ref, self.resource_field_ref)) > 1:
+            raise ValueError("set exactly one of secretKeyRef, fieldRef and resourceFieldRef")
         return self
 
 

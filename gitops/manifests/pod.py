@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from gitops import model
-from gitops.manifests import kube
+from gitops.downward import reads_pod_ip
+from gitops.manifests import fieldrefs, kube
 from gitops.manifests.expansion import SecretReference, expand
 from gitops.manifests.issues import Issues
 from gitops.manifests.yamlsafe import Path
@@ -19,6 +21,9 @@ class PodContext:
 
     kind: model.WorkloadKind
     namespace: str
+    # The pod template's metadata, for fieldRef metadata.labels['k'] / annotations['k'].
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) -> model.PodSpec | None:
@@ -98,6 +103,12 @@ def _check_init(spec: model.ContainerSpec, issues: Issues, path: Path) -> None:
     for index, port in enumerate(spec.ports):
         if port.host_port is not None:
             issues.error((*path, "ports", index, "hostPort"), "an init container publishes no ports; remove hostPort")
+    if reads_pod_ip(spec):
+        issues.error(
+            (*path, "env"),
+            "an init container runs before the pod's network exists, so status.podIP has no value for it",
+            "use status.hostIP, or run the step as a native sidecar (restartPolicy: Always)",
+        )
 
 
 def _restart_policy(
@@ -147,7 +158,7 @@ def _container(
     issues: Issues,
     path: Path,
 ) -> model.ContainerSpec:
-    env, values, secrets = _env(container, ctx, issues, path)
+    env, values, secrets = _env(container, pod, ctx, issues, path)
     ports = tuple(
         model.PortSpec(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol.lower())
         for p in container.ports
@@ -190,7 +201,7 @@ def default_pull_policy(image: str) -> model.PullPolicy:
 
 
 def _env(
-    container: kube.Container, ctx: PodContext, issues: Issues, path: Path
+    container: kube.Container, pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path
 ) -> tuple[tuple[model.EnvVar, ...], dict[str, str], frozenset[str]]:
     out: list[model.EnvVar] = []
     values: dict[str, str] = {}
@@ -208,10 +219,17 @@ def _env(
             secrets.add(var.name)
             values.pop(var.name, None)
             continue
-        if source is not None and source.field_ref is not None:
-            value = ctx.namespace  # the only fieldRef the model lets through
+        if source is not None and (source.field_ref is not None or source.resource_field_ref is not None):
+            resolved = fieldrefs.resolve(source, container, pod, ctx, issues, (*epath, "valueFrom"))
+            if isinstance(resolved, model.FieldRef):
+                # Known only on the node: like a secret, it cannot be expanded into other values here.
+                out.append(model.EnvVar(name=var.name, field=resolved))
+                secrets.add(var.name)
+                values.pop(var.name, None)
+                continue
+            value = resolved
         elif source is not None:
-            issues.error((*epath, "valueFrom"), "valueFrom needs secretKeyRef or fieldRef")
+            issues.error((*epath, "valueFrom"), "valueFrom needs secretKeyRef, fieldRef or resourceFieldRef")
             continue
         else:
             value = _expand_one(var.value or "", values, frozenset(secrets), issues, (*epath, "value"))
@@ -235,7 +253,7 @@ def _expand_one(text: str, values: dict[str, str], secrets: frozenset[str], issu
     except SecretReference as ref:
         issues.error(
             path,
-            f"$({ref}) refers to a secret, which is only read on the node and cannot be expanded here",
+            f"$({ref}) is a secret or pod field only known on the node, so it cannot be expanded here",
             f"read ${ref} from the environment in the command instead, e.g. sh -c '... \"${ref}\"'",
         )
         return text

@@ -10,6 +10,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitops import downward
+from gitops.downward import PodValues
+from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
 from gitops.model import ContainerSpec, EnvVar, Hooks
 from gitops.reconcile import hooks
@@ -89,11 +92,21 @@ class Executor:
     """
 
     def __init__(
-        self, runtime: Runtime, node: str, secrets_dir: Path, workers: int = WORKERS, stoppers: int = STOPPERS
+        self,
+        runtime: Runtime,
+        node: str,
+        secrets_dir: Path,
+        workers: int = WORKERS,
+        stoppers: int = STOPPERS,
+        host_ip: str = "127.0.0.1",
+        capacity: tuple[int, int] = (0, 0),
     ):
         self.runtime = runtime
         self.node = node
         self.secrets_dir = secrets_dir
+        # What the downward API gives containers: status.hostIP, and the node's (cpu millis, memory bytes).
+        self.host_ip = host_ip
+        self.capacity = capacity
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -252,7 +265,7 @@ class Executor:
         elif action.op == "run" and action.instance is not None and action.container is not None:
             self._run_inits_before(action.instance, action.container, pulled, inits_done)
             self._pull(rid, action.container, pulled, action.describe())
-            cid = self.runtime.run(self._request(action.instance, action.container))
+            cid = self._create(action.instance, action.container)
             self._post_start(cid, action.container.hooks)
             out.ran.add(rid)
 
@@ -346,7 +359,23 @@ class Executor:
             self._pulls.pop(image, None)
         pulled.add(image)
 
-    def _request(self, inst: Instance, spec: ContainerSpec) -> RunRequest:
+    def _create(self, inst: Instance, spec: ContainerSpec) -> str:
+        """Create and start one container; a pod's first container that reads status.podIP gets a fixed address."""
+        pod = inst.workload.pod
+        if pod.host_network or spec.name != pod.long_running()[0].name or not downward.reads_pod_ip(spec):
+            return self.runtime.run(self._request(inst, spec))
+        subnet = self.runtime.pod_network(downward.POD_NETWORK)
+        for ip in downward.addresses(subnet, identity_of(inst, spec, self.node).name(spec.name)):
+            req = self._request(inst, spec, ip)
+            try:
+                return self.runtime.run(req)
+            except RuntimeFailure as e:
+                if "in use" not in str(e).lower():
+                    raise
+                self.runtime.remove(req.name)  # created, but its start found the address taken
+        raise RuntimeFailure(f"no free address for the pod on network {downward.POD_NETWORK} ({subnet})", "RunFailed")
+
+    def _request(self, inst: Instance, spec: ContainerSpec, ip: str | None = None) -> RunRequest:
         pod = inst.workload.pod
         first = pod.long_running()[0]
         is_first = spec.name == first.name
@@ -357,30 +386,46 @@ class Executor:
             for c in pod.long_running():
                 for p in c.ports:
                     ports[f"{p.container_port}/{p.protocol}"] = p.host_port
-        network_mode = "host" if pod.host_network else None
+        network_mode = "host" if pod.host_network else (downward.POD_NETWORK if ip else None)
         # Plain init containers run before that namespace exists: they get their own.
         if not is_first and not pod.host_network and ident.role != "init":
             network_mode = "container:" + identity_of(inst, first, self.node).name(first.name)
+        values = self._pod_values(inst, spec, ip or "", network_mode)
         return RunRequest(
             name=ident.name(first.name),
             image=spec.image,
             labels=ident.labels(),
             entrypoint=list(spec.command) if spec.command is not None else None,
             command=list(spec.args) if spec.args is not None else None,
-            env=[f"{e.name}={self._env_value(inst.workload.namespace, e)}" for e in spec.env],
+            env=[f"{e.name}={self._env_value(inst.workload.namespace, e, values)}" for e in spec.env],
             ports={} if pod.host_network else ports,
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
             binds=self._binds(ident, spec),
             network_mode=network_mode,
+            ip=ip,
             user=spec.user,
             working_dir=spec.working_dir,
             read_only=spec.read_only_root,
-            gpu_ids=inst.gpu_ids,
+            gpu_ids=ident.gpu_ids,
             stop_timeout=pod.termination_grace_s,
         )
 
-    def _env_value(self, namespace: str, env: EnvVar) -> str:
+    def _pod_values(self, inst: Instance, spec: ContainerSpec, ip: str, network_mode: str | None) -> PodValues:
+        if inst.workload.pod.host_network:
+            ip = self.host_ip
+        elif not ip and network_mode and network_mode.startswith("container:") and downward.reads_pod_ip(spec):
+            # The pod's address is its first container's, which already runs.
+            try:
+                ip = container_address(self.runtime, network_mode.removeprefix("container:"))
+            except NoAddress:
+                ip = ""
+        cpu, memory = self.capacity
+        return PodValues(inst.id, self.node, self.host_ip, ip, cpu, memory)
+
+    def _env_value(self, namespace: str, env: EnvVar, values: PodValues) -> str:
+        if env.field is not None:
+            return downward.node_value(env.field, values)
         if env.secret is None:
             return env.value or ""
         try:

@@ -14,7 +14,7 @@ from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory
 from gitops.health import Prober
 from gitops.model import ManifestSet
-from gitops.nodefacts import node_info
+from gitops.nodefacts import host_ip, node_info
 from gitops.placement import Assignment, NodeInfo, place
 from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
@@ -75,7 +75,6 @@ class Reconciler:
         self.source = GitSource(config.repo, config.branch, config.path, config.state_dir, config.git_timeout, key)
         self.runtime = runtime or DockerRuntime(config.docker_host)
         self.prober = prober
-        self.executor = Executor(self.runtime, self.node, config.secrets_dir)
         self.loader = DesiredLoader(self.source)
         # Commit verification (node-local, docs/security.md); None: mode off, every tip is applied.
         self.verifier = Verifier(config.verify, self.source, config.state_dir) if config.verify.mode != "off" else None
@@ -92,6 +91,13 @@ class Reconciler:
             memory_override_mib=config.memory_mib,
             reserve_cpu_millis=config.reserve_cpu_millis,
             reserve_memory_mib=config.reserve_memory_mib,
+        )
+        self.executor = Executor(
+            self.runtime,
+            self.node,
+            config.secrets_dir,
+            host_ip=config.host_ip or host_ip(),
+            capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
         self._recovered = False

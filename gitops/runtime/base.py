@@ -40,6 +40,8 @@ class RunRequest:
     mem_limit: int | None = None
     binds: list[str] = field(default_factory=list)
     network_mode: str | None = None
+    # A fixed address on the network ``network_mode`` names (a pod whose first container reads status.podIP).
+    ip: str | None = None
     user: str | None = None
     working_dir: str | None = None
     read_only: bool = False
@@ -112,6 +114,10 @@ class Runtime(ProbeRuntime, Protocol):
 
     def remove_volumes(self, label_filters: list[str]) -> None:
         """Remove the named volumes whose labels match every filter."""
+        ...
+
+    def pod_network(self, name: str) -> str:
+        """The subnet of the bridge network ``name`` that takes fixed addresses; created if absent."""
         ...
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from typing import Any
 
 import docker
@@ -115,6 +116,13 @@ class DockerRuntime:
             working_dir=req.working_dir,
             host_config=host_config,
             stop_timeout=req.stop_timeout,
+            networking_config=(
+                self.api.create_networking_config(
+                    {req.network_mode: self.api.create_endpoint_config(ipv4_address=req.ip)}
+                )
+                if req.ip and req.network_mode
+                else None
+            ),
         )
         cid: str = created["Id"]
         # A container whose start fails stays "created": inspectable, and retried with backoff.
@@ -194,6 +202,37 @@ class DockerRuntime:
             # Still in use by a container being replaced: it goes with that container's removal.
             with contextlib.suppress(RuntimeFailure):
                 self._call(self.api.remove_volume, vol["Name"])
+
+    def pod_network(self, name: str) -> str:
+        """The subnet of the bridge network ``name`` that takes fixed addresses; created if absent.
+
+        Docker gives fixed addresses only on a network created with a subnet: the first create
+        lets Docker pick a subnet that is free on this host, the second names it.
+        """
+        try:
+            return _subnet(self._call(self.api.inspect_network, name))
+        except RuntimeFailure as e:
+            if e.reason != "NotFound":
+                raise
+        labels = {MANAGED: "true"}
+        probe = self._call(self.api.create_network, f"{name}-probe-{uuid.uuid4().hex[:8]}", labels=labels)
+        try:
+            subnet = _subnet(self._call(self.api.inspect_network, probe["Id"]))
+        finally:
+            self._call(self.api.remove_network, probe["Id"])
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        # Another node on this engine may have created it meanwhile: then theirs is used.
+        with contextlib.suppress(RuntimeFailure):
+            self._call(self.api.create_network, name, driver="bridge", ipam=ipam, labels=labels, check_duplicate=True)
+        return _subnet(self._call(self.api.inspect_network, name))
+
+
+def _subnet(info: dict[str, Any]) -> str:
+    configs = (info.get("IPAM") or {}).get("Config") or []
+    subnet = next((c.get("Subnet") for c in configs if c.get("Subnet") and ":" not in c["Subnet"]), None)
+    if not subnet:
+        raise RuntimeFailure(f"network {info.get('Name')} has no IPv4 subnet", "RunFailed")
+    return str(subnet)
 
 
 def _split_image(image: str) -> tuple[str, str]:

@@ -279,9 +279,22 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "ConfigMaps are not read",
         ),
         (
-            deployment(container="env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]"),
+            deployment(container="env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.phase}}}]"),
             "spec.template.spec.containers[0].env[0].valueFrom.fieldRef.fieldPath",
-            "metadata.namespace",
+            "supported fieldRefs are metadata.name",
+        ),
+        (
+            deployment(container="env: [{name: A, valueFrom: {resourceFieldRef: {resource: limits.nvidia.com/gpu}}}]"),
+            "spec.template.spec.containers[0].env[0].valueFrom.resourceFieldRef.resource",
+            "only limits.cpu, limits.memory",
+        ),
+        (
+            deployment(
+                pod="initContainers: [{name: i, image: busybox, env: [{name: IP, "
+                "valueFrom: {fieldRef: {fieldPath: status.podIP}}}]}]"
+            ),
+            "spec.template.spec.initContainers[0].env",
+            "status.podIP has no value for it",
         ),
         (
             deployment(container="lifecycle: {preStop: {tcpSocket: {port: 80}}}"),
