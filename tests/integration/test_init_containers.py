@@ -122,3 +122,34 @@ def test_failing_init_container_backs_off_and_the_app_never_runs(repo: Repo, nod
     assert [(r["Labels"]["gitops.container"], r["State"]) for r in managed(node_name)] == [("setup", "exited")]
     [(reason, message)] = rec.run_pass().plan.waiting.values()
     assert reason == "CrashLoopBackOff" and message.startswith("init containers run again in")
+
+
+def test_downward_api_values_are_visible_inside_the_container(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    manifest = deployment(
+        "web",
+        engine=True,
+        container="""
+        env:
+        - {name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
+        - {name: NODE_NAME, valueFrom: {fieldRef: {fieldPath: spec.nodeName}}}
+        - {name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+        - {name: HOST_IP, valueFrom: {fieldRef: {fieldPath: status.hostIP}}}
+        - {name: MEM_MI, valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}}
+        resources: {limits: {memory: 32Mi}}
+        """,
+    )
+    repo.put("apps/web.yaml", manifest)
+    rec = make_reconciler(str(repo.path), node_name, tmp_path / "state", interval=1, host_ip="192.0.2.7")
+    rec.run_pass()
+    [row] = wait_for(lambda: managed(node_name, state="running"), what="the app running")
+    api = docker.DockerClient(base_url=DOCKER_HOST).api
+    env = api.exec_start(api.exec_create(row["Id"], ["env"])["Id"]).decode().split("\n")
+    seen = dict(line.split("=", 1) for line in env if "=" in line)
+    ip = api.inspect_container(row["Id"])["NetworkSettings"]["Networks"]["gitops-pods"]["IPAddress"]
+    assert (seen["POD_NAME"], seen["NODE_NAME"], seen["HOST_IP"], seen["MEM_MI"]) == (
+        "web-0",
+        node_name,
+        "192.0.2.7",
+        "32",
+    )
+    assert seen["POD_IP"] == ip and ip

@@ -11,6 +11,7 @@ from gitops.manifests.load import parse_file
 from gitops.model import FieldRef, Workload
 from gitops.reconcile.execute import Executor
 from gitops.reconcile.plan import Action, Instance
+from gitops.runtime.base import RuntimeFailure
 from tests.builders import deployment
 from tests.fakes import FakeRuntime
 
@@ -137,3 +138,16 @@ def test_a_pod_without_pod_ip_readers_stays_on_the_default_network() -> None:
     [req] = engine.requests
     assert (req.network_mode, req.ip, req.env) == (None, None, ["N=n1"])
     assert "pod_network" not in engine.ops()
+
+
+def test_an_address_taken_on_the_pod_network_moves_to_the_next_candidate() -> None:
+    engine = FakeRuntime(images={"img"})
+    engine.fail("run", RuntimeFailure("Address already in use"), times=1)
+    w = loaded()
+    inst = Instance(w, 0, "r1")
+    ex = Executor(engine, "n1", Path("/nonexistent"))
+    out = ex.execute([Action("run", inst.id, "missing", instance=inst, container=w.pod.containers[0])])
+    assert out.failures == {} and out.ran == {inst.id}
+    taken, used = list(downward.addresses("10.213.0.0/24", engine.subjects("run")[0]))[:2]
+    assert [r.ip for r in engine.requests] == [used] and used != taken
+    assert engine.subjects("remove") == [engine.subjects("run")[0]]
