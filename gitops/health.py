@@ -354,6 +354,8 @@ class Prober:
             host = probe.host or target.host or self._address(cid)
             if probe.handler == "httpGet":
                 return http_get(host, probe)
+            if probe.handler == "grpc":
+                return grpc_check(host, probe)
             return tcp_connect(host, probe)
         except RuntimeUnavailable as e:
             return Outcome(None, str(e))
@@ -471,6 +473,62 @@ def tcp_connect(host: str, probe: Handler) -> Outcome:
             return Outcome(True)
     except OSError as e:
         return Outcome(False, _clip(f"tcp {_netloc(host, probe.port)}: {e.strerror or e}"))
+
+
+# grpc.health.v1.HealthCheckResponse.ServingStatus
+_GRPC_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def grpc_check(host: str, probe: Handler) -> Outcome:
+    """Call grpc.health.v1.Health/Check on the probe's port; success only on SERVING, as the kubelet does."""
+    # Imported here: a node without gRPC probes never loads grpcio (idle memory).
+    import grpc
+
+    target = _netloc(host, probe.port)
+    # HealthCheckRequest{service = 1}: the two messages are small enough to encode by hand.
+    name = probe.service.encode()
+    request = b"\x0a" + _varint(len(name)) + name if name else b""
+    with grpc.insecure_channel(target) as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")
+        try:
+            response = check(request, timeout=probe.timeout_s)
+        except grpc.RpcError as e:
+            return Outcome(False, _clip(f"grpc {target}: {e.code().name}: {e.details()}"))
+    status = _grpc_status(response)
+    if status == 1:
+        return Outcome(True)
+    return Outcome(False, _clip(f"grpc {target}: {_GRPC_STATUS.get(status, str(status))}"))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _grpc_status(message: bytes) -> int:
+    """Field 1 (status, a varint) of a HealthCheckResponse; 0 (UNKNOWN) when absent."""
+    i, status = 0, 0
+    while i < len(message):
+        key = message[i]
+        i += 1
+        wire, field = key & 7, key >> 3
+        value, shift = 0, 0
+        if wire != 0:
+            return status  # the response has only the varint field; anything else is not ours to read
+        while i < len(message):
+            byte = message[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if field == 1:
+            status = value
+    return status
 
 
 def _clip(text: str) -> str:

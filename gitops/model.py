@@ -73,13 +73,15 @@ class Mount(Frozen):
 class Handler(Frozen):
     """What a probe or a lifecycle hook does: run a command, GET a URL, connect, or sleep."""
 
-    handler: Literal["exec", "httpGet", "tcpSocket", "sleep"]
+    handler: Literal["exec", "httpGet", "tcpSocket", "grpc", "sleep"]
     command: tuple[str, ...] = ()
     path: str = "/"
     port: int = 0
     host: str | None = None
     scheme: Literal["HTTP", "HTTPS"] = "HTTP"
     headers: tuple[tuple[str, str], ...] = ()
+    # grpc: the service name the health check asks about ("": the server as a whole)
+    service: str = ""
     # sleep: how long; httpGet: the request's timeout (hooks have no timeoutSeconds of their own)
     timeout_s: int = 1
 

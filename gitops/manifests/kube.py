@@ -261,6 +261,13 @@ class TCPSocketAction(KubeModel):
     host: str | None = None
 
 
+class GRPCAction(KubeModel):
+    """probe.grpc: the standard gRPC health check (grpc.health.v1.Health/Check)."""
+
+    port: Port
+    service: str | None = None
+
+
 class SleepAction(KubeModel):
     """lifecycle.*.sleep."""
 
@@ -300,10 +307,7 @@ class Probe(KubeModel):
     exec: ExecAction | None = None
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
-    grpc: Annotated[
-        object,
-        Refuse("gRPC probes are not supported; use an exec probe running grpc_health_probe, or tcpSocket"),
-    ] = None
+    grpc: GRPCAction | None = None
     initial_delay_seconds: Seconds = 0
     period_seconds: PositiveSeconds = 10
     timeout_seconds: PositiveSeconds = 1
@@ -315,8 +319,8 @@ class Probe(KubeModel):
 
     @model_validator(mode="after")
     def _one_handler(self) -> Probe:
-        if sum(h is not None for h in (self.exec, self.http_get, self.tcp_socket)) != 1:
-            raise ValueError("a probe needs exactly one of exec, httpGet and tcpSocket")
+        if sum(h is not None for h in (self.exec, self.http_get, self.tcp_socket, self.grpc)) != 1:
+            raise ValueError("a probe needs exactly one of exec, httpGet, tcpSocket and grpc")
         return self
 
 

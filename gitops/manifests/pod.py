@@ -370,6 +370,8 @@ def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues
             headers=tuple((h.name, h.value) for h in get.http_headers),
             **timings,
         )
+    if probe.grpc is not None:
+        return model.Probe(handler="grpc", port=probe.grpc.port, service=probe.grpc.service or "", **timings)
     assert probe.tcp_socket is not None  # the model requires exactly one handler
     tcp = probe.tcp_socket
     return model.Probe(
