@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from gitops.reconcile.reconciler import Reconciler
-from tests.builders import TEST_IMAGE, deployment
+from tests.builders import TEST_IMAGE, deployment, job
 from tests.helpers import DOCKER_HOST, Repo, make_reconciler, managed, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
@@ -153,3 +153,31 @@ def test_downward_api_values_are_visible_inside_the_container(repo: Repo, node_n
         "32",
     )
     assert seen["POD_IP"] == ip and ip
+
+
+def test_a_job_completes_when_its_main_container_does_and_its_sidecar_stops(
+    repo: Repo, node_name: str, tmp_path: Path
+) -> None:
+    manifest = job(
+        "once",
+        engine=True,
+        command=["sh", "-c", "echo done"],
+        pod=f"""
+        restartPolicy: Never
+        initContainers:
+        - {{name: proxy, image: {TEST_IMAGE}, imagePullPolicy: IfNotPresent, restartPolicy: Always,
+            command: [sh, -c, "{LOOP}"]}}
+        """,
+    )
+    repo.put("jobs/once.yaml", manifest)
+    rec = reconciler(repo, node_name, tmp_path)
+
+    def succeeded() -> bool:
+        rec.run_pass()
+        return [w["state"] for w in repo.status(node_name)["workloads"]] == ["succeeded"]
+
+    wait_for(succeeded, timeout=15, interval=0.3, what="the Job to succeed")
+    rec.run_pass()
+    wait_for(rec.executor.idle, what="the sidecar stop")
+    states = {str(r["Labels"]["gitops.container"]): (r["State"], r["Status"]) for r in managed(node_name)}
+    assert states["main"][0] == "exited" and states["proxy"][0] == "exited", states
