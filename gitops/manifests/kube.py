@@ -407,8 +407,11 @@ class Container(KubeModel):
     tty: Annotated[object, Ignore("containers here get no terminal")] = None
     resize_policy: Annotated[object, Ignore("resources change by a new commit, which replaces the container")] = None
     volume_devices: Annotated[object, Refuse("raw block devices are not supported; remove volumeDevices")] = None
-    # Only "Always", and only in initContainers: a native sidecar (checked in pod.py).
-    restart_policy: Literal["Always"] | None = None
+    # Only in initContainers (checked in pod.py): a native sidecar.
+    restart_policy: Annotated[
+        str | None,
+        refuse_when(lambda v: v != "Always", "only restartPolicy: Always (a native sidecar) is supported; remove it"),
+    ] = None
 
 
 # --- volumes ----------------------------------------------------------------------------------

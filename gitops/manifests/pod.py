@@ -186,7 +186,7 @@ def _container(
         readiness=_probe(container.readiness_probe, named_ports, issues, (*path, "readinessProbe")),
         startup=_probe(container.startup_probe, named_ports, issues, (*path, "startupProbe")),
         hooks=_hooks(container.lifecycle, named_ports, issues, (*path, "lifecycle")),
-        restart_policy=container.restart_policy,
+        restart_policy="Always" if container.restart_policy else None,
         **resources,
     )
 

@@ -11,6 +11,8 @@ import docker
 import pytest
 
 from gitops.reconcile.reconciler import Reconciler
+from gitops.runtime.base import RunRequest
+from gitops.runtime.docker import DockerRuntime
 from tests.builders import TEST_IMAGE, deployment, job
 from tests.helpers import DOCKER_HOST, Repo, make_reconciler, managed, wait_for
 
@@ -181,3 +183,14 @@ def test_a_job_completes_when_its_main_container_does_and_its_sidecar_stops(
     wait_for(rec.executor.idle, what="the sidecar stop")
     states = {str(r["Labels"]["gitops.container"]): (r["State"], r["Status"]) for r in managed(node_name)}
     assert states["main"][0] == "exited" and states["proxy"][0] == "exited", states
+
+
+def test_engine_wait_times_out_while_the_container_runs_then_gives_its_exit_code(node_name: str) -> None:
+    runtime = DockerRuntime(DOCKER_HOST)
+    labels = {"gitops.managed": "true", "gitops.node": node_name}
+    cid = runtime.run(RunRequest(f"wait-{node_name}", TEST_IMAGE, labels, command=["sh", "-c", "sleep 1.5; exit 4"]))
+    try:
+        assert runtime.wait(cid, 0.5) is None
+        assert runtime.wait(cid, 5.0) == 4
+    finally:
+        runtime.close()

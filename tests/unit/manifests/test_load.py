@@ -264,6 +264,11 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "takes no probes or hooks",
         ),
         (
+            deployment(pod="initContainers: [{name: i, image: busybox, restartPolicy: OnFailure}]"),
+            "spec.template.spec.initContainers[0].restartPolicy",
+            "only restartPolicy: Always (a native sidecar) is supported",
+        ),
+        (
             deployment(container="restartPolicy: Always"),
             "spec.template.spec.containers[0].restartPolicy",
             "only init containers take restartPolicy Always",
