@@ -50,8 +50,12 @@ class FakeRuntime:
     requests: list[RunRequest] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     max_in_flight: int = 0
+    # every container's grace period, as ``inspect`` reports it
+    stop_timeout: int = 30
     # container-name fragment -> the exit code ``wait`` reports (init containers)
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    # container id -> the grace period its last stop, restart or removal was given (None: its own)
+    graces: dict[str, int | None] = field(default_factory=dict)
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)
     _delays: dict[str, float] = field(default_factory=dict)
     _holds: dict[str, threading.Event] = field(default_factory=dict)
@@ -128,7 +132,8 @@ class FakeRuntime:
     def inspect(self, cid: str) -> dict[str, Any]:
         self._call("inspect", cid)
         c = self.containers[cid]
-        return {"Id": c.id, "Name": "/" + c.name, "Config": {"Labels": dict(c.labels)}, "State": {"Status": c.state}}
+        config = {"Labels": dict(c.labels), "StopTimeout": self.stop_timeout}
+        return {"Id": c.id, "Name": "/" + c.name, "Config": config, "State": {"Status": c.state}}
 
     def exec(self, cid: str, cmd: list[str]) -> tuple[int, str]:
         self._call("exec", cid)
@@ -175,15 +180,18 @@ class FakeRuntime:
 
     def stop(self, cid: str, grace_s: int | None = None) -> None:
         self._call("stop", cid)
+        self.graces[cid] = grace_s
         self._set_state(cid, "exited", 0)
 
     def restart(self, cid: str, grace_s: int | None = None) -> None:
         self._call("restart", cid)
+        self.graces[cid] = grace_s
         self._set_state(cid, "running")
 
     def remove(self, cid: str, grace_s: int | None = None) -> None:
         self._call("remove", cid)
         with self._lock:
+            self.graces[cid] = grace_s
             self.containers.pop(cid, None)
 
     def wait(self, cid: str, timeout_s: float) -> int | None:

@@ -190,10 +190,11 @@ class Executor:
 
     def _leave_all(self, actions: list[Action]) -> None:
         # Native sidecars stop last, once the app containers they serve are gone.
-        apps = [f for a in actions if a.target is not None and a.target.role != "sidecar" if (f := self._leave(a))]
+        apps = [a for a in actions if a.target is not None and a.target.role != "sidecar"]
+        gone = [f for f in map(self._leave, apps) if f is not None]
         for a in actions:
-            if a.target is not None and a.target.role == "sidecar":
-                self._leave(a, after=apps)
+            if a not in apps:
+                self._leave(a, after=gone)
 
     def _leave(self, action: Action, after: list[Future[None]] | None = None) -> Future[None] | None:
         target = action.target

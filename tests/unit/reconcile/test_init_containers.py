@@ -191,13 +191,29 @@ def test_a_failing_init_container_stops_the_pod_before_its_app(restart: str, rea
 
 
 def test_pre_stop_runs_inside_the_grace_period_before_the_stop() -> None:
-    engine = FakeRuntime(images={"img"})
-    w = app(app_hooks=Hooks(pre_stop=Handler(handler="exec", command=("drain",))))
-    c = engine.add_container(observed(w, 0, container="main", hooks=hooks.encode(w.pod.containers[0].hooks)))
+    engine = FakeRuntime(images={"img"}, stop_timeout=5)
+    drain = Hooks(pre_stop=Handler(handler="exec", command=("drain",)))
+    w = app(app_hooks=drain)
+    c = engine.add_container(observed(w, 0, container="main", hooks=hooks.encode(drain)))
     ex = executor(engine)
     ex.execute([Action("remove", c.rid, "gone", target=c)])
     ex.close()
     assert engine.ops("exec", "remove") == ["exec", "remove"]
+    assert engine.graces[c.id] == 5  # the exec took no whole second
+
+
+def test_a_sleeping_pre_stop_leaves_the_stop_what_remains_of_the_grace_period() -> None:
+    engine = FakeRuntime(images={"img"}, stop_timeout=4)
+    nap = Hooks(pre_stop=Handler(handler="sleep", timeout_s=1))
+    c = engine.add_container(observed(app(app_hooks=nap), 0, container="main", hooks=hooks.encode(nap)))
+    began = time.monotonic()
+    engine.stop(c.id, hooks.pre_stop(engine, c))
+    assert time.monotonic() - began >= 1.0 and engine.graces[c.id] == 3
+    # Never less than the kubelet's minimum, however long the hook took.
+    long_nap = Hooks(pre_stop=Handler(handler="sleep", timeout_s=9))
+    engine.stop_timeout = 1
+    c = engine.add_container(observed(app(app_hooks=long_nap), 1, container="main", hooks=hooks.encode(long_nap)))
+    assert hooks.pre_stop(engine, c) == hooks.MIN_STOP_GRACE_S
 
 
 def test_a_failing_post_start_kills_the_container() -> None:
