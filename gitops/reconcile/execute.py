@@ -19,6 +19,7 @@ from gitops.reconcile import hooks
 from gitops.reconcile.plan import Action, Instance
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, read_secret
+from gitops.states import Reason
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +292,7 @@ class Executor:
             code = self._wait_init(inst, cid)
             if code != 0:
                 # Kept (exited) for `docker logs` until the replica is tried again.
-                reason = "Init:Error" if pod.restart_policy == "Never" else "Init:CrashLoopBackOff"
+                reason = Reason.INIT_ERROR if pod.restart_policy == "Never" else Reason.INIT_CRASH_LOOP
                 raise RuntimeFailure(f"init container {init.name} exited with code {code}", reason)
             # Its work lives on in the pod's volumes; the container itself is done.
             self.runtime.remove(cid)
@@ -321,7 +322,7 @@ class Executor:
         if why is not None:
             # As the kubelet does: the container is killed and restarted by its restart policy.
             self.runtime.stop(cid, hooks.MIN_STOP_GRACE_S)
-            raise RuntimeFailure(f"postStart hook failed: {why}", "FailedPostStartHook")
+            raise RuntimeFailure(f"postStart hook failed: {why}", Reason.FAILED_POST_START)
 
     def _ensure_image(self, spec: ContainerSpec, pulled: set[str]) -> None:
         # One pull per image at a time: replicas of one image must not race to pull it, and a

@@ -23,7 +23,7 @@ from gitops.reconcile.memory import JobResult, Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, PlanInputs
 from gitops.rollout import ReplicaView, compute_gates
-from gitops.states import FINISHED_STATES, RELEASING_REASONS, RUNNING_STATES, Reason, State
+from gitops.states import FINISHED_STATES, INIT_FAILURES, RELEASING_REASONS, RUNNING_STATES, Reason, State
 
 JOB_KINDS = ("Job", "CronJob")
 
@@ -99,7 +99,7 @@ def decide(ctx: PassContext) -> Decision:
         unhealthy_ids=obs.unhealthy_ids,
         restart_not_before=ctx.memory.not_before(),
         busy=ctx.busy,
-        init_failed=frozenset(rid for rid, (reason, _) in ctx.memory.failures.items() if reason.startswith("Init:")),
+        init_failed=frozenset(rid for rid, (reason, _) in ctx.memory.failures.items() if reason in INIT_FAILURES),
         now=ctx.now,
     )
     update = MemoryUpdate(
@@ -184,7 +184,7 @@ def job_results(
         exited = [c for c in current if c.state != "running"]
         limit = w.job.backoff_limit if w.job else 6
         failure = memory.failures.get(rid)
-        if not current and failure and failure[0].startswith("Init:") and memory.total_restarts(rid) >= limit:
+        if not current and failure and failure[0] in INIT_FAILURES and memory.total_restarts(rid) >= limit:
             out[rid] = JobResult(inst.spec_hash, State.FAILED, Reason.BACKOFF_LIMIT, failure[1])
             continue
         if not current or not exited:

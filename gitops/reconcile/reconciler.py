@@ -27,6 +27,7 @@ from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
 from gitops.secrets import redactor
 from gitops.source import GitError, GitSource
+from gitops.states import INIT_FAILURES
 from gitops.status import (
     ErrorStatus,
     NodeStatus,
@@ -257,7 +258,7 @@ class Reconciler:
         for rid, (reason, _) in outcome.failures.items():
             # Failed starts back off like crashes, so a broken spec is not retried every pass; a
             # failed init container counts as a restart, towards a Job's backoffLimit too.
-            self.memory.restarted(rid, now, counted=reason.startswith("Init:"))
+            self.memory.restarted(rid, now, counted=reason in INIT_FAILURES)
         for rid in outcome.ran:
             self.memory.failures.pop(rid, None)
         self.memory.failures.update(outcome.failures)
