@@ -85,6 +85,8 @@ class Config(BaseModel):
     reserve_cpu_millis: int = 0
     reserve_memory_mib: int = 0
     gpus: tuple[DeclaredGpu, ...] | None = None
+    # The address containers read as status.hostIP (None: the source address of the default route).
+    host_ip: str | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     status_history: int = 50

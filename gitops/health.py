@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import IO, Any, Literal
 
-from gitops.model import Probe
+from gitops.model import Handler, Probe
 from gitops.runtime.base import ProbeRuntime, RuntimeFailure, RuntimeUnavailable
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class Outcome:
     message: str = ""
 
 
-class _NoAddress(Exception):
+class NoAddress(Exception):
     """The container has no address a network probe could reach."""
 
 
@@ -354,10 +354,12 @@ class Prober:
             host = probe.host or target.host or self._address(cid)
             if probe.handler == "httpGet":
                 return http_get(host, probe)
+            if probe.handler == "grpc":
+                return grpc_check(host, probe)
             return tcp_connect(host, probe)
         except RuntimeUnavailable as e:
             return Outcome(None, str(e))
-        except (RuntimeFailure, _NoAddress) as e:
+        except (RuntimeFailure, NoAddress) as e:
             return Outcome(False, _clip(str(e)))
         except Exception as e:
             log.exception("%s probe of %s raised", probe.handler, cid[:12])
@@ -377,28 +379,30 @@ class Prober:
             cached = self._addresses.get(cid)
         if cached is not None:
             return cached
-        ip = self._inspect_address(cid)
+        ip = container_address(self.runtime, cid)
         with self._cond:
             if cid in self._containers:
                 self._addresses[cid] = ip
         return ip
 
-    def _inspect_address(self, cid: str) -> str:
-        current = cid
-        # container:<id> joins another container's network namespace; follow it a few hops at most.
-        for _ in range(3):
-            info = self.runtime.inspect(current)
-            mode = str((info.get("HostConfig") or {}).get("NetworkMode") or "")
-            if mode == "host":
-                return "127.0.0.1"
-            if mode.startswith("container:"):
-                current = mode.removeprefix("container:")
-                continue
-            ip = container_ip(info.get("NetworkSettings") or {})
-            if ip:
-                return ip
-            raise _NoAddress(f"no IP address for container {cid[:12]} (network mode {mode or 'default'})")
-        raise _NoAddress(f"no IP address for container {cid[:12]}: network namespace chain too long")
+
+def container_address(runtime: ProbeRuntime, cid: str) -> str:
+    """The IP a network probe or hook reaches the container at; NoAddress if it has none."""
+    current = cid
+    # container:<id> joins another container's network namespace; follow it a few hops at most.
+    for _ in range(3):
+        info = runtime.inspect(current)
+        mode = str((info.get("HostConfig") or {}).get("NetworkMode") or "")
+        if mode == "host":
+            return "127.0.0.1"
+        if mode.startswith("container:"):
+            current = mode.removeprefix("container:")
+            continue
+        ip = container_ip(info.get("NetworkSettings") or {})
+        if ip:
+            return ip
+        raise NoAddress(f"no IP address for container {cid[:12]} (network mode {mode or 'default'})")
+    raise NoAddress(f"no IP address for container {cid[:12]}: network namespace chain too long")
 
 
 def container_ip(settings: Mapping[str, Any]) -> str:
@@ -441,8 +445,8 @@ def _netloc(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def http_get(host: str, probe: Probe) -> Outcome:
-    """GET the probe's URL on ``host``; success on a status from 200 to 399."""
+def http_get(host: str, probe: Handler) -> Outcome:
+    """GET the probe's (or hook's) URL on ``host``; success on a status from 200 to 399."""
     path = probe.path if probe.path.startswith("/") else "/" + probe.path
     url = f"{probe.scheme.lower()}://{_netloc(host, probe.port)}{path}"
     headers = {"User-Agent": "gitops-probe", "Accept": "*/*", **dict(probe.headers)}
@@ -462,13 +466,69 @@ def http_get(host: str, probe: Probe) -> Outcome:
     return Outcome(False, _clip(f"GET {url}: HTTP status {status}"))
 
 
-def tcp_connect(host: str, probe: Probe) -> Outcome:
+def tcp_connect(host: str, probe: Handler) -> Outcome:
     """Open (and close) a TCP connection to the probe's port on ``host``."""
     try:
         with socket.create_connection((host, probe.port), timeout=probe.timeout_s):
             return Outcome(True)
     except OSError as e:
         return Outcome(False, _clip(f"tcp {_netloc(host, probe.port)}: {e.strerror or e}"))
+
+
+# grpc.health.v1.HealthCheckResponse.ServingStatus
+_GRPC_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+def grpc_check(host: str, probe: Handler) -> Outcome:
+    """Call grpc.health.v1.Health/Check on the probe's port; success only on SERVING, as the kubelet does."""
+    # Imported here: a node without gRPC probes never loads grpcio (idle memory).
+    import grpc
+
+    target = _netloc(host, probe.port)
+    # HealthCheckRequest{service = 1}: the two messages are small enough to encode by hand.
+    name = probe.service.encode()
+    request = b"\x0a" + _varint(len(name)) + name if name else b""
+    with grpc.insecure_channel(target) as channel:
+        check = channel.unary_unary("/grpc.health.v1.Health/Check")
+        try:
+            response = check(request, timeout=probe.timeout_s)
+        except grpc.RpcError as e:
+            return Outcome(False, _clip(f"grpc {target}: {e.code().name}: {e.details()}"))
+    status = _grpc_status(response)
+    if status == 1:
+        return Outcome(True)
+    return Outcome(False, _clip(f"grpc {target}: {_GRPC_STATUS.get(status, str(status))}"))
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _grpc_status(message: bytes) -> int:
+    """Field 1 (status, a varint) of a HealthCheckResponse; 0 (UNKNOWN) when absent."""
+    i, status = 0, 0
+    while i < len(message):
+        key = message[i]
+        i += 1
+        wire, field = key & 7, key >> 3
+        value, shift = 0, 0
+        if wire != 0:
+            return status  # the response has only the varint field; anything else is not ours to read
+        while i < len(message):
+            byte = message[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        if field == 1:
+            status = value
+    return status
 
 
 def _clip(text: str) -> str:

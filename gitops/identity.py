@@ -81,6 +81,10 @@ class ContainerIdentity:
     container: str
     gpu_ids: tuple[str, ...] = ()
     has_emptydir: bool = False
+    # "init" (runs to completion), "sidecar" (native sidecar) or "" (an app container)
+    role: str = ""
+    # The container's lifecycle hooks as canonical JSON: run at start and stop, whatever the spec is by then.
+    hooks: str = ""
 
     def labels(self) -> dict[str, str]:
         """The labels listed in docs/architecture.md, "Container identity"."""
@@ -98,6 +102,8 @@ class ContainerIdentity:
             LABEL + "gpus": ",".join(self.gpu_ids),
             # Lets removal skip the volume lookup for the (usual) pods without emptyDir.
             LABEL + "emptydir": str(self.has_emptydir).lower(),
+            LABEL + "role": self.role,
+            LABEL + "hooks": self.hooks,
         }
 
     def name(self, first_container: str) -> str:
@@ -171,6 +177,16 @@ class Observed:
     def gpu_ids(self) -> tuple[str, ...]:
         """GPU UUIDs the container was given."""
         return tuple(u for u in self.labels.get(LABEL + "gpus", "").split(",") if u)
+
+    @property
+    def role(self) -> str:
+        """``init``, ``sidecar``, or empty for an app container."""
+        return self.labels.get(LABEL + "role", "")
+
+    @property
+    def hooks(self) -> str:
+        """The lifecycle hooks it was created with, as JSON (empty: none)."""
+        return self.labels.get(LABEL + "hooks", "")
 
     @property
     def has_emptydir(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import Any, Literal, Self
 
@@ -48,13 +48,22 @@ class ConfigMapRef(Frozen):
     line: int | None = None
 
 
+class FieldRef(Frozen):
+    """A downward API value the node resolves when it creates the container (gitops/downward.py)."""
+
+    path: str
+    # resource limits: the unit the value is given in (a quantity)
+    divisor: str = "1"
+
+
 class EnvVar(Frozen):
-    """One environment variable: a literal value or a node-local secret."""
+    """One environment variable: a literal value, a node-local secret, or a value the node knows."""
 
     name: str
     value: str | None = None
     secret: SecretRef | None = None
     config: ConfigMapRef | None = None
+    field: FieldRef | None = None
 
 
 class EnvFrom(Frozen):
@@ -103,19 +112,34 @@ class Mount(Frozen):
     propagation: Literal["rslave", "rshared"] | None = None
 
 
-class Probe(Frozen):
-    """A Kubernetes probe, with its timings in seconds."""
+class Handler(Frozen):
+    """What a probe or a lifecycle hook does: run a command, GET a URL, connect, or sleep."""
 
-    handler: Literal["exec", "httpGet", "tcpSocket"]
+    handler: Literal["exec", "httpGet", "tcpSocket", "grpc", "sleep"]
     command: tuple[str, ...] = ()
     path: str = "/"
     port: int = 0
     host: str | None = None
     scheme: Literal["HTTP", "HTTPS"] = "HTTP"
     headers: tuple[tuple[str, str], ...] = ()
+    # grpc: the service name the health check asks about ("": the server as a whole)
+    service: str = ""
+    # sleep: how long; httpGet: the request's timeout (hooks have no timeoutSeconds of their own)
+    timeout_s: int = 1
+
+
+class Hooks(Frozen):
+    """A container's lifecycle hooks."""
+
+    post_start: Handler | None = None
+    pre_stop: Handler | None = None
+
+
+class Probe(Handler):
+    """A Kubernetes probe, with its timings in seconds."""
+
     initial_delay_s: int = 0
     period_s: int = 10
-    timeout_s: int = 1
     success_threshold: int = 1
     failure_threshold: int = 3
 
@@ -160,12 +184,17 @@ class ContainerSpec(Frozen):
     liveness: Probe | None = None
     readiness: Probe | None = None
     startup: Probe | None = None
+    hooks: Hooks | None = None
+    # "Always" on an init container makes it a native sidecar: started in order, kept running.
+    restart_policy: Literal["Always"] | None = None
 
 
 class PodSpec(Frozen):
     """A pod: the containers that run together as one replica."""
 
     containers: tuple[ContainerSpec, ...]
+    # In start order; plain ones run to completion, sidecars (restart_policy Always) keep running.
+    init_containers: tuple[ContainerSpec, ...] = ()
     restart_policy: RestartPolicy = "Always"
     termination_grace_s: int = 30
     host_network: bool = False
@@ -177,14 +206,32 @@ class PodSpec(Frozen):
     # Namespaced sysctls (name, value), sorted by name.
     sysctls: tuple[tuple[str, str], ...] = ()
 
+    def sidecars(self) -> tuple[ContainerSpec, ...]:
+        """The native sidecars, in start order."""
+        return tuple(c for c in self.init_containers if c.restart_policy == "Always")
+
+    def long_running(self) -> tuple[ContainerSpec, ...]:
+        """Containers that run for the replica's life, in start order: sidecars, then the app."""
+        return (*self.sidecars(), *self.containers)
+
     def cpu_request_millis(self) -> int:
         """Millicores placement must reserve for one replica."""
-        return sum(c.cpu_request_millis for c in self.containers)
+        return self._request(lambda c: c.cpu_request_millis)
 
     def memory_request_mib(self) -> int:
         """MiB placement must reserve for one replica (rounded up)."""
-        total = sum(c.memory_request_bytes for c in self.containers)
-        return -(-total // (1024 * 1024))
+        return -(-self._request(lambda c: c.memory_request_bytes) // (1024 * 1024))
+
+    def _request(self, of: Callable[[ContainerSpec], int]) -> int:
+        # Kubernetes' effective request: the long-running containers together, or an init
+        # container with the sidecars started before it, whichever is more.
+        peak, sidecars = 0, 0
+        for c in self.init_containers:
+            if c.restart_policy == "Always":
+                sidecars += of(c)
+            else:
+                peak = max(peak, sidecars + of(c))
+        return max(peak, sidecars + sum(of(c) for c in self.containers))
 
     def gpu_count(self) -> int:
         """GPUs one replica needs."""
@@ -192,11 +239,12 @@ class PodSpec(Frozen):
 
     def host_ports(self) -> tuple[tuple[int, str], ...]:
         """(port, protocol) pairs this pod binds on its node, sorted."""
-        return tuple(sorted((p.host_port, p.protocol) for c in self.containers for p in c.ports if p.host_port))
+        ports = ((p.host_port, p.protocol) for c in self.long_running() for p in c.ports if p.host_port)
+        return tuple(sorted(ports))
 
     def is_exclusive(self) -> bool:
         """True where two copies must never run at once (volume backed)."""
-        return any(m.type == "hostPath" for c in self.containers for m in c.mounts)
+        return any(m.type == "hostPath" for c in (*self.init_containers, *self.containers) for m in c.mounts)
 
 
 def canonical_json(model: BaseModel) -> bytes:

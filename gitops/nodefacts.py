@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import socket
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,17 @@ _ARCH_ALIASES = {
     "s390x": "s390x",
     "riscv64": "riscv64",
 }
+
+
+def host_ip() -> str:
+    """The address this host reaches other hosts from: the default route's source (127.0.0.1 without one)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            # UDP connect sends nothing; it only picks the route and so the source address.
+            s.connect(("192.0.2.1", 9))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
 
 
 def host_cpu_millis() -> int:

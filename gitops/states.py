@@ -46,6 +46,9 @@ class Reason(StrEnum):
     JOB_FAILED = "JobFailed"
     # The node's admission policy (gitops/admission.py) denies it: never created.
     POLICY_DENIED = "PolicyDenied"
+    INIT_CRASH_LOOP = "Init:CrashLoopBackOff"
+    INIT_ERROR = "Init:Error"
+    FAILED_POST_START = "FailedPostStartHook"
 
 
 # A container exists and may serve: counts as present for exclusivity and capacity.
@@ -56,5 +59,7 @@ UP_STATES = frozenset({State.RUNNING, State.READY, State.UNHEALTHY})
 READY_STATES = frozenset({State.READY, State.SUCCEEDED})
 # Job results: final for the spec they ran.
 FINISHED_STATES = frozenset({State.SUCCEEDED, State.FAILED})
+# An init container failed: the replica is recreated after its backoff, and a Job counts the try.
+INIT_FAILURES = frozenset({Reason.INIT_CRASH_LOOP, Reason.INIT_ERROR})
 # A copy its node only keeps until a successor is ready (or because the revision is broken): not a claim.
 RELEASING_REASONS = frozenset({Reason.HANDOFF, Reason.NOT_PRUNED, Reason.TERMINATING})

@@ -95,14 +95,17 @@ def observed(
     created: int = 0,
     gpu_ids: tuple[str, ...] = (),
     emptydir: bool = False,
+    role: str = "",
+    hooks: str = "",
 ) -> Observed:
     """A container of ``w``'s replica as the engine would list it, labelled as the executor labels it."""
     h = spec_hash or w.spec_hash
-    name = container or w.pod.containers[0].name
-    ident = ContainerIdentity(node, ReplicaId(w.key, replica), h, "rev", name, gpu_ids, emptydir)
+    first = w.pod.long_running()[0].name
+    name = container or first
+    ident = ContainerIdentity(node, ReplicaId(w.key, replica), h, "rev", name, gpu_ids, emptydir, role, hooks)
     return Observed(
         id=f"id-{w.name}-{replica}-{h[:6]}-{name}",
-        name=ident.name(w.pod.containers[0].name),
+        name=ident.name(first),
         labels=ident.labels(),
         state=state,
         exit_code=exit_code,

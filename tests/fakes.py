@@ -52,6 +52,12 @@ class FakeRuntime:
     pull_auths: dict[str, dict[str, str] | None] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     max_in_flight: int = 0
+    # every container's grace period, as ``inspect`` reports it
+    stop_timeout: int = 30
+    # container-name fragment -> the exit code ``wait`` reports (init containers)
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+    # container id -> the grace period its last stop, restart or removal was given (None: its own)
+    graces: dict[str, int | None] = field(default_factory=dict)
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)
     _delays: dict[str, float] = field(default_factory=dict)
     _holds: dict[str, threading.Event] = field(default_factory=dict)
@@ -128,7 +134,8 @@ class FakeRuntime:
     def inspect(self, cid: str) -> dict[str, Any]:
         self._call("inspect", cid)
         c = self.containers[cid]
-        return {"Id": c.id, "Name": "/" + c.name, "Config": {"Labels": dict(c.labels)}, "State": {"Status": c.state}}
+        config = {"Labels": dict(c.labels), "StopTimeout": self.stop_timeout}
+        return {"Id": c.id, "Name": "/" + c.name, "Config": config, "State": {"Status": c.state}}
 
     def exec(self, cid: str, cmd: list[str]) -> tuple[int, str]:
         self._call("exec", cid)
@@ -174,18 +181,33 @@ class FakeRuntime:
         self._call("start", cid)
         self._set_state(cid, "running")
 
-    def stop(self, cid: str) -> None:
+    def stop(self, cid: str, grace_s: int | None = None) -> None:
         self._call("stop", cid)
+        self.graces[cid] = grace_s
         self._set_state(cid, "exited", 0)
 
-    def restart(self, cid: str) -> None:
+    def restart(self, cid: str, grace_s: int | None = None) -> None:
         self._call("restart", cid)
+        self.graces[cid] = grace_s
         self._set_state(cid, "running")
 
-    def remove(self, cid: str) -> None:
+    def remove(self, cid: str, grace_s: int | None = None) -> None:
         self._call("remove", cid)
         with self._lock:
+            self.graces[cid] = grace_s
             self.containers.pop(cid, None)
+
+    def wait(self, cid: str, timeout_s: float) -> int | None:
+        """Exits at once with the code ``exit_codes`` holds for a fragment of its name (else 0); None: runs on."""
+        self._call("wait", cid)
+        with self._lock:
+            name = self.containers[cid].name
+        code = next((v for k, v in self.exit_codes.items() if k in name), 0)
+        if code is None:
+            time.sleep(0.01)  # as if the wait timed out
+            return None
+        self._set_state(cid, "exited", code)
+        return code
 
     def logs_tail(self, cid: str, lines: int = 20) -> str:
         self._call("logs_tail", cid)
@@ -203,6 +225,10 @@ class FakeRuntime:
             for name, labels in list(self.volumes.items()):
                 if all(labels.get(k) == v for k, v in wanted):
                     del self.volumes[name]
+
+    def pod_network(self, name: str) -> str:
+        self._call("pod_network", name)
+        return "10.213.0.0/24"
 
     def close(self) -> None:
         self._call("close", "")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from gitops.manifests import cron
+from gitops.manifests import cron, quantity
 from gitops.manifests.fields import (
     AbsolutePath,
     Capability,
@@ -75,8 +76,8 @@ def _no_legacy_init_containers(annotations: dict[str, str]) -> dict[str, str]:
     legacy = [k for k in annotations if k.endswith("kubernetes.io/init-containers")]
     if legacy:
         raise refusal(
-            f"annotation '{legacy[0]}' declares init containers, which are not run; "
-            "fold the step into the container's command or run it as a separate Job"
+            f"annotation '{legacy[0]}' declares init containers the legacy way, which is not read; "
+            "list them under spec.initContainers"
         )
     return annotations
 
@@ -161,18 +162,61 @@ class EnvFromSource(KubeModel):
         return self
 
 
+_FIELD_PATHS = frozenset(
+    {
+        "metadata.name",
+        "metadata.namespace",
+        "metadata.uid",
+        "spec.nodeName",
+        "spec.serviceAccountName",
+        "status.podIP",
+        "status.podIPs",
+        "status.hostIP",
+        "status.hostIPs",
+    }
+)
+_KEYED_FIELD = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]\Z")
+
+
 class ObjectFieldSelector(KubeModel):
-    """env[].valueFrom.fieldRef: only the namespace has a value outside Kubernetes."""
+    """env[].valueFrom.fieldRef: the downward API fields that have a value here (gitops/downward.py)."""
 
     field_path: Annotated[
         str,
         refuse_when(
-            lambda path: path != "metadata.namespace",
-            "only fieldRef metadata.namespace can be resolved outside Kubernetes; "
-            "write the value you need under env[].value",
+            lambda path: path not in _FIELD_PATHS and not _KEYED_FIELD.match(path),
+            "supported fieldRefs are metadata.name, metadata.namespace, metadata.uid, metadata.labels['key'], "
+            "metadata.annotations['key'], spec.nodeName, spec.serviceAccountName, status.podIP(s) and "
+            "status.hostIP(s); write any other value under env[].value",
         ),
     ]
     api_version: str = "v1"
+
+    def keyed(self) -> tuple[str, str] | None:
+        """``("labels" | "annotations", key)`` for a metadata.labels['key'] style path, else None."""
+        match = _KEYED_FIELD.match(self.field_path)
+        return (match.group(1), match.group(2)) if match else None
+
+
+def _positive_quantity(value: str | int) -> str:
+    if quantity.parse_quantity(value) <= 0:
+        raise ValueError(f"divisor '{value}' must be more than zero")
+    return str(value)
+
+
+class ResourceFieldSelector(KubeModel):
+    """env[].valueFrom.resourceFieldRef: a container's cpu or memory request or limit."""
+
+    resource: Annotated[
+        str,
+        refuse_when(
+            lambda r: r not in ("limits.cpu", "limits.memory", "requests.cpu", "requests.memory"),
+            "only limits.cpu, limits.memory, requests.cpu and requests.memory are exposed; "
+            "write any other value under env[].value",
+        ),
+    ]
+    container_name: str | None = None
+    divisor: Annotated[str | int, checked(_positive_quantity)] = "1"
 
 
 class EnvVarSource(KubeModel):
@@ -181,14 +225,13 @@ class EnvVarSource(KubeModel):
     secret_key_ref: SecretKeySelector | None = None
     field_ref: ObjectFieldSelector | None = None
     config_map_key_ref: ConfigMapKeySelector | None = None
-    resource_field_ref: Annotated[
-        object, Refuse("resource values are not exposed to containers; write the value under env[].value")
-    ] = None
+    resource_field_ref: ResourceFieldSelector | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> EnvVarSource:
-        if sum(s is not None for s in (self.secret_key_ref, self.field_ref, self.config_map_key_ref)) > 1:
-            raise ValueError("set exactly one of secretKeyRef, configMapKeyRef and fieldRef")
+        sources = (self.secret_key_ref, self.field_ref, self.config_map_key_ref, self.resource_field_ref)
+        if sum(s is not None for s in sources) > 1:
+            raise ValueError("set exactly one of secretKeyRef, configMapKeyRef, fieldRef and resourceFieldRef")
         return self
 
 
@@ -267,16 +310,53 @@ class TCPSocketAction(KubeModel):
     host: str | None = None
 
 
+class GRPCAction(KubeModel):
+    """probe.grpc: the standard gRPC health check (grpc.health.v1.Health/Check)."""
+
+    port: Port
+    service: str | None = None
+
+
+class SleepAction(KubeModel):
+    """lifecycle.*.sleep."""
+
+    seconds: Seconds
+
+
+class LifecycleHandler(KubeModel):
+    """lifecycle.postStart / lifecycle.preStop: exactly one of exec, httpGet and sleep."""
+
+    exec: ExecAction | None = None
+    http_get: HTTPGetAction | None = None
+    sleep: SleepAction | None = None
+    tcp_socket: Annotated[object, Refuse("tcpSocket hooks are deprecated and not run; use exec, httpGet or sleep")] = (
+        None
+    )
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> LifecycleHandler:
+        if sum(h is not None for h in (self.exec, self.http_get, self.sleep)) != 1:
+            raise ValueError("set exactly one of exec, httpGet and sleep")
+        return self
+
+
+class Lifecycle(KubeModel):
+    """containers[].lifecycle."""
+
+    post_start: LifecycleHandler | None = None
+    pre_stop: LifecycleHandler | None = None
+    stop_signal: Annotated[
+        object, Refuse("stopSignal is not applied; handle SIGTERM, or set STOPSIGNAL in the image")
+    ] = None
+
+
 class Probe(KubeModel):
     """livenessProbe / readinessProbe / startupProbe."""
 
     exec: ExecAction | None = None
     http_get: HTTPGetAction | None = None
     tcp_socket: TCPSocketAction | None = None
-    grpc: Annotated[
-        object,
-        Refuse("gRPC probes are not supported; use an exec probe running grpc_health_probe, or tcpSocket"),
-    ] = None
+    grpc: GRPCAction | None = None
     initial_delay_seconds: Seconds = 0
     period_seconds: PositiveSeconds = 10
     timeout_seconds: PositiveSeconds = 1
@@ -288,8 +368,8 @@ class Probe(KubeModel):
 
     @model_validator(mode="after")
     def _one_handler(self) -> Probe:
-        if sum(h is not None for h in (self.exec, self.http_get, self.tcp_socket)) != 1:
-            raise ValueError("a probe needs exactly one of exec, httpGet and tcpSocket")
+        if sum(h is not None for h in (self.exec, self.http_get, self.tcp_socket, self.grpc)) != 1:
+            raise ValueError("a probe needs exactly one of exec, httpGet, tcpSocket and grpc")
         return self
 
 
@@ -364,10 +444,7 @@ class Container(KubeModel):
     readiness_probe: Probe | None = None
     startup_probe: Probe | None = None
     security_context: SecurityContext | None = None
-    lifecycle: Annotated[
-        object,
-        Refuse("lifecycle hooks are not run; do postStart work in the command and handle SIGTERM for shutdown"),
-    ] = None
+    lifecycle: Lifecycle | None = None
     termination_message_path: Annotated[object, Ignore("exit status and logs are reported instead")] = None
     termination_message_policy: Annotated[object, Ignore("exit status and logs are reported instead")] = None
     stdin: Annotated[object, Ignore("containers here get no attached stdin")] = None
@@ -375,8 +452,10 @@ class Container(KubeModel):
     tty: Annotated[object, Ignore("containers here get no terminal")] = None
     resize_policy: Annotated[object, Ignore("resources change by a new commit, which replaces the container")] = None
     volume_devices: Annotated[object, Refuse("raw block devices are not supported; remove volumeDevices")] = None
+    # Only in initContainers (checked in pod.py): a native sidecar.
     restart_policy: Annotated[
-        object, Refuse("per-container restartPolicy is for sidecar init containers, which are not supported")
+        str | None,
+        refuse_when(lambda v: v != "Always", "only restartPolicy: Always (a native sidecar) is supported; remove it"),
     ] = None
 
 
@@ -569,10 +648,7 @@ class PodSpec(KubeModel):
     host_network: bool = False
     security_context: PodSecurityContext | None = None
     affinity: Affinity | None = None
-    init_containers: Annotated[
-        object,
-        Refuse("initContainers are not run; fold the step into the container's command, or run it as a separate Job"),
-    ] = None
+    init_containers: list[Container] = Field(default_factory=list)
     ephemeral_containers: Annotated[object, Refuse("ephemeral containers are not supported; remove them")] = None
     host_pid: bool = Field(default=False, alias="hostPID")
     host_ipc: bool = Field(default=False, alias="hostIPC")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
 from gitops import model
-from gitops.manifests import configmaps, kube
+from gitops.downward import reads_pod_ip
+from gitops.manifests import configmaps, fieldrefs, kube
 from gitops.manifests.expansion import SecretReference, expand
 from gitops.manifests.fields import IPC_SYSCTLS
 from gitops.manifests.issues import Issues
@@ -21,6 +23,9 @@ class PodContext:
 
     kind: model.WorkloadKind
     namespace: str
+    # The pod template's metadata, for fieldRef metadata.labels['k'] / annotations['k'].
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
 
 def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) -> model.PodSpec | None:
@@ -28,23 +33,20 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
     before = len(issues.errors)
     restart = _restart_policy(pod.restart_policy, ctx.kind, issues, (*path, "restartPolicy"))
     volumes = _volumes(pod, issues, path)
-    containers = []
-    seen: dict[str, int] = {}
-    for index, container in enumerate(pod.containers):
-        cpath = (*path, "containers", index)
-        if container.name in seen:
-            issues.error(
-                (*cpath, "name"),
-                f"container name '{container.name}' is already used by containers[{seen[container.name]}]",
-            )
-        seen.setdefault(container.name, index)
-        containers.append(_container(container, pod, volumes, ctx, issues, cpath))
-    _check_host_ports(containers, issues, path)
+    seen: dict[str, str] = {}
+    inits = _containers("initContainers", pod, volumes, ctx, seen, issues, path)
+    containers = _containers("containers", pod, volumes, ctx, seen, issues, path)
+    _check_host_ports(
+        [((*path, "initContainers", i), c) for i, c in enumerate(inits)]
+        + [((*path, "containers", i), c) for i, c in enumerate(containers)],
+        issues,
+    )
     files = (configmaps.file_volume(v, issues, (*path, "volumes", i)) for i, v in enumerate(pod.volumes))
     if len(issues.errors) > before:
         return None
     return model.PodSpec(
         containers=tuple(containers),
+        init_containers=tuple(inits),
         restart_policy=restart,
         termination_grace_s=(
             _DEFAULT_GRACE_S if pod.termination_grace_period_seconds is None else pod.termination_grace_period_seconds
@@ -56,6 +58,65 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
         host_ipc=pod.host_ipc,
         sysctls=_sysctls(pod, issues, (*path, "securityContext", "sysctls")),
     )
+
+
+def _containers(
+    field: str,
+    pod: kube.PodSpec,
+    volumes: dict[str, kube.Volume],
+    ctx: PodContext,
+    seen: dict[str, str],
+    issues: Issues,
+    path: Path,
+) -> list[model.ContainerSpec]:
+    out = []
+    for index, container in enumerate(pod.init_containers if field == "initContainers" else pod.containers):
+        cpath = (*path, field, index)
+        if container.name in seen:
+            issues.error(
+                (*cpath, "name"), f"container name '{container.name}' is already used by {seen[container.name]}"
+            )
+        seen.setdefault(container.name, f"{field}[{index}]")
+        spec = _container(container, pod, volumes, ctx, issues, cpath)
+        if field == "initContainers":
+            _check_init(spec, issues, cpath)
+        elif spec.restart_policy is not None:
+            issues.error(
+                (*cpath, "restartPolicy"),
+                "only init containers take restartPolicy Always (a native sidecar)",
+                "remove it, or move the container to initContainers to run it as a sidecar",
+            )
+        out.append(spec)
+    return out
+
+
+def _check_init(spec: model.ContainerSpec, issues: Issues, path: Path) -> None:
+    """Kubernetes' rules for init containers, and what Docker cannot give them."""
+    if spec.gpus:
+        issues.error((*path, "resources", "limits", "nvidia.com/gpu"), "GPUs go to app containers only; remove it")
+    if spec.restart_policy == "Always":
+        return
+    for name, present in (
+        ("lifecycle", spec.hooks is not None),
+        ("livenessProbe", spec.liveness is not None),
+        ("readinessProbe", spec.readiness is not None),
+        ("startupProbe", spec.startup is not None),
+    ):
+        if present:
+            issues.error(
+                (*path, name),
+                "an init container runs to completion, so it takes no probes or hooks",
+                "remove it, or set restartPolicy: Always to run the container as a native sidecar",
+            )
+    for index, port in enumerate(spec.ports):
+        if port.host_port is not None:
+            issues.error((*path, "ports", index, "hostPort"), "an init container publishes no ports; remove hostPort")
+    if reads_pod_ip(spec):
+        issues.error(
+            (*path, "env"),
+            "an init container runs before the pod's network exists, so status.podIP has no value for it",
+            "use status.hostIP, or run the step as a native sidecar (restartPolicy: Always)",
+        )
 
 
 def _restart_policy(
@@ -105,7 +166,7 @@ def _container(
     issues: Issues,
     path: Path,
 ) -> model.ContainerSpec:
-    env, values, secrets = _env(container, ctx, issues, path)
+    env, values, secrets = _env(container, pod, ctx, issues, path)
     ports = tuple(
         model.PortSpec(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol.lower())
         for p in container.ports
@@ -134,6 +195,8 @@ def _container(
         liveness=_probe(container.liveness_probe, named_ports, issues, (*path, "livenessProbe")),
         readiness=_probe(container.readiness_probe, named_ports, issues, (*path, "readinessProbe")),
         startup=_probe(container.startup_probe, named_ports, issues, (*path, "startupProbe")),
+        hooks=_hooks(container.lifecycle, named_ports, issues, (*path, "lifecycle")),
+        restart_policy="Always" if container.restart_policy else None,
         **resources,
     )
 
@@ -148,7 +211,7 @@ def default_pull_policy(image: str) -> model.PullPolicy:
 
 
 def _env(
-    container: kube.Container, ctx: PodContext, issues: Issues, path: Path
+    container: kube.Container, pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path
 ) -> tuple[tuple[model.EnvVar, ...], dict[str, str], frozenset[str]]:
     out: list[model.EnvVar] = []
     values: dict[str, str] = {}
@@ -163,10 +226,19 @@ def _env(
             secrets.add(var.name)  # known on the node (a secret) or once the revision's ConfigMaps are read
             values.pop(var.name, None)
             continue
-        if source is not None and source.field_ref is not None:
-            value = ctx.namespace  # the only fieldRef the model lets through
+        if source is not None and (source.field_ref is not None or source.resource_field_ref is not None):
+            resolved = fieldrefs.resolve(source, container, pod, ctx, issues, (*epath, "valueFrom"))
+            if isinstance(resolved, model.FieldRef):
+                # Known only on the node: like a secret, it cannot be expanded into other values here.
+                out.append(model.EnvVar(name=var.name, field=resolved))
+                secrets.add(var.name)
+                values.pop(var.name, None)
+                continue
+            value = resolved
         elif source is not None:
-            issues.error((*epath, "valueFrom"), "valueFrom needs secretKeyRef, configMapKeyRef or fieldRef")
+            issues.error(
+                (*epath, "valueFrom"), "valueFrom needs secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef"
+            )
             continue
         else:
             value = _expand_one(var.value or "", values, frozenset(secrets), issues, (*epath, "value"))
@@ -199,7 +271,7 @@ def _expand_one(text: str, values: dict[str, str], secrets: frozenset[str], issu
     except SecretReference as ref:
         issues.error(
             path,
-            f"$({ref}) refers to a secret or ConfigMap value, which is not known while this file is parsed",
+            f"$({ref}) is a secret, ConfigMap value or pod field not known while this file is parsed",
             f"read ${ref} from the environment in the command instead, e.g. sh -c '... \"${ref}\"'",
         )
         return text
@@ -369,6 +441,8 @@ def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues
             headers=tuple((h.name, h.value) for h in get.http_headers),
             **timings,
         )
+    if probe.grpc is not None:
+        return model.Probe(handler="grpc", port=probe.grpc.port, service=probe.grpc.service or "", **timings)
     assert probe.tcp_socket is not None  # the model requires exactly one handler
     tcp = probe.tcp_socket
     return model.Probe(
@@ -376,6 +450,43 @@ def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues
         host=tcp.host,
         port=_port(tcp.port, named_ports, issues, (*path, "tcpSocket", "port")),
         **timings,
+    )
+
+
+# The kubelet gives an httpGet hook no timeout of its own; the grace period bounds a preStop.
+_HOOK_HTTP_TIMEOUT_S = 10
+
+
+def _hooks(
+    lifecycle: kube.Lifecycle | None, named_ports: dict[str, int], issues: Issues, path: Path
+) -> model.Hooks | None:
+    if lifecycle is None or (lifecycle.post_start is None and lifecycle.pre_stop is None):
+        return None
+    return model.Hooks(
+        post_start=_hook(lifecycle.post_start, named_ports, issues, (*path, "postStart")),
+        pre_stop=_hook(lifecycle.pre_stop, named_ports, issues, (*path, "preStop")),
+    )
+
+
+def _hook(
+    hook: kube.LifecycleHandler | None, named_ports: dict[str, int], issues: Issues, path: Path
+) -> model.Handler | None:
+    if hook is None:
+        return None
+    if hook.exec is not None:
+        return model.Handler(handler="exec", command=tuple(hook.exec.command))
+    if hook.sleep is not None:
+        return model.Handler(handler="sleep", timeout_s=hook.sleep.seconds)
+    assert hook.http_get is not None  # the model requires exactly one handler
+    get = hook.http_get
+    return model.Handler(
+        handler="httpGet",
+        path=get.path,
+        scheme=get.scheme,
+        host=get.host,
+        port=_port(get.port, named_ports, issues, (*path, "httpGet", "port")),
+        headers=tuple((h.name, h.value) for h in get.http_headers),
+        timeout_s=_HOOK_HTTP_TIMEOUT_S,
     )
 
 
@@ -389,16 +500,13 @@ def _port(port: int | str, named_ports: dict[str, int], issues: Issues, path: Pa
     return 0
 
 
-def _check_host_ports(containers: list[model.ContainerSpec], issues: Issues, path: Path) -> None:
+def _check_host_ports(containers: list[tuple[Path, model.ContainerSpec]], issues: Issues) -> None:
     seen: set[tuple[int, str]] = set()
-    for index, container in enumerate(containers):
+    for path, container in containers:
         for port in container.ports:
             if port.host_port is None:
                 continue
             key = (port.host_port, port.protocol)
             if key in seen:
-                issues.error(
-                    (*path, "containers", index, "ports"),
-                    f"hostPort {port.host_port}/{port.protocol} is used twice",
-                )
+                issues.error((*path, "ports"), f"hostPort {port.host_port}/{port.protocol} is used twice")
             seen.add(key)

@@ -41,7 +41,8 @@ def convert_workload(
         fields = {"job": job, "replicas": job.completions, "cron": _cron(doc.spec)}
     meta = doc.metadata
     pod_path = (*spec_path, "template", "spec")
-    pod = convert_pod(template.spec, PodContext(kind, meta.namespace), issues, pod_path)
+    context = PodContext(kind, meta.namespace, template.metadata.labels, template.metadata.annotations)
+    pod = convert_pod(template.spec, context, issues, pod_path)
     if pod is None or len(issues.errors) > before:
         return None
     return Workload(

@@ -5,18 +5,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitops import downward
 from gitops.admission import host_path_source
+from gitops.downward import PodValues
+from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
-from gitops.model import ContainerSpec, EnvFrom, EnvVar
+from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks
+from gitops.reconcile import hooks
 from gitops.reconcile.files import FileStore
 from gitops.reconcile.plan import Action, Instance
 from gitops.registryauth import BadPullSecret, pull_auth
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, as_text, read_secret, read_secret_files
+from gitops.states import Reason
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,10 @@ START_WAIT_S = 10.0
 # Image pulls that failed are retried with backoff, not on every pass.
 PULL_RETRY_MIN_S = 10.0
 PULL_RETRY_MAX_S = 300.0
+# How long one engine call waits for an init container to exit; between calls a superseded one is cut short.
+INIT_POLL_S = 2.0
+# A postStart hook that takes longer fails (the kubelet has no limit, but a worker must come back).
+POST_START_LIMIT_S = 120.0
 
 
 def _index_hostname(inst: Instance) -> str:
@@ -39,14 +49,17 @@ def _index_hostname(inst: Instance) -> str:
 def identity_of(inst: Instance, spec: ContainerSpec, node: str) -> ContainerIdentity:
     """The identity one container of ``inst`` carries in its labels and name."""
     pod = inst.workload.pod
+    role = "" if spec in pod.containers else ("sidecar" if spec.restart_policy == "Always" else "init")
     return ContainerIdentity(
         node=node,
         rid=inst.id,
         spec_hash=inst.spec_hash,
         revision=inst.revision,
         container=spec.name,
-        gpu_ids=inst.gpu_ids,
-        has_emptydir=any(m.type == "emptyDir" for c in pod.containers for m in c.mounts),
+        gpu_ids=() if role == "init" else inst.gpu_ids,
+        has_emptydir=any(m.type == "emptyDir" for c in (*pod.init_containers, *pod.containers) for m in c.mounts),
+        role=role,
+        hooks=hooks.encode(spec.hooks),
     )
 
 
@@ -65,6 +78,10 @@ class Outcome:
         self.started |= other.started
         self.ran |= other.ran
         self.removed |= other.removed
+
+
+class _Superseded(Exception):
+    """The replica's init containers belong to a spec this node no longer runs for it."""
 
 
 @dataclass
@@ -92,6 +109,8 @@ class Executor:
         seccomp_dir: Path,
         workers: int = WORKERS,
         stoppers: int = STOPPERS,
+        host_ip: str = "127.0.0.1",
+        capacity: tuple[int, int] = (0, 0),
     ):
         self.runtime = runtime
         self.node = node
@@ -99,6 +118,9 @@ class Executor:
         self.files = FileStore(files_dir, secrets_dir)
         # Localhost seccomp profiles: <state_dir>/seccomp/<localhostProfile>, as the kubelet's root/seccomp.
         self.seccomp_dir = seccomp_dir
+        # What the downward API gives containers: status.hostIP, and the node's (cpu millis, memory bytes).
+        self.host_ip = host_ip
+        self.capacity = capacity
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -109,6 +131,9 @@ class Executor:
         self._done = Outcome()
         self._pulls: dict[str, _PullState] = {}
         self._image_locks: dict[str, threading.Lock] = {}
+        # replica -> spec hash of the init containers it is waiting for; and those to cut short
+        self._initing: dict[ReplicaId, str] = {}
+        self._superseded: set[ReplicaId] = set()
 
     def busy(self) -> dict[ReplicaId, str]:
         """Replicas whose actions are still in flight, with what they are doing."""
@@ -124,6 +149,14 @@ class Executor:
         """Nothing in flight."""
         with self._lock:
             return not self._busy and not self._leaving
+
+    def supersede(self, desired: Mapping[ReplicaId, str]) -> None:
+        """Cut short init containers that wait for a spec no longer ``desired`` (replica -> spec hash).
+
+        An init container may wait forever (for a database, say): a new commit must still replace it.
+        """
+        with self._lock:
+            self._superseded |= {rid for rid, spec in self._initing.items() if desired.get(rid) != spec}
 
     def close(self) -> None:
         """Wait for everything in flight to finish."""
@@ -156,23 +189,35 @@ class Executor:
         futures = []
         for rid, group in groups.items():
             if all(a.op == "remove" and a.target is not None for a in group):
-                for a in group:
-                    self._leave(a)
+                self._leave_all(group)
                 continue
             with self._lock:
                 if rid in self._busy:
                     continue
                 self._busy[rid] = group[0].describe()
-            pool = self._starters if any(a.op == "run" for a in group) else self._stoppers
+            # Creating a pod with init containers mostly waits for them: the wide pool takes it.
+            runs = [a for a in group if a.op == "run"]
+            waits = any(a.instance is not None and a.instance.workload.pod.init_containers for a in runs)
+            pool = self._starters if runs and not waits else self._stoppers
             futures.append(pool.submit(self._run_group, rid, group, pulled))
         return futures
 
-    def _leave(self, action: Action) -> None:
+    def _leave_all(self, actions: list[Action]) -> None:
+        # Native sidecars stop last, once the app containers they serve are gone.
+        apps = [a for a in actions if a.target is not None and a.target.role != "sidecar"]
+        gone = [f for f in map(self._leave, apps) if f is not None]
+        for a in actions:
+            if a not in apps:
+                self._leave(a, after=gone)
+
+    def _leave(self, action: Action, after: list[Future[None]] | None = None) -> Future[None] | None:
         target = action.target
         assert target is not None
 
         def reap() -> None:
             try:
+                # The futures waited for were submitted first, so the FIFO pool has picked them up.
+                wait(after or [])
                 self._remove(target)
                 log.info("%s", action.describe())
             except (RuntimeFailure, RuntimeUnavailable) as e:
@@ -183,12 +228,12 @@ class Executor:
 
         with self._lock:
             if target.id in self._leaving:
-                return
+                return None
             self._leaving.add(target.id)
-        self._stoppers.submit(reap)
+        return self._stoppers.submit(reap)
 
     def _remove(self, target: Observed) -> None:
-        self.runtime.remove(target.id)
+        self.runtime.remove(target.id, hooks.pre_stop(self.runtime, target))
         self.files.remove(target.name)
         if target.has_emptydir:
             # emptyDir lives as long as its pod: drop the volumes of this replica and spec.
@@ -197,12 +242,13 @@ class Executor:
     def _run_group(self, rid: ReplicaId, actions: list[Action], pulled: set[str]) -> None:
         """One replica's actions in order; the first failure skips the rest."""
         out = Outcome()
+        inits_done: set[str] = set()
         try:
             for action in actions:
                 with self._lock:
                     self._busy[rid] = action.describe()
                 try:
-                    self._apply(action, out, pulled)
+                    self._apply(action, out, pulled, inits_done)
                     log.info("%s", action.describe())
                 except RuntimeFailure as e:
                     log.warning("%s failed: %s", action.describe(), e)
@@ -210,12 +256,14 @@ class Executor:
                     return
         except RuntimeUnavailable as e:
             log.warning("engine unavailable during %s: %s", actions[0].describe(), e)
+        except _Superseded:
+            log.info("%s: cut short, its spec is no longer wanted here", actions[0].describe())
         finally:
             with self._lock:
                 self._busy.pop(rid, None)
                 self._done.merge(out)
 
-    def _apply(self, action: Action, out: Outcome, pulled: set[str]) -> None:
+    def _apply(self, action: Action, out: Outcome, pulled: set[str], inits_done: set[str]) -> None:
         rid, target = action.replica, action.target
         if action.op == "remove" and target is not None:
             self._remove(target)
@@ -223,19 +271,72 @@ class Executor:
         elif action.op == "start" and target is not None:
             self.runtime.start(target.id)
             out.started.add(rid)
+            self._post_start(target.id, hooks.decode(target))
         elif action.op == "stop" and target is not None:
-            self.runtime.stop(target.id)
+            self.runtime.stop(target.id, hooks.pre_stop(self.runtime, target))
         elif action.op == "restart" and target is not None:
-            self.runtime.restart(target.id)
+            self.runtime.restart(target.id, hooks.pre_stop(self.runtime, target))
             out.started.add(rid)
+            self._post_start(target.id, hooks.decode(target))
         elif action.op == "run" and action.instance is not None and action.container is not None:
-            with self._lock:
-                self._busy[rid] = f"pulling image {action.container.image}"
-            self._ensure_image(action.instance, action.container, pulled)
-            with self._lock:
-                self._busy[rid] = action.describe()
-            self.runtime.run(self._request(action.instance, action.container))
+            self._run_inits_before(action.instance, action.container, pulled, inits_done)
+            self._pull(action.instance, action.container, pulled, action.describe())
+            cid = self._create(action.instance, action.container)
+            self._post_start(cid, action.container.hooks)
             out.ran.add(rid)
+
+    def _pull(self, inst: Instance, spec: ContainerSpec, pulled: set[str], then: str) -> None:
+        with self._lock:
+            self._busy[inst.id] = f"pulling image {spec.image}"
+        self._ensure_image(inst, spec, pulled)
+        with self._lock:
+            self._busy[inst.id] = then
+
+    def _run_inits_before(self, inst: Instance, spec: ContainerSpec, pulled: set[str], done: set[str]) -> None:
+        """Run, in order and each to completion, the plain init containers that start before ``spec``."""
+        pod = inst.workload.pod
+        plain = [c for c in pod.init_containers if c.restart_policy != "Always"]
+        for init in pod.init_containers:
+            if init.name == spec.name:
+                return
+            if init.restart_policy == "Always" or init.name in done:
+                continue
+            self._pull(inst, init, pulled, f"Init:{len(done)}/{len(plain)} running init container {init.name}")
+            cid = self.runtime.run(self._request(inst, init))
+            code = self._wait_init(inst, cid)
+            if code != 0:
+                # Kept (exited) for `docker logs` until the replica is tried again.
+                reason = Reason.INIT_ERROR if pod.restart_policy == "Never" else Reason.INIT_CRASH_LOOP
+                raise RuntimeFailure(f"init container {init.name} exited with code {code}", reason)
+            # Its work lives on in the pod's volumes; the container itself is done.
+            self.runtime.remove(cid)
+            done.add(init.name)
+
+    def _wait_init(self, inst: Instance, cid: str) -> int:
+        rid = inst.id
+        with self._lock:
+            self._initing[rid] = inst.spec_hash
+        try:
+            while (code := self.runtime.wait(cid, INIT_POLL_S)) is None:
+                with self._lock:
+                    cut = rid in self._superseded
+                if cut:
+                    self.runtime.remove(cid, hooks.MIN_STOP_GRACE_S)
+                    raise _Superseded()
+            return code
+        finally:
+            with self._lock:
+                self._initing.pop(rid, None)
+                self._superseded.discard(rid)
+
+    def _post_start(self, cid: str, container_hooks: Hooks | None) -> None:
+        if container_hooks is None or container_hooks.post_start is None:
+            return
+        why = hooks.run_hook(self.runtime, cid, container_hooks.post_start, POST_START_LIMIT_S)
+        if why is not None:
+            # As the kubelet does: the container is killed and restarted by its restart policy.
+            self.runtime.stop(cid, hooks.MIN_STOP_GRACE_S)
+            raise RuntimeFailure(f"postStart hook failed: {why}", Reason.FAILED_POST_START)
 
     def _ensure_image(self, inst: Instance, spec: ContainerSpec, pulled: set[str]) -> None:
         # One pull per image at a time: replicas of one image must not race to pull it, and a
@@ -274,25 +375,42 @@ class Executor:
             self._pulls.pop(image, None)
         pulled.add(image)
 
-    def _request(self, inst: Instance, spec: ContainerSpec) -> RunRequest:
+    def _create(self, inst: Instance, spec: ContainerSpec) -> str:
+        """Create and start one container; a pod's first container that reads status.podIP gets a fixed address."""
         pod = inst.workload.pod
-        first = pod.containers[0]
+        if pod.host_network or spec.name != pod.long_running()[0].name or not downward.reads_pod_ip(spec):
+            return self.runtime.run(self._request(inst, spec))
+        subnet = self.runtime.pod_network(downward.POD_NETWORK)
+        for ip in downward.addresses(subnet, identity_of(inst, spec, self.node).name(spec.name)):
+            req = self._request(inst, spec, ip)
+            try:
+                return self.runtime.run(req)
+            except RuntimeFailure as e:
+                if "in use" not in str(e).lower():
+                    raise
+                self.runtime.remove(req.name)  # created, but its start found the address taken
+        raise RuntimeFailure(f"no free address for the pod on network {downward.POD_NETWORK} ({subnet})", "RunFailed")
+
+    def _request(self, inst: Instance, spec: ContainerSpec, ip: str | None = None) -> RunRequest:
+        pod = inst.workload.pod
+        first = pod.long_running()[0]
         is_first = spec.name == first.name
         ident = identity_of(inst, spec, self.node)
         ports: dict[str, int | None] = {}
         if is_first:
-            # Containers of a pod share the first one's network namespace, so it publishes all ports.
-            for c in pod.containers:
+            # A pod's long-running containers share the first one's network namespace, so it publishes all ports.
+            for c in pod.long_running():
                 for p in c.ports:
                     ports[f"{p.container_port}/{p.protocol}"] = p.host_port
-        network_mode = "host" if pod.host_network else None
-        if not is_first and not pod.host_network:
+        network_mode = "host" if pod.host_network else (downward.POD_NETWORK if ip else None)
+        # Plain init containers run before that namespace exists: they get their own.
+        if not is_first and not pod.host_network and ident.role != "init":
             network_mode = "container:" + identity_of(inst, first, self.node).name(first.name)
         name = ident.name(first.name)
         namespace = inst.workload.namespace
         used = {m.source for m in spec.mounts if m.type == "files"}
         files_dir = self.files.write(name, namespace, [v for v in pod.files if v.name in used]) if used else None
-        env = self._env(namespace, spec)
+        env = self._env(namespace, spec, self._pod_values(inst, spec, ip or "", network_mode))
         job = inst.workload.job
         indexed = job is not None and job.indexed
         if indexed:
@@ -311,10 +429,11 @@ class Executor:
             mem_limit=spec.memory_limit_bytes,
             binds=self._binds(ident, spec, files_dir),
             network_mode=network_mode,
+            ip=ip,
             user=spec.user,
             working_dir=spec.working_dir,
             read_only=spec.read_only_root,
-            gpu_ids=inst.gpu_ids,
+            gpu_ids=ident.gpu_ids,
             stop_timeout=pod.termination_grace_s,
             privileged=spec.security.privileged,
             cap_add=spec.security.cap_add,
@@ -333,12 +452,12 @@ class Executor:
         except BadPullSecret as e:
             raise RuntimeFailure(str(e), "ImagePullFailed") from e
 
-    def _env(self, namespace: str, spec: ContainerSpec) -> list[str]:
+    def _env(self, namespace: str, spec: ContainerSpec, values: PodValues) -> list[str]:
         # As in Kubernetes: envFrom sources in order (a later one wins), then env over all of them.
         sourced: dict[str, str] = {}
         for source in spec.env_from:
             sourced.update((source.prefix + k, v) for k, v in self._env_from(namespace, source))
-        own = [f"{e.name}={self._env_value(namespace, e)}" for e in spec.env]
+        own = [f"{e.name}={self._env_value(namespace, e, values)}" for e in spec.env]
         names = {e.name for e in spec.env}
         return [f"{k}={v}" for k, v in sourced.items() if k not in names] + own
 
@@ -368,7 +487,21 @@ class Executor:
                 ) from e
         return opts
 
-    def _env_value(self, namespace: str, env: EnvVar) -> str:
+    def _pod_values(self, inst: Instance, spec: ContainerSpec, ip: str, network_mode: str | None) -> PodValues:
+        if inst.workload.pod.host_network:
+            ip = self.host_ip
+        elif not ip and network_mode and network_mode.startswith("container:") and downward.reads_pod_ip(spec):
+            # The pod's address is its first container's, which already runs.
+            try:
+                ip = container_address(self.runtime, network_mode.removeprefix("container:"))
+            except NoAddress:
+                ip = ""
+        cpu, memory = self.capacity
+        return PodValues(inst.id, self.node, self.host_ip, ip, cpu, memory)
+
+    def _env_value(self, namespace: str, env: EnvVar, values: PodValues) -> str:
+        if env.field is not None:
+            return downward.node_value(env.field, values)
         if env.secret is None:
             return env.value or ""
         try:

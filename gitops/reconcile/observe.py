@@ -40,7 +40,9 @@ def observe(
     containers = [c for c in containers if c.id not in leaving]
     by_replica: dict[ReplicaId, list[Observed]] = {}
     for c in containers:
-        by_replica.setdefault(c.rid, []).append(c)
+        # Init containers are the executor's business while they run; a replica is its other containers.
+        if c.role != "init":
+            by_replica.setdefault(c.rid, []).append(c)
     running = {c.id: c for c in containers if c.state == "running"}
     since = {cid: running_since.get(cid, now) for cid in running}
     health = _probe(workloads, running, since, prober) if prober is not None else {}
@@ -56,7 +58,7 @@ def _probe(
     targets: dict[str, ProbeTarget] = {}
     for cid, c in running.items():
         w = specs.get((c.key, c.spec_hash))
-        spec = next((s for s in w.pod.containers if s.name == c.container), None) if w else None
+        spec = next((s for s in w.pod.long_running() if s.name == c.container), None) if w else None
         if w is None or spec is None or not (spec.liveness or spec.readiness or spec.startup):
             continue
         targets[cid] = ProbeTarget(

@@ -92,6 +92,8 @@ class PlanInputs:
     denied: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Replicas whose earlier actions are still in flight (a pull, a start, a stop): left alone.
     busy: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Replicas whose last creation failed in an init container: recreated after their backoff.
+    init_failed: frozenset[ReplicaId] = frozenset()
     now: float = 0.0
 
 
@@ -106,7 +108,7 @@ class Plan:
 
 def _is_pod_complete(inst: Instance, containers: Sequence[Observed]) -> bool:
     have = {c.container for c in containers}
-    return all(c.name in have for c in inst.workload.pod.containers)
+    return all(c.name in have for c in inst.workload.pod.long_running())
 
 
 def _needs_restart(inst: Instance, c: Observed) -> bool:
@@ -114,7 +116,8 @@ def _needs_restart(inst: Instance, c: Observed) -> bool:
         return False
     if c.state == "created":
         return True  # its start failed (or was interrupted): retried, whatever the policy
-    policy = inst.workload.pod.restart_policy
+    # A native sidecar is restarted whenever it exits, whatever the pod's policy.
+    policy = "Always" if c.role == "sidecar" else inst.workload.pod.restart_policy
     if policy == "Never":
         # Kubernetes retries a failed Job pod (a new one) up to backoffLimit; we restart it in place.
         return inst.workload.kind in ("Job", "CronJob") and c.exit_code not in (0, None)
@@ -166,14 +169,18 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
     have = sorted(have_unsorted, key=lambda c: c.name)
     current = [c for c in have if c.spec_hash == inst.spec_hash and _gpus_match(inst, c)]
     stale = [c for c in have if c not in current]
+    # The executor removes the init containers it ran; one still here failed, or its start was cut short.
+    inits = [c for c in current if c.role == "init"]
+    current = [c for c in current if c not in inits]
     if inst.workload.kind in ("Job", "CronJob") and rid in inputs.finished:
         result.actions += _remove_all(rid, stale, "superseded by a finished run of the current spec")
         if rid in inputs.expired:
             result.actions += _remove_all(rid, current, "ttlSecondsAfterFinished passed")
-        elif rid in inputs.stop:
-            # Stopped, not removed: its logs stay for `docker logs`.
-            running = [c for c in current if c.state == "running"]
-            result.actions += [Action("stop", rid, inputs.stop[rid], target=c) for c in running]
+        else:
+            # Stopped, not removed: their logs stay for `docker logs`. Sidecars end with their Job.
+            cause = inputs.stop.get(rid, "the Job's main containers finished")
+            ending = [c for c in current if c.state == "running" and (rid in inputs.stop or c.role == "sidecar")]
+            result.actions += [Action("stop", rid, cause, target=c) for c in ending]
         return
     if rid in inputs.suspended:
         # As Kubernetes deletes a suspended Job's pods: resuming starts the index afresh.
@@ -194,19 +201,24 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
             result.waiting[rid] = (Reason.ROLLING_UPDATE, f"waiting for {inst.spec_hash[:8]} to become ready")
         else:
             result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
+        result.actions += _remove_all(rid, inits, "init container left from an interrupted start")
         _plan_restarts(inst, current, inputs, result)
         return
     for gate in (inputs.blocked, inputs.wait):
         if rid in gate:
             result.waiting[rid] = (Reason.WAITING, gate[rid])
             return
+    not_before = inputs.restart_not_before.get(rid, 0.0)
+    if rid in inputs.init_failed and inputs.now < not_before:
+        result.waiting[rid] = (Reason.CRASH_LOOP, f"init containers run again in {not_before - inputs.now:.0f}s")
+        return
     cause = _create_cause(inst, current, stale)
     # Partial pods are rebuilt whole: the shared network namespace may be gone.
     run = _run_all(inst, cause)
     if _break_before_make(inst):
         result.actions += _remove_all(rid, have, "replaced (break-before-make)") + run
     else:
-        result.actions += _remove_all(rid, current, "incomplete pod, rebuilt") + run
+        result.actions += _remove_all(rid, current + inits, "incomplete pod, rebuilt") + run
 
 
 def _plan_restarts(inst: Instance, current: Sequence[Observed], inputs: PlanInputs, result: Plan) -> None:
@@ -244,8 +256,10 @@ def _create_cause(inst: Instance, current: Sequence[Observed], stale: Sequence[O
 
 
 def _run_all(inst: Instance, cause: str) -> list[Action]:
-    return [Action("run", inst.id, cause, instance=inst, container=spec) for spec in inst.workload.pod.containers]
+    return [Action("run", inst.id, cause, instance=inst, container=spec) for spec in inst.workload.pod.long_running()]
 
 
 def _remove_all(rid: ReplicaId, containers: Sequence[Observed], cause: str) -> list[Action]:
-    return [Action("remove", rid, cause, target=c) for c in containers]
+    # Native sidecars go last: they serve the app containers until those have stopped.
+    ordered = sorted(containers, key=lambda c: c.role == "sidecar")
+    return [Action("remove", rid, cause, target=c) for c in ordered]

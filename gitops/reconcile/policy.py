@@ -26,7 +26,7 @@ from gitops.reconcile.memory import JobResult, Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, PlanInputs
 from gitops.rollout import ReplicaView, compute_gates
-from gitops.states import FINISHED_STATES, RELEASING_REASONS, RUNNING_STATES, Reason, State
+from gitops.states import FINISHED_STATES, INIT_FAILURES, RELEASING_REASONS, RUNNING_STATES, Reason, State
 
 JOB_KINDS = ("Job", "CronJob")
 
@@ -119,6 +119,7 @@ def decide(ctx: PassContext) -> Decision:
         restart_not_before=ctx.memory.not_before(),
         busy=ctx.busy,
         denied=denied,
+        init_failed=frozenset(rid for rid, (reason, _) in ctx.memory.failures.items() if reason in INIT_FAILURES),
         now=ctx.now,
     )
     update = MemoryUpdate(
@@ -211,8 +212,14 @@ def job_results(
         known = memory.finished.get(rid)
         if w.kind not in JOB_KINDS or (known is not None and known.spec_hash == inst.spec_hash):
             continue
-        current = [c for c in obs.by_replica.get(rid, []) if c.spec_hash == inst.spec_hash]
+        # A Job ends with its main containers; its native sidecars are stopped then.
+        current = [c for c in obs.by_replica.get(rid, []) if c.spec_hash == inst.spec_hash and c.role != "sidecar"]
         exited = [c for c in current if c.state != "running"]
+        limit = w.job.backoff_limit if w.job else 6
+        failure = memory.failures.get(rid)
+        if not current and failure and failure[0] in INIT_FAILURES and memory.total_restarts(rid) >= limit:
+            out[rid] = JobResult(inst.spec_hash, State.FAILED, Reason.BACKOFF_LIMIT, failure[1])
+            continue
         if not current or not exited:
             continue
         main = current[0]
@@ -228,7 +235,6 @@ def job_results(
         if matched is not None and matched[0].action == "Ignore":
             continue  # replaced, uncounted (``ignored_failures``)
         code = exited[0].exit_code
-        limit = w.job.backoff_limit if w.job else 6
         if code not in (0, None) and memory.total_restarts(rid) >= limit:
             tail = logs.get(exited[0].id)
             out[rid] = JobResult(inst.spec_hash, State.FAILED, Reason.BACKOFF_LIMIT, tail, code, main.id)

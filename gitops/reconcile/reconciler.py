@@ -14,7 +14,7 @@ from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory
 from gitops.health import Prober
 from gitops.model import ManifestSet
-from gitops.nodefacts import node_info
+from gitops.nodefacts import host_ip, node_info
 from gitops.placement import Assignment, NodeInfo, place
 from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
@@ -28,6 +28,7 @@ from gitops.runtime.docker import DockerRuntime
 from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
 from gitops.source import GitError, GitSource
+from gitops.states import INIT_FAILURES
 from gitops.status import (
     ErrorStatus,
     HeldStatus,
@@ -77,9 +78,6 @@ class Reconciler:
         self.source = GitSource(config.repo, config.branch, config.path, config.state_dir, config.git_timeout, key)
         self.runtime = runtime or DockerRuntime(config.docker_host)
         self.prober = prober
-        self.executor = Executor(
-            self.runtime, self.node, config.secrets_dir, config.state_dir / "files", config.state_dir / "seccomp"
-        )
         self.loader = DesiredLoader(self.source)
         # Commit verification (node-local, docs/security.md); None: mode off, every tip is applied.
         self.verifier = Verifier(config.verify, self.source, config.state_dir) if config.verify.mode != "off" else None
@@ -100,6 +98,15 @@ class Reconciler:
             reserve_cpu_millis=config.reserve_cpu_millis,
             reserve_memory_mib=config.reserve_memory_mib,
         ).model_copy(update={"policy": config.policy})
+        self.executor = Executor(
+            self.runtime,
+            self.node,
+            config.secrets_dir,
+            config.state_dir / "files",
+            config.state_dir / "seccomp",
+            host_ip=config.host_ip or host_ip(),
+            capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
+        )
         self.memory = Memory(backoff_scale=config.backoff_scale)
         self._recovered = False
         self._fetch_error: str | None = None
@@ -175,6 +182,7 @@ class Reconciler:
             return report
         self.executor.files.sweep({c.name for c in (*obs.containers, *obs.leaving)})
         self.memory.apply(decision.update)
+        self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
         if decision.fenced:
             log.warning(
                 "fenced: no heartbeat pushed for %.0fs, stopping %s", ctx.silent_for, ", ".join(sorted(decision.fenced))
@@ -280,9 +288,10 @@ class Reconciler:
         now = time.monotonic()
         for rid in outcome.started:
             self.memory.restarted(rid, now)
-        for rid in outcome.failures:
-            # Failed starts back off like crashes, so a broken spec is not retried every pass.
-            self.memory.restarted(rid, now, counted=False)
+        for rid, (reason, _) in outcome.failures.items():
+            # Failed starts back off like crashes, so a broken spec is not retried every pass; a
+            # failed init container counts as a restart, towards a Job's backoffLimit too.
+            self.memory.restarted(rid, now, counted=reason in INIT_FAILURES)
         for rid in outcome.ran:
             self.memory.failures.pop(rid, None)
         self.memory.failures.update(outcome.failures)

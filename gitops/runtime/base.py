@@ -41,6 +41,8 @@ class RunRequest:
     binds: list[str] = field(default_factory=list)
     network_mode: str | None = None
     hostname: str | None = None
+    # A fixed address on the network ``network_mode`` names (a pod whose first container reads status.podIP).
+    ip: str | None = None
     user: str | None = None
     working_dir: str | None = None
     read_only: bool = False
@@ -96,16 +98,20 @@ class Runtime(ProbeRuntime, Protocol):
         """Start an existing, stopped container."""
         ...
 
-    def stop(self, cid: str) -> None:
-        """Stop within the container's grace period, keeping it."""
+    def stop(self, cid: str, grace_s: int | None = None) -> None:
+        """Stop within the grace period (``grace_s``: what a preStop hook left of it), keeping it."""
         ...
 
-    def restart(self, cid: str) -> None:
+    def restart(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the grace period and start again."""
         ...
 
-    def remove(self, cid: str) -> None:
+    def remove(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the grace period, then remove; gone already counts as done."""
+        ...
+
+    def wait(self, cid: str, timeout_s: float) -> int | None:
+        """The exit code once the container has exited, or None if it still runs after ``timeout_s``."""
         ...
 
     def logs_tail(self, cid: str, lines: int = 20) -> str:
@@ -118,6 +124,10 @@ class Runtime(ProbeRuntime, Protocol):
 
     def remove_volumes(self, label_filters: list[str]) -> None:
         """Remove the named volumes whose labels match every filter."""
+        ...
+
+    def pod_network(self, name: str) -> str:
+        """The subnet of the bridge network ``name`` that takes fixed addresses; created if absent."""
         ...
 
     def close(self) -> None:

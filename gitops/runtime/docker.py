@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import uuid
 from typing import Any
 
 import docker
@@ -123,6 +124,13 @@ class DockerRuntime:
             hostname=req.hostname,
             host_config=host_config,
             stop_timeout=req.stop_timeout,
+            networking_config=(
+                self.api.create_networking_config(
+                    {req.network_mode: self.api.create_endpoint_config(ipv4_address=req.ip)}
+                )
+                if req.ip and req.network_mode
+                else None
+            ),
         )
         cid: str = created["Id"]
         # A container whose start fails stays "created": inspectable, and retried with backoff.
@@ -133,30 +141,48 @@ class DockerRuntime:
         """Start an existing, stopped container."""
         self._call(self.api.start, cid)
 
-    def stop(self, cid: str) -> None:
+    def stop(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the container's grace period, keeping it (and its logs)."""
-        self._stop(cid)
+        self._stop(cid, grace_s)
 
-    def restart(self, cid: str) -> None:
+    def restart(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the container's grace period and start it again (liveness failure)."""
-        self._stop(cid)
+        self._stop(cid, grace_s)
         self._call(self.api.start, cid)
 
-    def remove(self, cid: str) -> None:
+    def remove(self, cid: str, grace_s: int | None = None) -> None:
         """Stop within the container's own grace period, then remove; gone already counts as done."""
         try:
-            self._stop(cid)
+            self._stop(cid, grace_s)
             self._call(self.api.remove_container, cid, v=True)
         except RuntimeFailure as e:
             if e.reason != "NotFound":
                 raise
 
-    def _stop(self, cid: str) -> None:
+    def _stop(self, cid: str, grace_s: int | None) -> None:
         # Passing the container's own grace period lets the HTTP call wait that long plus the
         # client timeout; without it docker-py allows 10 s, and a 120 s grace would time out.
-        info = self.inspect(cid)
-        grace = (info.get("Config") or {}).get("StopTimeout")
-        self._call(self.api.stop, cid, timeout=grace if isinstance(grace, int) else 10)
+        if grace_s is None:
+            info = self.inspect(cid)
+            grace = (info.get("Config") or {}).get("StopTimeout")
+            grace_s = grace if isinstance(grace, int) else 10
+        self._call(self.api.stop, cid, timeout=grace_s)
+
+    def wait(self, cid: str, timeout_s: float) -> int | None:
+        """The exit code once the container has exited, or None if it still runs after ``timeout_s``."""
+        try:
+            result = self.api.wait(cid, timeout=timeout_s)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as e:
+            # docker-py reports a read timeout on the long-polled wait as either of these.
+            if isinstance(e, requests.exceptions.ReadTimeout) or "timed out" in str(e).lower():
+                return None
+            raise RuntimeUnavailable(f"docker engine unreachable: {e}") from e
+        except docker.errors.NotFound as e:
+            raise RuntimeFailure(e.explanation or str(e), "NotFound") from e
+        except docker.errors.APIError as e:
+            raise RuntimeFailure(str(e.explanation or e)) from e
+        code = result.get("StatusCode")
+        return code if isinstance(code, int) else -1
 
     def logs_tail(self, cid: str, lines: int = 20) -> str:
         """Last lines of a container's output, for failure reports."""
@@ -184,6 +210,37 @@ class DockerRuntime:
             # Still in use by a container being replaced: it goes with that container's removal.
             with contextlib.suppress(RuntimeFailure):
                 self._call(self.api.remove_volume, vol["Name"])
+
+    def pod_network(self, name: str) -> str:
+        """The subnet of the bridge network ``name`` that takes fixed addresses; created if absent.
+
+        Docker gives fixed addresses only on a network created with a subnet: the first create
+        lets Docker pick a subnet that is free on this host, the second names it.
+        """
+        try:
+            return _subnet(self._call(self.api.inspect_network, name))
+        except RuntimeFailure as e:
+            if e.reason != "NotFound":
+                raise
+        labels = {MANAGED: "true"}
+        probe = self._call(self.api.create_network, f"{name}-probe-{uuid.uuid4().hex[:8]}", labels=labels)
+        try:
+            subnet = _subnet(self._call(self.api.inspect_network, probe["Id"]))
+        finally:
+            self._call(self.api.remove_network, probe["Id"])
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        # Another node on this engine may have created it meanwhile: then theirs is used.
+        with contextlib.suppress(RuntimeFailure):
+            self._call(self.api.create_network, name, driver="bridge", ipam=ipam, labels=labels, check_duplicate=True)
+        return _subnet(self._call(self.api.inspect_network, name))
+
+
+def _subnet(info: dict[str, Any]) -> str:
+    configs = (info.get("IPAM") or {}).get("Config") or []
+    subnet = next((c.get("Subnet") for c in configs if c.get("Subnet") and ":" not in c["Subnet"]), None)
+    if not subnet:
+        raise RuntimeFailure(f"network {info.get('Name')} has no IPv4 subnet", "RunFailed")
+    return str(subnet)
 
 
 def _split_image(image: str) -> tuple[str, str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
 import docker
+import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from gitops.health import Health, Prober, ProbeTarget
 from gitops.model import Probe
@@ -153,3 +156,23 @@ def test_container_without_an_address_fails_network_probes(watch: Watch, client:
         health = watch.one(cid, readiness=tcp(8080))
         eventually(lambda: health().consecutive_failures >= 1)
         assert "no IP address for container" in health().message and "network mode none" in health().message
+
+
+def test_grpc_readiness_follows_the_health_service(watch: Watch, client: docker.DockerClient) -> None:
+    # A hostNetwork container is probed on 127.0.0.1, where this process serves the standard health service.
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    checks = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(checks, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with started(client, SERVE, network_mode="host") as cid:
+            checks.set("", health_pb2.HealthCheckResponse.SERVING)
+            probe = Probe(handler="grpc", port=port, period_s=1, timeout_s=1, failure_threshold=1)
+            state = watch.one(cid, readiness=probe)
+            eventually(lambda: state().ready, timeout=2.5)
+            checks.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+            eventually(lambda: not state().ready, timeout=2.5)
+            assert state().message.endswith("NOT_SERVING")
+    finally:
+        server.stop(None)

@@ -304,9 +304,19 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "downwardAPI volumes are not supported",
         ),
         (
-            deployment(pod="initContainers: [{name: i, image: busybox}]"),
-            "spec.template.spec.initContainers",
-            "initContainers are not run",
+            deployment(pod="initContainers: [{name: i, image: busybox, readinessProbe: {exec: {command: [x]}}}]"),
+            "spec.template.spec.initContainers[0].readinessProbe",
+            "takes no probes or hooks",
+        ),
+        (
+            deployment(pod="initContainers: [{name: i, image: busybox, restartPolicy: OnFailure}]"),
+            "spec.template.spec.initContainers[0].restartPolicy",
+            "only restartPolicy: Always (a native sidecar) is supported",
+        ),
+        (
+            deployment(container="restartPolicy: Always"),
+            "spec.template.spec.containers[0].restartPolicy",
+            "only init containers take restartPolicy Always",
         ),
         (
             deployment(pod="affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {x: 1}}}"),
@@ -319,14 +329,32 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "no service account tokens",
         ),
         (
-            deployment(container="env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]"),
+            deployment(container="env: [{name: A, valueFrom: {fieldRef: {fieldPath: status.phase}}}]"),
             "spec.template.spec.containers[0].env[0].valueFrom.fieldRef.fieldPath",
-            "metadata.namespace",
+            "supported fieldRefs are metadata.name",
         ),
         (
-            deployment(container="lifecycle: {preStop: {exec: {command: [x]}}}"),
-            "spec.template.spec.containers[0].lifecycle",
-            "hooks are not run",
+            deployment(container="env: [{name: A, valueFrom: {resourceFieldRef: {resource: limits.nvidia.com/gpu}}}]"),
+            "spec.template.spec.containers[0].env[0].valueFrom.resourceFieldRef.resource",
+            "only limits.cpu, limits.memory",
+        ),
+        (
+            deployment(
+                pod="initContainers: [{name: i, image: busybox, env: [{name: IP, "
+                "valueFrom: {fieldRef: {fieldPath: status.podIP}}}]}]"
+            ),
+            "spec.template.spec.initContainers[0].env",
+            "status.podIP has no value for it",
+        ),
+        (
+            deployment(container="lifecycle: {preStop: {tcpSocket: {port: 80}}}"),
+            "spec.template.spec.containers[0].lifecycle.preStop.tcpSocket",
+            "tcpSocket hooks are deprecated",
+        ),
+        (
+            deployment(container="lifecycle: {postStart: {exec: {command: [x]}, sleep: {seconds: 1}}}"),
+            "spec.template.spec.containers[0].lifecycle.postStart",
+            "exactly one of exec, httpGet and sleep",
         ),
         (
             deployment().replace("- name: main", "- name: Bad_Name"),
