@@ -205,6 +205,8 @@ class PodSpec(Frozen):
     host_ipc: bool = False
     # Namespaced sysctls (name, value), sorted by name.
     sysctls: tuple[tuple[str, str], ...] = ()
+    # securityContext.fsGroup: a supplementary group of every container, and the group owning emptyDirs.
+    fs_group: int | None = None
 
     def sidecars(self) -> tuple[ContainerSpec, ...]:
         """The native sidecars, in start order."""

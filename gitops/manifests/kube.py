@@ -594,7 +594,9 @@ class PodSecurityContext(KubeModel):
     run_as_group: Uid | None = None
     run_as_non_root: bool | None = None
     fs_group: Uid | None = None
-    fs_group_change_policy: Annotated[object, Ignore("volume ownership is not changed")] = None
+    fs_group_change_policy: Annotated[
+        object, Ignore("only an emptyDir's top directory is given to fsGroup, at every container start")
+    ] = None
     supplemental_groups: Annotated[
         object, Refuse("supplementalGroups are not applied; give the needed group as runAsGroup")
     ] = None

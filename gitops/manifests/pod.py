@@ -57,6 +57,7 @@ def convert_pod(pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path) 
         host_pid=pod.host_pid,
         host_ipc=pod.host_ipc,
         sysctls=_sysctls(pod, issues, (*path, "securityContext", "sysctls")),
+        fs_group=pod.security_context.fs_group if pod.security_context else None,
     )
 
 
@@ -144,17 +145,6 @@ def _volumes(pod: kube.PodSpec, issues: Issues, path: Path) -> dict[str, kube.Vo
                 (*vpath, "emptyDir", "medium"),
                 "Memory is not applied: the emptyDir is a Docker volume on disk",
             )
-    context = pod.security_context
-    if context is not None and context.fs_group is not None:
-        fs_path = (*path, "securityContext", "fsGroup")
-        if volumes:
-            issues.error(
-                fs_path,
-                "fsGroup is not applied, so volumes would keep Docker's ownership",
-                "remove fsGroup and make the volume writable by runAsUser, or use runAsGroup",
-            )
-        else:
-            issues.warn(fs_path, "ignored: the pod has no volumes whose ownership it would change")
     return volumes
 
 

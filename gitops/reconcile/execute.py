@@ -409,7 +409,12 @@ class Executor:
         name = ident.name(first.name)
         namespace = inst.workload.namespace
         used = {m.source for m in spec.mounts if m.type == "files"}
-        files_dir = self.files.write(name, namespace, [v for v in pod.files if v.name in used]) if used else None
+        # The daemon cannot give files to fsGroup (it holds no capabilities): they become readable by all instead.
+        files_dir = (
+            self.files.write(name, namespace, [v for v in pod.files if v.name in used], pod.fs_group is not None)
+            if used
+            else None
+        )
         env = self._env(namespace, spec, self._pod_values(inst, spec, ip or "", network_mode))
         job = inst.workload.job
         indexed = job is not None and job.indexed
@@ -433,6 +438,12 @@ class Executor:
             user=spec.user,
             working_dir=spec.working_dir,
             read_only=spec.read_only_root,
+            group_add=() if pod.fs_group is None else (str(pod.fs_group),),
+            owned_dirs=(
+                ()
+                if pod.fs_group is None
+                else tuple((m.target, pod.fs_group) for m in spec.mounts if m.type == "emptyDir")
+            ),
             gpu_ids=ident.gpu_ids,
             stop_timeout=pod.termination_grace_s,
             privileged=spec.security.privileged,

@@ -37,11 +37,12 @@ class FileStore:
         self.root = root
         self.secrets_dir = secrets_dir
 
-    def write(self, container: str, namespace: str, volumes: Collection[FileVolume]) -> Path:
+    def write(self, container: str, namespace: str, volumes: Collection[FileVolume], readable: bool = False) -> Path:
         """Write ``volumes`` for ``container`` (replacing what was there) and return its directory.
 
         A missing non-optional secret raises RuntimeFailure(reason=SecretMissing), naming the
-        path, never a value.
+        path, never a value. ``readable`` adds read for all (a pod with fsGroup: its non-root user
+        must read files this daemon cannot give to the group).
         """
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         target = self.root / container
@@ -52,7 +53,7 @@ class FileStore:
                 _mkdirs(vdir, staging)
                 for f in volume.files:
                     for path, data in self._contents(namespace, volume.name, f):
-                        _write(vdir / path, data, f.mode, staging)
+                        _write(vdir / path, data, f.mode | (0o444 if readable else 0), staging)
             if target.exists():
                 old = Path(tempfile.mkdtemp(dir=self.root, prefix=f"{_TMP_PREFIX}{container}.old."))
                 target.rename(old / "x")

@@ -56,6 +56,9 @@ class RunRequest:
     pid_mode: str | None = None
     ipc_mode: str | None = None
     sysctls: dict[str, str] = field(default_factory=dict)
+    # Supplementary groups (fsGroup), and volume mount paths to give to (root, gid) with setgid before start.
+    group_add: tuple[str, ...] = ()
+    owned_dirs: tuple[tuple[str, int], ...] = ()
     stop_timeout: int = 30
 
 

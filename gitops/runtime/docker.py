@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
+import posixpath
 import re
+import tarfile
 import uuid
 from typing import Any
 
@@ -104,6 +107,7 @@ class DockerRuntime:
             pid_mode=req.pid_mode,
             ipc_mode=req.ipc_mode,
             sysctls=req.sysctls or None,
+            group_add=list(req.group_add) or None,
             device_requests=(
                 [docker.types.DeviceRequest(device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
                 if req.gpu_ids
@@ -133,6 +137,9 @@ class DockerRuntime:
             ),
         )
         cid: str = created["Id"]
+        for path, gid in req.owned_dirs:
+            # As the kubelet applies fsGroup: the engine, not this (capability-less) daemon, chowns.
+            self._call(self.api.put_archive, cid, posixpath.dirname(path), _owned_dir(posixpath.basename(path), gid))
         # A container whose start fails stays "created": inspectable, and retried with backoff.
         self._call(self.api.start, cid)
         return cid
@@ -255,3 +262,14 @@ def _split_image(image: str) -> tuple[str, str]:
 def _port_tuple(key: str) -> tuple[int, str]:
     port, _, proto = key.partition("/")
     return int(port), proto or "tcp"
+
+
+def _owned_dir(name: str, gid: int) -> bytes:
+    """A tar of one directory entry, root:``gid``, setgid and group-writable (extracted without copyUIDGID)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        info.uid, info.gid, info.mode = 0, gid, 0o2775
+        tar.addfile(info)
+    return buf.getvalue()

@@ -198,6 +198,32 @@ def test_host_to_container_propagation_reaches_docker(repo: Repo, node_name: str
         assert container.exec_run(["cat", "/host/seen.txt"]).output == b"from the host\n"
 
 
+def test_fs_group_lets_a_non_root_user_write_its_empty_dir(repo: Repo, node_name: str, tmp_path: Path) -> None:
+    repo.put(
+        "apps/writer.yaml",
+        deployment(
+            "writer",
+            1,
+            engine=True,
+            command=["sh", "-c", "id -G > /data/groups && stat -c '%u %g %a' /data > /data/owner && sleep 3600"],
+            grace_s=1,
+            pod="securityContext: {runAsUser: 1000, fsGroup: 2000}\nvolumes: [{name: data, emptyDir: {}}]",
+            container="volumeMounts: [{name: data, mountPath: /data}]",
+        ),
+    )
+    reconciler(repo, node_name, tmp_path).run_pass()
+    [row] = running(node_name)
+    with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+        container = client.containers.get(row["Id"])
+
+        def read(f: str) -> bytes:
+            out: bytes = wait_for(lambda: (r := container.exec_run(["cat", f])).exit_code == 0 and r.output, what=f)
+            return out
+
+        assert read("/data/owner") == b"0 2000 2775\n"
+        assert "2000" in read("/data/groups").decode().split()
+
+
 def test_image_pull_failure_reported_others_keep_running(repo: Repo, node_name: str, tmp_path: Path) -> None:
     repo.put("apps/web.yaml", deployment("web", engine=True))
     repo.put("apps/infer.yaml", INFER)

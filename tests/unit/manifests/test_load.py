@@ -201,6 +201,11 @@ def test_mount_propagation(volume: str, mode: str, propagation: str | None, erro
         assert error in str(one_error(text, "spec.template.spec.containers[0].volumeMounts[0].mountPropagation"))
 
 
+def test_fs_group_reaches_the_pod_spec() -> None:
+    pod = only(parse(deployment(pod="securityContext: {fsGroup: 2000}\nvolumes: [{name: v, emptyDir: {}}]"))).pod
+    assert pod.fs_group == 2000
+
+
 def test_retired_cron_job_version_is_read_as_batch_v1_with_a_warning() -> None:
     text = job(kind="CronJob", spec='schedule: "@hourly"').replace("batch/v1", "batch/v1beta1", 1)
     result = parse(text, "c.yaml")

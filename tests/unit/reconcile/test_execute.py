@@ -480,6 +480,21 @@ def test_a_broken_pull_secret_fails_the_pull_naming_it(engine: FakeRuntime, secr
     assert "hunter2" not in message and engine.ops("pull", "run") == []
 
 
+def test_fs_group_is_a_supplementary_group_and_owns_the_empty_dirs(engine: FakeRuntime, secrets: Path) -> None:
+    mounts = (
+        Mount(target="/data", type="emptyDir", source="data"),
+        Mount(target="/logs", type="hostPath", source="/var/log"),
+    )
+    pod = PodSpec(containers=(ContainerSpec(name="main", image="img", mounts=mounts),), fs_group=2000)
+    plain = PodSpec(containers=(ContainerSpec(name="main", image="img", mounts=mounts),))
+    executor(engine, secrets).execute(
+        [*runs(Instance(workload("a", pod=pod), 0, "r")), *runs(Instance(workload("b", pod=plain), 0, "r"))]
+    )
+    by_name = {r.labels["gitops.name"]: r for r in engine.requests}
+    assert (by_name["a"].group_add, by_name["a"].owned_dirs) == (("2000",), (("/data", 2000),))
+    assert (by_name["b"].group_add, by_name["b"].owned_dirs) == ((), ())
+
+
 def test_security_context_reaches_the_run_request(engine: FakeRuntime, secrets: Path) -> None:
     security = SecurityContext(privileged=True, cap_add=("NET_ADMIN",), cap_drop=("ALL",), seccomp="Unconfined")
     hardened = SecurityContext(no_new_privileges=True)
