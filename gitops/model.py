@@ -64,6 +64,8 @@ class EnvVar(Frozen):
     secret: SecretRef | None = None
     config: ConfigMapRef | None = None
     field: FieldRef | None = None
+    # ``value`` refers to values only the node knows (pod IP, node name): expanded there (expansion.template).
+    template: bool = False
 
 
 class EnvFrom(Frozen):
@@ -187,6 +189,8 @@ class ContainerSpec(Frozen):
     hooks: Hooks | None = None
     # "Always" on an init container makes it a native sidecar: started in order, kept running.
     restart_policy: Literal["Always"] | None = None
+    # command and/or args refer to values only the node knows: templates the node expands.
+    node_expanded: tuple[Literal["command", "args"], ...] = ()
 
 
 class PodSpec(Frozen):

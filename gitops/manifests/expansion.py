@@ -24,3 +24,25 @@ def expand(text: str, values: Mapping[str, str], secrets: frozenset[str]) -> str
         return values.get(name, match.group(0))
 
     return _REFERENCE.sub(replace, text) if "$" in text else text
+
+
+def refers_to(text: str, names: frozenset[str] | set[str]) -> bool:
+    """Whether ``text`` holds a ``$(NAME)`` reference to one of ``names``."""
+    return "$" in text and any(m.group(1) in names for m in _REFERENCE.finditer(text))
+
+
+def template(text: str, values: Mapping[str, str], secrets: frozenset[str]) -> str:
+    """``text`` with the references known now expanded, and escaped so that ``expand`` on the node,
+    given the values only the node knows, yields what the kubelet would (unknown names stay as written)."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name is None:
+            return "$$"
+        if name in secrets:
+            raise SecretReference(name)
+        if name in values:
+            return values[name].replace("$", "$$")
+        return match.group(0)
+
+    return _REFERENCE.sub(replace, text)

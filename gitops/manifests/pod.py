@@ -9,7 +9,7 @@ from typing import Literal
 from gitops import model
 from gitops.downward import reads_pod_ip
 from gitops.manifests import configmaps, fieldrefs, kube
-from gitops.manifests.expansion import SecretReference, expand
+from gitops.manifests.expansion import SecretReference, expand, refers_to, template
 from gitops.manifests.fields import IPC_SYSCTLS
 from gitops.manifests.issues import Issues
 from gitops.manifests.yamlsafe import Path
@@ -156,7 +156,12 @@ def _container(
     issues: Issues,
     path: Path,
 ) -> model.ContainerSpec:
-    env, values, secrets = _env(container, pod, ctx, issues, path)
+    env, values, secrets, nodes = _env(container, pod, ctx, issues, path)
+    node_expanded = tuple(
+        name
+        for name, items in (("command", container.command), ("args", container.args))
+        if items and any(refers_to(item, nodes) for item in items)
+    )
     ports = tuple(
         model.PortSpec(container_port=p.container_port, host_port=p.host_port, protocol=p.protocol.lower())
         for p in container.ports
@@ -172,8 +177,9 @@ def _container(
         name=container.name,
         image=container.image,
         pull_policy=container.image_pull_policy or default_pull_policy(container.image),
-        command=_expanded(container.command, values, secrets, issues, (*path, "command")),
-        args=_expanded(container.args, values, secrets, issues, (*path, "args")),
+        command=_expanded(container.command, values, secrets, "command" in node_expanded, issues, (*path, "command")),
+        args=_expanded(container.args, values, secrets, "args" in node_expanded, issues, (*path, "args")),
+        node_expanded=node_expanded,
         env=env,
         env_from=configmaps.env_from(container, issues, path),
         ports=ports,
@@ -202,26 +208,30 @@ def default_pull_policy(image: str) -> model.PullPolicy:
 
 def _env(
     container: kube.Container, pod: kube.PodSpec, ctx: PodContext, issues: Issues, path: Path
-) -> tuple[tuple[model.EnvVar, ...], dict[str, str], frozenset[str]]:
+) -> tuple[tuple[model.EnvVar, ...], dict[str, str], frozenset[str], frozenset[str]]:
     out: list[model.EnvVar] = []
     values: dict[str, str] = {}
     secrets: set[str] = set()
+    # Known only on the node (pod IP, node name...): references to them are expanded there.
+    nodes: set[str] = set()
     for index, var in enumerate(container.env):
         epath = (*path, "env", index)
-        if var.name in values or var.name in secrets:
+        if var.name in values or var.name in secrets or var.name in nodes:
             issues.warn((*epath, "name"), f"'{var.name}' is set again; the last value wins")
         source = var.value_from
         if source is not None and (source.secret_key_ref or source.config_map_key_ref):
             out.append(_deferred(var.name, source, issues, (*epath, "valueFrom")))
             secrets.add(var.name)  # known on the node (a secret) or once the revision's ConfigMaps are read
             values.pop(var.name, None)
+            nodes.discard(var.name)
             continue
         if source is not None and (source.field_ref is not None or source.resource_field_ref is not None):
             resolved = fieldrefs.resolve(source, container, pod, ctx, issues, (*epath, "valueFrom"))
             if isinstance(resolved, model.FieldRef):
-                # Known only on the node: like a secret, it cannot be expanded into other values here.
+                # Known only on the node, which expands the references to it (expansion.template).
                 out.append(model.EnvVar(name=var.name, field=resolved))
-                secrets.add(var.name)
+                nodes.add(var.name)
+                secrets.discard(var.name)
                 values.pop(var.name, None)
                 continue
             value = resolved
@@ -230,12 +240,20 @@ def _env(
                 (*epath, "valueFrom"), "valueFrom needs secretKeyRef, configMapKeyRef, fieldRef or resourceFieldRef"
             )
             continue
+        elif refers_to(var.value or "", nodes):
+            text = _expand_one(var.value or "", values, frozenset(secrets), issues, (*epath, "value"), node=True)
+            out.append(model.EnvVar(name=var.name, value=text, template=True))
+            nodes.add(var.name)
+            secrets.discard(var.name)
+            values.pop(var.name, None)
+            continue
         else:
             value = _expand_one(var.value or "", values, frozenset(secrets), issues, (*epath, "value"))
         out.append(model.EnvVar(name=var.name, value=value))
         values[var.name] = value
         secrets.discard(var.name)
-    return tuple(out), values, frozenset(secrets)
+        nodes.discard(var.name)
+    return tuple(out), values, frozenset(secrets), frozenset(nodes)
 
 
 def _deferred(name: str, source: kube.EnvVarSource, issues: Issues, path: Path) -> model.EnvVar:
@@ -248,20 +266,28 @@ def _deferred(name: str, source: kube.EnvVarSource, issues: Issues, path: Path) 
 
 
 def _expanded(
-    items: list[str] | None, values: dict[str, str], secrets: frozenset[str], issues: Issues, path: Path
+    items: list[str] | None,
+    values: dict[str, str],
+    secrets: frozenset[str],
+    node: bool,
+    issues: Issues,
+    path: Path,
 ) -> tuple[str, ...] | None:
     if items is None:
         return None
-    return tuple(_expand_one(item, values, secrets, issues, (*path, i)) for i, item in enumerate(items))
+    return tuple(_expand_one(item, values, secrets, issues, (*path, i), node) for i, item in enumerate(items))
 
 
-def _expand_one(text: str, values: dict[str, str], secrets: frozenset[str], issues: Issues, path: Path) -> str:
+def _expand_one(
+    text: str, values: dict[str, str], secrets: frozenset[str], issues: Issues, path: Path, node: bool = False
+) -> str:
+    """``text`` expanded; with ``node``, a template the node finishes (expansion.template)."""
     try:
-        return expand(text, values, secrets)
+        return template(text, values, secrets) if node else expand(text, values, secrets)
     except SecretReference as ref:
         issues.error(
             path,
-            f"$({ref}) is a secret, ConfigMap value or pod field not known while this file is parsed",
+            f"$({ref}) is a secret or ConfigMap value, not known while this file is parsed",
             f"read ${ref} from the environment in the command instead, e.g. sh -c '... \"${ref}\"'",
         )
         return text

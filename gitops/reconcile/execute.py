@@ -15,6 +15,7 @@ from gitops.admission import host_path_source
 from gitops.downward import PodValues
 from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
+from gitops.manifests.expansion import expand
 from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks
 from gitops.reconcile import hooks
 from gitops.reconcile.files import FileStore
@@ -415,7 +416,7 @@ class Executor:
             if used
             else None
         )
-        env = self._env(namespace, spec, self._pod_values(inst, spec, ip or "", network_mode))
+        env, known = self._env(namespace, spec, self._pod_values(inst, spec, ip or "", network_mode))
         job = inst.workload.job
         indexed = job is not None and job.indexed
         if indexed:
@@ -424,8 +425,8 @@ class Executor:
             name=name,
             image=spec.image,
             labels=ident.labels(),
-            entrypoint=list(spec.command) if spec.command is not None else None,
-            command=list(spec.args) if spec.args is not None else None,
+            entrypoint=_finished(spec.command, "command" in spec.node_expanded, known),
+            command=_finished(spec.args, "args" in spec.node_expanded, known),
             env=env,
             # As Kubernetes names an Indexed Job's pods; the pod's other containers share the first's.
             hostname=_index_hostname(inst) if indexed and network_mode is None else None,
@@ -463,14 +464,22 @@ class Executor:
         except BadPullSecret as e:
             raise RuntimeFailure(str(e), "ImagePullFailed") from e
 
-    def _env(self, namespace: str, spec: ContainerSpec, values: PodValues) -> list[str]:
+    def _env(self, namespace: str, spec: ContainerSpec, values: PodValues) -> tuple[list[str], dict[str, str]]:
+        """The container's environment, and the values only this node knows (for the spec's templates)."""
         # As in Kubernetes: envFrom sources in order (a later one wins), then env over all of them.
         sourced: dict[str, str] = {}
         for source in spec.env_from:
             sourced.update((source.prefix + k, v) for k, v in self._env_from(namespace, source))
-        own = [f"{e.name}={self._env_value(namespace, e, values)}" for e in spec.env]
+        known: dict[str, str] = {}
+        own = []
+        for e in spec.env:
+            # A template refers only to node values defined before it, as the kubelet expands in order.
+            value = expand(e.value or "", known, frozenset()) if e.template else self._env_value(namespace, e, values)
+            if e.template or e.field is not None:
+                known[e.name] = value
+            own.append(f"{e.name}={value}")
         names = {e.name for e in spec.env}
-        return [f"{k}={v}" for k, v in sourced.items() if k not in names] + own
+        return [f"{k}={v}" for k, v in sourced.items() if k not in names] + own, known
 
     def _env_from(self, namespace: str, source: EnvFrom) -> list[tuple[str, str]]:
         if source.secret is None:
@@ -540,3 +549,10 @@ class Executor:
                 self.runtime.ensure_volume(source, {**ident.labels(), LABEL + "volume": m.source})
             binds.append(f"{source}:{m.target}:{mode}{',' + m.propagation if m.propagation else ''}")
         return binds
+
+
+def _finished(items: tuple[str, ...] | None, template: bool, known: dict[str, str]) -> list[str] | None:
+    """command or args as run: templates (expansion.template) get the values only this node knows."""
+    if items is None:
+        return None
+    return [expand(item, known, frozenset()) for item in items] if template else list(items)

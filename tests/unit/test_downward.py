@@ -79,18 +79,35 @@ def test_values_known_from_the_repository_are_resolved_into_the_spec() -> None:
     }
 
 
-def test_node_values_cannot_be_expanded_at_load_time() -> None:
+def test_references_to_node_values_are_expanded_by_the_node() -> None:
     text = deployment(
+        pod="hostNetwork: true",
         container="""
-        env: [{name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]
-        args: ["--listen=$(IP):80"]
-        """
+        env:
+        - {name: IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}
+        - {name: PORT, value: "9100"}
+        - {name: LISTEN, value: "[$(IP)]:$(PORT)"}
+        args: ["--listen=$(LISTEN)", "--port=$(PORT)", "--cost=$$(IP)", "--other=$(NOPE)"]
+        """,
     )
-    [error] = parse_file("app.yaml", text.encode()).errors
-    assert (
-        error.field == "spec.template.spec.containers[0].args[0]"
-        and "not known while this file is parsed" in error.message
+    [w] = parse_file("app.yaml", text.encode()).workloads
+    [c] = w.pod.containers
+    # Equal on every node: the spec holds templates, the node finishes them.
+    assert c.node_expanded == ("args",) and c.args == (
+        "--listen=$(LISTEN)",
+        "--port=9100",
+        "--cost=$$(IP)",
+        "--other=$(NOPE)",
     )
+    assert [e.template for e in c.env] == [False, False, True]
+    engine = FakeRuntime(images={c.image})
+    inst = Instance(w, 0, "r1")
+    ex = Executor(engine, "n7", *(Path("/nonexistent"),) * 3, host_ip="192.0.2.10")
+    assert ex.execute([Action("run", inst.id, "missing", instance=inst, container=c)]).failures == {}
+    [req] = engine.requests
+    assert "LISTEN=[192.0.2.10]:9100" in req.env
+    # As the kubelet: $$ escapes, an unknown name stays as written.
+    assert req.command == ["--listen=[192.0.2.10]:9100", "--port=9100", "--cost=$(IP)", "--other=$(NOPE)"]
 
 
 def test_pod_name_and_uid_are_stable_per_replica() -> None:
