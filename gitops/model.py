@@ -103,10 +103,10 @@ class PortSpec(Frozen):
 
 
 class Mount(Frozen):
-    """A volume mount; ``source`` is a host path, or the name of an emptyDir or files volume."""
+    """A volume mount; ``source`` is a host path, the name of an emptyDir or files volume, or a claim's name."""
 
     target: str
-    type: Literal["hostPath", "emptyDir", "files"]
+    type: Literal["hostPath", "emptyDir", "files", "claim"]
     source: str
     read_only: bool = False
     sub_path: str | None = None
@@ -250,7 +250,14 @@ class PodSpec(Frozen):
 
     def is_exclusive(self) -> bool:
         """True where two copies must never run at once (volume backed)."""
-        return any(m.type == "hostPath" for c in (*self.init_containers, *self.containers) for m in c.mounts)
+        return any(m.type in ("hostPath", "claim") for c in self._all() for m in c.mounts)
+
+    def claims(self) -> tuple[str, ...]:
+        """Names of the PersistentVolumeClaims the pod mounts, sorted."""
+        return tuple(sorted({m.source for c in self._all() for m in c.mounts if m.type == "claim"}))
+
+    def _all(self) -> tuple[ContainerSpec, ...]:
+        return (*self.init_containers, *self.containers)
 
 
 def canonical_json(model: BaseModel) -> bytes:
@@ -389,11 +396,28 @@ class ConfigMap(Frozen):
         return f"{self.namespace}/ConfigMap/{self.name}"
 
 
+class Claim(Frozen):
+    """A ``v1 PersistentVolumeClaim``: a named Docker volume on the node of its first user."""
+
+    namespace: str = "default"
+    name: str
+    file: str
+    line: int | None = None
+    storage_bytes: int
+    storage_class: str | None = None
+
+    @property
+    def key(self) -> str:
+        """``namespace/PersistentVolumeClaim/name``, as invalid_keys name it."""
+        return f"{self.namespace}/PersistentVolumeClaim/{self.name}"
+
+
 class FileResult(Frozen):
     """Everything one file yields; pure in the file's path and bytes, so cacheable by blob id."""
 
     workloads: tuple[Workload, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()
+    claims: tuple[Claim, ...] = ()
     cluster: ClusterSpec | None = None
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -408,6 +432,7 @@ class ManifestSet(Frozen):
 
     workloads: tuple[Workload, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()
+    claims: tuple[Claim, ...] = ()
     cluster: ClusterSpec = ClusterSpec()
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()

@@ -238,6 +238,23 @@ def config_map(name: str, data: Mapping[str, str], binary: Mapping[str, str] | N
     return text
 
 
+def claim(name: str, storage: str = "1Gi", spec: str = "") -> str:
+    """A v1 PersistentVolumeClaim (ReadWriteOnce); ``spec`` is YAML added to its spec, from line 8."""
+    head = f"apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n"
+    return (
+        head + f"  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: {storage}}}}}\n" + _indent(spec, 2)
+    )
+
+
+def claim_pod(claim_name: str, mount_path: str = "/data", read_only: bool = False) -> dict[str, str]:
+    """``pod`` and ``container`` arguments of ``deployment()`` mounting ``claim_name`` at ``mount_path``."""
+    source = f"{{claimName: {claim_name}{', readOnly: true' if read_only else ''}}}"
+    return {
+        "pod": f"volumes: [{{name: data, persistentVolumeClaim: {source}}}]",
+        "container": f"volumeMounts: [{{name: data, mountPath: {mount_path}}}]",
+    }
+
+
 def job(
     name: str = "pi",
     *,

@@ -225,6 +225,7 @@ Uid = Annotated[int, Field(ge=0, le=2**31 - 1)]
 CpuMillis = Annotated[int, _parsed(quantity.cpu_millis)]
 MemoryBytes = Annotated[int, _parsed(quantity.memory_bytes)]
 Gpus = Annotated[int, _parsed(quantity.gpu_count)]
+StorageBytes = Annotated[int, _parsed(quantity.storage_bytes)]
 
 
 @functools.cache

@@ -28,6 +28,7 @@ from gitops.manifests.fields import (
     KubeModel,
     Label,
     MemoryBytes,
+    StorageBytes,
     NamePrefix,
     Port,
     PortName,
@@ -545,6 +546,13 @@ class ProjectedVolumeSource(KubeModel):
     default_mode: FileMode = 0o644
 
 
+class PersistentVolumeClaimVolumeSource(KubeModel):
+    """volumes[].persistentVolumeClaim: the node-local volume of a claim of the repository."""
+
+    claim_name: Label
+    read_only: bool = False
+
+
 def _volume_type(name: str, what_to_do: str) -> Refuse:
     return Refuse(f"{name} volumes are not supported; {what_to_do}")
 
@@ -558,7 +566,7 @@ class Volume(KubeModel):
     config_map: ConfigMapVolumeSource | None = None
     secret: SecretVolumeSource | None = None
     projected: ProjectedVolumeSource | None = None
-    persistent_volume_claim: Annotated[object, _volume_type("persistentVolumeClaim", "use a hostPath")] = None
+    persistent_volume_claim: PersistentVolumeClaimVolumeSource | None = None
     downward_api: Annotated[object, _volume_type("downwardAPI", "put the values in a ConfigMap volume")] = Field(
         default=None, alias="downwardAPI"
     )
@@ -569,10 +577,18 @@ class Volume(KubeModel):
 
     @model_validator(mode="after")
     def _one_type(self) -> Volume:
-        sources = (self.host_path, self.empty_dir, self.config_map, self.secret, self.projected)
+        sources = (
+            self.host_path,
+            self.empty_dir,
+            self.config_map,
+            self.secret,
+            self.projected,
+            self.persistent_volume_claim,
+        )
         if sum(s is not None for s in sources) != 1:
             raise ValueError(
-                f"volume '{self.name}' needs exactly one of hostPath, emptyDir, configMap, secret and projected"
+                f"volume '{self.name}' needs exactly one of hostPath, emptyDir, configMap, secret, projected "
+                "and persistentVolumeClaim"
             )
         return self
 
@@ -933,6 +949,63 @@ class ConfigMap(KubeModel):
         if both:
             raise ValueError(f"key '{both[0]}' is in both data and binaryData; keep one")
         return self
+
+
+# --- PersistentVolumeClaim -------------------------------------------------------------------
+
+_ONE_NODE = "volumes here live on one node's disk"
+
+
+class ClaimRequests(KubeModel):
+    """PersistentVolumeClaim spec.resources.requests."""
+
+    storage: StorageBytes
+
+
+class ClaimResources(KubeModel):
+    """PersistentVolumeClaim spec.resources."""
+
+    requests: ClaimRequests
+    limits: Annotated[object, Ignore(f"{_ONE_NODE}, with no size limit")] = None
+
+
+class PersistentVolumeClaimSpec(KubeModel):
+    """PersistentVolumeClaim spec."""
+
+    access_modes: Annotated[
+        list[
+            Annotated[
+                Literal["ReadWriteOnce", "ReadWriteOncePod", "ReadOnlyMany", "ReadWriteMany"],
+                refuse_when(
+                    lambda m: m in ("ReadOnlyMany", "ReadWriteMany"),
+                    f"{_ONE_NODE}, so only one node can mount them; use ReadWriteOnce",
+                ),
+            ]
+        ],
+        Field(min_length=1),
+    ]
+    resources: ClaimResources
+    # Names a node-local setting; every class is Docker's local driver on the node's disk here.
+    storage_class_name: Label | None = None
+    volume_mode: Annotated[
+        Literal["Filesystem", "Block"] | None,
+        refuse_when(lambda m: m == "Block", "raw block volumes are not supported; use volumeMode: Filesystem"),
+    ] = None
+    volume_name: Annotated[object, Refuse(f"there are no PersistentVolumes; {_ONE_NODE}: remove volumeName")] = None
+    selector: Annotated[object, Refuse(f"there are no PersistentVolumes to select; {_ONE_NODE}: remove it")] = None
+    data_source: Annotated[object, Refuse("volumes start empty here; restore data into the volume instead")] = None
+    data_source_ref: Annotated[object, Refuse("volumes start empty here; restore data into the volume instead")] = None
+    volume_attributes_class_name: Annotated[object, Ignore("volume attribute classes are not applied")] = None
+
+
+class PersistentVolumeClaim(KubeModel):
+    """v1 PersistentVolumeClaim: a node-local named Docker volume, created where its first user is placed."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    spec: PersistentVolumeClaimSpec
+    status: Annotated[object, _API_SERVER] = None
 
 
 # --- gitops/v1 Cluster ------------------------------------------------------------------------

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from gitops.manifests import configmaps, kube
+from gitops.manifests import claims, configmaps, kube
 from gitops.manifests.fields import KubeModel, ignored_fields
 from gitops.manifests.issues import Issues
 from gitops.manifests.names import generated_name
 from gitops.manifests.workload import convert_workload
 from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
-from gitops.model import ClusterSpec, ConfigMap, FileResult, ManifestError, ManifestSet, Workload
+from gitops.model import Claim, ClusterSpec, ConfigMap, FileResult, ManifestError, ManifestSet, Workload
+
+_Doc = TypeVar("_Doc", ConfigMap, Claim)
 
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
 CLUSTER_KEY = "gitops/Cluster"
 _CLUSTER_TYPE = ("gitops/v1", "Cluster")
 # Retired API versions whose fields are a subset of the current one's: read them as the current one.
 _RETIRED = {("batch/v1beta1", "CronJob")}
-_SUPPORTED = "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob, and reads v1 ConfigMap"
+_SUPPORTED = (
+    "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob, "
+    "and reads v1 ConfigMap and PersistentVolumeClaim"
+)
 
 
 def is_manifest_path(path: str) -> bool:
@@ -36,6 +41,7 @@ class _FileParse:
         self.issues = Issues(path, {})
         self.workloads: list[Workload] = []
         self.config_maps: list[ConfigMap] = []
+        self.claims: list[Claim] = []
         self.clusters: list[tuple[ClusterSpec, int | None]] = []
         self.invalid_keys: list[str] = []
         self.unreadable = False
@@ -70,6 +76,8 @@ class _FileParse:
             self.workload(data, api, kind, issues, broken)
         elif (api, kind) == ("v1", "ConfigMap"):
             self.config_map(data, issues, broken)
+        elif (api, kind) == ("v1", "PersistentVolumeClaim"):
+            self.claim(data, issues, broken)
         elif (api, kind) == ("v1", "Secret"):
             issues.error(
                 (),
@@ -112,6 +120,16 @@ class _FileParse:
         _warn_ignored(doc, issues)
         self.config_maps.append(configmaps.config_map(doc, self.path, issues.lines.get(issues.base)))
 
+    def claim(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
+        doc = _validate(kube.PersistentVolumeClaim, data, issues)
+        if doc is None or broken:
+            key = _raw_key(data, "PersistentVolumeClaim")
+            if key is not None:
+                self.invalid_keys.append(key)
+            return
+        _warn_ignored(doc, issues)
+        self.claims.append(claims.claim(doc, self.path, issues.lines.get(issues.base)))
+
     def cluster(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
         doc = _validate(kube.Cluster, data, issues)
         if doc is None or broken:
@@ -142,6 +160,7 @@ class _FileParse:
         return FileResult(
             workloads=tuple(w for w in self.workloads if w.key not in duplicates),
             config_maps=tuple(self.config_maps),
+            claims=tuple(self.claims),
             cluster=cluster,
             errors=tuple(self.issues.errors),
             warnings=tuple(self.issues.warnings),
@@ -177,7 +196,8 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         if result.cluster is not None:
             clusters.append((name, result.cluster))
     invalid = [key for name in files for key in results[name].invalid_keys]
-    config_maps = _unique_config_maps([cm for name in files for cm in results[name].config_maps], errors, invalid)
+    config_maps = _unique([cm for name in files for cm in results[name].config_maps], errors, invalid)
+    found_claims = _unique([c for name in files for c in results[name].claims], errors, invalid)
     workloads: list[Workload] = []
     for key, found in by_key.items():
         if len(found) == 1:
@@ -186,8 +206,13 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         places = ", ".join(f"{w.file}:{w.line}" for w in found)
         errors.extend(_duplicate_error(w.file, w.line, w.key, places) for w in found)
         invalid.append(key)
-    workloads, unresolved = _resolve_config(workloads, config_maps, invalid)
-    errors.extend(unresolved)
+    # A workload whose ConfigMaps or claims do not resolve is invalid: it keeps its last valid spec.
+    resolved, unresolved = configmaps.resolve(workloads, config_maps, invalid)
+    resolved, unclaimed = claims.resolve(resolved, found_claims, invalid)
+    kept = {w.key for w in resolved}
+    invalid.extend(w.key for w in workloads if w.key not in kept)
+    errors.extend([*unresolved, *unclaimed])
+    workloads = resolved
     cluster = ClusterSpec()
     if len(clusters) == 1:
         cluster = clusters[0][1]
@@ -201,6 +226,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
     return ManifestSet(
         workloads=tuple(sorted(workloads, key=lambda w: w.key)),
         config_maps=tuple(config_maps),
+        claims=tuple(sorted(found_claims, key=lambda c: c.key)),
         cluster=cluster,
         errors=tuple(errors),
         warnings=tuple(w for name in files for w in results[name].warnings),
@@ -209,27 +235,18 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
     )
 
 
-def _resolve_config(
-    workloads: list[Workload], config_maps: list[ConfigMap], invalid: list[str]
-) -> tuple[list[Workload], list[ManifestError]]:
-    """``configmaps.resolve``, adding the key of each workload that does not resolve to ``invalid``."""
-    resolved, errors = configmaps.resolve(workloads, config_maps, invalid)
-    kept = {w.key for w in resolved}
-    invalid.extend(w.key for w in workloads if w.key not in kept)
-    return resolved, errors
-
-
-def _unique_config_maps(found: list[ConfigMap], errors: list[ManifestError], invalid: list[str]) -> list[ConfigMap]:
-    by_key: dict[str, list[ConfigMap]] = {}
-    for cm in found:
-        by_key.setdefault(cm.key, []).append(cm)
+def _unique(found: list[_Doc], errors: list[ManifestError], invalid: list[str]) -> list[_Doc]:
+    """The documents defined once; each one defined more than once is an error and invalid."""
+    by_key: dict[str, list[_Doc]] = {}
+    for doc in found:
+        by_key.setdefault(doc.key, []).append(doc)
     unique = []
-    for key, maps in by_key.items():
-        if len(maps) == 1:
-            unique.append(maps[0])
+    for key, docs in by_key.items():
+        if len(docs) == 1:
+            unique.append(docs[0])
             continue
-        places = ", ".join(f"{cm.file}:{cm.line}" for cm in maps)
-        errors.extend(_duplicate_error(cm.file, cm.line, key, places) for cm in maps)
+        places = ", ".join(f"{d.file}:{d.line}" for d in docs)
+        errors.extend(_duplicate_error(d.file, d.line, key, places) for d in docs)
         invalid.append(key)
     return unique
 

@@ -399,6 +399,14 @@ def _mounts(
             kind, source = "hostPath", volume.host_path.path
         elif volume.empty_dir is not None:
             kind, source = "emptyDir", volume.name
+        elif (pvc := volume.persistent_volume_claim) is not None:
+            kind, source, read_only = "claim", pvc.claim_name, read_only or pvc.read_only
+            if mount.sub_path:
+                issues.error(
+                    (*mpath, "subPath"),
+                    "subPath is not supported on a persistentVolumeClaim volume",
+                    "mount the whole volume, or give each use its own claim",
+                )
         else:
             kind, source, read_only = "files", volume.name, True  # as in Kubernetes, always read-only
         mounts.append(

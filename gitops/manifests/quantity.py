@@ -9,6 +9,7 @@ from decimal import Decimal
 MAX_CPU_MILLIS = 1024 * 1000
 MAX_MEMORY_BYTES = 64 * 1024**4
 MAX_GPUS = 64
+MAX_STORAGE_BYTES = 1024**6
 
 _QUANTITY = re.compile(r"([+-]?)(\d+(?:\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d{1,3})?\Z")
 _BINARY = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
@@ -49,6 +50,14 @@ def memory_bytes(value: object) -> int:
     amount = parse_quantity(value)
     if amount > MAX_MEMORY_BYTES:
         raise ValueError(f"memory '{value}' is over 64Ti; is the unit right ('512Mi', '4Gi')?")
+    return math.ceil(amount)
+
+
+def storage_bytes(value: object) -> int:
+    """Storage quantity in bytes, rounded up (``20Gi`` -> 21474836480)."""
+    amount = parse_quantity(value)
+    if amount > MAX_STORAGE_BYTES:
+        raise ValueError(f"storage '{value}' is over 1Ei; is the unit right ('10Gi', '2Ti')?")
     return math.ceil(amount)
 
 

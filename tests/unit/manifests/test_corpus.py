@@ -32,6 +32,8 @@ VALID = {
     "kueue__sample-cronjob.yaml": 1,
     "msdemo__frontend.yaml": 1,
     "k8sweb__cronjob.yaml": 1,
+    "k8sweb__mysql-deployment.yaml": 1,
+    "k8sex__minio-standalone-deployment.yaml": 1,
 }
 
 
