@@ -196,6 +196,8 @@ class NodeStatus(_Status):
     live_nodes: list[Name] = Field(default_factory=list, alias="liveNodes", max_length=MAX_ROWS)
     errors: list[ErrorStatus] = Field(default_factory=list, max_length=MAX_ROWS)
     workloads: list[ReplicaStatus] = Field(default_factory=list, max_length=MAX_ROWS)
+    # The PersistentVolumeClaims (namespace/name) whose volumes are on this node: placement pins their users here.
+    volumes: list[Name] | None = Field(default=None, max_length=MAX_ROWS)
 
     def heartbeat_time(self) -> datetime | None:
         """The heartbeat as an aware UTC datetime, or None if there is none."""

@@ -226,6 +226,16 @@ class FakeRuntime:
                 if all(labels.get(k) == v for k, v in wanted):
                     del self.volumes[name]
 
+    def list_volumes(self, label_filters: list[str]) -> dict[str, dict[str, str]]:
+        self._call("list_volumes", ",".join(label_filters))
+        wanted = [f.split("=", 1) for f in label_filters]
+        with self._lock:
+            return {
+                name: dict(labels)
+                for name, labels in self.volumes.items()
+                if all(labels.get(k[0]) == k[1] if len(k) == 2 else k[0] in labels for k in wanted)
+            }
+
     def pod_network(self, name: str) -> str:
         self._call("pod_network", name)
         return "10.213.0.0/24"

@@ -24,6 +24,7 @@ from gitops.registryauth import BadPullSecret, pull_auth
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, as_text, read_secret, read_secret_files
 from gitops.states import Reason
+from gitops.volumes import claim_labels, claim_volume
 
 log = logging.getLogger(__name__)
 
@@ -443,7 +444,7 @@ class Executor:
             owned_dirs=(
                 ()
                 if pod.fs_group is None
-                else tuple((m.target, pod.fs_group) for m in spec.mounts if m.type == "emptyDir")
+                else tuple((m.target, pod.fs_group) for m in spec.mounts if m.type in ("emptyDir", "claim"))
             ),
             gpu_ids=ident.gpu_ids,
             stop_timeout=pod.termination_grace_s,
@@ -542,6 +543,11 @@ class Executor:
             # A hostPath binds the path admission judged (gitops/admission.py), with no '..' left in it.
             elif (host := host_path_source(m)) is not None:
                 source = host
+            elif m.type == "claim":
+                namespace = ident.rid.key.namespace
+                source = claim_volume(namespace, m.source, ident.node)
+                # Created where its first user runs; kept until the claim's document is deleted.
+                self.runtime.ensure_volume(source, claim_labels(namespace, m.source, ident.node))
             else:
                 if m.sub_path:
                     raise RuntimeFailure(f"subPath on emptyDir {m.source} is not supported", "RunFailed")

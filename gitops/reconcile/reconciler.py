@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from gitops import volumes
 from gitops.cluster import ClusterView, StatusBoard, claims_expire_after
 from gitops.config import Config
 from gitops.desired import DesiredLoader
@@ -123,6 +124,7 @@ class Reconciler:
         # The mirror is shared by the pass (fetch) and the heartbeat thread (push).
         self._git_lock = threading.RLock()
         self._latest: NodeStatus | None = None
+        self._held_claims: list[str] = []
         self._last_push_try = 0.0
         # Why the last pass failed, published with heartbeats until a pass succeeds.
         self.pass_error: str | None = None
@@ -199,6 +201,7 @@ class Reconciler:
                 self.memory.apply(MemoryUpdate(results=job_results(decision.desired, obs, self.memory, ctx.logs)))
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
+        self._held_claims = self._claims(mset)
         self._latest = self._status(ctx, decision, the_plan, errors)
         report.pushed = self._push(self._latest)
         self.pass_error = None
@@ -284,6 +287,18 @@ class Reconciler:
         self.memory.running_since = obs.running_since
         return obs
 
+    def _claims(self, mset: ManifestSet) -> list[str]:
+        """The claims whose volumes are on this node; deletes those whose documents are gone from the repository."""
+        try:
+            found = volumes.held(self.runtime.list_volumes(volumes.held_filters(self.node)))
+            for claim in volumes.deleted(found, mset):
+                log.warning("PersistentVolumeClaim %s was deleted from the repository: deleting its volume", claim)
+                # A volume still mounted stays (Docker refuses); it goes on a later pass.
+                self.runtime.remove_volumes(volumes.claim_filters(self.node, claim))
+        except RuntimeUnavailable as e:
+            raise PassFailed(str(e)) from e
+        return found
+
     def _record_outcome(self, outcome: Outcome) -> None:
         now = time.monotonic()
         for rid in outcome.started:
@@ -333,7 +348,8 @@ class Reconciler:
         )
         facts = NodeFacts(self.node, self.facts, self.gpus)
         digest = ctx.assignment.digest(ctx.revision, live)
-        return render(facts, revision, digest, live, errors, [self.cron.annotate(r) for r in rows], now_iso)
+        rows = [self.cron.annotate(r) for r in rows]
+        return render(facts, revision, digest, live, errors, rows, now_iso, self._held_claims)
 
     def _applied_at(self, rev: str) -> str:
         # When this revision was first applied; a per-pass time would make every pass a change.

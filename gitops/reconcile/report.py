@@ -34,6 +34,7 @@ def render(
     errors: Sequence[ErrorStatus],
     rows: Sequence[ReplicaStatus],
     now_iso: str,
+    volumes: Sequence[str] = (),
 ) -> NodeStatus:
     """The whole ``status.yaml`` of this node."""
     return NodeStatus(
@@ -52,6 +53,7 @@ def render(
         live_nodes=list(live),
         errors=list(errors),
         workloads=sorted(rows, key=lambda r: (r.namespace, r.kind, r.name, r.replica)),
+        volumes=list(volumes) or None,
     )
 
 

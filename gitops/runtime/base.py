@@ -129,6 +129,10 @@ class Runtime(ProbeRuntime, Protocol):
         """Remove the named volumes whose labels match every filter."""
         ...
 
+    def list_volumes(self, label_filters: list[str]) -> dict[str, dict[str, str]]:
+        """Name -> labels of the named volumes whose labels match every filter."""
+        ...
+
     def pod_network(self, name: str) -> str:
         """The subnet of the bridge network ``name`` that takes fixed addresses; created if absent."""
         ...

@@ -218,6 +218,11 @@ class DockerRuntime:
             with contextlib.suppress(RuntimeFailure):
                 self._call(self.api.remove_volume, vol["Name"])
 
+    def list_volumes(self, label_filters: list[str]) -> dict[str, dict[str, str]]:
+        """Name -> labels of the named volumes whose labels match every filter."""
+        found = self._call(self.api.volumes, filters={"label": label_filters}) or {}
+        return {vol["Name"]: vol.get("Labels") or {} for vol in found.get("Volumes") or []}
+
     def pod_network(self, name: str) -> str:
         """The subnet of the bridge network ``name`` that takes fixed addresses; created if absent.
 

@@ -1,0 +1,79 @@
+"""PersistentVolumeClaims on the real engine: a node-local volume that outlives containers, rollouts and restarts."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.builders import claim, claim_pod, deployment
+from tests.helpers import DOCKER_HOST, Repo, make_reconciler, managed, wait_for
+
+pytestmark = pytest.mark.usefixtures("docker_engine")
+
+# Counts its starts in the claim's volume, then serves until stopped.
+COUNTER = [
+    "sh",
+    "-c",
+    "n=$(cat /data/n 2>/dev/null || echo 0); echo $((n + 1)) > /data/n; trap 'exit 0' TERM; "
+    "while true; do sleep 0.2; done",
+]
+
+
+def _counter(node: str) -> str:
+    rows = managed(node, state="running")
+    if len(rows) != 1:
+        return ""
+    with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+        out: bytes = client.containers.get(rows[0]["Id"]).exec_run(["cat", "/data/n"]).output
+    return out.decode().strip()
+
+
+def _claim_volumes(node: str) -> list[str]:
+    with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+        found = client.api.volumes(filters={"label": [f"gitops.node={node}", "gitops.claim"]}) or {}
+    return sorted(v["Name"] for v in found.get("Volumes") or [])
+
+
+def test_claim_volume_keeps_data_across_rollout_and_restart_until_the_claim_is_deleted(
+    repo: Repo, node_name: str, tmp_path: Path
+) -> None:
+    def app(version: str) -> str:
+        pod = claim_pod("data")
+        return (
+            claim("data")
+            + "---\n"
+            + deployment("db", 1, engine=True, command=COUNTER, grace_s=1, env={"VERSION": version}, **pod)
+        )
+
+    state = tmp_path / f"state-{node_name}"
+    repo.put("apps/db.yaml", app("1"))
+    rec = make_reconciler(str(repo.path), node_name, state)
+
+    def counted(expected: str) -> bool:
+        rec.run_pass()
+        return _counter(node_name) == expected
+
+    wait_for(lambda: counted("1"), timeout=20, interval=0.3, what="first start counted in the volume")
+    assert _claim_volumes(node_name) == [f"gitops.claim.default.data_{node_name}"]
+    assert repo.status(node_name)["volumes"] == ["default/data"]
+
+    repo.put("apps/db.yaml", app("2"))  # a spec change: the rollout replaces the container
+    wait_for(lambda: counted("2"), timeout=20, interval=0.3, what="the new container sees the old count")
+
+    rec.close()  # a daemon restart: a new process finds the volume by its labels
+    rec = make_reconciler(str(repo.path), node_name, state)
+    repo.put("apps/db.yaml", app("3"))
+    wait_for(lambda: counted("3"), timeout=20, interval=0.3, what="the count survives a daemon restart")
+
+    # Removing the claim from the pod keeps the volume; deleting the claim's document deletes it.
+    repo.put("apps/db.yaml", claim("data"))
+    wait_for(lambda: rec.run_pass() and not managed(node_name), timeout=20, interval=0.3, what="db removed")
+    rec.run_pass()
+    assert _claim_volumes(node_name) == [f"gitops.claim.default.data_{node_name}"]
+    repo.remove("apps/db.yaml")
+    rec.run_pass()
+    assert _claim_volumes(node_name) == []
+    rec.close()
