@@ -412,12 +412,28 @@ class Claim(Frozen):
         return f"{self.namespace}/PersistentVolumeClaim/{self.name}"
 
 
+class VolumeRelease(Frozen):
+    """A ``gitops/v1 VolumeRelease``: the volumes of a claim on ``nodes`` no longer pin the claim's users there."""
+
+    namespace: str = "default"
+    claim: str
+    nodes: tuple[str, ...]
+    file: str
+    line: int | None = None
+
+    @property
+    def key(self) -> str:
+        """``namespace/VolumeRelease/claim``, as invalid_keys name it."""
+        return f"{self.namespace}/VolumeRelease/{self.claim}"
+
+
 class FileResult(Frozen):
     """Everything one file yields; pure in the file's path and bytes, so cacheable by blob id."""
 
     workloads: tuple[Workload, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()
     claims: tuple[Claim, ...] = ()
+    releases: tuple[VolumeRelease, ...] = ()
     cluster: ClusterSpec | None = None
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -433,6 +449,7 @@ class ManifestSet(Frozen):
     workloads: tuple[Workload, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()
     claims: tuple[Claim, ...] = ()
+    releases: tuple[VolumeRelease, ...] = ()
     cluster: ClusterSpec = ClusterSpec()
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()

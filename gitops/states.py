@@ -49,6 +49,8 @@ class Reason(StrEnum):
     INIT_CRASH_LOOP = "Init:CrashLoopBackOff"
     INIT_ERROR = "Init:Error"
     FAILED_POST_START = "FailedPostStartHook"
+    # Its PersistentVolumeClaim's volume is on a node that is down: not started elsewhere on an empty one.
+    VOLUME_NODE_LOST = "VolumeNodeLost"
 
 
 # A container exists and may serve: counts as present for exclusivity and capacity.

@@ -8,10 +8,13 @@ rollouts and daemon restarts; only deleting the claim's document from the reposi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
-from gitops.identity import LABEL, MANAGED
-from gitops.model import ManifestSet
+from gitops.identity import LABEL, MANAGED, ReplicaId, WorkloadKey
+from gitops.model import ManifestSet, VolumeRelease, Workload
+from gitops.placement import Assignment, NodeInfo, place
+from gitops.status import NodeStatus
 
 CLAIM = LABEL + "claim"
 
@@ -61,3 +64,90 @@ def deleted(claims: list[str], mset: ManifestSet) -> list[str]:
         if kind == "PersistentVolumeClaim":
             kept.add(claim_id(namespace, name))
     return [c for c in claims if c not in kept]
+
+
+# A node label only placement's inputs carry: the node holding a claim's volume has it, and its users select it.
+PIN = "claim.gitops.io/"
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """Placement with every user of a claim pinned to the node holding the claim's volume."""
+
+    assignment: Assignment
+    # Replicas whose claim's volume is on a node that is down: (workload key, replica, why); never placed elsewhere.
+    lost: list[tuple[WorkloadKey, int, str]]
+
+
+def holders(reports: Mapping[str, NodeStatus], releases: Iterable[VolumeRelease]) -> dict[str, str]:
+    """Claim (``namespace/name``) -> the node whose record says it holds the claim's volume, live or not.
+
+    A volume a VolumeRelease names no longer counts. Were two nodes still to hold one claim, the
+    first by name wins on every node alike.
+    """
+    released = {(claim_id(r.namespace, r.claim), node) for r in releases for node in r.nodes}
+    out: dict[str, str] = {}
+    for node in sorted(reports):
+        for claim in reports[node].volumes or ():
+            if (claim, node) not in released:
+                out.setdefault(claim, node)
+    return out
+
+
+def place_pinned(
+    workloads: Sequence[Workload], nodes: Sequence[NodeInfo], previous: Mapping[ReplicaId, str], held: Mapping[str, str]
+) -> Pinned:
+    """``place`` with claim users pinned to the holder of each claim's volume (``held``: claim -> node).
+
+    A claim no node holds yet goes where placement puts its first user (by replica id), and its
+    other users follow, so one claim never gets two volumes. Users of a claim whose holder is
+    down are not placed at all: they would start on an empty volume.
+    """
+    users = {w.key: [claim_id(w.namespace, c) for c in w.pod.claims()] for w in workloads if w.pod.claims()}
+    if not users:
+        return Pinned(place(workloads, nodes, previous), [])
+    assignment = place(*_pinned(workloads, nodes, users, held), previous)
+    chosen = dict(held)
+    for rid, node in sorted(assignment.owners().items()):
+        for claim in users.get(rid.key, ()):
+            chosen.setdefault(claim, node)
+    if chosen != held:
+        assignment = place(*_pinned(workloads, nodes, users, chosen), previous)
+    live = {n.name for n in nodes}
+    why: dict[WorkloadKey, str] = {}
+    for key, claims in users.items():
+        down = [(c, chosen[c]) for c in claims if c in chosen and chosen[c] not in live]
+        if down:
+            claim, node = down[0]
+            why[key] = (
+                f"the volume of PersistentVolumeClaim {claim} is on node {node}, which is down; restore its data "
+                f"on another node or accept an empty volume, then: gitops volume release {claim} --from {node}"
+            )
+    lost = [(k, i, why[k]) for k, i, _ in assignment.unschedulable if k in why]
+    kept = [u for u in assignment.unschedulable if u[0] not in why]
+    return Pinned(assignment.model_copy(update={"unschedulable": kept}), lost)
+
+
+def _pinned(
+    workloads: Sequence[Workload],
+    nodes: Sequence[NodeInfo],
+    users: Mapping[WorkloadKey, list[str]],
+    held: Mapping[str, str],
+) -> tuple[list[Workload], list[NodeInfo]]:
+    pins: dict[str, dict[str, str]] = {}
+    for claim, node in held.items():
+        pins.setdefault(node, {})[_pin_label(claim)] = "held"
+    pinned_nodes = [
+        n.model_copy(update={"labels": {**n.labels, **pins[n.name]}}) if n.name in pins else n for n in nodes
+    ]
+    pinned_workloads = []
+    for w in workloads:
+        selector = {_pin_label(c): "held" for c in users.get(w.key, ()) if c in held}
+        pinned_workloads.append(
+            w.model_copy(update={"node_selector": {**w.node_selector, **selector}}) if selector else w
+        )
+    return pinned_workloads, pinned_nodes
+
+
+def _pin_label(claim: str) -> str:
+    return PIN + claim.replace("/", ".")

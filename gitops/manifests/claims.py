@@ -20,6 +20,14 @@ def claim(doc: kube.PersistentVolumeClaim, file: str, line: int | None) -> model
     )
 
 
+def release(doc: kube.VolumeRelease, file: str, line: int | None) -> model.VolumeRelease:
+    """The resolved release of one document."""
+    nodes = tuple(sorted(set(doc.spec.nodes)))
+    return model.VolumeRelease(
+        namespace=doc.metadata.namespace, claim=doc.metadata.name, nodes=nodes, file=file, line=line
+    )
+
+
 def resolve(
     workloads: Iterable[model.Workload], claims: Iterable[model.Claim], invalid: Iterable[str] = ()
 ) -> tuple[list[model.Workload], list[model.ManifestError]]:

@@ -1045,6 +1045,21 @@ class Cluster(KubeModel):
     spec: ClusterSpec = ClusterSpec()
 
 
+class VolumeReleaseSpec(KubeModel):
+    """gitops/v1 VolumeRelease spec."""
+
+    nodes: Annotated[list[Annotated[str, Field(min_length=1, max_length=253)]], Field(min_length=1)]
+
+
+class VolumeRelease(KubeModel):
+    """gitops/v1 VolumeRelease: the volumes of claim ``metadata.name`` on ``spec.nodes`` no longer pin its users."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    spec: VolumeReleaseSpec
+
+
 WORKLOAD_MODELS: dict[str, tuple[str, type[Deployment | DaemonSet | Job | CronJob]]] = {
     "Deployment": ("apps/v1", Deployment),
     "DaemonSet": ("apps/v1", DaemonSet),

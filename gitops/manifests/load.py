@@ -14,9 +14,18 @@ from gitops.manifests.issues import Issues
 from gitops.manifests.names import generated_name
 from gitops.manifests.workload import convert_workload
 from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
-from gitops.model import Claim, ClusterSpec, ConfigMap, FileResult, ManifestError, ManifestSet, Workload
+from gitops.model import (
+    Claim,
+    ClusterSpec,
+    ConfigMap,
+    FileResult,
+    ManifestError,
+    ManifestSet,
+    VolumeRelease,
+    Workload,
+)
 
-_Doc = TypeVar("_Doc", ConfigMap, Claim)
+_Doc = TypeVar("_Doc", ConfigMap, Claim, VolumeRelease)
 
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
 CLUSTER_KEY = "gitops/Cluster"
@@ -42,6 +51,7 @@ class _FileParse:
         self.workloads: list[Workload] = []
         self.config_maps: list[ConfigMap] = []
         self.claims: list[Claim] = []
+        self.releases: list[VolumeRelease] = []
         self.clusters: list[tuple[ClusterSpec, int | None]] = []
         self.invalid_keys: list[str] = []
         self.unreadable = False
@@ -76,6 +86,8 @@ class _FileParse:
             self.workload(data, api, kind, issues, broken)
         elif (api, kind) == ("v1", "ConfigMap"):
             self.config_map(data, issues, broken)
+        elif (api, kind) == ("gitops/v1", "VolumeRelease"):
+            self.release(data, issues, broken)
         elif (api, kind) == ("v1", "PersistentVolumeClaim"):
             self.claim(data, issues, broken)
         elif (api, kind) == ("v1", "Secret"):
@@ -130,6 +142,15 @@ class _FileParse:
         _warn_ignored(doc, issues)
         self.claims.append(claims.claim(doc, self.path, issues.lines.get(issues.base)))
 
+    def release(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
+        doc = _validate(kube.VolumeRelease, data, issues)
+        if doc is None or broken:
+            key = _raw_key(data, "VolumeRelease")
+            if key is not None:
+                self.invalid_keys.append(key)
+            return
+        self.releases.append(claims.release(doc, self.path, issues.lines.get(issues.base)))
+
     def cluster(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
         doc = _validate(kube.Cluster, data, issues)
         if doc is None or broken:
@@ -161,6 +182,7 @@ class _FileParse:
             workloads=tuple(w for w in self.workloads if w.key not in duplicates),
             config_maps=tuple(self.config_maps),
             claims=tuple(self.claims),
+            releases=tuple(self.releases),
             cluster=cluster,
             errors=tuple(self.issues.errors),
             warnings=tuple(self.issues.warnings),
@@ -198,6 +220,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
     invalid = [key for name in files for key in results[name].invalid_keys]
     config_maps = _unique([cm for name in files for cm in results[name].config_maps], errors, invalid)
     found_claims = _unique([c for name in files for c in results[name].claims], errors, invalid)
+    releases = _unique([r for name in files for r in results[name].releases], errors, invalid)
     workloads: list[Workload] = []
     for key, found in by_key.items():
         if len(found) == 1:
@@ -227,6 +250,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         workloads=tuple(sorted(workloads, key=lambda w: w.key)),
         config_maps=tuple(config_maps),
         claims=tuple(sorted(found_claims, key=lambda c: c.key)),
+        releases=tuple(sorted(releases, key=lambda r: r.key)),
         cluster=cluster,
         errors=tuple(errors),
         warnings=tuple(w for name in files for w in results[name].warnings),

@@ -14,9 +14,10 @@ from gitops.config import Config
 from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory
 from gitops.health import Prober
+from gitops.identity import WorkloadKey
 from gitops.model import ManifestSet
 from gitops.nodefacts import host_ip, node_info
-from gitops.placement import Assignment, NodeInfo, place
+from gitops.placement import Assignment, NodeInfo
 from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
 from gitops.reconcile.memory import Memory, MemoryUpdate
@@ -125,6 +126,7 @@ class Reconciler:
         self._git_lock = threading.RLock()
         self._latest: NodeStatus | None = None
         self._held_claims: list[str] = []
+        self._lost: list[tuple[WorkloadKey, int, str]] = []
         self._last_push_try = 0.0
         # Why the last pass failed, published with heartbeats until a pass succeeds.
         self.pass_error: str | None = None
@@ -150,7 +152,10 @@ class Reconciler:
             self.cron.recover(view.reports.get(self.node), mset)
             self._recovered = True
         nodes = self._nodes(view, mset)
-        assignment = place(mset.workloads, nodes, view.placements())
+        pinned = volumes.place_pinned(
+            mset.workloads, nodes, view.placements(), volumes.holders(view.reports, mset.releases)
+        )
+        assignment, self._lost = pinned.assignment, pinned.lost
         schedulable = [(n.name, n.labels) for n in nodes if not n.cordoned]
         policies = {n.name: n.policy for n in nodes if n.policy is not None}
         self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC), policies)
@@ -328,13 +333,14 @@ class Reconciler:
         # One node (the first live one) speaks for replicas that fit nowhere or no node admits.
         speaks = live[0] == self.node
         unschedulable = ctx.assignment.unschedulable if speaks else []
+        lost = self._lost if speaks else []
         denied = [
             *(ctx.assignment.denied if speaks else []),
             *((r.key, r.replica, w) for r, w in decision.denied.items()),
         ]
         now_iso = utc_now_iso()
         rows, self.memory.since = replica_rows(
-            by_key, decision.desired, ctx.observation, the_plan, self.memory, unschedulable, now_iso, denied
+            by_key, decision.desired, ctx.observation, the_plan, self.memory, unschedulable, now_iso, denied, lost
         )
         if self._fetch_error is not None and not any("fetch failed" in e.message for e in errors):
             errors.append(ErrorStatus(message=f"fetch failed: {self._fetch_error}"))

@@ -109,6 +109,7 @@ def replica_rows(
     unschedulable: Sequence[tuple[WorkloadKey, int, str]],
     now_iso: str,
     denied: Sequence[tuple[WorkloadKey, int, str]] = (),
+    lost: Sequence[tuple[WorkloadKey, int, str]] = (),
 ) -> tuple[list[ReplicaStatus], dict[ReplicaId, tuple[str, str]]]:
     """Every replica row of this node's record, and the ``since`` stamps to remember."""
     b = _Rows(memory.since, now_iso)
@@ -128,8 +129,9 @@ def replica_rows(
     # Job results stay published while their spec is current, even when the index moved away.
     emitted = {r.rid for r in rows}
     rows += [b.result(rid, r) for rid, r in memory.finished.items() if rid not in emitted]
-    # Never created: nowhere to go, or denied by admission policy (never created either).
-    for reason, entries in ((Reason.UNSCHEDULABLE, unschedulable), (Reason.POLICY_DENIED, denied)):
+    # Never created: nowhere to go, denied by admission policy, or its volume's node is down.
+    never = ((Reason.UNSCHEDULABLE, unschedulable), (Reason.POLICY_DENIED, denied), (Reason.VOLUME_NODE_LOST, lost))
+    for reason, entries in never:
         for key, idx, why in entries:
             w = by_key.get(key)
             if w is not None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from gitops import volumes
-from gitops.model import Claim, ManifestSet
+from gitops.identity import ReplicaId
+from gitops.model import Claim, ContainerSpec, ManifestSet, Mount, PodSpec, VolumeRelease, Workload
+from gitops.status import NodeStatus
+from tests.builders import node, workload
 
 
 def _mset(*claims: str, invalid: tuple[str, ...] = (), unreadable: tuple[str, ...] = ()) -> ManifestSet:
@@ -37,3 +40,47 @@ def test_volume_names_and_filters_are_per_node_and_claim() -> None:
         "gitops.node=n1",
         "gitops.claim=default/data",
     ]
+
+
+def _user(name: str, claim: str, replicas: int = 1) -> Workload:
+    mount = Mount(target="/data", type="claim", source=claim)
+    pod = PodSpec(containers=(ContainerSpec(name="main", image="img", mounts=(mount,)),))
+    return workload(name, replicas, pod=pod)
+
+
+NODES = [node(f"n{i}") for i in range(1, 6)]
+
+
+def test_users_are_pinned_to_the_holder_of_their_claim() -> None:
+    db, other = _user("db", "data", replicas=2), workload("web", 10)
+    for holder in ("n1", "n4"):
+        pinned = volumes.place_pinned([db, other], NODES, {}, {"default/data": holder})
+        assert pinned.assignment.owners({"x"}).get(ReplicaId(db.key, 0)) == holder
+        assert [n for n, rids in pinned.assignment.per_node.items() for r in rids if r.key == db.key] == [holder] * 2
+        assert pinned.lost == []
+
+
+def test_an_unheld_claim_goes_where_its_first_user_goes_and_the_others_follow() -> None:
+    users = [_user("a", "data"), _user("b", "data"), _user("c", "data")]
+    pinned = volumes.place_pinned(users, NODES, {}, {})
+    where = {r.key: n for n, rids in pinned.assignment.per_node.items() for r in rids}
+    assert len(set(where.values())) == 1 and len(where) == 3
+
+
+def test_users_of_a_claim_on_a_dead_node_run_nowhere_with_volume_node_lost() -> None:
+    db = _user("db", "data")
+    pinned = volumes.place_pinned([db], [n for n in NODES if n.name != "n2"], {}, {"default/data": "n2"})
+    assert pinned.assignment.owners() == {} and pinned.assignment.unschedulable == []
+    [(key, replica, why)] = pinned.lost
+    assert (key, replica) == (db.key, 0)
+    assert "node n2, which is down" in why and "gitops volume release default/data --from n2" in why
+
+
+def test_holders_come_from_records_less_released_volumes() -> None:
+    reports = {
+        "n1": NodeStatus(node="n1", volumes=["default/data"]),
+        "n2": NodeStatus(node="n2", volumes=["default/data", "default/logs"]),
+    }
+    assert volumes.holders(reports, []) == {"default/data": "n1", "default/logs": "n2"}
+    release = VolumeRelease(claim="data", nodes=("n1",), file="r.yaml")
+    assert volumes.holders(reports, [release]) == {"default/data": "n2", "default/logs": "n2"}

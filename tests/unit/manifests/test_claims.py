@@ -70,3 +70,13 @@ def test_shared_and_block_claims_and_subpaths_are_refused_with_what_to_do() -> N
 def test_storage_request_is_required_and_must_be_a_quantity() -> None:
     mset = _load(claim("data", storage="lots"))
     assert "is not a quantity" in mset.errors[0].message
+
+
+def test_volume_release_documents_are_read() -> None:
+    release = "apiVersion: gitops/v1\nkind: VolumeRelease\nmetadata: {name: data}\nspec: {nodes: [n2, n1, n2]}\n"
+    mset = _load(claim("data"), release)
+    assert mset.errors == ()
+    (read,) = mset.releases
+    assert (read.key, read.nodes) == ("default/VolumeRelease/data", ("n1", "n2"))
+    broken = _load(release.replace("[n2, n1, n2]", "[]"))
+    assert broken.releases == () and broken.invalid_keys == ("default/VolumeRelease/data",)
