@@ -79,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--add-node", action="append", default=[], metavar="NAME:cpu=..,memory=..,gpus=..")
     pm.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
+    vol = sub.add_parser("volume", help="PersistentVolumeClaim volumes")
+    vol_sub = vol.add_subparsers(dest="volume_verb", required=True)
+    rel = vol_sub.add_parser(
+        "release", help="let a claim's users leave the node holding its volume (a commit; docs/operations.md)"
+    )
+    rel.add_argument("claim", help="NAMESPACE/NAME (or NAME in default)")
+    rel.add_argument("--from", dest="from_node", required=True, metavar="NODE", help="the node holding the volume")
+    _add_source_flags(rel)
+
     sy = sub.add_parser("sync", help="make the running daemon reconcile now")
     sy.add_argument("--config", type=Path)
     sy.add_argument("--state-dir", type=Path)
@@ -146,6 +155,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_status(cfg, args.output)
     if verb == "placement":
         return cmd_placement(cfg, args.without, args.add_node, args.output)
+    if verb == "volume":
+        return cmd_volume_release(cfg, args.claim, args.from_node)
     raise AssertionError(verb)
 
 
@@ -317,8 +328,9 @@ def cmd_status(cfg: Config, output: str) -> int:
 
 def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) -> int:
     """Print the assignment for the current repo and live nodes, with what-if changes."""
-    from gitops.placement import NodeInfo, place
+    from gitops.placement import NodeInfo
     from gitops.statusview import parse_node_spec
+    from gitops.volumes import holders, place_pinned
 
     read = _read_cluster(cfg, "placement")
     if read is None:
@@ -330,7 +342,8 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
         print(f"gitops placement: {e}", file=sys.stderr)
         return EXIT_ERROR
     nodes = [n for n in view.node_infos(frozenset(mset.cluster.cordoned)) if n.name not in set(without)] + extra
-    a = place(mset.workloads, nodes, view.placements())
+    pinned = place_pinned(mset.workloads, nodes, view.placements(), holders(view.reports, mset.releases))
+    a = pinned.assignment
     if output == "json":
         print(
             json.dumps(
@@ -339,6 +352,7 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
                     "nodes": {n: [f"{k}[{i}]" for k, i in v] for n, v in a.per_node.items()},
                     "unschedulable": [{"workload": k, "replica": i, "reason": why} for k, i, why in a.unschedulable],
                     "denied": [{"workload": k, "replica": i, "reason": why} for k, i, why in a.denied],
+                    "volumeNodeLost": [{"workload": k, "replica": i, "reason": why} for k, i, why in pinned.lost],
                     "digest": a.digest(rev, [n.name for n in nodes]),
                 },
                 indent=2,
@@ -354,6 +368,21 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
         print(f"unschedulable: {k}[{i}]: {why}")
     for k, i, why in a.denied:
         print(f"denied: {k}[{i}]: {why}")
+    for k, i, why in pinned.lost:
+        print(f"VolumeNodeLost: {k}[{i}]: {why}")
+    return EXIT_OK
+
+
+def cmd_volume_release(cfg: Config, claim: str, node: str) -> int:
+    """Commit a VolumeRelease: the claim's users may start on another node (on whatever volume is there)."""
+    from gitops.release import ReleaseError, release
+
+    try:
+        commit = release(cfg, claim, node)
+    except (ReleaseError, ValueError) as e:
+        print(f"gitops volume release: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"released {claim} on {node} in commit {commit[:12]}; its users start elsewhere once {node} is fenced")
     return EXIT_OK
 
 

@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+from gitops import volumes
 from gitops.cluster import ClusterView
 from gitops.model import ManifestSet, Workload
 from gitops.placement import NodeInfo
@@ -116,8 +117,36 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
         "liveNodes": sorted(view.live),
         "nodes": nodes,
         "workloads": workloads,
+        "claims": _claims(mset, view),
         "manifestErrors": [e.model_dump(exclude_none=True) for e in mset.errors],
     }
+
+
+def _claims(mset: ManifestSet, view: ClusterView) -> list[dict[str, Any]]:
+    """Each claim of the revision: the node holding its volume and the replicas there that use it."""
+    held = volumes.holders(view.reports, mset.releases)
+    out = []
+    for c in mset.claims:
+        claim = volumes.claim_id(c.namespace, c.name)
+        node = held.get(claim)
+        users = {w.key for w in mset.workloads if w.namespace == c.namespace and c.name in w.pod.claims()}
+        rows = view.reports[node].workloads if node is not None and node in view.reports else []
+        out.append(
+            {
+                "claim": claim,
+                "storage": c.storage_bytes,
+                "node": node,
+                "live": node in view.live,
+                "users": sorted(f"{r.key}[{r.replica}]" for r in rows if r.key in users and r.state in RUNNING_STATES),
+                "lost": sorted(
+                    f"{r.key}[{r.replica}]"
+                    for n in sorted(view.live)
+                    for r in view.reports[n].workloads
+                    if r.key in users and r.reason == Reason.VOLUME_NODE_LOST
+                ),
+            }
+        )
+    return out
 
 
 def _rollout(w: Workload, current: list[tuple[str, ReplicaStatus]]) -> dict[str, Any]:
@@ -217,6 +246,14 @@ def render_status(doc: dict[str, Any]) -> str:
             if r["state"] not in READY_STATES or r["reason"]:
                 why = f"{r['reason'] or ''} {r['message'] or ''}"
                 lines.append(f"      [{r['replica']}] {r['node']}: {r['state']} {why}".rstrip())
+    if doc["claims"]:
+        lines += ["", "CLAIMS"]
+    for c in doc["claims"]:
+        where = f"on {c['node']}{'' if c['live'] else ' (DOWN)'}" if c["node"] else "no volume yet"
+        used = ", ".join(c["users"]) or "-"
+        lines.append(f"  {c['claim']:<40} {c['storage'] // 2**20}Mi {where}  used by {used}")
+        if c["lost"]:
+            lines.append(f"      {Reason.VOLUME_NODE_LOST}: {', '.join(c['lost'])} run nowhere until released")
     for e in doc["manifestErrors"]:
         lines.append(f"error: {e.get('file')}:{e.get('line')}: {e.get('message')}")
     # Each entry is one line built from peer-supplied text: escape it whole, so that nothing in

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from pathlib import Path
 
 import docker
 import pytest
 
+from gitops.release import release
 from tests.builders import claim, claim_pod, deployment
-from tests.helpers import DOCKER_HOST, Repo, make_reconciler, managed, wait_for
+from tests.e2e.test_cluster import CLUSTER
+from tests.helpers import (
+    DOCKER_HOST,
+    Repo,
+    bare_repo,
+    git,
+    make_reconciler,
+    managed,
+    remove_node_containers,
+    status_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
@@ -77,3 +90,60 @@ def test_claim_volume_keeps_data_across_rollout_and_restart_until_the_claim_is_d
     rec.run_pass()
     assert _claim_volumes(node_name) == []
     rec.close()
+
+
+def test_users_follow_the_volume_and_wait_for_a_release_when_its_node_dies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = [f"t-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    bare = bare_repo(tmp_path)
+    work = Repo(tmp_path / "work")
+    work.put("cluster.yaml", CLUSTER % "[]")
+    work.put(
+        "apps/db.yaml",
+        claim("data") + "---\n" + deployment("db", 1, engine=True, command=COUNTER, grace_s=1, **claim_pod("data")),
+    )
+    git(work.path, "push", "-q", str(bare), "main")
+    recs = {n: make_reconciler(str(bare), n, tmp_path / f"state-{n}") for n in nodes}
+
+    def holder_runs(*passing: str) -> str:
+        for n in passing:
+            recs[n].run_pass()
+        return next((n for n in nodes if _counter(n)), "")
+
+    try:
+        holder = wait_for(lambda: holder_runs(*nodes), timeout=20, interval=0.2, what="db started")
+        other = next(n for n in nodes if n != holder)
+        holder_runs(*nodes)
+        assert status_of(bare, holder)["volumes"] == ["default/data"]
+        assert "volumes" not in status_of(bare, other)
+
+        # The holder dies with its containers; its volume stays on its disk, so db runs nowhere.
+        recs[holder].close()
+        with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+            for row in managed(holder):
+                client.api.remove_container(row["Id"], force=True)
+
+        def lost() -> bool:
+            recs[other].run_pass()
+            rows = status_of(bare, other)["workloads"]
+            return any(r["reason"] == "VolumeNodeLost" for r in rows)
+
+        wait_for(lost, timeout=20, interval=0.3, what="VolumeNodeLost")
+        for _ in range(3):
+            recs[other].run_pass()
+            assert not managed(other), "started on an empty volume without a release"
+
+        # The operator releases the dead node's volume (a commit); db starts on the other node.
+        for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+            monkeypatch.setenv(var, "operator@example.com" if "EMAIL" in var else "operator")
+        release(recs[other].config, "default/data", holder)
+        wait_for(lambda: holder_runs(other) == other, timeout=30, interval=0.3, what="db released to the other node")
+        assert _counter(other) == "1"  # a new, empty volume: the operator restores data into it
+        holder_runs(other)
+        assert status_of(bare, other)["volumes"] == ["default/data"]
+    finally:
+        for rec in recs.values():
+            rec.close()
+        for n in nodes:
+            remove_node_containers(n)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from gitops import volumes
+from gitops.cluster import ClusterView
 from gitops.identity import ReplicaId
 from gitops.model import Claim, ContainerSpec, ManifestSet, Mount, PodSpec, VolumeRelease, Workload
-from gitops.status import NodeStatus
+from gitops.status import NodeStatus, ReplicaStatus
+from gitops.statusview import render_status, status_document
 from tests.builders import node, workload
 
 
@@ -84,3 +86,36 @@ def test_holders_come_from_records_less_released_volumes() -> None:
     assert volumes.holders(reports, []) == {"default/data": "n1", "default/logs": "n2"}
     release = VolumeRelease(claim="data", nodes=("n1",), file="r.yaml")
     assert volumes.holders(reports, [release]) == {"default/data": "n2", "default/logs": "n2"}
+
+
+def test_gitops_status_shows_each_claim_its_node_and_its_users() -> None:
+    db = _user("db", "data")
+    mset = ManifestSet(workloads=(db,), claims=(Claim(name="data", file="a.yaml", storage_bytes=2**30),))
+
+    def row(reason: str | None = None) -> ReplicaStatus:
+        state = "unschedulable" if reason else "ready"
+        return ReplicaStatus(
+            namespace="default", kind="Deployment", name="db", replica=0, spec_hash="h", state=state, reason=reason
+        )
+
+    reports = {
+        "n1": NodeStatus(node="n1", volumes=["default/data"], workloads=[row()]),
+        "n2": NodeStatus(node="n2"),
+    }
+    up = status_document(mset, ClusterView(reports=reports, live=frozenset({"n1", "n2"})), "rev")
+    assert up["claims"] == [
+        {
+            "claim": "default/data",
+            "storage": 2**30,
+            "node": "n1",
+            "live": True,
+            "users": ["default/Deployment/db[0]"],
+            "lost": [],
+        }
+    ]
+    assert "default/data                             1024Mi on n1  used by default/Deployment/db[0]" in render_status(
+        up
+    )
+    reports = {"n1": reports["n1"], "n2": NodeStatus(node="n2", workloads=[row("VolumeNodeLost")])}
+    down = render_status(status_document(mset, ClusterView(reports=reports, live=frozenset({"n2"})), "rev"))
+    assert "on n1 (DOWN)" in down and "VolumeNodeLost: default/Deployment/db[0] run nowhere until released" in down
