@@ -18,7 +18,7 @@ from gitops.identity import WorkloadKey
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
-WorkloadKind = Literal["Deployment", "DaemonSet", "Job", "CronJob"]
+WorkloadKind = Literal["Deployment", "DaemonSet", "Job", "CronJob", "StatefulSet"]
 
 
 class Frozen(BaseModel):
@@ -112,6 +112,8 @@ class Mount(Frozen):
     sub_path: str | None = None
     # Bind propagation of a hostPath mount: rslave is HostToContainer, rshared Bidirectional.
     propagation: Literal["rslave", "rshared"] | None = None
+    # A StatefulSet's volumeClaimTemplate: each replica mounts its own claim ``<source>-<workload>-<replica>``.
+    per_replica: bool = False
 
 
 class Handler(Frozen):
@@ -253,8 +255,10 @@ class PodSpec(Frozen):
         return any(m.type in ("hostPath", "claim") for c in self._all() for m in c.mounts)
 
     def claims(self) -> tuple[str, ...]:
-        """Names of the PersistentVolumeClaims the pod mounts, sorted."""
-        return tuple(sorted({m.source for c in self._all() for m in c.mounts if m.type == "claim"}))
+        """Names of the PersistentVolumeClaims every replica mounts (not per-replica templates), sorted."""
+        return tuple(
+            sorted({m.source for c in self._all() for m in c.mounts if m.type == "claim" and not m.per_replica})
+        )
 
     def _all(self) -> tuple[ContainerSpec, ...]:
         return (*self.init_containers, *self.containers)
@@ -327,8 +331,31 @@ class CronSpec(Frozen):
     suspend: bool = False
 
 
+class ClaimTemplate(Frozen):
+    """A StatefulSet's volumeClaimTemplate: replica ``i`` of workload ``w`` gets claim ``<name>-<w>-<i>``."""
+
+    name: str
+    storage_bytes: int
+    storage_class: str | None = None
+
+
+class StatefulSpec(Frozen):
+    """What a StatefulSet adds to a workload: claim templates, ordering, updates, claim retention."""
+
+    claims: tuple[ClaimTemplate, ...] = ()
+    # podManagementPolicy OrderedReady: replica i starts once 0..i-1 are ready; Parallel: all at once.
+    ordered: bool = True
+    # updateStrategy: OnDelete keeps a running replica's spec until its container is removed.
+    on_delete: bool = False
+    # RollingUpdate partition: replicas below it keep their spec while they run.
+    partition: int = 0
+    # persistentVolumeClaimRetentionPolicy: delete the claims' volumes when the StatefulSet is deleted / scaled down.
+    delete_when_deleted: bool = False
+    delete_when_scaled: bool = False
+
+
 class Workload(Frozen):
-    """A resolved Deployment, DaemonSet, Job or CronJob."""
+    """A resolved Deployment, DaemonSet, StatefulSet, Job or CronJob."""
 
     kind: WorkloadKind
     namespace: str = "default"
@@ -347,6 +374,7 @@ class Workload(Frozen):
     min_ready_s: int = 0
     job: JobSpec | None = None
     cron: CronSpec | None = None
+    stateful: StatefulSpec | None = None
 
     @cached_property
     def key(self) -> WorkloadKey:
@@ -367,8 +395,8 @@ class Workload(Frozen):
 
     @property
     def exclusive(self) -> bool:
-        """Break-before-make when moving: Recreate strategy or host-volume backed."""
-        return self.strategy == "Recreate" or self.pod.is_exclusive()
+        """Break-before-make when moving: Recreate, host-volume backed, or a StatefulSet (one pod per ordinal)."""
+        return self.strategy == "Recreate" or self.pod.is_exclusive() or self.kind == "StatefulSet"
 
 
 class ClusterSpec(Frozen):

@@ -3,6 +3,9 @@
 No node coordinates a rollout; each one derives the same gate from what all nodes
 report, and only acts on its own replicas:
 
+- StatefulSet: OrderedReady creates ordinal r only once 0..r-1 run ready; updates go from the
+  highest ordinal down, one at a time, each ready before the next; ordinals below the partition,
+  and every ordinal under OnDelete, keep their spec while they run.
 - RollingUpdate: replicas move to the new spec in index order, at most
   ``maxSurge + maxUnavailable`` in flight (started at the new spec, not yet ready) at once.
   The old container keeps serving until the new one is ready, so readiness never drops.
@@ -21,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gitops.identity import ReplicaId
-from gitops.model import JobSpec, Workload
+from gitops.model import JobSpec, StatefulSpec, Workload
 from gitops.states import Reason, State
 
 
@@ -59,6 +62,8 @@ def compute_gates(workloads: Iterable[Workload], views: Mapping[ReplicaId, Repli
     for w in workloads:
         if w.kind == "Deployment":
             _deployment(w, views, gates)
+        elif w.stateful is not None:
+            _stateful(w, views, gates)
         elif w.job is not None:
             _job(w, views, gates)
     return gates
@@ -84,6 +89,33 @@ def _deployment(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gate
     budget = max(1, w.max_surge + w.max_unavailable) - in_flight
     for r in old[max(0, budget) :]:
         gates.wait[ReplicaId(w.key, r)] = f"rolling update: waiting for a slot ({in_flight} in flight)"
+
+
+def _stateful(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> None:
+    """OrderedReady starts, and updates from the highest ordinal down, one at a time, above the partition."""
+    spec = w.stateful or StatefulSpec()
+    new = w.spec_hash
+    mine = {r: views[ReplicaId(w.key, r)] for r in range(w.replicas) if ReplicaId(w.key, r) in views}
+    if spec.ordered:
+        # Ordinal r is created only once every lower ordinal runs and is ready.
+        unready = next((r for r in range(w.replicas) if not (r in mine and mine[r].running and mine[r].ready)), None)
+        if unready is not None:
+            for r in range(unready + 1, w.replicas):
+                if r not in mine or not mine[r].running:
+                    gates.wait[ReplicaId(w.key, r)] = f"OrderedReady: waiting for {w.name}-{unready} to be ready"
+    old = sorted((r for r, v in mine.items() if v.spec_hash != new and v.running), reverse=True)
+    in_flight = any(v.spec_hash == new and not v.ready for v in mine.values())
+    movable = [r for r in old if not spec.on_delete and r >= spec.partition]
+    for r in old:
+        if spec.on_delete:
+            why = "OnDelete: keeps its spec until its container is removed"
+        elif r < spec.partition:
+            why = f"partition {spec.partition}: keeps its spec"
+        elif r == movable[0] and not in_flight:
+            continue
+        else:
+            why = "rolling update: highest ordinal first, one ready before the next"
+        gates.wait[ReplicaId(w.key, r)] = why
 
 
 def _job(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from gitops import volumes
 from gitops.cluster import ClusterView
+from gitops.identity import ReplicaId
 from gitops.model import ManifestSet, Workload
 from gitops.placement import NodeInfo
 from gitops.states import READY_STATES, RUNNING_STATES, UP_STATES, Reason, State
@@ -123,27 +124,32 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
 
 
 def _claims(mset: ManifestSet, view: ClusterView) -> list[dict[str, Any]]:
-    """Each claim of the revision: the node holding its volume and the replicas there that use it."""
+    """Each claim (documents, then StatefulSet templates per replica): its volume's node and the replicas using it."""
     held = volumes.holders(view.reports, mset.releases)
-    out = []
+    # claim -> (size, the replicas that mount it)
+    claims: dict[str, tuple[int, set[ReplicaId]]] = {}
     for c in mset.claims:
-        claim = volumes.claim_id(c.namespace, c.name)
+        users = [w for w in mset.workloads if w.namespace == c.namespace and c.name in w.pod.claims()]
+        rids = {ReplicaId(w.key, r) for w in users for r in range(w.replicas)}
+        claims[volumes.claim_id(c.namespace, c.name)] = (c.storage_bytes, rids)
+    for w in mset.workloads:
+        for t in w.stateful.claims if w.stateful else ():
+            for r in range(w.replicas):
+                rid = ReplicaId(w.key, r)
+                claims[volumes.claim_id(w.namespace, volumes.replica_claim(t.name, rid))] = (t.storage_bytes, {rid})
+    out = []
+    for claim, (storage, rids) in claims.items():
         node = held.get(claim)
-        users = {w.key for w in mset.workloads if w.namespace == c.namespace and c.name in w.pod.claims()}
         rows = view.reports[node].workloads if node is not None and node in view.reports else []
+        lost = (r for n in sorted(view.live) for r in view.reports[n].workloads if r.reason == Reason.VOLUME_NODE_LOST)
         out.append(
             {
                 "claim": claim,
-                "storage": c.storage_bytes,
+                "storage": storage,
                 "node": node,
                 "live": node in view.live,
-                "users": sorted(f"{r.key}[{r.replica}]" for r in rows if r.key in users and r.state in RUNNING_STATES),
-                "lost": sorted(
-                    f"{r.key}[{r.replica}]"
-                    for n in sorted(view.live)
-                    for r in view.reports[n].workloads
-                    if r.key in users and r.reason == Reason.VOLUME_NODE_LOST
-                ),
+                "users": sorted(f"{r.key}[{r.replica}]" for r in rows if r.rid in rids and r.state in RUNNING_STATES),
+                "lost": sorted(f"{r.key}[{r.replica}]" for r in lost if r.rid in rids),
             }
         )
     return out

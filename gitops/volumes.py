@@ -12,11 +12,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gitops.identity import LABEL, MANAGED, ReplicaId, WorkloadKey
-from gitops.model import ManifestSet, VolumeRelease, Workload
+from gitops.model import ManifestSet, StatefulSpec, VolumeRelease, Workload
 from gitops.placement import Assignment, NodeInfo, place
 from gitops.status import NodeStatus
 
 CLAIM = LABEL + "claim"
+# Claims of a StatefulSet's volumeClaimTemplates: the owner's key, the ordinal, and the retention policy at creation.
+OWNER = LABEL + "claim-owner"
+ORDINAL = LABEL + "claim-ordinal"
+DELETE_WHEN = LABEL + "claim-delete-when"
 
 
 def claim_id(namespace: str, claim: str) -> str:
@@ -34,6 +38,28 @@ def claim_labels(namespace: str, claim: str, node: str) -> dict[str, str]:
     return {MANAGED: "true", LABEL + "node": node, CLAIM: claim_id(namespace, claim)}
 
 
+def replica_claim(template: str, rid: ReplicaId) -> str:
+    """The claim one replica of a StatefulSet gets from a template: ``<template>-<statefulset>-<ordinal>``."""
+    return f"{template}-{rid.key.name}-{rid.replica}"
+
+
+def template_claim_labels(
+    namespace: str, claim: str, node: str, rid: ReplicaId, stateful: StatefulSpec | None
+) -> dict[str, str]:
+    """Labels of a template claim's volume: its owner and ordinal, and when the retention policy deletes it."""
+    when = (
+        []
+        if stateful is None
+        else [w for w, on in (("deleted", stateful.delete_when_deleted), ("scaled", stateful.delete_when_scaled)) if on]
+    )
+    return {
+        **claim_labels(namespace, claim, node),
+        OWNER: str(rid.key),
+        ORDINAL: str(rid.replica),
+        DELETE_WHEN: ",".join(when),
+    }
+
+
 def held_filters(node: str) -> list[str]:
     """Label filters matching every claim volume on ``node``."""
     return [f"{MANAGED}=true", f"{LABEL}node={node}", CLAIM]
@@ -49,21 +75,44 @@ def held(volumes: Mapping[str, Mapping[str, str]]) -> list[str]:
     return sorted({labels[CLAIM] for labels in volumes.values() if labels.get(CLAIM)})
 
 
-def deleted(claims: list[str], mset: ManifestSet) -> list[str]:
-    """Claims held here whose document is gone from the revision: their volumes are deleted.
+def deleted(volumes: Mapping[str, Mapping[str, str]], mset: ManifestSet) -> list[str]:
+    """Claims held here (``volumes``: name -> labels) whose volumes are to be deleted, sorted.
 
-    Nothing counts as gone while a file of the revision is unreadable (it may hold the claim),
-    and a claim whose document is invalid is kept: a typo must never delete data.
+    A claim document's volume goes when the document is gone from the revision; a template claim's
+    when its StatefulSet is gone or scaled below its ordinal, if the retention policy it was created
+    under says Delete. Nothing counts as gone while a file of the revision is unreadable (it may hold
+    the document), and a document that is invalid keeps its volumes: a typo must never delete data.
     """
     if mset.unreadable_files:
         return []
     kept = {claim_id(c.namespace, c.name) for c in mset.claims}
-    for key in mset.invalid_keys:
+    invalid = set(mset.invalid_keys)
+    for key in invalid:
         namespace, _, rest = key.partition("/")
         kind, _, name = rest.partition("/")
         if kind == "PersistentVolumeClaim":
             kept.add(claim_id(namespace, name))
-    return [c for c in claims if c not in kept]
+    replicas = {str(w.key): w.replicas for w in mset.workloads}
+    gone = set()
+    for labels in volumes.values():
+        claim, owner = labels.get(CLAIM, ""), labels.get(OWNER)
+        when = labels.get(DELETE_WHEN, "").split(",")
+        if owner is None:
+            if claim and claim not in kept:
+                gone.add(claim)
+        elif owner not in replicas and owner not in invalid:
+            if "deleted" in when:
+                gone.add(claim)
+        elif owner in replicas and "scaled" in when and _ordinal(labels) >= replicas[owner]:
+            gone.add(claim)
+    return sorted(gone)
+
+
+def _ordinal(labels: Mapping[str, str]) -> int:
+    try:
+        return int(labels.get(ORDINAL, ""))
+    except ValueError:
+        return -1  # unreadable: never counts as scaled away
 
 
 # A node label only placement's inputs carry: the node holding a claim's volume has it, and its users select it.
@@ -105,7 +154,7 @@ def place_pinned(
     """
     users = {w.key: [claim_id(w.namespace, c) for c in w.pod.claims()] for w in workloads if w.pod.claims()}
     if not users:
-        return Pinned(place(workloads, nodes, previous), [])
+        return _follow_replica_claims(place(workloads, nodes, previous), workloads, held, nodes)
     assignment = place(*_pinned(workloads, nodes, users, held), previous)
     chosen = dict(held)
     for rid, node in sorted(assignment.owners().items()):
@@ -118,14 +167,50 @@ def place_pinned(
     for key, claims in users.items():
         down = [(c, chosen[c]) for c in claims if c in chosen and chosen[c] not in live]
         if down:
-            claim, node = down[0]
-            why[key] = (
-                f"the volume of PersistentVolumeClaim {claim} is on node {node}, which is down; restore its data "
-                f"on another node or accept an empty volume, then: gitops volume release {claim} --from {node}"
-            )
+            why[key] = _lost_why(*down[0])
     lost = [(k, i, why[k]) for k, i, _ in assignment.unschedulable if k in why]
     kept = [u for u in assignment.unschedulable if u[0] not in why]
-    return Pinned(assignment.model_copy(update={"unschedulable": kept}), lost)
+    pinned = _follow_replica_claims(assignment.model_copy(update={"unschedulable": kept}), workloads, held, nodes)
+    return Pinned(pinned.assignment, lost + pinned.lost)
+
+
+def _follow_replica_claims(
+    assignment: Assignment, workloads: Sequence[Workload], held: Mapping[str, str], nodes: Sequence[NodeInfo]
+) -> Pinned:
+    """Each StatefulSet replica whose template claim has a volume goes to that volume's node, or nowhere if it is down.
+
+    Capacity is not counted again: a replica runs where its data is.
+    """
+    per_node = {n: list(rids) for n, rids in assignment.per_node.items()}
+    unschedulable = list(assignment.unschedulable)
+    live = {n.name for n in nodes}
+    lost: list[tuple[WorkloadKey, int, str]] = []
+    for w in workloads:
+        if w.stateful is None or not w.stateful.claims:
+            continue
+        for r in range(w.replicas):
+            rid = ReplicaId(w.key, r)
+            claim = claim_id(w.namespace, replica_claim(w.stateful.claims[0].name, rid))
+            node = held.get(claim)
+            if node is None:
+                continue
+            for rids in per_node.values():
+                if rid in rids:
+                    rids.remove(rid)
+            unschedulable = [u for u in unschedulable if (u[0], u[1]) != (w.key, r)]
+            if node in live:
+                per_node.setdefault(node, []).append(rid)
+            else:
+                lost.append((w.key, r, _lost_why(claim, node)))
+    per_node = {n: sorted(rids) for n, rids in per_node.items()}
+    return Pinned(assignment.model_copy(update={"per_node": per_node, "unschedulable": unschedulable}), lost)
+
+
+def _lost_why(claim: str, node: str) -> str:
+    return (
+        f"the volume of PersistentVolumeClaim {claim} is on node {node}, which is down; restore its data "
+        f"on another node or accept an empty volume, then: gitops volume release {claim} --from {node}"
+    )
 
 
 def _pinned(

@@ -1045,6 +1045,82 @@ class Cluster(KubeModel):
     spec: ClusterSpec = ClusterSpec()
 
 
+# --- StatefulSet ------------------------------------------------------------------------------
+
+
+class ClaimTemplateMeta(KubeModel):
+    """volumeClaimTemplates[].metadata."""
+
+    name: Label
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class PersistentVolumeClaimTemplate(KubeModel):
+    """StatefulSet spec.volumeClaimTemplates[]: one claim per replica, ``<name>-<statefulset>-<ordinal>``."""
+
+    api_version: Annotated[object, Ignore("a volumeClaimTemplate is always a v1 PersistentVolumeClaim")] = None
+    kind: Annotated[object, Ignore("a volumeClaimTemplate is always a v1 PersistentVolumeClaim")] = None
+    metadata: ClaimTemplateMeta
+    spec: PersistentVolumeClaimSpec
+    status: Annotated[object, _API_SERVER] = None
+
+
+class RollingUpdateStatefulSetStrategy(KubeModel):
+    """StatefulSet spec.updateStrategy.rollingUpdate."""
+
+    partition: Replicas = 0
+    max_unavailable: Annotated[
+        object, refuse_when(lambda v: v not in (None, 1), "replicas are updated one at a time; remove maxUnavailable")
+    ] = None
+
+
+class StatefulSetUpdateStrategy(KubeModel):
+    """StatefulSet spec.updateStrategy."""
+
+    type: Literal["RollingUpdate", "OnDelete"] = "RollingUpdate"
+    rolling_update: RollingUpdateStatefulSetStrategy | None = None
+
+
+class StatefulSetRetentionPolicy(KubeModel):
+    """StatefulSet spec.persistentVolumeClaimRetentionPolicy."""
+
+    when_deleted: Literal["Retain", "Delete"] = "Retain"
+    when_scaled: Literal["Retain", "Delete"] = "Retain"
+
+
+class StatefulSetOrdinals(KubeModel):
+    """StatefulSet spec.ordinals."""
+
+    start: Annotated[int, refuse_when(bool, "ordinals start at 0 here; remove ordinals.start")] = 0
+
+
+class StatefulSetSpec(KubeModel):
+    """StatefulSet spec."""
+
+    replicas: Replicas = 1
+    selector: LabelSelector
+    template: PodTemplateSpec
+    service_name: Annotated[object, Ignore("per-replica DNS names (web-0.web) are not served yet")] = None
+    volume_claim_templates: list[PersistentVolumeClaimTemplate] = Field(default_factory=list)
+    pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
+    update_strategy: StatefulSetUpdateStrategy = StatefulSetUpdateStrategy()
+    persistent_volume_claim_retention_policy: StatefulSetRetentionPolicy = StatefulSetRetentionPolicy()
+    min_ready_seconds: Seconds = 0
+    ordinals: StatefulSetOrdinals | None = None
+    revision_history_limit: Annotated[object, _HISTORY] = None
+
+
+class StatefulSet(KubeModel):
+    """apps/v1 StatefulSet."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    spec: StatefulSetSpec
+    status: Annotated[object, _API_SERVER] = None
+
+
 class VolumeReleaseSpec(KubeModel):
     """gitops/v1 VolumeRelease spec."""
 
@@ -1060,7 +1136,8 @@ class VolumeRelease(KubeModel):
     spec: VolumeReleaseSpec
 
 
-WORKLOAD_MODELS: dict[str, tuple[str, type[Deployment | DaemonSet | Job | CronJob]]] = {
+WORKLOAD_MODELS: dict[str, tuple[str, type[Deployment | DaemonSet | Job | CronJob | StatefulSet]]] = {
+    "StatefulSet": ("apps/v1", StatefulSet),
     "Deployment": ("apps/v1", Deployment),
     "DaemonSet": ("apps/v1", DaemonSet),
     "Job": ("batch/v1", Job),

@@ -33,7 +33,7 @@ _CLUSTER_TYPE = ("gitops/v1", "Cluster")
 # Retired API versions whose fields are a subset of the current one's: read them as the current one.
 _RETIRED = {("batch/v1beta1", "CronJob")}
 _SUPPORTED = (
-    "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob, "
+    "gitops runs apps/v1 Deployment, DaemonSet and StatefulSet, batch/v1 Job and CronJob, "
     "and reads v1 ConfigMap and PersistentVolumeClaim"
 )
 

@@ -123,7 +123,7 @@ def _check_init(spec: model.ContainerSpec, issues: Issues, path: Path) -> None:
 def _restart_policy(
     value: model.RestartPolicy | None, kind: model.WorkloadKind, issues: Issues, path: Path
 ) -> model.RestartPolicy:
-    if kind in ("Deployment", "DaemonSet"):
+    if kind in ("Deployment", "DaemonSet", "StatefulSet"):
         if value not in (None, "Always"):
             issues.error(path, f"a {kind} keeps its containers running, so restartPolicy must be Always", "remove it")
         return "Always"

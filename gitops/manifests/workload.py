@@ -1,11 +1,11 @@
-"""Turning a validated Deployment, DaemonSet, Job or CronJob into a resolved ``Workload``."""
+"""Turning a validated Deployment, DaemonSet, StatefulSet, Job or CronJob into a resolved ``Workload``."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
-from gitops.manifests import kube
+from gitops.manifests import kube, statefulset
 from gitops.manifests.issues import Issues
 from gitops.manifests.pod import PodContext, convert_pod
 from gitops.manifests.yamlsafe import Path
@@ -15,7 +15,7 @@ _JOB_TEMPLATE = ("spec", "jobTemplate", "spec")
 
 
 def convert_workload(
-    doc: kube.Deployment | kube.DaemonSet | kube.Job | kube.CronJob,
+    doc: kube.Deployment | kube.DaemonSet | kube.Job | kube.CronJob | kube.StatefulSet,
     file: str,
     line: int | None,
     issues: Issues,
@@ -31,6 +31,11 @@ def convert_workload(
     elif isinstance(doc, kube.DaemonSet):
         kind, spec_path, template = "DaemonSet", ("spec",), doc.spec.template
         fields = _daemon_set(doc.spec, issues)
+    elif isinstance(doc, kube.StatefulSet):
+        kind, spec_path = "StatefulSet", ("spec",)
+        _check_selector(doc.spec.selector, doc.spec.template.metadata.labels, issues)
+        template = statefulset.with_claim_volumes(doc.spec, issues)
+        fields = statefulset.fields(doc.spec)
     elif isinstance(doc, kube.Job):
         kind, spec_path, template = "Job", ("spec",), doc.spec.template
         job = _job(doc.spec, issues, spec_path)
@@ -45,6 +50,8 @@ def convert_workload(
     pod = convert_pod(template.spec, context, issues, pod_path)
     if pod is None or len(issues.errors) > before:
         return None
+    if isinstance(doc, kube.StatefulSet):
+        pod = statefulset.per_replica(pod, doc.spec)
     return Workload(
         kind=kind,
         namespace=meta.namespace,

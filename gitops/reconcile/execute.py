@@ -16,7 +16,7 @@ from gitops.downward import PodValues
 from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
 from gitops.manifests.expansion import expand
-from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks
+from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks, StatefulSpec
 from gitops.reconcile import hooks
 from gitops.reconcile.files import FileStore
 from gitops.reconcile.plan import Action, Instance
@@ -24,7 +24,7 @@ from gitops.registryauth import BadPullSecret, pull_auth
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, as_text, read_secret, read_secret_files
 from gitops.states import Reason
-from gitops.volumes import claim_labels, claim_volume
+from gitops.volumes import claim_labels, claim_volume, replica_claim, template_claim_labels
 
 log = logging.getLogger(__name__)
 
@@ -420,6 +420,7 @@ class Executor:
         env, known = self._env(namespace, spec, self._pod_values(inst, spec, ip or "", network_mode))
         job = inst.workload.job
         indexed = job is not None and job.indexed
+        stateful = inst.workload.stateful
         if indexed:
             env.append(f"JOB_COMPLETION_INDEX={inst.replica}")
         return RunRequest(
@@ -430,11 +431,11 @@ class Executor:
             command=_finished(spec.args, "args" in spec.node_expanded, known),
             env=env,
             # As Kubernetes names an Indexed Job's pods; the pod's other containers share the first's.
-            hostname=_index_hostname(inst) if indexed and network_mode is None else None,
+            hostname=_index_hostname(inst) if (indexed or stateful) and network_mode is None else None,
             ports={} if pod.host_network else ports,
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
-            binds=self._binds(ident, spec, files_dir),
+            binds=self._binds(ident, spec, files_dir, stateful),
             network_mode=network_mode,
             ip=ip,
             user=spec.user,
@@ -532,7 +533,9 @@ class Executor:
                 return ""
             raise RuntimeFailure(f"env {env.name}: {e}", "SecretMissing") from e
 
-    def _binds(self, ident: ContainerIdentity, spec: ContainerSpec, files_dir: Path | None) -> list[str]:
+    def _binds(
+        self, ident: ContainerIdentity, spec: ContainerSpec, files_dir: Path | None, stateful: StatefulSpec | None
+    ) -> list[str]:
         binds: list[str] = []
         for m in spec.mounts:
             mode = "ro" if m.read_only else "rw"
@@ -544,10 +547,14 @@ class Executor:
             elif (host := host_path_source(m)) is not None:
                 source = host
             elif m.type == "claim":
-                namespace = ident.rid.key.namespace
-                source = claim_volume(namespace, m.source, ident.node)
-                # Created where its first user runs; kept until the claim's document is deleted.
-                self.runtime.ensure_volume(source, claim_labels(namespace, m.source, ident.node))
+                namespace, claim = ident.rid.key.namespace, m.source
+                labels = claim_labels(namespace, claim, ident.node)
+                if m.per_replica:
+                    claim = replica_claim(m.source, ident.rid)
+                    labels = template_claim_labels(namespace, claim, ident.node, ident.rid, stateful)
+                source = claim_volume(namespace, claim, ident.node)
+                # Created where its first user runs; kept until the claim's document (or retention policy) deletes it.
+                self.runtime.ensure_volume(source, labels)
             else:
                 if m.sub_path:
                     raise RuntimeFailure(f"subPath on emptyDir {m.source} is not supported", "RunFailed")

@@ -295,9 +295,10 @@ class Reconciler:
     def _claims(self, mset: ManifestSet) -> list[str]:
         """The claims whose volumes are on this node; deletes those whose documents are gone from the repository."""
         try:
-            found = volumes.held(self.runtime.list_volumes(volumes.held_filters(self.node)))
-            for claim in volumes.deleted(found, mset):
-                log.warning("PersistentVolumeClaim %s was deleted from the repository: deleting its volume", claim)
+            listed = self.runtime.list_volumes(volumes.held_filters(self.node))
+            found = volumes.held(listed)
+            for claim in volumes.deleted(listed, mset):
+                log.warning("deleting the volume of PersistentVolumeClaim %s: its document or owner is gone", claim)
                 # A volume still mounted stays (Docker refuses); it goes on a later pass.
                 self.runtime.remove_volumes(volumes.claim_filters(self.node, claim))
         except RuntimeUnavailable as e:

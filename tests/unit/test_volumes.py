@@ -5,7 +5,17 @@ from __future__ import annotations
 from gitops import volumes
 from gitops.cluster import ClusterView
 from gitops.identity import ReplicaId
-from gitops.model import Claim, ContainerSpec, ManifestSet, Mount, PodSpec, VolumeRelease, Workload
+from gitops.model import (
+    Claim,
+    ClaimTemplate,
+    ContainerSpec,
+    ManifestSet,
+    Mount,
+    PodSpec,
+    StatefulSpec,
+    VolumeRelease,
+    Workload,
+)
 from gitops.status import NodeStatus, ReplicaStatus
 from gitops.statusview import render_status, status_document
 from tests.builders import node, workload
@@ -25,14 +35,37 @@ def test_held_reads_the_claim_labels() -> None:
     assert volumes.held(found) == ["default/data", "team/logs"]
 
 
+def _held(*claims: str) -> dict[str, dict[str, str]]:
+    return {c: volumes.claim_labels("default", c, "n1") for c in claims}
+
+
 def test_only_a_deleted_document_deletes_a_volume() -> None:
-    held = ["default/data", "default/gone", "default/typo"]
     mset = _mset("data", invalid=("default/PersistentVolumeClaim/typo",))
-    assert volumes.deleted(held, mset) == ["default/gone"]
+    assert volumes.deleted(_held("data", "gone", "typo"), mset) == ["default/gone"]
 
 
 def test_nothing_is_deleted_while_a_file_is_unreadable() -> None:
-    assert volumes.deleted(["default/gone"], _mset(unreadable=("broken.yaml",))) == []
+    assert volumes.deleted(_held("gone"), _mset(unreadable=("broken.yaml",))) == []
+
+
+def _template_claims(sts: Workload, replicas: int, stateful: StatefulSpec) -> dict[str, dict[str, str]]:
+    out = {}
+    for r in range(replicas):
+        claim = volumes.replica_claim("data", ReplicaId(sts.key, r))
+        out[claim] = volumes.template_claim_labels("default", claim, "n1", ReplicaId(sts.key, r), stateful)
+    return out
+
+
+def test_template_claims_follow_the_retention_policy_they_were_created_under() -> None:
+    sts = workload("web", 1, kind="StatefulSet")
+    retain, delete = StatefulSpec(), StatefulSpec(delete_when_deleted=True, delete_when_scaled=True)
+    assert volumes.deleted(_template_claims(sts, 3, retain), ManifestSet(workloads=(sts,))) == []
+    assert volumes.deleted(_template_claims(sts, 3, retain), ManifestSet()) == []
+    # Scaled from 3 to 1: ordinals 1 and 2 go; deleted: all go; invalid: none go.
+    scaled = volumes.deleted(_template_claims(sts, 3, delete), ManifestSet(workloads=(sts,)))
+    assert scaled == ["default/data-web-1", "default/data-web-2"]
+    assert len(volumes.deleted(_template_claims(sts, 3, delete), ManifestSet())) == 3
+    assert volumes.deleted(_template_claims(sts, 3, delete), ManifestSet(invalid_keys=(str(sts.key),))) == []
 
 
 def test_volume_names_and_filters_are_per_node_and_claim() -> None:
@@ -119,3 +152,22 @@ def test_gitops_status_shows_each_claim_its_node_and_its_users() -> None:
     reports = {"n1": reports["n1"], "n2": NodeStatus(node="n2", workloads=[row("VolumeNodeLost")])}
     down = render_status(status_document(mset, ClusterView(reports=reports, live=frozenset({"n2"})), "rev"))
     assert "on n1 (DOWN)" in down and "VolumeNodeLost: default/Deployment/db[0] run nowhere until released" in down
+
+
+def test_stateful_replicas_follow_their_own_claims_volume() -> None:
+    mount = Mount(target="/data", type="claim", source="data", per_replica=True)
+    pod = PodSpec(containers=(ContainerSpec(name="main", image="img", mounts=(mount,)),))
+    sts = workload(
+        "web",
+        3,
+        kind="StatefulSet",
+        pod=pod,
+        stateful=StatefulSpec(claims=(ClaimTemplate(name="data", storage_bytes=1),)),
+    )
+    held = {"default/data-web-0": "n5", "default/data-web-1": "n3", "default/data-web-2": "gone"}
+    pinned = volumes.place_pinned([sts], NODES, {}, held)
+    assert pinned.assignment.owners() == {ReplicaId(sts.key, 0): "n5", ReplicaId(sts.key, 1): "n3"}
+    [(key, replica, why)] = pinned.lost
+    assert (key, replica) == (sts.key, 2) and "node gone, which is down" in why
+    # Without volumes yet, placement spreads them as usual.
+    assert len(volumes.place_pinned([sts], NODES, {}, {}).assignment.owners()) == 3
