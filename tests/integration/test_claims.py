@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import docker
 import pytest
 
 from gitops.release import release
-from tests.builders import claim, claim_pod, deployment
+from tests.builders import TEST_IMAGE, claim, claim_pod, deployment
 from tests.e2e.test_cluster import CLUSTER
 from tests.helpers import (
     DOCKER_HOST,
@@ -147,3 +148,81 @@ def test_users_follow_the_volume_and_wait_for_a_release_when_its_node_dies(
             rec.close()
         for n in nodes:
             remove_node_containers(n)
+
+
+STATEFUL = """\
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: %s
+        imagePullPolicy: IfNotPresent
+        command: %s
+        env: [{name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+        readinessProbe: {exec: {command: [cat, /data/n]}, periodSeconds: 1}
+        volumeMounts: [{name: data, mountPath: /data}]
+  volumeClaimTemplates:
+  - metadata: {name: data}
+    spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
+"""
+
+
+def test_statefulset_gets_a_volume_per_ordinal_starts_in_order_and_updates_in_reverse(
+    repo: Repo, node_name: str, tmp_path: Path
+) -> None:
+    def put(version: str) -> None:
+        command = ["sh", "-c", f'echo "$POD" > /data/pod; : {version}; ' + COUNTER[2]]
+        repo.put("apps/web.yaml", STATEFUL % (TEST_IMAGE, json.dumps(command)))
+
+    put("v1")
+    rec = make_reconciler(str(repo.path), node_name, tmp_path / "state")
+    started: dict[tuple[int, str], int] = {}  # (replica, spec hash) -> the pass that created it
+    passes = iter(range(1000))
+
+    def all_up(hashes: int = 1) -> bool:
+        rec.run_pass()
+        current = next(passes)
+        for row in managed(node_name):
+            started.setdefault((int(row["Labels"]["gitops.replica"]), row["Labels"]["gitops.spec-hash"]), current)
+        running = managed(node_name, state="running")
+        return (
+            len(running) == 3
+            and len({r["Labels"]["gitops.spec-hash"] for r in running}) == 1
+            and (len({h for _, h in started}) == hashes)
+        )
+
+    try:
+        wait_for(all_up, timeout=30, interval=0.3, what="3 ordinals running")
+        # OrderedReady: each ordinal is created in a later pass than the one before, once that one is ready.
+        first = {r: p for (r, _), p in started.items()}
+        assert first[0] < first[1] < first[2], started
+        names = [f"gitops.claim.default.data-web-{i}_{node_name}" for i in range(3)]
+        assert _claim_volumes(node_name) == names
+        with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+            for row in managed(node_name):
+                replica = row["Labels"]["gitops.replica"]
+                out = client.containers.get(row["Id"]).exec_run(["cat", "/data/pod"]).output
+                assert out.decode().strip() == f"web-{replica}"
+        rec.run_pass()
+        assert repo.status(node_name)["volumes"] == [f"default/data-web-{i}" for i in range(3)]
+
+        # A spec change rolls from the highest ordinal down, each on its own volume.
+        v1 = managed(node_name)[0]["Labels"]["gitops.spec-hash"]
+        put("v2")
+        wait_for(lambda: all_up(hashes=2), timeout=40, interval=0.3, what="rolled to v2")
+        updated = {r: p for (r, h), p in started.items() if h != v1}
+        assert updated[2] < updated[1] < updated[0], started
+        with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+            for row in managed(node_name):
+                out = client.containers.get(row["Id"]).exec_run(["cat", "/data/n"]).output
+                assert out.decode().strip() == "2", "each ordinal counts its second start on its own volume"
+    finally:
+        rec.close()
