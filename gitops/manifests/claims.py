@@ -40,17 +40,21 @@ def resolve(
     errors: list[model.ManifestError] = []
     for w in workloads:
         missing = [name for name in w.pod.claims() if f"{w.namespace}/PersistentVolumeClaim/{name}" not in known]
-        if not missing:
+        if w.kind == "DaemonSet" and w.pod.claims():
+            message = f"{w.key} mounts PersistentVolumeClaim '{w.pod.claims()[0]}', but a DaemonSet runs on every node"
+            hint = "a claim's volume is on one node: use a hostPath, or a Deployment or StatefulSet"
+        elif missing:
+            message = (
+                f"{w.key} mounts PersistentVolumeClaim '{missing[0]}', which is not in namespace "
+                f"'{w.namespace}' of the repository"
+            )
+            hint = "add a v1 PersistentVolumeClaim document with that name"
+        else:
             out.append(w)
             continue
         errors.append(
             model.ManifestError(
-                file=w.file,
-                line=w.line,
-                field="spec.template.spec.volumes",
-                message=f"{w.key} mounts PersistentVolumeClaim '{missing[0]}', which is not in namespace "
-                f"'{w.namespace}' of the repository",
-                hint="add a v1 PersistentVolumeClaim document with that name",
+                file=w.file, line=w.line, field="spec.template.spec.volumes", message=message, hint=hint
             )
         )
     return out, errors

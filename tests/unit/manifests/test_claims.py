@@ -80,3 +80,9 @@ def test_volume_release_documents_are_read() -> None:
     assert (read.key, read.nodes) == ("default/VolumeRelease/data", ("n1", "n2"))
     broken = _load(release.replace("[n2, n1, n2]", "[]"))
     assert broken.releases == () and broken.invalid_keys == ("default/VolumeRelease/data",)
+
+
+def test_a_daemonset_cannot_mount_a_claim() -> None:
+    mset = _load(claim("data"), deployment("agent", kind="DaemonSet", **claim_pod("data")))
+    (error,) = mset.errors
+    assert "runs on every node" in error.message and error.hint is not None and "hostPath" in error.hint
