@@ -179,11 +179,12 @@ def _follow_replica_claims(
 ) -> Pinned:
     """Each StatefulSet replica whose template claim has a volume goes to that volume's node, or nowhere if it is down.
 
-    Capacity is not counted again: a replica runs where its data is.
+    Capacity is not counted again: a replica runs where its data is. A cordoned holder takes no
+    replica, as placement does for claims of whole workloads: the replica is unschedulable.
     """
     per_node = {n: list(rids) for n, rids in assignment.per_node.items()}
     unschedulable = list(assignment.unschedulable)
-    live = {n.name for n in nodes}
+    live = {n.name: n for n in nodes}
     lost: list[tuple[WorkloadKey, int, str]] = []
     for w in workloads:
         if w.stateful is None or not w.stateful.claims:
@@ -198,12 +199,17 @@ def _follow_replica_claims(
                 if rid in rids:
                     rids.remove(rid)
             unschedulable = [u for u in unschedulable if (u[0], u[1]) != (w.key, r)]
-            if node in live:
-                per_node.setdefault(node, []).append(rid)
-            else:
+            if node not in live:
                 lost.append((w.key, r, _lost_why(claim, node)))
+            elif live[node].cordoned:
+                unschedulable.append(
+                    (w.key, r, f"the volume of PersistentVolumeClaim {claim} is on cordoned node {node}")
+                )
+            else:
+                per_node.setdefault(node, []).append(rid)
     per_node = {n: sorted(rids) for n, rids in per_node.items()}
-    return Pinned(assignment.model_copy(update={"per_node": per_node, "unschedulable": unschedulable}), lost)
+    update = {"per_node": per_node, "unschedulable": sorted(unschedulable)}
+    return Pinned(assignment.model_copy(update=update), lost)
 
 
 def _lost_why(claim: str, node: str) -> str:

@@ -154,16 +154,16 @@ def test_gitops_status_shows_each_claim_its_node_and_its_users() -> None:
     assert "on n1 (DOWN)" in down and "VolumeNodeLost: default/Deployment/db[0] run nowhere until released" in down
 
 
-def test_stateful_replicas_follow_their_own_claims_volume() -> None:
+def _stateful_web(replicas: int) -> Workload:
+    """StatefulSet ``web`` whose replicas each mount their own claim of template ``data``."""
     mount = Mount(target="/data", type="claim", source="data", per_replica=True)
     pod = PodSpec(containers=(ContainerSpec(name="main", image="img", mounts=(mount,)),))
-    sts = workload(
-        "web",
-        3,
-        kind="StatefulSet",
-        pod=pod,
-        stateful=StatefulSpec(claims=(ClaimTemplate(name="data", storage_bytes=1),)),
-    )
+    stateful = StatefulSpec(claims=(ClaimTemplate(name="data", storage_bytes=1),))
+    return workload("web", replicas, kind="StatefulSet", pod=pod, stateful=stateful)
+
+
+def test_stateful_replicas_follow_their_own_claims_volume() -> None:
+    sts = _stateful_web(3)
     held = {"default/data-web-0": "n5", "default/data-web-1": "n3", "default/data-web-2": "gone"}
     pinned = volumes.place_pinned([sts], NODES, {}, held)
     assert pinned.assignment.owners() == {ReplicaId(sts.key, 0): "n5", ReplicaId(sts.key, 1): "n3"}
@@ -171,3 +171,12 @@ def test_stateful_replicas_follow_their_own_claims_volume() -> None:
     assert (key, replica) == (sts.key, 2) and "node gone, which is down" in why
     # Without volumes yet, placement spreads them as usual.
     assert len(volumes.place_pinned([sts], NODES, {}, {}).assignment.owners()) == 3
+
+
+def test_a_cordoned_holder_takes_no_stateful_replica() -> None:
+    sts = _stateful_web(1)
+    nodes = [node("n1", cordoned=True), node("n2")]
+    pinned = volumes.place_pinned([sts], nodes, {}, {"default/data-web-0": "n1"})
+    assert pinned.assignment.owners() == {} and pinned.lost == []
+    [(_, _, why)] = pinned.assignment.unschedulable
+    assert "cordoned node n1" in why
