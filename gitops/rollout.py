@@ -5,7 +5,8 @@ report, and only acts on its own replicas:
 
 - StatefulSet: OrderedReady creates ordinal r only once 0..r-1 run ready; updates go from the
   highest ordinal down, one at a time, each ready before the next; ordinals below the partition,
-  and every ordinal under OnDelete, keep their spec while they run.
+  and every ordinal under OnDelete, keep their spec while they run. Scaled down, OrderedReady
+  ordinals stop from the highest down, each gone before the next stops.
 - RollingUpdate: replicas move to the new spec in index order, at most
   ``maxSurge + maxUnavailable`` in flight (started at the new spec, not yet ready) at once.
   The old container keeps serving until the new one is ready, so readiness never drops.
@@ -116,6 +117,24 @@ def _stateful(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates)
         else:
             why = "rolling update: highest ordinal first, one ready before the next"
         gates.wait[ReplicaId(w.key, r)] = why
+
+
+def scale_down_order(workloads: Iterable[Workload], present: Iterable[ReplicaId]) -> dict[ReplicaId, str]:
+    """Surplus ordinals of OrderedReady StatefulSets that wait while a higher one exists: they stop in reverse.
+
+    ``present``: every replica with a container anywhere in the cluster (running, stopping or exited).
+    """
+    by_key: dict[str, list[int]] = {}
+    for rid in present:
+        by_key.setdefault(rid.key, []).append(rid.replica)
+    out: dict[ReplicaId, str] = {}
+    for w in workloads:
+        if w.stateful is None or not w.stateful.ordered:
+            continue
+        surplus = sorted({r for r in by_key.get(w.key, ()) if r >= w.replicas}, reverse=True)
+        for r in surplus[1:]:
+            out[ReplicaId(w.key, r)] = f"OrderedReady scale-down: {w.name}-{surplus[0]} stops first"
+    return out
 
 
 def _job(w: Workload, views: Mapping[ReplicaId, ReplicaView], gates: Gates) -> None:

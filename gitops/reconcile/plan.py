@@ -92,6 +92,8 @@ class PlanInputs:
     denied: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Replicas whose earlier actions are still in flight (a pull, a start, a stop): left alone.
     busy: Mapping[ReplicaId, str] = field(default_factory=dict)
+    # Surplus StatefulSet ordinals kept while a higher one still exists (OrderedReady scale-down), with why.
+    ordered_stop: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Replicas whose last creation failed in an init container: recreated after their backoff.
     init_failed: frozenset[ReplicaId] = frozenset()
     now: float = 0.0
@@ -151,6 +153,9 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
             result.actions += _remove_all(rid, by_replica[rid], inputs.denied[rid])
             continue
         if rid[0] in inputs.protected_keys:
+            continue
+        if rid in inputs.ordered_stop:
+            result.waiting[rid] = (Reason.WAITING, inputs.ordered_stop[rid])
             continue
         if rid in inputs.hold:
             result.waiting[rid] = (Reason.HANDOFF, "kept until its new owner reports it ready")

@@ -25,7 +25,7 @@ from gitops.reconcile.jobs import jobs_done, matching_rule, rule_message
 from gitops.reconcile.memory import JobResult, Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, PlanInputs
-from gitops.rollout import ReplicaView, compute_gates
+from gitops.rollout import ReplicaView, compute_gates, scale_down_order
 from gitops.states import FINISHED_STATES, INIT_FAILURES, RELEASING_REASONS, RUNNING_STATES, Reason, State
 
 JOB_KINDS = ("Job", "CronJob")
@@ -120,6 +120,7 @@ def decide(ctx: PassContext) -> Decision:
         busy=ctx.busy,
         denied=denied,
         init_failed=frozenset(rid for rid, (reason, _) in ctx.memory.failures.items() if reason in INIT_FAILURES),
+        ordered_stop=scale_down_order(mset.workloads, present_replicas(ctx)),
         now=ctx.now,
     )
     update = MemoryUpdate(
@@ -313,6 +314,19 @@ def own_results(desired: Sequence[Instance], results: Mapping[ReplicaId, JobResu
         if result is not None and result.spec_hash == inst.spec_hash:
             out[inst.id] = result.state
     return out
+
+
+def present_replicas(ctx: PassContext) -> set[ReplicaId]:
+    """Replicas of OrderedReady StatefulSets with a container anywhere: ours (leaving too), and live peers' rows."""
+    keys = {w.key for w in ctx.manifests.workloads if w.stateful is not None and w.stateful.ordered}
+    if not keys:
+        return set()
+    obs, view = ctx.observation, ctx.view
+    present = {c.rid for c in (*obs.containers, *obs.leaving) if c.key in keys}
+    for name in view.live - {ctx.node}:
+        rows = view.reports[name].workloads
+        present |= {r.rid for r in rows if r.key in keys and r.state != State.UNSCHEDULABLE}
+    return present
 
 
 def handoff_holds(

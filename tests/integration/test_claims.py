@@ -175,12 +175,13 @@ spec:
 """
 
 
-def test_statefulset_gets_a_volume_per_ordinal_starts_in_order_and_updates_in_reverse(
+def test_statefulset_gets_a_volume_per_ordinal_starts_in_order_updates_and_stops_in_reverse(
     repo: Repo, node_name: str, tmp_path: Path
 ) -> None:
-    def put(version: str) -> None:
+    def put(version: str, replicas: int = 3) -> None:
         command = ["sh", "-c", f'echo "$POD" > /data/pod; : {version}; ' + COUNTER[2]]
-        repo.put("apps/web.yaml", STATEFUL % (TEST_IMAGE, json.dumps(command)))
+        text = STATEFUL % (TEST_IMAGE, json.dumps(command))
+        repo.put("apps/web.yaml", text.replace("replicas: 3", f"replicas: {replicas}"))
 
     put("v1")
     rec = make_reconciler(str(repo.path), node_name, tmp_path / "state")
@@ -224,5 +225,21 @@ def test_statefulset_gets_a_volume_per_ordinal_starts_in_order_and_updates_in_re
             for row in managed(node_name):
                 out = client.containers.get(row["Id"]).exec_run(["cat", "/data/n"]).output
                 assert out.decode().strip() == "2", "each ordinal counts its second start on its own volume"
+
+        # Scaled down, the surplus ordinals stop from the highest down; their volumes stay (Retain).
+        put("v2", replicas=1)
+        gone: dict[int, int] = {}
+
+        def scaled() -> bool:
+            rec.run_pass()
+            current = next(passes)
+            left = {int(r["Labels"]["gitops.replica"]) for r in managed(node_name)}
+            for replica in {1, 2} - left:
+                gone.setdefault(replica, current)
+            return left == {0}
+
+        wait_for(scaled, timeout=30, interval=0.2, what="scaled to 1")
+        assert gone[2] < gone[1], gone
+        assert len(_claim_volumes(node_name)) == 3
     finally:
         rec.close()

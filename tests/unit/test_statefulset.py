@@ -5,8 +5,10 @@ from __future__ import annotations
 from gitops.identity import ReplicaId
 from gitops.manifests.load import combine, parse_file
 from gitops.model import StatefulSpec, Workload
-from gitops.rollout import ReplicaView, compute_gates
-from tests.builders import workload
+from gitops.reconcile.plan import PlanInputs, plan
+from gitops.rollout import ReplicaView, compute_gates, scale_down_order
+from gitops.states import Reason
+from tests.builders import observed, workload
 
 STS = """\
 apiVersion: apps/v1
@@ -92,3 +94,23 @@ def test_on_delete_keeps_every_running_replica_at_its_spec() -> None:
     sts = workload("web", 2, kind="StatefulSet", stateful=StatefulSpec(on_delete=True, ordered=False))
     wait = compute_gates([sts], _views(sts, {0: ("old", True, True), 1: ("old", True, True)})).wait
     assert set(wait) == {ReplicaId(sts.key, 0), ReplicaId(sts.key, 1)} and "OnDelete" in next(iter(wait.values()))
+
+
+def test_ordered_scale_down_stops_the_highest_surplus_ordinal_first() -> None:
+    sts = workload("web", 1, kind="StatefulSet", stateful=StatefulSpec())
+    present = [ReplicaId(sts.key, r) for r in range(4)]
+    order = scale_down_order([sts], present)
+    assert sorted(r.replica for r in order) == [1, 2]
+    assert order[ReplicaId(sts.key, 1)] == "OrderedReady scale-down: web-3 stops first"
+    assert scale_down_order([sts], present[:2]) == {}
+    parallel = workload("web", 1, kind="StatefulSet", stateful=StatefulSpec(ordered=False))
+    assert scale_down_order([parallel], present) == {}
+
+
+def test_plan_keeps_an_ordinal_waiting_its_turn_to_stop() -> None:
+    sts = workload("web", 1, kind="StatefulSet", stateful=StatefulSpec())
+    kept, going = observed(sts, 1), observed(sts, 2)
+    inputs = PlanInputs(ordered_stop=scale_down_order([sts], [kept.rid, going.rid]), workload_keys=frozenset({sts.key}))
+    result = plan([], [kept, going], inputs)
+    assert [(a.op, a.replica.replica) for a in result.actions] == [("remove", 2)]
+    assert result.waiting[kept.rid][0] == Reason.WAITING
