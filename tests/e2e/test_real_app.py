@@ -250,8 +250,8 @@ def test_a_bank_of_anthos_frontend_runs_unchanged_and_rolls_on_its_config(
     repo.commit("bank of anthos")
     rec = make_reconciler(str(repo.path), node_name, tmp_path / "state", interval=1)
     # Probes run as in the daemon, so readiness gates the rollout.
-    rec.prober = Prober(rec.runtime, lambda: None)
-    rec.prober.start()
+    rec.prober = prober = Prober(rec.runtime, lambda: None)
+    prober.start()
     try:
         settle(rec, repo)
         assert {r["name"]: r["state"] for r in repo.status(node_name)["workloads"]} == {
@@ -337,5 +337,5 @@ def test_a_bank_of_anthos_frontend_runs_unchanged_and_rolls_on_its_config(
         assert 2.0 <= gone < 5.0, gone
         assert not {c for (w, c) in containers(node_name) if w == "frontend"}
     finally:
-        rec.prober.stop()
+        prober.stop()
         rec.close()
