@@ -29,6 +29,7 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -36,8 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.identity import ReplicaId, WorkloadKey
 from gitops.model import Workload
+from gitops.scheduling import HOSTNAME_LABEL, DomainRule, Scheduling, Taint, domain_of
 
-ALGORITHM_VERSION = "hrw-quota-sticky/4"
+ALGORITHM_VERSION = "hrw-quota-sticky/5"
 
 
 # New placements aim below this share of a node's fair share; past it they spill over.
@@ -63,6 +65,7 @@ class NodeInfo(BaseModel):
     memory_mib: int
     gpus: tuple[str, ...] = ()  # GPU UUIDs
     cordoned: bool = False
+    taints: tuple[Taint, ...] = ()
 
 
 class Assignment(BaseModel):
@@ -151,6 +154,35 @@ def _scores(replica_hashes: UintArray, node_hashes: UintArray, inv_weights: Floa
 
 
 @dataclass
+class _Domains:
+    """One DomainRule of a workload: its replica count per topology domain, kept by ``_Cluster``."""
+
+    rule: DomainRule
+    of: list[int]  # node -> domain index; -1 where the node has no such label
+    counts: list[int]
+    eligible: list[int]  # domains of the nodes the workload may be placed on
+
+    def excess(self, n: int) -> int:
+        """How far one more replica on node ``n`` goes past the rule; 0: within it."""
+        d = self.of[n]
+        if d < 0:
+            return 0
+        if self.rule.anti:
+            return self.counts[d]
+        enough = len(self.eligible) >= self.rule.min_domains
+        low = min((self.counts[e] for e in self.eligible), default=0) if enough else 0
+        return max(0, self.counts[d] + 1 - low - self.rule.max_skew)
+
+    def violation(self) -> str:
+        """What a required rule's excess means, for Unschedulable reasons."""
+        key = self.rule.topology_key
+        if self.rule.anti:
+            where = "node" if key == HOSTNAME_LABEL else f"its {key}"
+            return f"anti-affinity: {where} already holds a replica"
+        return f"topology spread: {key} skew over {self.rule.max_skew}"
+
+
+@dataclass
 class _Work:
     key: WorkloadKey
     index: int  # position in processing order
@@ -166,6 +198,18 @@ class _Work:
     spread: int = 1
     eligible: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.intp))
     mask: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    rules: Scheduling = field(default_factory=Scheduling)
+    # Nodes whose labels and taints admit a new replica (``match``) or let a running one stay.
+    match: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    stay: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # Static preference per node (preferred node affinity, PreferNoSchedule); None: all equal.
+    preference: list[int] | None = None
+    domains: list[_Domains] = field(default_factory=list)
+
+    @property
+    def soft(self) -> bool:
+        """True if nodes differ in preference, so the whole ranking must be scored."""
+        return self.preference is not None or any(not d.rule.required for d in self.domains)
 
 
 class _Cluster:
@@ -243,6 +287,9 @@ class _Cluster:
         self.ports[n] |= w.ports
         self.holds[n][w.key] = self.holds[n].get(w.key, 0) + 1
         self.regular[n] += not w.daemon
+        for d in w.domains:
+            if d.of[n] >= 0:
+                d.counts[d.of[n]] += 1
 
     def remove(self, n: int, w: _Work) -> None:
         """Undo ``add``."""
@@ -251,6 +298,9 @@ class _Cluster:
         self.used_gpu[n] -= w.gpu
         self.ports[n] -= w.ports
         self.regular[n] -= not w.daemon
+        for d in w.domains:
+            if d.of[n] >= 0:
+                d.counts[d.of[n]] -= 1
         left = self.holds[n][w.key] - 1
         if left:
             self.holds[n][w.key] = left
@@ -285,7 +335,8 @@ def _describe_selector(selector: Mapping[str, str]) -> str:
 
 
 class _Placer:
-    def __init__(self, workloads: Sequence[Workload], nodes: Sequence[NodeInfo]) -> None:
+    def __init__(self, workloads: Sequence[Workload], nodes: Sequence[NodeInfo], now: datetime | None) -> None:
+        self.now = now
         ordered_nodes = sorted(nodes, key=lambda n: n.name)
         for a, b in itertools.pairwise(ordered_nodes):
             if a.name == b.name:
@@ -324,27 +375,91 @@ class _Placer:
             gpu=w.pod.gpu_count(),
             ports=frozenset(w.pod.host_ports()),
             selector=dict(w.node_selector),
+            rules=w.scheduling,
         )
 
     def _eligibility(self, works: list[_Work]) -> None:
-        """Static candidate nodes per workload: selector, schedulable, big enough when empty."""
+        """Static candidate nodes per workload: selector, rules, schedulable, big enough when empty."""
         c = self.cluster
         cordoned = np.array([n.cordoned for n in c.nodes], dtype=bool)
         cap_cpu = np.array(c.cap_cpu, dtype=np.int64)
         cap_mem = np.array(c.cap_mem, dtype=np.int64)
         cap_gpu = np.array(c.cap_gpu, dtype=np.int64)
         by_selector: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
+        by_rules: dict[Scheduling, tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]] = {}
         for w in works:
             sel = tuple(sorted(w.selector.items()))
             if sel not in by_selector:
                 by_selector[sel] = np.array([_matches(n, w.selector) for n in c.nodes], dtype=bool)
-            mask = by_selector[sel] & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
+            if w.rules not in by_rules:
+                by_rules[w.rules] = self._rule_masks(w.rules)
+            admits, stays = by_rules[w.rules]
+            w.match = by_selector[sel] & admits
+            w.stay = by_selector[sel] & stays
+            mask = w.match & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
             if not w.daemon:
                 mask &= ~cordoned
+                w.domains = self._domains(w.rules.domains, mask)
+                w.stay = w.stay & ~cordoned & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
             w.mask = mask
             w.eligible = np.flatnonzero(mask)
-            w.spread = max(1, -(-w.replicas // len(w.eligible))) if len(w.eligible) else 1
+            w.preference = self._preference(w.rules)
+            # Even spread over the most preferred eligible nodes: preference wins while they have room.
+            top = w.eligible
+            if w.preference is not None and len(top):
+                scores = np.array(w.preference)[top]
+                top = top[scores == scores.max()]
+            w.spread = max(1, -(-w.replicas // len(top))) if len(top) else 1
         self.selector_masks = by_selector
+
+    def _rule_masks(self, rules: Scheduling) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Nodes that admit a new replica, and nodes a running replica may stay on (taints differ)."""
+        nodes = self.cluster.nodes
+        if rules == Scheduling() and not any(n.taints for n in nodes):
+            everywhere = np.ones(len(nodes), dtype=bool)
+            return everywhere, everywhere
+        # A spread rule that must hold needs its label: nodes without it are not candidates (as Kubernetes).
+        keys = [d.topology_key for d in rules.domains if d.required and not d.anti]
+        affine = np.array(
+            [
+                rules.node_affinity(n.name, n.labels) and all(domain_of(n.name, n.labels, k) is not None for k in keys)
+                for n in nodes
+            ],
+            dtype=bool,
+        )
+        admits = np.array([rules.blocking_taint(n.taints, False, self.now) is None for n in nodes], dtype=bool)
+        stays = np.array([rules.blocking_taint(n.taints, True, self.now) is None for n in nodes], dtype=bool)
+        return affine & admits, affine & stays
+
+    def _domains(self, rules: Sequence[DomainRule], mask: npt.NDArray[np.bool_]) -> list[_Domains]:
+        nodes = self.cluster.nodes
+        out = []
+        for rule in rules:
+            values = [domain_of(n.name, n.labels, rule.topology_key) for n in nodes]
+            index = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}))}
+            of = [-1 if v is None else index[v] for v in values]
+            eligible = sorted({of[n] for n in np.flatnonzero(mask).tolist() if of[n] >= 0})
+            out.append(_Domains(rule, of, [0] * len(index), eligible))
+        return out
+
+    def _preference(self, rules: Scheduling) -> list[int] | None:
+        nodes = self.cluster.nodes
+        if not rules.preferred and not any(t.effect == "PreferNoSchedule" for n in nodes for t in n.taints):
+            return None
+        scores = [rules.preference(n.name, n.labels, n.taints) for n in nodes]
+        return scores if len(set(scores)) > 1 else None
+
+    def _blocked(self, w: _Work, n: int, anti_only: bool = False) -> str | None:
+        """Why a required anti-affinity (or spread) rule keeps one more replica of ``w`` off node ``n``."""
+        for d in w.domains:
+            if d.rule.required and (d.rule.anti or not anti_only) and d.excess(n):
+                return d.violation()
+        return None
+
+    def _score(self, w: _Work, n: int) -> int:
+        """Soft preference of node ``n`` for one more replica of ``w``: higher is better."""
+        base = w.preference[n] if w.preference is not None else 0
+        return base - sum(d.rule.weight * d.excess(n) for d in w.domains if not d.rule.required)
 
     def run(self, previous: Mapping[ReplicaId, str]) -> Assignment:
         c = self.cluster
@@ -370,8 +485,7 @@ class _Placer:
         for w in self.works:
             if not w.daemon:
                 continue
-            matching = self.selector_masks[tuple(sorted(w.selector.items()))]
-            for n in np.flatnonzero(matching).tolist():
+            for n in np.flatnonzero(w.match).tolist():
                 why = c.misfit(n, w)
                 if why is None:
                     c.add(n, w)
@@ -396,23 +510,44 @@ class _Placer:
             for r, n in self._by_preference(
                 w, [(r, index.get(previous.get(ReplicaId(w.key, r), ""), -1)) for r in range(w.replicas)]
             ):
-                if n < 0 or not w.mask[n] or not c.fits(n, w):
+                # Spread rules are checked once all are kept: a partial count would misjudge them.
+                if n < 0 or not w.stay[n] or not c.fits(n, w) or self._blocked(w, n, anti_only=True):
                     pending.append((w, r))
                 elif c.holds[n].get(w.key, 0) < w.spread:
                     c.add(n, w)
                     self.owner[ReplicaId(w.key, r)] = n
                 else:
                     over.append((w, r, n))
+            pending += self._unspread(w)
         for w, r, n in over:
             elsewhere = any(
-                m != n and c.holds[m].get(w.key, 0) < w.spread and c.fits(m, w) for m in w.eligible.tolist()
+                m != n and c.holds[m].get(w.key, 0) < w.spread and c.fits(m, w) and not self._blocked(w, m)
+                for m in w.eligible.tolist()
             )
-            if c.fits(n, w) and not elsewhere:
+            if c.fits(n, w) and not elsewhere and not self._blocked(w, n):
                 c.add(n, w)
                 self.owner[ReplicaId(w.key, r)] = n
             else:
                 pending.append((w, r))
         return sorted(pending, key=lambda p: (p[0].index, p[1]))
+
+    def _unspread(self, w: _Work) -> list[tuple[_Work, int]]:
+        """Release kept replicas of ``w`` until its required spread rules hold: fullest domain, highest index first."""
+        c = self.cluster
+        released: list[tuple[_Work, int]] = []
+        for d in w.domains:
+            if d.rule.anti or not d.rule.required or not d.eligible:
+                continue
+            while True:
+                low = min(d.counts[e] for e in d.eligible) if len(d.eligible) >= d.rule.min_domains else 0
+                top = max(d.eligible, key=lambda e: (d.counts[e], -e))
+                if d.counts[top] - low <= d.rule.max_skew:
+                    break
+                where = (self.owner.get(ReplicaId(w.key, r)) for r in range(w.replicas))
+                held = [r for r, n in enumerate(where) if n is not None and d.of[n] == top]
+                c.remove(self.owner.pop(ReplicaId(w.key, held[-1])), w)
+                released.append((w, held[-1]))
+        return released
 
     def _by_preference(self, w: _Work, claims: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """(replica, node) claims ordered by how much each node ranks its replica (HRW score).
@@ -450,7 +585,9 @@ class _Placer:
             inv = (c.inv_gpu if w.gpu else c.inv_generic)[w.eligible]
             hashes = np.array([hash64(f"{w.key}\0{r}") for r in reps], dtype=np.uint64)
             scores = _scores(hashes, c.hashes[w.eligible], inv)
-            for row, candidates in enumerate(_top_candidates(scores)):
+            # Soft preferences may favour any node: those rankings are scored whole.
+            tops: list[list[int]] = [[] for _ in reps] if w.soft else _top_candidates(scores)
+            for row, candidates in enumerate(tops):
                 node = self._choose(w, candidates)
                 if node is None:
                     full = np.argsort(scores[row], kind="stable").tolist()
@@ -464,21 +601,25 @@ class _Placer:
         return failed
 
     def _choose(self, w: _Work, order: list[int], exhaustive: bool = False) -> int | None:
-        """Best column in ``order``: first under quota without a sibling, else the best fallback."""
+        """Best column in ``order``: first under quota without a sibling, else the best fallback.
+
+        Where nodes differ in preference, the most preferred node of the best rank wins.
+        """
         c = self.cluster
-        best: tuple[int, int] | None = None
+        best: tuple[int, int, int] | None = None
         for col in order:
             n = int(w.eligible[col])
-            if not c.fits(n, w):
+            if not c.fits(n, w) or (w.domains and self._blocked(w, n)):
                 continue
             # 0: quota & spread, 1: spread over quota, 2: quota with a sibling, 3: neither.
             rank = (0 if c.holds[n].get(w.key, 0) < w.spread else 2) + (0 if c.under_quota(n, w) else 1)
-            if rank == 0:
+            if rank == 0 and not w.soft:
                 return col
-            if best is None or rank < best[0]:
-                best = (rank, col)
+            key = (rank, -self._score(w, n) if w.soft else 0, col)
+            if best is None or key[:2] < best[:2]:
+                best = key
         # A fallback seen in the top candidates may be beaten by a quota node further down.
-        return best[1] if exhaustive and best is not None else None
+        return best[2] if exhaustive and best is not None else None
 
     def _pull(self) -> None:
         """Let empty nodes (newcomers) take up to their fair share of the replicas that rank them first."""
@@ -513,6 +654,9 @@ class _Placer:
                     if c.holds[q].get(w.key, 0) >= w.spread or not c.fits(q, w) or not c.under_quota(q, w):
                         continue
                     c.remove(int(owners[i]), w)
+                    if (w.domains or w.soft) and not self._may_move(w, int(owners[i]), q):
+                        c.add(int(owners[i]), w)
+                        continue
                     c.add(q, w)
                     owners[i] = q
                     current[i] = score[i]
@@ -520,6 +664,15 @@ class _Placer:
                     moved = True
                     if not c.below_fair(q):
                         break
+
+    def _may_move(self, w: _Work, src: int, dst: int) -> bool:
+        """Whether a replica of ``w`` (already taken off ``src``) may go to ``dst``: rules hold, preference no worse."""
+        if self._blocked(w, dst):
+            return False
+        if not w.soft:
+            return True
+        # Both are scored with the replica off src, so they see the same counts.
+        return self._score(w, dst) >= self._score(w, src)
 
     def _pull_order(
         self, q: int, cand: IntArray, works: list[_Work], hashes: UintArray, score: FloatArray
@@ -555,10 +708,21 @@ class _Placer:
             return f"no schedulable node{where}"
         counts: dict[str, int] = {}
         for n in matching:
-            why = c.misfit(n, w) or "fits only by displacing others"
+            why = self._excluded(w, n) or c.misfit(n, w) or self._blocked(w, n) or "fits only by displacing others"
             counts[why] = counts.get(why, 0) + 1
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         return f"0/{len(matching)} matching nodes fit ({detail})"
+
+    def _excluded(self, w: _Work, n: int) -> str | None:
+        """Why node ``n``'s labels or taints exclude ``w`` (the rules behind ``w.match``), or None."""
+        node = self.cluster.nodes[n]
+        if not w.rules.node_affinity(node.name, node.labels):
+            return "node affinity does not match"
+        for d in w.domains:
+            if d.rule.required and not d.rule.anti and d.of[n] < 0:
+                return f"no {d.rule.topology_key} label for topology spread"
+        taint = w.rules.blocking_taint(node.taints, False, self.now)
+        return f"untolerated taint {taint}" if taint else None
 
     def _result(self) -> Assignment:
         per_node: dict[str, list[ReplicaId]] = {}
@@ -593,6 +757,10 @@ def place(
     workloads: Sequence[Workload],
     nodes: Sequence[NodeInfo],
     previous: Mapping[ReplicaId, str] | None = None,
+    now: datetime | None = None,
 ) -> Assignment:
-    """Assign every replica of ``workloads`` to a node in ``nodes``, keeping ``previous`` where valid."""
-    return _Placer(workloads, nodes).run(previous or {})
+    """Assign every replica of ``workloads`` to a node in ``nodes``, keeping ``previous`` where valid.
+
+    ``now`` ends tolerationSeconds of NoExecute taints; without it, no toleration expires.
+    """
+    return _Placer(workloads, nodes, now).run(previous or {})
