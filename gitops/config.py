@@ -11,6 +11,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gitops.scheduling import Taint
+
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
 
 
@@ -69,6 +71,8 @@ class Config(BaseModel):
     jitter: float | None = None
     docker_host: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    # Kubernetes-style taints (docs/operations.md): keep work without a matching toleration off this node.
+    taints: tuple[Taint, ...] = ()
     cpu_millis: int | None = None
     memory_mib: int | None = None
     reserve_cpu_millis: int = 0
@@ -110,8 +114,9 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, gpus, verify, status_signing) are given as YAML/JSON in the variable.
-        out[name] = yaml.safe_load(raw) if name in {"labels", "gpus", "verify", "status_signing"} else raw
+        # Structured values (labels, taints, gpus, verify, status_signing) are given as YAML/JSON in the variable.
+        structured = {"labels", "taints", "gpus", "verify", "status_signing"}
+        out[name] = yaml.safe_load(raw) if name in structured else raw
     return out
 
 

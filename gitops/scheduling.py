@@ -7,7 +7,7 @@ string logic, so every node decides identically.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Literal
 
@@ -162,6 +162,17 @@ def _expired(taint: Taint, seconds: int, now: datetime | None) -> bool:
     if now is None or taint.time_added is None:
         return False
     return (now - taint.time_added).total_seconds() >= seconds
+
+
+def stamp_taints(taints: Sequence[Taint], earlier: Sequence[Taint], now: datetime) -> tuple[Taint, ...]:
+    """``taints`` with ``time_added`` set on NoExecute ones: as ``earlier`` had it for the same taint, else ``now``."""
+    known = {(t.key, t.value, t.effect): t.time_added for t in earlier if t.time_added is not None}
+    return tuple(
+        t.model_copy(update={"time_added": known.get((t.key, t.value, t.effect), now)})
+        if t.effect == "NoExecute" and t.time_added is None
+        else t
+        for t in taints
+    )
 
 
 def domain_of(name: str, labels: Mapping[str, str], key: str) -> str | None:

@@ -7,13 +7,14 @@ the slot, and reports it with ``cronjob`` and ``slot`` so every node sees every 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gitops.cronjobs import decide, due_slots, history_to_prune, next_fire_in, run_name, slot_owner
 from gitops.identity import WorkloadKey
 from gitops.model import ManifestSet, Workload
+from gitops.placement import NodeInfo
 from gitops.states import FINISHED_STATES, State
 from gitops.status import NodeStatus, ReplicaStatus
 
@@ -60,7 +61,7 @@ class CronRuns:
         self,
         mset: ManifestSet,
         node: str,
-        nodes: Sequence[tuple[str, Mapping[str, str]]],
+        nodes: Sequence[NodeInfo],
         reports: Iterable[NodeStatus],
         now: datetime,
     ) -> None:
@@ -71,7 +72,16 @@ class CronRuns:
             assert w.cron is not None
             since = self._since.get(w.key, now - STARTUP_LOOKBACK)
             self._since[w.key] = now
-            owned = [s for s in due_slots(w.cron, since, now) if slot_owner(w.key, s, nodes, w.node_selector) == node]
+            # A run goes where a replica of it could: required node affinity and taints as in placement.
+            rules = w.scheduling
+            eligible = [
+                (n.name, n.labels)
+                for n in nodes
+                if rules.node_affinity(n.name, n.labels) and rules.blocking_taint(n.taints, False, now) is None
+            ]
+            owned = [
+                s for s in due_slots(w.cron, since, now) if slot_owner(w.key, s, eligible, w.node_selector) == node
+            ]
             # Runs we started are running until a report (ours included) says otherwise.
             started = {r.slot: State.RUNNING for r in self.runs.values() if r.cronjob == w.key}
             runs = {**started, **known.get((w.namespace, w.name), {})}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -11,13 +11,15 @@ import pytest
 from gitops.cronjobs import run_name, slot_owner
 from gitops.identity import WorkloadKey
 from gitops.model import CronSpec, JobSpec, ManifestSet, Workload
+from gitops.placement import NodeInfo
 from gitops.reconcile.cronruns import CronRuns
 from gitops.status import NodeStatus, ReplicaStatus
+from tests.builders import node as node_info
 from tests.builders import workload
 
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-ONE: Sequence[tuple[str, Mapping[str, str]]] = [("n1", {})]
+ONE: Sequence[NodeInfo] = [node_info("n1")]
 
 
 def cronjob(
@@ -119,7 +121,8 @@ def test_recovered_runs_keep_the_cronjobs_pod_and_completions() -> None:
 
 def test_update_starts_due_slots_this_node_owns_and_no_others() -> None:
     tick = cronjob()
-    nodes: Sequence[tuple[str, Mapping[str, str]]] = [("n1", {}), ("n2", {})]
+    nodes: Sequence[NodeInfo] = [node_info("n1"), node_info("n2")]
+    named = [(n.name, n.labels) for n in nodes]
     due = [T0 + i * MINUTE for i in range(10)]
     started: dict[str, set[datetime]] = {}
     for node in ("n1", "n2"):
@@ -128,7 +131,7 @@ def test_update_starts_due_slots_this_node_owns_and_no_others() -> None:
         assert runs.runs == {}
         runs.update(manifests(tick), node, nodes, [], T0 + 9 * MINUTE + timedelta(seconds=1))
         started[node] = slots(runs)
-        assert started[node] == {s for s in due if slot_owner(tick.key, s, nodes, {}) == node}
+        assert started[node] == {s for s in due if slot_owner(tick.key, s, named, {}) == node}
     # Each due slot is started by exactly one of the two nodes, and each node got some.
     assert started["n1"] | started["n2"] == set(due)
     assert not started["n1"] & started["n2"]
@@ -137,7 +140,7 @@ def test_update_starts_due_slots_this_node_owns_and_no_others() -> None:
 
 def test_update_starts_nothing_on_nodes_the_selector_excludes() -> None:
     tick = cronjob(selector={"disk": "ssd"})
-    nodes: Sequence[tuple[str, Mapping[str, str]]] = [("n1", {}), ("n2", {"disk": "ssd"})]
+    nodes: Sequence[NodeInfo] = [node_info("n1"), node_info("n2", labels={"disk": "ssd"})]
     n1, n2 = CronRuns(), CronRuns()
     for runs, node in ((n1, "n1"), (n2, "n2")):
         runs.update(manifests(tick), node, nodes, [], T0 - timedelta(seconds=30))
