@@ -165,12 +165,13 @@ class _Domains:
     def excess(self, n: int) -> int:
         """How far one more replica on node ``n`` goes past the rule; 0: within it."""
         d = self.of[n]
-        if d < 0:
-            return 0
         if self.rule.anti:
-            return self.counts[d]
+            return self.counts[d] if d >= 0 else 0
         enough = len(self.eligible) >= self.rule.min_domains
         low = min((self.counts[e] for e in self.eligible), default=0) if enough else 0
+        if d < 0:
+            # Only ScheduleAnyway gets here (DoNotSchedule excludes such nodes): as Kubernetes, least preferred.
+            return 1 + max((max(0, self.counts[e] + 1 - low - self.rule.max_skew) for e in self.eligible), default=0)
         return max(0, self.counts[d] + 1 - low - self.rule.max_skew)
 
     def violation(self) -> str:
@@ -513,22 +514,28 @@ class _Placer:
                 # Spread rules are checked once all are kept: a partial count would misjudge them.
                 if n < 0 or not w.stay[n] or not c.fits(n, w) or self._blocked(w, n, anti_only=True):
                     pending.append((w, r))
-                elif c.holds[n].get(w.key, 0) < w.spread:
+                elif c.holds[n].get(w.key, 0) < w.spread or w.soft:
+                    # Preferences pile replicas up by design: no cap to spread them back out.
                     c.add(n, w)
                     self.owner[ReplicaId(w.key, r)] = n
                 else:
                     over.append((w, r, n))
-            pending += self._unspread(w)
         for w, r, n in over:
             elsewhere = any(
-                m != n and c.holds[m].get(w.key, 0) < w.spread and c.fits(m, w) and not self._blocked(w, m)
+                m != n
+                and c.holds[m].get(w.key, 0) < w.spread
+                and c.fits(m, w)
+                and not self._blocked(w, m, anti_only=True)
                 for m in w.eligible.tolist()
             )
-            if c.fits(n, w) and not elsewhere and not self._blocked(w, n):
+            if c.fits(n, w) and not elsewhere and not self._blocked(w, n, anti_only=True):
                 c.add(n, w)
                 self.owner[ReplicaId(w.key, r)] = n
             else:
                 pending.append((w, r))
+        for w in self.works:
+            if w.domains:
+                pending += self._unspread(w)
         return sorted(pending, key=lambda p: (p[0].index, p[1]))
 
     def _unspread(self, w: _Work) -> list[tuple[_Work, int]]:
@@ -603,7 +610,7 @@ class _Placer:
     def _choose(self, w: _Work, order: list[int], exhaustive: bool = False) -> int | None:
         """Best column in ``order``: first under quota without a sibling, else the best fallback.
 
-        Where nodes differ in preference, the most preferred node of the best rank wins.
+        Where nodes differ in preference, the most preferred node with room wins, by rank among equals.
         """
         c = self.cluster
         best: tuple[int, int, int] | None = None
@@ -615,7 +622,7 @@ class _Placer:
             rank = (0 if c.holds[n].get(w.key, 0) < w.spread else 2) + (0 if c.under_quota(n, w) else 1)
             if rank == 0 and not w.soft:
                 return col
-            key = (rank, -self._score(w, n) if w.soft else 0, col)
+            key = (-self._score(w, n) if w.soft else 0, rank, col)
             if best is None or key[:2] < best[:2]:
                 best = key
         # A fallback seen in the top candidates may be beaten by a quota node further down.
