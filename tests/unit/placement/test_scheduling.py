@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gitops.identity import ReplicaId
 from gitops.model import Workload
 from gitops.placement import Assignment, NodeInfo, place
 from gitops.scheduling import (
@@ -163,7 +164,7 @@ def test_required_anti_affinity_one_per_node_and_the_rest_unschedulable_with_rea
     a = place([ruled("web", 4, Scheduling(domains=(ANTI_HOST,)), cpu=100)], nodes)
     assert sorted(nodes_of(a, "default/Deployment/web")) == ["a", "b", "c"]
     [(key, replica, reason)] = a.unschedulable
-    assert key == "default/Deployment/web" and replica not in a.owners()
+    assert ReplicaId(key, replica) not in a.owners()
     assert reason == "0/3 matching nodes fit (anti-affinity: node already holds a replica: 3)"
 
 
