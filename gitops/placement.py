@@ -515,7 +515,8 @@ class _Placer:
                 if n < 0 or not w.stay[n] or not c.fits(n, w) or self._blocked(w, n, anti_only=True):
                     pending.append((w, r))
                 elif c.holds[n].get(w.key, 0) < w.spread or w.soft:
-                    # Preferences pile replicas up by design: no cap to spread them back out.
+                    # A workload with preferences is placed by them, beyond the cap where they say so;
+                    # respreading it would undo that (and not return the same placement).
                     c.add(n, w)
                     self.owner[ReplicaId(w.key, r)] = n
                 else:

@@ -113,7 +113,7 @@ class TaintStatus(_Status):
     key: Annotated[str, StringConstraints(min_length=1, max_length=316)]
     value: Annotated[str, StringConstraints(max_length=63)] = ""
     effect: Name
-    time_added: Time = Field(default="", alias="timeAdded")
+    time_added: Time | None = Field(default=None, alias="timeAdded")
 
 
 class RevisionStatus(_Status):
@@ -196,7 +196,7 @@ _EFFECTS: dict[str, TaintEffect] = {e: e for e in get_args(TaintEffect)}
 def taints_of(status: NodeStatus) -> tuple[Taint, ...]:
     """A node's published taints as placement reads them; effects this version does not know are left out."""
     return tuple(
-        Taint(key=t.key, value=t.value, effect=_EFFECTS[t.effect], time_added=_time_or_none(t.time_added))
+        Taint(key=t.key, value=t.value, effect=_EFFECTS[t.effect], time_added=_time_or_none(t.time_added or ""))
         for t in status.taints
         if t.effect in _EFFECTS
     )

@@ -52,7 +52,10 @@ def render(
         labels=facts.info.labels,
         taints=[
             TaintStatus(
-                key=t.key, value=t.value, effect=t.effect, time_added=utc_now_iso(t.time_added) if t.time_added else ""
+                key=t.key,
+                value=t.value,
+                effect=t.effect,
+                time_added=utc_now_iso(t.time_added) if t.time_added else None,
             )
             for t in facts.info.taints
         ],
