@@ -206,11 +206,8 @@ class _Work:
     # Static preference per node (preferred node affinity, PreferNoSchedule); None: all equal.
     preference: list[int] | None = None
     domains: list[_Domains] = field(default_factory=list)
-
-    @property
-    def soft(self) -> bool:
-        """True if nodes differ in preference, so the whole ranking must be scored."""
-        return self.preference is not None or any(not d.rule.required for d in self.domains)
+    # Nodes differ in preference (static or by soft rules), so the whole ranking must be scored.
+    soft: bool = False
 
 
 class _Cluster:
@@ -388,6 +385,7 @@ class _Placer:
         cap_gpu = np.array(c.cap_gpu, dtype=np.int64)
         by_selector: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
         by_rules: dict[Scheduling, tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]] = {}
+        prefer_not = any(t.effect == "PreferNoSchedule" for n in c.nodes for t in n.taints)
         for w in works:
             sel = tuple(sorted(w.selector.items()))
             if sel not in by_selector:
@@ -396,16 +394,17 @@ class _Placer:
                 by_rules[w.rules] = self._rule_masks(w.rules)
             admits, stays = by_rules[w.rules]
             w.match = by_selector[sel] & admits
-            w.stay = by_selector[sel] & stays
-            mask = w.match & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
+            big_enough = (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
+            mask = w.match & big_enough
             if not w.daemon:
                 mask &= ~cordoned
                 w.domains = self._domains(w.rules.domains, mask)
-                w.stay = w.stay & ~cordoned & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
+                w.stay = by_selector[sel] & stays & big_enough & ~cordoned
             w.mask = mask
             w.eligible = np.flatnonzero(mask)
-            w.preference = self._preference(w.rules)
-            # Even spread over the most preferred eligible nodes: preference wins while they have room.
+            w.preference = self._preference(w.rules) if w.rules.preferred or prefer_not else None
+            w.soft = w.preference is not None or any(not d.rule.required for d in w.domains)
+            # Preferred nodes take replicas first (see _choose): the even spread is over the most preferred.
             top = w.eligible
             if w.preference is not None and len(top):
                 scores = np.array(w.preference)[top]
@@ -445,8 +444,6 @@ class _Placer:
 
     def _preference(self, rules: Scheduling) -> list[int] | None:
         nodes = self.cluster.nodes
-        if not rules.preferred and not any(t.effect == "PreferNoSchedule" for n in nodes for t in n.taints):
-            return None
         scores = [rules.preference(n.name, n.labels, n.taints) for n in nodes]
         return scores if len(set(scores)) > 1 else None
 
@@ -512,7 +509,7 @@ class _Placer:
                 w, [(r, index.get(previous.get(ReplicaId(w.key, r), ""), -1)) for r in range(w.replicas)]
             ):
                 # Spread rules are checked once all are kept: a partial count would misjudge them.
-                if n < 0 or not w.stay[n] or not c.fits(n, w) or self._blocked(w, n, anti_only=True):
+                if n < 0 or not w.stay[n] or not c.fits(n, w) or (w.domains and self._blocked(w, n, anti_only=True)):
                     pending.append((w, r))
                 elif c.holds[n].get(w.key, 0) < w.spread or w.soft:
                     # A workload with preferences is placed by them, beyond the cap where they say so;
