@@ -16,6 +16,11 @@ Algorithm (details and measurements in docs/placement.md):
    ``previous`` returns it unchanged.
 5. Replicas that did not fit in 3 get one more try after 4, then are Unschedulable.
 
+Scheduling rules (gitops/scheduling.py) narrow the candidates (required node affinity,
+untolerated taints; NoSchedule spares running replicas), cap replicas per topology domain
+(required anti-affinity, DoNotSchedule spread) and, where they make nodes differ in
+preference, rank the most preferred node with room first.
+
 Scores are computed so every process agrees bit for bit: 64-bit blake2b of each replica
 and each node, combined by splitmix64 in numpy uint64 arithmetic, and ``-ln(u)`` computed
 with IEEE-exact operations only (+, -, *, /, frexp), never a libm/SIMD ``log`` whose last
