@@ -13,6 +13,7 @@ from gitops.identity import WorkloadKey
 from gitops.model import CronSpec, JobSpec, ManifestSet, Workload
 from gitops.placement import NodeInfo
 from gitops.reconcile.cronruns import CronRuns
+from gitops.scheduling import NodeTerm, Requirement, Scheduling, Taint
 from gitops.status import NodeStatus, ReplicaStatus
 from tests.builders import node as node_info
 from tests.builders import workload
@@ -147,6 +148,27 @@ def test_update_starts_nothing_on_nodes_the_selector_excludes() -> None:
         runs.update(manifests(tick), node, nodes, [], T0 + 2 * MINUTE)
     assert n1.runs == {}
     assert slots(n2) == {T0, T0 + MINUTE, T0 + 2 * MINUTE}
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        Scheduling(required=(NodeTerm(requirements=(Requirement(key="disk", operator="In", values=("ssd",)),)),)),
+        Scheduling(),  # n1's NoSchedule taint is not tolerated
+    ],
+)
+def test_update_starts_nothing_on_nodes_affinity_or_taints_exclude(rules: Scheduling) -> None:
+    tick = cronjob(scheduling=rules)
+    tainted = node_info("n1", labels={"disk": "hdd"}).model_copy(
+        update={"taints": (Taint(key="dedicated", effect="NoSchedule"),) if rules == Scheduling() else ()}
+    )
+    nodes: Sequence[NodeInfo] = [tainted, node_info("n2", labels={"disk": "ssd"})]
+    n1, n2 = CronRuns(), CronRuns()
+    for runs, node in ((n1, "n1"), (n2, "n2")):
+        runs.update(manifests(tick), node, nodes, [], T0 - timedelta(seconds=30))
+        runs.update(manifests(tick), node, nodes, [], T0 + 9 * MINUTE)
+    assert n1.runs == {}
+    assert slots(n2) == {T0 + i * MINUTE for i in range(10)}
 
 
 def test_first_update_only_looks_back_a_few_seconds() -> None:
