@@ -163,21 +163,24 @@ class _Domains:
     """One DomainRule of a workload: its replica count per topology domain, kept by ``_Cluster``."""
 
     rule: DomainRule
-    of: list[int]  # node -> domain index; -1 where the node has no such label
+    of: IntArray  # node -> domain index; -1 where the node has no such label
     counts: list[int]
     eligible: list[int]  # domains of the nodes the workload may be placed on
 
-    def excess(self, n: int) -> int:
-        """How far one more replica on node ``n`` goes past the rule; 0: within it."""
-        d = self.of[n]
+    def excess(self, nodes: IntArray) -> IntArray:
+        """How far one more replica on each of ``nodes`` goes past the rule; 0: within it."""
+        counts = np.array(self.counts, dtype=np.intp)
+        of = self.of[nodes]
+        # Domain -1 (no label) reads the 0 appended at the end.
+        held = np.append(counts, 0)[of]
         if self.rule.anti:
-            return self.counts[d] if d >= 0 else 0
+            return held
         enough = len(self.eligible) >= self.rule.min_domains
-        low = min((self.counts[e] for e in self.eligible), default=0) if enough else 0
-        if d < 0:
-            # Only ScheduleAnyway gets here (DoNotSchedule excludes such nodes): as Kubernetes, least preferred.
-            return 1 + max((max(0, self.counts[e] + 1 - low - self.rule.max_skew) for e in self.eligible), default=0)
-        return max(0, self.counts[d] + 1 - low - self.rule.max_skew)
+        low = int(counts[self.eligible].min()) if enough and self.eligible else 0
+        over = np.maximum(0, held + 1 - low - self.rule.max_skew)
+        # Only ScheduleAnyway sees nodes without the label (DoNotSchedule excludes them): least preferred.
+        worst = 1 + max(0, int(counts[self.eligible].max()) + 1 - low - self.rule.max_skew) if self.eligible else 1
+        return np.where(of >= 0, over, worst)
 
     def violation(self) -> str:
         """What a required rule's excess means, for Unschedulable reasons."""
@@ -209,7 +212,7 @@ class _Work:
     match: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
     stay: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
     # Static preference per node (preferred node affinity, PreferNoSchedule); None: all equal.
-    preference: list[int] | None = None
+    preference: IntArray | None = None
     domains: list[_Domains] = field(default_factory=list)
     # Nodes differ in preference (static or by soft rules), so the whole ranking must be scored.
     soft: bool = False
@@ -390,6 +393,7 @@ class _Placer:
         cap_gpu = np.array(c.cap_gpu, dtype=np.int64)
         by_selector: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
         by_rules: dict[Scheduling, tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]] = {}
+        preferences: dict[Scheduling, IntArray | None] = {}
         prefer_not = any(t.effect == "PreferNoSchedule" for n in c.nodes for t in n.taints)
         for w in works:
             sel = tuple(sorted(w.selector.items()))
@@ -407,12 +411,14 @@ class _Placer:
                 w.stay = by_selector[sel] & stays & big_enough & ~cordoned
             w.mask = mask
             w.eligible = np.flatnonzero(mask)
-            w.preference = self._preference(w.rules) if w.rules.preferred or prefer_not else None
+            if w.rules not in preferences:
+                preferences[w.rules] = self._preference(w.rules) if w.rules.preferred or prefer_not else None
+            w.preference = preferences[w.rules]
             w.soft = w.preference is not None or any(not d.rule.required for d in w.domains)
             # Preferred nodes take replicas first (see _choose): the even spread is over the most preferred.
             top = w.eligible
             if w.preference is not None and len(top):
-                scores = np.array(w.preference)[top]
+                scores = w.preference[top]
                 top = top[scores == scores.max()]
             w.spread = max(1, -(-w.replicas // len(top))) if len(top) else 1
         self.selector_masks = by_selector
@@ -442,27 +448,30 @@ class _Placer:
         for rule in rules:
             values = [domain_of(n.name, n.labels, rule.topology_key) for n in nodes]
             index = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}))}
-            of = [-1 if v is None else index[v] for v in values]
-            eligible = sorted({of[n] for n in np.flatnonzero(mask).tolist() if of[n] >= 0})
+            of = np.array([-1 if v is None else index[v] for v in values], dtype=np.intp)
+            eligible = sorted({int(d) for d in of[mask] if d >= 0})
             out.append(_Domains(rule, of, [0] * len(index), eligible))
         return out
 
-    def _preference(self, rules: Scheduling) -> list[int] | None:
+    def _preference(self, rules: Scheduling) -> IntArray | None:
         nodes = self.cluster.nodes
         scores = [rules.preference(n.name, n.labels, n.taints) for n in nodes]
-        return scores if len(set(scores)) > 1 else None
+        return np.array(scores, dtype=np.intp) if len(set(scores)) > 1 else None
 
     def _blocked(self, w: _Work, n: int, anti_only: bool = False) -> str | None:
         """Why a required anti-affinity (or spread) rule keeps one more replica of ``w`` off node ``n``."""
         for d in w.domains:
-            if d.rule.required and (d.rule.anti or not anti_only) and d.excess(n):
+            if d.rule.required and (d.rule.anti or not anti_only) and d.excess(np.array([n]))[0]:
                 return d.violation()
         return None
 
-    def _score(self, w: _Work, n: int) -> int:
-        """Soft preference of node ``n`` for one more replica of ``w``: higher is better."""
-        base = w.preference[n] if w.preference is not None else 0
-        return base - sum(d.rule.weight * d.excess(n) for d in w.domains if not d.rule.required)
+    def _scores(self, w: _Work, nodes: IntArray) -> IntArray:
+        """Soft preference of each of ``nodes`` for one more replica of ``w``: higher is better."""
+        total = w.preference[nodes] if w.preference is not None else np.zeros(len(nodes), dtype=np.intp)
+        for d in w.domains:
+            if not d.rule.required:
+                total = total - d.rule.weight * d.excess(nodes)
+        return total
 
     def run(self, previous: Mapping[ReplicaId, str]) -> Assignment:
         c = self.cluster
@@ -595,41 +604,82 @@ class _Placer:
             inv = (c.inv_gpu if w.gpu else c.inv_generic)[w.eligible]
             hashes = np.array([hash64(f"{w.key}\0{r}") for r in reps], dtype=np.uint64)
             scores = _scores(hashes, c.hashes[w.eligible], inv)
-            # Soft preferences may favour any node: those rankings are scored whole.
-            tops: list[list[int]] = [[] for _ in reps] if w.soft else _top_candidates(scores)
-            for row, candidates in enumerate(tops):
+            if w.soft:
+                self._place_preferred(w, reps, scores, failed)
+                continue
+            for row, candidates in enumerate(_top_candidates(scores)):
                 node = self._choose(w, candidates)
                 if node is None:
                     full = np.argsort(scores[row], kind="stable").tolist()
                     node = self._choose(w, full, exhaustive=True)
-                if node is None:
-                    failed.append((w, reps[row]))
-                    continue
-                n = int(w.eligible[node])
-                c.add(n, w)
-                self.owner[ReplicaId(w.key, reps[row])] = n
+                self._place_at(w, reps[row], node, failed)
         return failed
 
-    def _choose(self, w: _Work, order: list[int], exhaustive: bool = False) -> int | None:
-        """Best column in ``order``: first under quota without a sibling, else the best fallback.
+    def _place_at(self, w: _Work, r: int, node: int | None, failed: list[tuple[_Work, int]]) -> None:
+        """Place replica ``r`` of ``w`` at column ``node``, or record it as failed."""
+        if node is None:
+            failed.append((w, r))
+            return
+        n = int(w.eligible[node])
+        self.cluster.add(n, w)
+        self.owner[ReplicaId(w.key, r)] = n
 
-        Where nodes differ in preference, the most preferred node with room wins, by rank among equals.
-        """
+    def _choose(self, w: _Work, order: list[int], exhaustive: bool = False) -> int | None:
+        """Best column in ``order``: first under quota without a sibling, else the best fallback."""
         c = self.cluster
-        best: tuple[int, int, int] | None = None
+        blocked = self._blocked_columns(w) if w.domains else None
+        best: tuple[int, int] | None = None
         for col in order:
             n = int(w.eligible[col])
-            if not c.fits(n, w) or (w.domains and self._blocked(w, n)):
+            if not c.fits(n, w) or (blocked is not None and blocked[col]):
                 continue
             # 0: quota & spread, 1: spread over quota, 2: quota with a sibling, 3: neither.
             rank = (0 if c.holds[n].get(w.key, 0) < w.spread else 2) + (0 if c.under_quota(n, w) else 1)
-            if rank == 0 and not w.soft:
+            if rank == 0:
                 return col
-            key = (-self._score(w, n) if w.soft else 0, rank, col)
-            if best is None or key[:2] < best[:2]:
-                best = key
+            if best is None or rank < best[0]:
+                best = (rank, col)
         # A fallback seen in the top candidates may be beaten by a quota node further down.
-        return best[2] if exhaustive and best is not None else None
+        return best[1] if exhaustive and best is not None else None
+
+    def _blocked_columns(self, w: _Work) -> list[bool]:
+        """Per eligible node, whether a required anti-affinity or spread rule keeps one more replica off it."""
+        blocked = np.zeros(len(w.eligible), dtype=bool)
+        for d in w.domains:
+            if d.rule.required:
+                blocked |= d.excess(w.eligible) > 0
+        return blocked.tolist()
+
+    def _place_preferred(self, w: _Work, reps: list[int], hrw: FloatArray, failed: list[tuple[_Work, int]]) -> None:
+        """Place ``reps`` where ``_choose`` would if it went down each ranking most preferred node first.
+
+        That is the best of (preference, rank as in ``_choose``, HRW score, node order) among the
+        nodes with room, over all eligible nodes at once: preferences change as replicas land, so
+        each replica scores the whole ranking. Only ``w``'s own placements change the load meanwhile.
+        """
+        c = self.cluster
+        el = w.eligible
+        load = np.array([c.used_cpu, c.used_mem, c.used_gpu], dtype=np.int64)[:, el]
+        need = np.array([w.cpu, w.mem, w.gpu], dtype=np.int64)[:, None]
+        cap = np.array([c.cap_cpu, c.cap_mem, c.cap_gpu], dtype=np.int64)[:, el]
+        quota = np.array([c.quota_cpu, c.quota_mem], dtype=np.int64)[:, el]
+        holds = np.array([c.holds[n].get(w.key, 0) for n in el.tolist()], dtype=np.intp)
+        for row, r in enumerate(reps):
+            room = np.all(load + need <= cap, axis=0)
+            if w.ports:
+                room &= np.array([not (w.ports & c.ports[n]) for n in el.tolist()], dtype=bool)
+            if w.domains:
+                room &= ~np.array(self._blocked_columns(w), dtype=bool)
+            cols = np.flatnonzero(room)
+            if not len(cols):
+                failed.append((w, r))
+                continue
+            under = np.all(load[:2, cols] + need[:2] <= quota[:, cols], axis=0)
+            rank = np.where(holds[cols] < w.spread, 0, 2) + np.where(under, 0, 1)
+            col = int(cols[np.lexsort((cols, hrw[row, cols], rank, -self._scores(w, el[cols])))[0]])
+            self._place_at(w, r, col, failed)
+            load[:, col] += need[:, 0]
+            holds[col] += 1
 
     def _pull(self) -> None:
         """Let empty nodes (newcomers) take up to their fair share of the replicas that rank them first."""
@@ -682,7 +732,8 @@ class _Placer:
         if not w.soft:
             return True
         # Both are scored with the replica off src, so they see the same counts.
-        return self._score(w, dst) >= self._score(w, src)
+        scores = self._scores(w, np.array([dst, src]))
+        return bool(scores[0] >= scores[1])
 
     def _pull_order(
         self, q: int, cand: IntArray, works: list[_Work], hashes: UintArray, score: FloatArray

@@ -186,6 +186,19 @@ def test_anti_affinity_drops_replicas_kept_on_one_node_before_it_was_added() -> 
     assert len(set(placed)) == 2 and "a" in placed
 
 
+@pytest.mark.parametrize(
+    "rule",
+    [
+        DomainRule(topology_key="rack", anti=True),
+        DomainRule(topology_key="rack", anti=True, required=False, weight=10),
+        DomainRule(topology_key="rack", required=False, weight=100),
+    ],
+)
+def test_rules_on_a_label_no_node_has_constrain_nothing(rule: DomainRule) -> None:
+    a = place([ruled("w", 6, Scheduling(domains=(rule,)))], ZONED)
+    assert len(nodes_of(a, "default/Deployment/w")) == 6 and not a.unschedulable
+
+
 def test_preferred_anti_affinity_spreads_over_zones() -> None:
     rules = Scheduling(domains=(DomainRule(topology_key="zone", anti=True, required=False, weight=100),))
     nodes = [node("a", labels={"zone": "x"}), node("b", labels={"zone": "x"}), node("c", labels={"zone": "y"})]
