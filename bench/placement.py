@@ -99,7 +99,8 @@ def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
 
 
 def with_rules(workloads: list[Workload], nodes: list[NodeInfo], seed: int) -> tuple[list[Workload], list[NodeInfo]]:
-    """The cluster as a node pool: GPU nodes tainted, GPU work tolerating; a fifth of the rest with a rule each.
+    """The cluster as a node pool: GPU nodes tainted, GPU work tolerating and targeting them by node affinity
+    (instead of nodeSelector); a fifth of the rest with a rule each.
 
     Rules, in equal parts: required one-per-node anti-affinity, DoNotSchedule spread over zones
     (maxSkew 1), preferred node affinity for ssd nodes (weight 50), preferred anti-affinity on zones.
@@ -107,6 +108,7 @@ def with_rules(workloads: list[Workload], nodes: list[NodeInfo], seed: int) -> t
     rng = random.Random(seed + 2000)
     taint = Taint(key="dedicated", value="gpu", effect="NoSchedule")
     tolerate = Toleration(key="dedicated", value="gpu", effect="NoSchedule")
+    gpu_nodes = NodeTerm(requirements=(Requirement(key="accelerator", operator="In", values=("h100",)),))
     pooled = [n.model_copy(update={"taints": (taint,)}) if n.gpus else n for n in nodes]
     rules = (
         Scheduling(domains=(DomainRule(topology_key=HOSTNAME_LABEL, anti=True),)),
@@ -123,7 +125,8 @@ def with_rules(workloads: list[Workload], nodes: list[NodeInfo], seed: int) -> t
     out = []
     for w in workloads:
         if w.pod.gpu_count():
-            w = w.model_copy(update={"scheduling": Scheduling(tolerations=(tolerate,))})
+            pool = Scheduling(required=(gpu_nodes,), tolerations=(tolerate,))
+            w = w.model_copy(update={"node_selector": {}, "scheduling": pool})
         elif w.kind == "Deployment" and rng.random() < 0.2:
             w = w.model_copy(update={"scheduling": rng.choice(rules)})
         out.append(w)

@@ -243,20 +243,26 @@ class _Cluster:
         self.inv_generic = _inverse(generic)
         self.inv_gpu = _inverse(gpus)
 
-    def set_shares(self, demand_cpu: int, demand_mem: int) -> None:
-        """Fair share and quota per node from total demand over schedulable capacity (integers)."""
-        live = [i for i, n in enumerate(self.nodes) if not n.cordoned]
-        total_cpu = sum(self.cap_cpu[i] for i in live)
-        total_mem = sum(self.cap_mem[i] for i in live)
-        for i in live:
-            if total_cpu:
-                self.fair_cpu[i] = self.cap_cpu[i] * demand_cpu // total_cpu
-                q = self.cap_cpu[i] * demand_cpu * QUOTA_PERCENT // (total_cpu * 100)
-                self.quota_cpu[i] = min(self.cap_cpu[i], q)
-            if total_mem:
-                self.fair_mem[i] = self.cap_mem[i] * demand_mem // total_mem
-                q = self.cap_mem[i] * demand_mem * QUOTA_PERCENT // (total_mem * 100)
-                self.quota_mem[i] = min(self.cap_mem[i], q)
+    def set_shares(self, demands: Sequence[tuple[list[int], int, int]]) -> None:
+        """Fair share and quota per node (integers): each (nodes, cpu, memory) demand over its nodes' capacity.
+
+        Without taints or node affinity there is one demand, over every schedulable node; a
+        workload kept off some nodes by them counts only on the nodes it may use.
+        """
+        quota_cpu = [0] * len(self.nodes)
+        quota_mem = [0] * len(self.nodes)
+        for nodes, demand_cpu, demand_mem in demands:
+            total_cpu = sum(self.cap_cpu[i] for i in nodes)
+            total_mem = sum(self.cap_mem[i] for i in nodes)
+            for i in nodes:
+                if total_cpu:
+                    self.fair_cpu[i] += self.cap_cpu[i] * demand_cpu // total_cpu
+                    quota_cpu[i] += self.cap_cpu[i] * demand_cpu * QUOTA_PERCENT // (total_cpu * 100)
+                if total_mem:
+                    self.fair_mem[i] += self.cap_mem[i] * demand_mem // total_mem
+                    quota_mem[i] += self.cap_mem[i] * demand_mem * QUOTA_PERCENT // (total_mem * 100)
+        self.quota_cpu = [min(cap, q) for cap, q in zip(self.cap_cpu, quota_cpu, strict=True)]
+        self.quota_mem = [min(cap, q) for cap, q in zip(self.cap_mem, quota_mem, strict=True)]
 
     def misfit(self, n: int, w: _Work) -> str | None:
         """Why ``w`` cannot be added to node ``n`` at all, or None if it fits."""
@@ -422,6 +428,8 @@ class _Placer:
                 top = top[scores == scores.max()]
             w.spread = max(1, -(-w.replicas // len(top))) if len(top) else 1
         self.selector_masks = by_selector
+        # Nodes whose labels and taints admit each distinct rule set's new replicas (fair shares use them).
+        self.admits = {rules: masks[0] for rules, masks in by_rules.items()}
 
     def _rule_masks(self, rules: Scheduling) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         """Nodes that admit a new replica, and nodes a running replica may stay on (taints differ)."""
@@ -476,12 +484,14 @@ class _Placer:
     def run(self, previous: Mapping[ReplicaId, str]) -> Assignment:
         c = self.cluster
         live = np.array([not n.cordoned for n in c.nodes], dtype=bool)
-        demand_cpu = demand_mem = 0
+        # Demand per set of nodes that taints and node affinity leave a workload (one set without them).
+        demands: dict[bytes, tuple[list[int], int, int]] = {}
         for w in self.works:
             count = int(np.count_nonzero(live[w.eligible])) if w.daemon else w.replicas
-            demand_cpu += count * w.cpu
-            demand_mem += count * w.mem
-        c.set_shares(demand_cpu, demand_mem)
+            usable = live & self.admits[w.rules]
+            nodes, cpu, mem = demands.get(usable.tobytes(), (np.flatnonzero(usable).tolist(), 0, 0))
+            demands[usable.tobytes()] = (nodes, cpu + count * w.cpu, mem + count * w.mem)
+        c.set_shares(list(demands.values()))
 
         self._place_daemons()
         pending = self._keep(previous)
