@@ -400,6 +400,7 @@ class _Placer:
         by_selector: dict[tuple[tuple[str, str], ...], npt.NDArray[np.bool_]] = {}
         by_rules: dict[Scheduling, tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]] = {}
         preferences: dict[Scheduling, IntArray | None] = {}
+        indexes: dict[str, IntArray] = {}
         prefer_not = any(t.effect == "PreferNoSchedule" for n in c.nodes for t in n.taints)
         for w in works:
             sel = tuple(sorted(w.selector.items()))
@@ -413,7 +414,7 @@ class _Placer:
             mask = w.match & big_enough
             if not w.daemon:
                 mask &= ~cordoned
-                w.domains = self._domains(w.rules.domains, mask)
+                w.domains = self._domains(w.rules.domains, mask, indexes)
                 w.stay = by_selector[sel] & stays & big_enough & ~cordoned
             w.mask = mask
             w.eligible = np.flatnonzero(mask)
@@ -450,15 +451,20 @@ class _Placer:
         stays = np.array([rules.blocking_taint(n.taints, True, self.now) is None for n in nodes], dtype=bool)
         return affine & admits, affine & stays
 
-    def _domains(self, rules: Sequence[DomainRule], mask: npt.NDArray[np.bool_]) -> list[_Domains]:
-        nodes = self.cluster.nodes
+    def _domains(
+        self, rules: Sequence[DomainRule], mask: npt.NDArray[np.bool_], indexes: dict[str, IntArray]
+    ) -> list[_Domains]:
+        """Counters for ``rules``; ``indexes`` caches, per topology key, each node's domain (-1: no label)."""
         out = []
         for rule in rules:
-            values = [domain_of(n.name, n.labels, rule.topology_key) for n in nodes]
-            index = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}))}
-            of = np.array([-1 if v is None else index[v] for v in values], dtype=np.intp)
-            eligible = sorted({int(d) for d in of[mask] if d >= 0})
-            out.append(_Domains(rule, of, [0] * len(index), eligible))
+            key = rule.topology_key
+            if key not in indexes:
+                values = [domain_of(n.name, n.labels, key) for n in self.cluster.nodes]
+                index = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}))}
+                indexes[key] = np.array([-1 if v is None else index[v] for v in values], dtype=np.intp)
+            of = indexes[key]
+            eligible = np.unique(of[mask & (of >= 0)]).tolist()
+            out.append(_Domains(rule, of, [0] * (int(of.max(initial=-1)) + 1), eligible))
         return out
 
     def _preference(self, rules: Scheduling) -> IntArray | None:
