@@ -450,3 +450,20 @@ def test_without_rules_placement_is_what_it_was(hostname_labels: bool) -> None:
     half = dict(list(first.owners().items())[: len(first.owners()) // 2])
     second = place(ws, [n for n in nodes if n.name != "n007"], half)
     assert (content(first), content(second)) == ("2b7bfc9f38d34900", "7b25df6500a9b76b")
+
+
+def test_a_tainted_pool_does_not_count_towards_other_work_fair_shares() -> None:
+    """Quotas come from each workload's usable nodes: with the pool's capacity counted, balance was 1.41."""
+    rng = random.Random(5)
+    nodes = [node(f"n{i:03d}", cpu=rng.choice((4000, 8000, 16000)), mem=65536) for i in range(150)]
+    taint = (Taint(key="dedicated", effect="NoSchedule"),)
+    pool = [node(f"gpu{i}", cpu=64000, mem=65536).model_copy(update={"taints": taint}) for i in range(15)]
+    capacity = sum(n.cpu_millis for n in nodes)
+    ws: list[Workload] = []
+    while sum(w.replicas * w.pod.cpu_request_millis() for w in ws) < 0.65 * capacity:
+        ws.append(workload(f"w{len(ws)}", rng.randint(1, 20), cpu=rng.choice((100, 250, 500, 1000, 2000))))
+    a = place(ws, nodes + pool)
+    assert not a.unschedulable
+    requests = {w.key: w.pod.cpu_request_millis() for w in ws}
+    util = [sum(requests[k] for k, _ in a.for_node(n.name)) / n.cpu_millis for n in nodes]
+    assert max(util) / (sum(util) / len(util)) <= 1.15
