@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gitops.scheduling import Taint
+from gitops.scheduling import MAX_TAINTS, Taint
 
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
 
@@ -72,7 +72,7 @@ class Config(BaseModel):
     docker_host: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     # Kubernetes-style taints (docs/operations.md): keep work without a matching toleration off this node.
-    taints: tuple[Taint, ...] = ()
+    taints: tuple[Taint, ...] = Field(default=(), max_length=MAX_TAINTS)
     cpu_millis: int | None = None
     memory_mib: int | None = None
     reserve_cpu_millis: int = 0

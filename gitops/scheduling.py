@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+# Every node checks every workload's tolerations against every node's taints: a few are normal.
+MAX_TAINTS = 64
 
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 Operator = Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]

@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from gitops.identity import ReplicaId, WorkloadKey
 from gitops.manifests.yamlsafe import Limits, YamlError, format_path, load_documents
-from gitops.scheduling import Taint, TaintEffect
+from gitops.scheduling import MAX_TAINTS, Taint, TaintEffect
 from gitops.states import State
 
 # A record is refused unread past this size; thousands of rows take a few hundred KiB.
@@ -177,7 +177,7 @@ class NodeStatus(_Status):
     daemon_version: Name = Field(default="", alias="daemonVersion")
     heartbeat: Time = ""
     labels: dict[Name, Name] = Field(default_factory=dict, max_length=MAX_LABELS)
-    taints: list[TaintStatus] = Field(default_factory=list, max_length=MAX_LABELS)
+    taints: list[TaintStatus] = Field(default_factory=list, max_length=MAX_TAINTS)
     capacity: Capacity = Field(default_factory=Capacity)
     revision: RevisionStatus = Field(default_factory=RevisionStatus)
     placement_digest: Name = Field(default="", alias="placementDigest")

@@ -56,6 +56,7 @@ def test_taints_round_trip_through_the_status_record_and_the_cluster_view() -> N
         ("{key: k, value: '" + "v" * 64 + "', effect: NoSchedule}", "taints[0].value"),
         ("{key: k, effect: NoSchedule, timeAdded: yesterday}", "taints[0].timeAdded"),
         ("{key: k}", "taints[0].effect"),
+        (", ".join(["{key: k, effect: NoSchedule}"] * 65), "taints"),
     ],
 )
 def test_a_peer_record_with_a_bad_taint_is_rejected(taint: str, why: str) -> None:
