@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -107,3 +108,10 @@ def test_no_schedule_keeps_new_work_off_and_no_execute_moves_running_work(
     recs[2] = start(repo, c, tmp_path, taints=[{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}])
     settle(recs, lambda: counts(trio, "web")[2] == 0 and sum(counts(trio, "web")) == 3, "web off c")
     assert counts(trio, "late") == [2, 2, 0]
+
+    # The taint's timeAdded (tolerationSeconds count from it) survives a restart.
+    added = repo.status(c)["taints"][0]["timeAdded"]
+    time.sleep(1.1)
+    recs[2] = start(repo, c, tmp_path, taints=[{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}])
+    recs[2].run_pass()
+    assert repo.status(c)["taints"] == [{"key": "dedicated", "value": "gpu", "effect": "NoExecute", "timeAdded": added}]
