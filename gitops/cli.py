@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -330,7 +331,7 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
         print(f"gitops placement: {e}", file=sys.stderr)
         return EXIT_ERROR
     nodes = [n for n in view.node_infos(frozenset(mset.cluster.cordoned)) if n.name not in set(without)] + extra
-    a = place(mset.workloads, nodes, view.placements())
+    a = place(mset.workloads, nodes, view.placements(), datetime.now(UTC))
     if output == "json":
         print(
             json.dumps(

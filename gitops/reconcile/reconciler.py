@@ -25,6 +25,7 @@ from gitops.reconcile.policy import Decision, PassContext, decide, fenced_keys, 
 from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
+from gitops.scheduling import stamp_taints
 from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
 from gitops.source import GitError, GitSource
@@ -37,6 +38,7 @@ from gitops.status import (
     commit_message,
     content_key,
     dump,
+    taints_of,
     utc_now_iso,
 )
 from gitops.verify import Hold, StatusSignatures, Verdict, Verifier
@@ -97,6 +99,7 @@ class Reconciler:
             memory_override_mib=config.memory_mib,
             reserve_cpu_millis=config.reserve_cpu_millis,
             reserve_memory_mib=config.reserve_memory_mib,
+            taints=stamp_taints(config.taints, (), datetime.now(UTC)),
         ).model_copy(update={"policy": config.policy})
         self.executor = Executor(
             self.runtime,
@@ -146,12 +149,12 @@ class Reconciler:
         if not self._recovered:
             self.memory.recover(view.reports.get(self.node))
             self.cron.recover(view.reports.get(self.node), mset)
+            self._recover_taint_times(view.reports.get(self.node))
             self._recovered = True
         nodes = self._nodes(view, mset)
-        assignment = place(mset.workloads, nodes, view.placements())
-        schedulable = [(n.name, n.labels) for n in nodes if not n.cordoned]
-        policies = {n.name: n.policy for n in nodes if n.policy is not None}
-        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC), policies)
+        assignment = place(mset.workloads, nodes, view.placements(), datetime.now(UTC))
+        schedulable = [n for n in nodes if not n.cordoned]
+        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC))
         # What finished since the last pass (starts, failures) counts before deciding anew.
         self._record_outcome(self.executor.collect())
         obs = self._observe(mset)
@@ -263,6 +266,14 @@ class Reconciler:
         return self.board.view(
             self.source.status_heads(), self.source.read_status_files, timeout_s, keep_s, verify=self.signatures
         )
+
+    def _recover_taint_times(self, own: NodeStatus | None) -> None:
+        """A NoExecute taint we published before keeps its timeAdded across restarts: tolerationSeconds run on."""
+        if own is not None:
+            # The record's time wins over the one stamped at start (later entries win in stamp_taints).
+            earlier = (*self.facts.taints, *taints_of(own))
+            taints = stamp_taints(self.config.taints, earlier, datetime.now(UTC))
+            self.facts = self.facts.model_copy(update={"taints": taints})
 
     def _nodes(self, view: ClusterView, mset: ManifestSet) -> list[NodeInfo]:
         cordoned = frozenset(mset.cluster.cordoned)
