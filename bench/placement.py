@@ -1,6 +1,7 @@
 """Placement benchmark: 10,000 replicas on 1,000 nodes; balance, disruption and speed.
 
-Run: python bench/placement.py [--seed N] [--plots DIR] [--policies]
+Run: python bench/placement.py [--seed N] [--plots DIR] [--policies] [--rules]
+(--rules: the same cluster with scheduling rules, see ``with_rules``)
 Prints a table, then ONE JSON line with the headline figures (see docs/placement.md).
 """
 
@@ -22,6 +23,16 @@ from gitops.admission import Policy
 from gitops.identity import ReplicaId
 from gitops.model import PodSpec, Workload
 from gitops.placement import Assignment, NodeInfo, place
+from gitops.scheduling import (
+    HOSTNAME_LABEL,
+    DomainRule,
+    NodeTerm,
+    Preference,
+    Requirement,
+    Scheduling,
+    Taint,
+    Toleration,
+)
 from tests.builders import node, workload
 
 NODES = 1000
@@ -88,6 +99,41 @@ def make_cluster(seed: int) -> tuple[list[Workload], list[NodeInfo]]:
     return workloads, nodes
 
 
+def with_rules(workloads: list[Workload], nodes: list[NodeInfo], seed: int) -> tuple[list[Workload], list[NodeInfo]]:
+    """The cluster as a node pool: GPU nodes tainted, GPU work tolerating and targeting them by node affinity
+    (instead of nodeSelector); a fifth of the rest with a rule each.
+
+    Rules, in equal parts: required one-per-node anti-affinity, DoNotSchedule spread over zones
+    (maxSkew 1), preferred node affinity for ssd nodes (weight 50), preferred anti-affinity on zones.
+    """
+    rng = random.Random(seed + 2000)
+    taint = Taint(key="dedicated", value="gpu", effect="NoSchedule")
+    tolerate = Toleration(key="dedicated", value="gpu", effect="NoSchedule")
+    gpu_nodes = NodeTerm(requirements=(Requirement(key="accelerator", operator="In", values=("h100",)),))
+    pooled = [n.model_copy(update={"taints": (taint,)}) if n.gpus else n for n in nodes]
+    rules = (
+        Scheduling(domains=(DomainRule(topology_key=HOSTNAME_LABEL, anti=True),)),
+        Scheduling(domains=(DomainRule(topology_key="zone", max_skew=1),)),
+        Scheduling(
+            preferred=(
+                Preference(
+                    weight=50, term=NodeTerm(requirements=(Requirement(key="disk", operator="In", values=("ssd",)),))
+                ),
+            )
+        ),
+        Scheduling(domains=(DomainRule(topology_key="zone", anti=True, required=False, weight=50),)),
+    )
+    out = []
+    for w in workloads:
+        if w.pod.gpu_count():
+            pool = Scheduling(required=(gpu_nodes,), tolerations=(tolerate,))
+            w = w.model_copy(update={"node_selector": {}, "scheduling": pool})
+        elif w.kind == "Deployment" and rng.random() < 0.2:
+            w = w.model_copy(update={"scheduling": rng.choice(rules)})
+        out.append(w)
+    return out, pooled
+
+
 def owners(a: Assignment, daemons: set[str]) -> dict[ReplicaId, str]:
     """(replica -> node) for non-DaemonSet replicas: what nodes would report as ``previous``."""
     return a.owners(frozenset(daemons))
@@ -148,9 +194,12 @@ def main() -> None:
     ap.add_argument("--plots", type=Path, default=Path(__file__).resolve().parent.parent / "docs")
     ap.add_argument("--reference-replicas", type=int, default=1000, help="subset timed for the reference")
     ap.add_argument("--policies", action="store_true", help="nodes publish admission policies (three distinct ones)")
+    ap.add_argument("--rules", action="store_true", help="add taints and scheduling rules (with_rules)")
     args = ap.parse_args()
     rng = random.Random(args.seed + 1000)
     workloads, nodes = make_cluster(args.seed)
+    if args.rules:
+        workloads, nodes = with_rules(workloads, nodes, args.seed)
     if args.policies:
         # Every workload is admitted everywhere, so the figures stay comparable: this prices the checks.
         kinds = (Policy(), Policy(default="privileged"), Policy(host_paths=("/var/log",)))
@@ -201,6 +250,8 @@ def main() -> None:
     capacity = sum(n.cpu_millis for n in nodes)
     for i in range(20):
         new = make_node(f"node-new-{i}", rng)
+        if args.rules:
+            _, (new,) = with_rules([], [new], args.seed)
         after = owners(place(workloads, [*nodes, new], prev), daemons)
         join_ideal.append(total * new.cpu_millis / (capacity + new.cpu_millis))
         join_events.append((f"join {new.cpu_millis // 1000}c", moved(prev, after), round(join_ideal[-1])))

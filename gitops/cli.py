@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -342,7 +343,9 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
         print(f"gitops placement: {e}", file=sys.stderr)
         return EXIT_ERROR
     nodes = [n for n in view.node_infos(frozenset(mset.cluster.cordoned)) if n.name not in set(without)] + extra
-    pinned = place_pinned(mset.workloads, nodes, view.placements(), holders(view.reports, mset.releases))
+    pinned = place_pinned(
+        mset.workloads, nodes, view.placements(), holders(view.reports, mset.releases), datetime.now(UTC)
+    )
     a = pinned.assignment
     if output == "json":
         print(

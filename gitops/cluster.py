@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from gitops.identity import ReplicaId
 from gitops.placement import NodeInfo
 from gitops.states import RELEASING_REASONS, RUNNING_STATES
-from gitops.status import BadRecord, NodeStatus, parse_record
+from gitops.status import BadRecord, NodeStatus, parse_record, taints_of
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ class ClusterView:
                     gpus=tuple(g.uuid for g in r.capacity.gpus),
                     cordoned=name in cordoned,
                     policy=r.policy,
+                    taints=taints_of(r),
                 )
             )
         return out

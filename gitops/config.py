@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gitops.admission import Policy
 from gitops.manifests.names import dns_label
+from gitops.scheduling import MAX_TAINTS, Taint
 
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
 
@@ -80,6 +81,8 @@ class Config(BaseModel):
     jitter: float | None = None
     docker_host: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    # Kubernetes-style taints (docs/operations.md): keep work without a matching toleration off this node.
+    taints: tuple[Taint, ...] = Field(default=(), max_length=MAX_TAINTS)
     cpu_millis: int | None = None
     memory_mib: int | None = None
     reserve_cpu_millis: int = 0
@@ -125,8 +128,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, gpus, verify, status_signing, policy) are given as YAML/JSON in the variable.
-        structured = {"labels", "gpus", "verify", "status_signing", "policy"}
+        # Structured values (labels, taints, gpus, verify, status_signing, policy) are given as YAML/JSON.
+        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy"}
         out[name] = yaml.safe_load(raw) if name in structured else raw
     return out
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field
 
 from gitops.identity import WorkloadKey
+from gitops.scheduling import Scheduling
 
 PullPolicy = Literal["Always", "IfNotPresent", "Never"]
 RestartPolicy = Literal["Always", "OnFailure", "Never"]
@@ -366,6 +367,8 @@ class Workload(Frozen):
     replicas: int = 1
     pod: PodSpec
     node_selector: dict[str, str] = Field(default_factory=dict)
+    # Affinity, tolerations and topology spread: placement input only, outside the spec hash.
+    scheduling: Scheduling = Scheduling()
     strategy: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
     # Already resolved against ``replicas`` (Kubernetes rounds unavailable down, surge up).
     max_unavailable: int = 0

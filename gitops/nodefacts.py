@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gitops.gpu import Gpu, GpuInventory
 from gitops.placement import NodeInfo
+from gitops.scheduling import HOSTNAME_LABEL, Taint
 
 # Left to the OS, the Docker engine and the daemon itself (Kubernetes' system-reserved
 # defaults are of the same order).
@@ -97,6 +98,7 @@ def node_info(
     cordoned: bool = False,
     hostname: str | None = None,
     machine: str | None = None,
+    taints: tuple[Taint, ...] = (),
 ) -> NodeInfo:
     """This node as placement sees it: allocatable capacity (minus reserve), labels, GPU UUIDs."""
     # A list is accepted so a caller that already queried NVML does not query it twice.
@@ -105,7 +107,7 @@ def node_info(
     memory = host_memory_mib() if memory_override_mib is None else memory_override_mib
     # Automatic labels win over configured ones so a node cannot advertise GPUs or an
     # architecture it lacks.
-    merged = dict(labels)
+    merged = {HOSTNAME_LABEL: name, **labels}
     merged.update(automatic_labels(hostname or platform.node(), machine or platform.machine(), gpus))
     return NodeInfo(
         name=name,
@@ -114,4 +116,5 @@ def node_info(
         memory_mib=max(0, memory - reserve_memory_mib),
         gpus=tuple(g.uuid for g in sorted(gpus, key=lambda g: (g.index, g.uuid))),
         cordoned=cordoned,
+        taints=taints,
     )

@@ -18,6 +18,10 @@ Algorithm (details and measurements in docs/placement.md):
 
 A node whose published admission policy denies a workload (gitops/admission.py) is never a
 candidate for it; a workload every matching node denies is reported as denied, with the rules.
+Scheduling rules (gitops/scheduling.py) narrow the candidates (required node affinity,
+untolerated taints; NoSchedule spares running replicas), cap replicas per topology domain
+(required anti-affinity, DoNotSchedule spread) and, where they make nodes differ in
+preference, rank the most preferred node with room first.
 
 Scores are computed so every process agrees bit for bit: 64-bit blake2b of each replica
 and each node, combined by splitmix64 in numpy uint64 arithmetic, and ``-ln(u)`` computed
@@ -32,6 +36,7 @@ import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
@@ -40,8 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gitops.admission import Policy, verdict
 from gitops.identity import ReplicaId, WorkloadKey
 from gitops.model import Workload
+from gitops.scheduling import HOSTNAME_LABEL, DomainRule, Scheduling, Taint, domain_of
 
-ALGORITHM_VERSION = "hrw-quota-sticky/4"
+ALGORITHM_VERSION = "hrw-quota-sticky/5"
 
 
 # New placements aim below this share of a node's fair share; past it they spill over.
@@ -69,6 +75,7 @@ class NodeInfo(BaseModel):
     cordoned: bool = False
     # What the node admits; None (a daemon too old to publish one) admits everything.
     policy: Policy | None = None
+    taints: tuple[Taint, ...] = ()
 
 
 class Assignment(BaseModel):
@@ -162,6 +169,39 @@ def _scores(replica_hashes: UintArray, node_hashes: UintArray, inv_weights: Floa
 
 
 @dataclass
+class _Domains:
+    """One DomainRule of a workload: its replica count per topology domain, kept by ``_Cluster``."""
+
+    rule: DomainRule
+    of: IntArray  # node -> domain index; -1 where the node has no such label
+    counts: list[int]
+    eligible: list[int]  # domains of the nodes the workload may be placed on
+
+    def excess(self, nodes: IntArray) -> IntArray:
+        """How far one more replica on each of ``nodes`` goes past the rule; 0: within it."""
+        counts = np.array(self.counts, dtype=np.intp)
+        of = self.of[nodes]
+        # Domain -1 (no label) reads the 0 appended at the end.
+        held = np.append(counts, 0)[of]
+        if self.rule.anti:
+            return held
+        enough = len(self.eligible) >= self.rule.min_domains
+        low = int(counts[self.eligible].min()) if enough and self.eligible else 0
+        over = np.maximum(0, held + 1 - low - self.rule.max_skew)
+        # Only ScheduleAnyway sees nodes without the label (DoNotSchedule excludes them): least preferred.
+        worst = 1 + max(0, int(counts[self.eligible].max()) + 1 - low - self.rule.max_skew) if self.eligible else 1
+        return np.where(of >= 0, over, worst)
+
+    def violation(self) -> str:
+        """What a required rule's excess means, for Unschedulable reasons."""
+        key = self.rule.topology_key
+        if self.rule.anti:
+            where = "node" if key == HOSTNAME_LABEL else f"its {key}"
+            return f"anti-affinity: {where} already holds a replica"
+        return f"topology spread: {key} skew over {self.rule.max_skew}"
+
+
+@dataclass
 class _Work:
     key: WorkloadKey
     index: int  # position in processing order
@@ -180,6 +220,15 @@ class _Work:
     # Nodes whose policy denies it, per distinct verdict: (node indices, rules broken).
     denials: list[tuple[IntArray, tuple[str, ...]]] = field(default_factory=list)
     admitted: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    rules: Scheduling = field(default_factory=Scheduling)
+    # Nodes whose labels and taints admit a new replica (``match``) or let a running one stay.
+    match: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    stay: npt.NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    # Static preference per node (preferred node affinity, PreferNoSchedule); None: all equal.
+    preference: IntArray | None = None
+    domains: list[_Domains] = field(default_factory=list)
+    # Nodes differ in preference (static or by soft rules), so the whole ranking must be scored.
+    soft: bool = False
 
 
 class _Cluster:
@@ -207,20 +256,26 @@ class _Cluster:
         self.inv_generic = _inverse(generic)
         self.inv_gpu = _inverse(gpus)
 
-    def set_shares(self, demand_cpu: int, demand_mem: int) -> None:
-        """Fair share and quota per node from total demand over schedulable capacity (integers)."""
-        live = [i for i, n in enumerate(self.nodes) if not n.cordoned]
-        total_cpu = sum(self.cap_cpu[i] for i in live)
-        total_mem = sum(self.cap_mem[i] for i in live)
-        for i in live:
-            if total_cpu:
-                self.fair_cpu[i] = self.cap_cpu[i] * demand_cpu // total_cpu
-                q = self.cap_cpu[i] * demand_cpu * QUOTA_PERCENT // (total_cpu * 100)
-                self.quota_cpu[i] = min(self.cap_cpu[i], q)
-            if total_mem:
-                self.fair_mem[i] = self.cap_mem[i] * demand_mem // total_mem
-                q = self.cap_mem[i] * demand_mem * QUOTA_PERCENT // (total_mem * 100)
-                self.quota_mem[i] = min(self.cap_mem[i], q)
+    def set_shares(self, demands: Sequence[tuple[list[int], int, int]]) -> None:
+        """Fair share and quota per node (integers): each (nodes, cpu, memory) demand over its nodes' capacity.
+
+        Without taints or node affinity there is one demand, over every schedulable node; a
+        workload kept off some nodes by them counts only on the nodes it may use.
+        """
+        quota_cpu = [0] * len(self.nodes)
+        quota_mem = [0] * len(self.nodes)
+        for nodes, demand_cpu, demand_mem in demands:
+            total_cpu = sum(self.cap_cpu[i] for i in nodes)
+            total_mem = sum(self.cap_mem[i] for i in nodes)
+            for i in nodes:
+                if total_cpu:
+                    self.fair_cpu[i] += self.cap_cpu[i] * demand_cpu // total_cpu
+                    quota_cpu[i] += self.cap_cpu[i] * demand_cpu * QUOTA_PERCENT // (total_cpu * 100)
+                if total_mem:
+                    self.fair_mem[i] += self.cap_mem[i] * demand_mem // total_mem
+                    quota_mem[i] += self.cap_mem[i] * demand_mem * QUOTA_PERCENT // (total_mem * 100)
+        self.quota_cpu = [min(cap, q) for cap, q in zip(self.cap_cpu, quota_cpu, strict=True)]
+        self.quota_mem = [min(cap, q) for cap, q in zip(self.cap_mem, quota_mem, strict=True)]
 
     def misfit(self, n: int, w: _Work) -> str | None:
         """Why ``w`` cannot be added to node ``n`` at all, or None if it fits."""
@@ -257,6 +312,9 @@ class _Cluster:
         self.ports[n] |= w.ports
         self.holds[n][w.key] = self.holds[n].get(w.key, 0) + 1
         self.regular[n] += not w.daemon
+        for d in w.domains:
+            if d.of[n] >= 0:
+                d.counts[d.of[n]] += 1
 
     def remove(self, n: int, w: _Work) -> None:
         """Undo ``add``."""
@@ -265,6 +323,9 @@ class _Cluster:
         self.used_gpu[n] -= w.gpu
         self.ports[n] -= w.ports
         self.regular[n] -= not w.daemon
+        for d in w.domains:
+            if d.of[n] >= 0:
+                d.counts[d.of[n]] -= 1
         left = self.holds[n][w.key] - 1
         if left:
             self.holds[n][w.key] = left
@@ -299,7 +360,8 @@ def _describe_selector(selector: Mapping[str, str]) -> str:
 
 
 class _Placer:
-    def __init__(self, workloads: Sequence[Workload], nodes: Sequence[NodeInfo]) -> None:
+    def __init__(self, workloads: Sequence[Workload], nodes: Sequence[NodeInfo], now: datetime | None) -> None:
+        self.now = now
         ordered_nodes = sorted(nodes, key=lambda n: n.name)
         for a, b in itertools.pairwise(ordered_nodes):
             if a.name == b.name:
@@ -340,10 +402,11 @@ class _Placer:
             gpu=w.pod.gpu_count(),
             ports=frozenset(w.pod.host_ports()),
             selector=dict(w.node_selector),
+            rules=w.scheduling,
         )
 
     def _eligibility(self, works: list[_Work]) -> None:
-        """Static candidate nodes per workload: selector, schedulable, big enough when empty."""
+        """Static candidate nodes per workload: selector, rules, schedulable, big enough when empty."""
         c = self.cluster
         cordoned = np.array([n.cordoned for n in c.nodes], dtype=bool)
         cap_cpu = np.array(c.cap_cpu, dtype=np.int64)
@@ -356,6 +419,10 @@ class _Placer:
             if n.policy is not None:
                 by_policy.setdefault(n.policy, []).append(i)
         groups = [(policy, np.array(idx, dtype=np.intp)) for policy, idx in by_policy.items()]
+        by_rules: dict[Scheduling, tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]] = {}
+        preferences: dict[Scheduling, IntArray | None] = {}
+        indexes: dict[str, IntArray] = {}
+        prefer_not = any(t.effect == "PreferNoSchedule" for n in c.nodes for t in n.taints)
         for w in works:
             sel = tuple(sorted(w.selector.items()))
             if sel not in by_selector:
@@ -366,23 +433,98 @@ class _Placer:
                 if rules:
                     w.admitted[idx] = False
                     w.denials.append((idx, rules))
-            mask = by_selector[sel] & w.admitted & (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
+            if w.rules not in by_rules:
+                by_rules[w.rules] = self._rule_masks(w.rules)
+            admits, stays = by_rules[w.rules]
+            w.match = by_selector[sel] & admits & w.admitted
+            big_enough = (cap_cpu >= w.cpu) & (cap_mem >= w.mem) & (cap_gpu >= w.gpu)
+            mask = w.match & big_enough
             if not w.daemon:
                 mask &= ~cordoned
+                w.domains = self._domains(w.rules.domains, mask, indexes)
+                w.stay = by_selector[sel] & stays & big_enough & ~cordoned & w.admitted
             w.mask = mask
             w.eligible = np.flatnonzero(mask)
-            w.spread = max(1, -(-w.replicas // len(w.eligible))) if len(w.eligible) else 1
+            if w.rules not in preferences:
+                preferences[w.rules] = self._preference(w.rules) if w.rules.preferred or prefer_not else None
+            w.preference = preferences[w.rules]
+            w.soft = w.preference is not None or any(not d.rule.required for d in w.domains)
+            # Preferred nodes take replicas first (see _choose): the even spread is over the most preferred.
+            top = w.eligible
+            if w.preference is not None and len(top):
+                scores = w.preference[top]
+                top = top[scores == scores.max()]
+            w.spread = max(1, -(-w.replicas // len(top))) if len(top) else 1
         self.selector_masks = by_selector
+        # Nodes whose labels and taints admit each distinct rule set's new replicas (fair shares use them).
+        self.admits = {rules: masks[0] for rules, masks in by_rules.items()}
+
+    def _rule_masks(self, rules: Scheduling) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Nodes that admit a new replica, and nodes a running replica may stay on (taints differ)."""
+        nodes = self.cluster.nodes
+        if rules == Scheduling() and not any(n.taints for n in nodes):
+            everywhere = np.ones(len(nodes), dtype=bool)
+            return everywhere, everywhere
+        # A spread rule that must hold needs its label: nodes without it are not candidates (as Kubernetes).
+        keys = [d.topology_key for d in rules.domains if d.required and not d.anti]
+        affine = np.array(
+            [
+                rules.node_affinity(n.name, n.labels) and all(domain_of(n.name, n.labels, k) is not None for k in keys)
+                for n in nodes
+            ],
+            dtype=bool,
+        )
+        admits = np.array([rules.blocking_taint(n.taints, False, self.now) is None for n in nodes], dtype=bool)
+        stays = np.array([rules.blocking_taint(n.taints, True, self.now) is None for n in nodes], dtype=bool)
+        return affine & admits, affine & stays
+
+    def _domains(
+        self, rules: Sequence[DomainRule], mask: npt.NDArray[np.bool_], indexes: dict[str, IntArray]
+    ) -> list[_Domains]:
+        """Counters for ``rules``; ``indexes`` caches, per topology key, each node's domain (-1: no label)."""
+        out = []
+        for rule in rules:
+            key = rule.topology_key
+            if key not in indexes:
+                values = [domain_of(n.name, n.labels, key) for n in self.cluster.nodes]
+                index = {v: i for i, v in enumerate(sorted({v for v in values if v is not None}))}
+                indexes[key] = np.array([-1 if v is None else index[v] for v in values], dtype=np.intp)
+            of = indexes[key]
+            eligible = np.unique(of[mask & (of >= 0)]).tolist()
+            out.append(_Domains(rule, of, [0] * (int(of.max(initial=-1)) + 1), eligible))
+        return out
+
+    def _preference(self, rules: Scheduling) -> IntArray | None:
+        nodes = self.cluster.nodes
+        scores = [rules.preference(n.name, n.labels, n.taints) for n in nodes]
+        return np.array(scores, dtype=np.intp) if len(set(scores)) > 1 else None
+
+    def _blocked(self, w: _Work, n: int, anti_only: bool = False) -> str | None:
+        """Why a required anti-affinity (or spread) rule keeps one more replica of ``w`` off node ``n``."""
+        for d in w.domains:
+            if d.rule.required and (d.rule.anti or not anti_only) and d.excess(np.array([n]))[0]:
+                return d.violation()
+        return None
+
+    def _scores(self, w: _Work, nodes: IntArray) -> IntArray:
+        """Soft preference of each of ``nodes`` for one more replica of ``w``: higher is better."""
+        total = w.preference[nodes] if w.preference is not None else np.zeros(len(nodes), dtype=np.intp)
+        for d in w.domains:
+            if not d.rule.required:
+                total = total - d.rule.weight * d.excess(nodes)
+        return total
 
     def run(self, previous: Mapping[ReplicaId, str]) -> Assignment:
         c = self.cluster
         live = np.array([not n.cordoned for n in c.nodes], dtype=bool)
-        demand_cpu = demand_mem = 0
+        # Demand per set of nodes that taints and node affinity leave a workload (one set without them).
+        demands: dict[bytes, tuple[list[int], int, int]] = {}
         for w in self.works:
             count = int(np.count_nonzero(live[w.eligible])) if w.daemon else w.replicas
-            demand_cpu += count * w.cpu
-            demand_mem += count * w.mem
-        c.set_shares(demand_cpu, demand_mem)
+            usable = live & self.admits[w.rules]
+            nodes, cpu, mem = demands.get(usable.tobytes(), (np.flatnonzero(usable).tolist(), 0, 0))
+            demands[usable.tobytes()] = (nodes, cpu + count * w.cpu, mem + count * w.mem)
+        c.set_shares(list(demands.values()))
 
         self._place_daemons()
         pending = self._keep(previous)
@@ -406,7 +548,7 @@ class _Placer:
             matching = self.selector_masks[tuple(sorted(w.selector.items()))]
             if (matching & ~w.admitted).any():
                 self.denied.append((w.key, 0, self._denial(w, matching)))
-            for n in np.flatnonzero(matching & w.admitted).tolist():
+            for n in np.flatnonzero(w.match).tolist():
                 why = c.misfit(n, w)
                 if why is None:
                     c.add(n, w)
@@ -431,23 +573,51 @@ class _Placer:
             for r, n in self._by_preference(
                 w, [(r, index.get(previous.get(ReplicaId(w.key, r), ""), -1)) for r in range(w.replicas)]
             ):
-                if n < 0 or not w.mask[n] or not c.fits(n, w):
+                # Spread rules are checked once all are kept: a partial count would misjudge them.
+                if n < 0 or not w.stay[n] or not c.fits(n, w) or (w.domains and self._blocked(w, n, anti_only=True)):
                     pending.append((w, r))
-                elif c.holds[n].get(w.key, 0) < w.spread:
+                elif c.holds[n].get(w.key, 0) < w.spread or w.soft:
+                    # A workload with preferences is placed by them, beyond the cap where they say so;
+                    # respreading it would undo that (and not return the same placement).
                     c.add(n, w)
                     self.owner[ReplicaId(w.key, r)] = n
                 else:
                     over.append((w, r, n))
         for w, r, n in over:
             elsewhere = any(
-                m != n and c.holds[m].get(w.key, 0) < w.spread and c.fits(m, w) for m in w.eligible.tolist()
+                m != n
+                and c.holds[m].get(w.key, 0) < w.spread
+                and c.fits(m, w)
+                and not self._blocked(w, m, anti_only=True)
+                for m in w.eligible.tolist()
             )
-            if c.fits(n, w) and not elsewhere:
+            if c.fits(n, w) and not elsewhere and not self._blocked(w, n, anti_only=True):
                 c.add(n, w)
                 self.owner[ReplicaId(w.key, r)] = n
             else:
                 pending.append((w, r))
+        for w in self.works:
+            if w.domains:
+                pending += self._unspread(w)
         return sorted(pending, key=lambda p: (p[0].index, p[1]))
+
+    def _unspread(self, w: _Work) -> list[tuple[_Work, int]]:
+        """Release kept replicas of ``w`` until its required spread rules hold: fullest domain, highest index first."""
+        c = self.cluster
+        released: list[tuple[_Work, int]] = []
+        for d in w.domains:
+            if d.rule.anti or not d.rule.required or not d.eligible:
+                continue
+            while True:
+                low = min(d.counts[e] for e in d.eligible) if len(d.eligible) >= d.rule.min_domains else 0
+                top = max(d.eligible, key=lambda e: (d.counts[e], -e))
+                if d.counts[top] - low <= d.rule.max_skew:
+                    break
+                where = (self.owner.get(ReplicaId(w.key, r)) for r in range(w.replicas))
+                held = [r for r, n in enumerate(where) if n is not None and d.of[n] == top]
+                c.remove(self.owner.pop(ReplicaId(w.key, held[-1])), w)
+                released.append((w, held[-1]))
+        return released
 
     def _by_preference(self, w: _Work, claims: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """(replica, node) claims ordered by how much each node ranks its replica (HRW score).
@@ -485,26 +655,34 @@ class _Placer:
             inv = (c.inv_gpu if w.gpu else c.inv_generic)[w.eligible]
             hashes = np.array([hash64(f"{w.key}\0{r}") for r in reps], dtype=np.uint64)
             scores = _scores(hashes, c.hashes[w.eligible], inv)
+            if w.soft:
+                self._place_preferred(w, reps, scores, failed)
+                continue
             for row, candidates in enumerate(_top_candidates(scores)):
                 node = self._choose(w, candidates)
                 if node is None:
                     full = np.argsort(scores[row], kind="stable").tolist()
                     node = self._choose(w, full, exhaustive=True)
-                if node is None:
-                    failed.append((w, reps[row]))
-                    continue
-                n = int(w.eligible[node])
-                c.add(n, w)
-                self.owner[ReplicaId(w.key, reps[row])] = n
+                self._place_at(w, reps[row], node, failed)
         return failed
+
+    def _place_at(self, w: _Work, r: int, node: int | None, failed: list[tuple[_Work, int]]) -> None:
+        """Place replica ``r`` of ``w`` at column ``node``, or record it as failed."""
+        if node is None:
+            failed.append((w, r))
+            return
+        n = int(w.eligible[node])
+        self.cluster.add(n, w)
+        self.owner[ReplicaId(w.key, r)] = n
 
     def _choose(self, w: _Work, order: list[int], exhaustive: bool = False) -> int | None:
         """Best column in ``order``: first under quota without a sibling, else the best fallback."""
         c = self.cluster
+        blocked = self._blocked_columns(w) if w.domains else None
         best: tuple[int, int] | None = None
         for col in order:
             n = int(w.eligible[col])
-            if not c.fits(n, w):
+            if not c.fits(n, w) or (blocked is not None and blocked[col]):
                 continue
             # 0: quota & spread, 1: spread over quota, 2: quota with a sibling, 3: neither.
             rank = (0 if c.holds[n].get(w.key, 0) < w.spread else 2) + (0 if c.under_quota(n, w) else 1)
@@ -514,6 +692,45 @@ class _Placer:
                 best = (rank, col)
         # A fallback seen in the top candidates may be beaten by a quota node further down.
         return best[1] if exhaustive and best is not None else None
+
+    def _blocked_columns(self, w: _Work) -> list[bool]:
+        """Per eligible node, whether a required anti-affinity or spread rule keeps one more replica off it."""
+        blocked = np.zeros(len(w.eligible), dtype=bool)
+        for d in w.domains:
+            if d.rule.required:
+                blocked |= d.excess(w.eligible) > 0
+        return blocked.tolist()
+
+    def _place_preferred(self, w: _Work, reps: list[int], hrw: FloatArray, failed: list[tuple[_Work, int]]) -> None:
+        """Place ``reps`` where ``_choose`` would if it went down each ranking most preferred node first.
+
+        That is the best of (preference, rank as in ``_choose``, HRW score, node order) among the
+        nodes with room, over all eligible nodes at once: preferences change as replicas land, so
+        each replica scores the whole ranking. Only ``w``'s own placements change the load meanwhile.
+        """
+        c = self.cluster
+        el = w.eligible
+        load = np.array([c.used_cpu, c.used_mem, c.used_gpu], dtype=np.int64)[:, el]
+        need = np.array([w.cpu, w.mem, w.gpu], dtype=np.int64)[:, None]
+        cap = np.array([c.cap_cpu, c.cap_mem, c.cap_gpu], dtype=np.int64)[:, el]
+        quota = np.array([c.quota_cpu, c.quota_mem], dtype=np.int64)[:, el]
+        holds = np.array([c.holds[n].get(w.key, 0) for n in el.tolist()], dtype=np.intp)
+        for row, r in enumerate(reps):
+            room = np.all(load + need <= cap, axis=0)
+            if w.ports:
+                room &= np.array([not (w.ports & c.ports[n]) for n in el.tolist()], dtype=bool)
+            if w.domains:
+                room &= ~np.array(self._blocked_columns(w), dtype=bool)
+            cols = np.flatnonzero(room)
+            if not len(cols):
+                failed.append((w, r))
+                continue
+            under = np.all(load[:2, cols] + need[:2] <= quota[:, cols], axis=0)
+            rank = np.where(holds[cols] < w.spread, 0, 2) + np.where(under, 0, 1)
+            col = int(cols[np.lexsort((cols, hrw[row, cols], rank, -self._scores(w, el[cols])))[0]])
+            self._place_at(w, r, col, failed)
+            load[:, col] += need[:, 0]
+            holds[col] += 1
 
     def _pull(self) -> None:
         """Let empty nodes (newcomers) take up to their fair share of the replicas that rank them first."""
@@ -548,6 +765,9 @@ class _Placer:
                     if c.holds[q].get(w.key, 0) >= w.spread or not c.fits(q, w) or not c.under_quota(q, w):
                         continue
                     c.remove(int(owners[i]), w)
+                    if (w.domains or w.soft) and not self._may_move(w, int(owners[i]), q):
+                        c.add(int(owners[i]), w)
+                        continue
                     c.add(q, w)
                     owners[i] = q
                     current[i] = score[i]
@@ -555,6 +775,16 @@ class _Placer:
                     moved = True
                     if not c.below_fair(q):
                         break
+
+    def _may_move(self, w: _Work, src: int, dst: int) -> bool:
+        """Whether a replica of ``w`` (already taken off ``src``) may go to ``dst``: rules hold, preference no worse."""
+        if self._blocked(w, dst):
+            return False
+        if not w.soft:
+            return True
+        # Both are scored with the replica off src, so they see the same counts.
+        scores = self._scores(w, np.array([dst, src]))
+        return bool(scores[0] >= scores[1])
 
     def _pull_order(
         self, q: int, cand: IntArray, works: list[_Work], hashes: UintArray, score: FloatArray
@@ -603,10 +833,27 @@ class _Placer:
             return f"no schedulable node{where}"
         counts: dict[str, int] = {}
         for n in matching:
-            why = "denied by its policy" if not w.admitted[n] else c.misfit(n, w) or "fits only by displacing others"
+            why = (
+                ("denied by its policy" if not w.admitted[n] else None)
+                or self._excluded(w, n)
+                or c.misfit(n, w)
+                or self._blocked(w, n)
+                or "fits only by displacing others"
+            )
             counts[why] = counts.get(why, 0) + 1
         detail = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
         return f"0/{len(matching)} matching nodes fit ({detail})"
+
+    def _excluded(self, w: _Work, n: int) -> str | None:
+        """Why node ``n``'s labels or taints exclude ``w`` (the rules behind ``w.match``), or None."""
+        node = self.cluster.nodes[n]
+        if not w.rules.node_affinity(node.name, node.labels):
+            return "node affinity does not match"
+        for d in w.domains:
+            if d.rule.required and not d.rule.anti and d.of[n] < 0:
+                return f"no {d.rule.topology_key} label for topology spread"
+        taint = w.rules.blocking_taint(node.taints, False, self.now)
+        return f"untolerated taint {taint}" if taint else None
 
     def _result(self) -> Assignment:
         per_node: dict[str, list[ReplicaId]] = {}
@@ -642,6 +889,10 @@ def place(
     workloads: Sequence[Workload],
     nodes: Sequence[NodeInfo],
     previous: Mapping[ReplicaId, str] | None = None,
+    now: datetime | None = None,
 ) -> Assignment:
-    """Assign every replica of ``workloads`` to a node in ``nodes``, keeping ``previous`` where valid."""
-    return _Placer(workloads, nodes).run(previous or {})
+    """Assign every replica of ``workloads`` to a node in ``nodes``, keeping ``previous`` where valid.
+
+    ``now`` ends tolerationSeconds of NoExecute taints; without it, no toleration expires.
+    """
+    return _Placer(workloads, nodes, now).run(previous or {})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from gitops.admission import Policy
 from gitops.identity import ReplicaId, WorkloadKey
 from gitops.manifests.yamlsafe import Limits, YamlError, format_path, load_documents
+from gitops.scheduling import MAX_TAINTS, Taint, TaintEffect
 from gitops.states import State
 
 # A record is refused unread past this size; thousands of rows take a few hundred KiB.
@@ -118,6 +119,15 @@ class HeldStatus(_Status):
     reason: Text = ""
 
 
+class TaintStatus(_Status):
+    """One taint of a node (Kubernetes' bounds); an effect this version does not know is ignored by readers."""
+
+    key: Annotated[str, StringConstraints(min_length=1, max_length=316)]
+    value: Annotated[str, StringConstraints(max_length=63)] = ""
+    effect: Name
+    time_added: Time | None = Field(default=None, alias="timeAdded")
+
+
 class RevisionStatus(_Status):
     """The revision the node last applied."""
 
@@ -188,6 +198,7 @@ class NodeStatus(_Status):
     daemon_version: Name = Field(default="", alias="daemonVersion")
     heartbeat: Time = ""
     labels: dict[Name, Name] = Field(default_factory=dict, max_length=MAX_LABELS)
+    taints: list[TaintStatus] = Field(default_factory=list, max_length=MAX_TAINTS)
     capacity: Capacity = Field(default_factory=Capacity)
     # None: a daemon too old to publish one, which admits everything.
     policy: PolicyStatus | None = None
@@ -202,6 +213,18 @@ class NodeStatus(_Status):
     def heartbeat_time(self) -> datetime | None:
         """The heartbeat as an aware UTC datetime, or None if there is none."""
         return _time_or_none(self.heartbeat)
+
+
+_EFFECTS: dict[str, TaintEffect] = {e: e for e in get_args(TaintEffect)}
+
+
+def taints_of(status: NodeStatus) -> tuple[Taint, ...]:
+    """A node's published taints as placement reads them; effects this version does not know are left out."""
+    return tuple(
+        Taint(key=t.key, value=t.value, effect=_EFFECTS[t.effect], time_added=_time_or_none(t.time_added or ""))
+        for t in status.taints
+        if t.effect in _EFFECTS
+    )
 
 
 def _time_or_none(text: str) -> datetime | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from gitops.identity import LABEL, MANAGED, ReplicaId, WorkloadKey
 from gitops.model import ManifestSet, StatefulSpec, VolumeRelease, Workload
@@ -144,9 +145,13 @@ def holders(reports: Mapping[str, NodeStatus], releases: Iterable[VolumeRelease]
 
 
 def place_pinned(
-    workloads: Sequence[Workload], nodes: Sequence[NodeInfo], previous: Mapping[ReplicaId, str], held: Mapping[str, str]
+    workloads: Sequence[Workload],
+    nodes: Sequence[NodeInfo],
+    previous: Mapping[ReplicaId, str],
+    held: Mapping[str, str],
+    now: datetime | None = None,
 ) -> Pinned:
-    """``place`` with claim users pinned to the holder of each claim's volume (``held``: claim -> node).
+    """``place`` (at ``now``) with claim users pinned to the holder of each claim's volume (``held``: claim -> node).
 
     A claim no node holds yet goes where placement puts its first user (by replica id), and its
     other users follow, so one claim never gets two volumes. Users of a claim whose holder is
@@ -154,14 +159,14 @@ def place_pinned(
     """
     users = {w.key: [claim_id(w.namespace, c) for c in w.pod.claims()] for w in workloads if w.pod.claims()}
     if not users:
-        return _follow_replica_claims(place(workloads, nodes, previous), workloads, held, nodes)
-    assignment = place(*_pinned(workloads, nodes, users, held), previous)
+        return _follow_replica_claims(place(workloads, nodes, previous, now), workloads, held, nodes)
+    assignment = place(*_pinned(workloads, nodes, users, held), previous, now)
     chosen = dict(held)
     for rid, node in sorted(assignment.owners().items()):
         for claim in users.get(rid.key, ()):
             chosen.setdefault(claim, node)
     if chosen != held:
-        assignment = place(*_pinned(workloads, nodes, users, chosen), previous)
+        assignment = place(*_pinned(workloads, nodes, users, chosen), previous, now)
     live = {n.name for n in nodes}
     why: dict[WorkloadKey, str] = {}
     for key, claims in users.items():

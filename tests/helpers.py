@@ -32,10 +32,8 @@ def make_reconciler(repo: str, node: str, state_dir: Path, **overrides: Any) -> 
         state_dir=state_dir,
         secrets_dir=state_dir.parent / "secrets",
         docker_host=DOCKER_HOST,
-        cpu_millis=8000,
-        memory_mib=16384,
         # A lone in-process node has no peers to learn of first.
-        **{"settle_seconds": 0.0, **overrides},
+        **{"settle_seconds": 0.0, "cpu_millis": 8000, "memory_mib": 16384, **overrides},
     )
     return Reconciler(cfg, DeclaredInventory([]))
 

@@ -14,16 +14,13 @@ class SecretReference(ValueError):
 
 def expand(text: str, values: Mapping[str, str], secrets: frozenset[str]) -> str:
     """``text`` with ``$(NAME)`` replaced from ``values``; ``$$`` escapes; unknown names stay as written."""
+    return _substitute(text, values, secrets, escaped=False)
 
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name is None:
-            return "$"
-        if name in secrets:
-            raise SecretReference(name)
-        return values.get(name, match.group(0))
 
-    return _REFERENCE.sub(replace, text) if "$" in text else text
+def template(text: str, values: Mapping[str, str], secrets: frozenset[str]) -> str:
+    """``text`` with the references known now expanded, and escaped so that ``expand`` on the node,
+    given the values only the node knows, yields what the kubelet would (unknown names stay as written)."""
+    return _substitute(text, values, secrets, escaped=True)
 
 
 def refers_to(text: str, names: frozenset[str] | set[str]) -> bool:
@@ -31,18 +28,15 @@ def refers_to(text: str, names: frozenset[str] | set[str]) -> bool:
     return "$" in text and any(m.group(1) in names for m in _REFERENCE.finditer(text))
 
 
-def template(text: str, values: Mapping[str, str], secrets: frozenset[str]) -> str:
-    """``text`` with the references known now expanded, and escaped so that ``expand`` on the node,
-    given the values only the node knows, yields what the kubelet would (unknown names stay as written)."""
-
+def _substitute(text: str, values: Mapping[str, str], secrets: frozenset[str], escaped: bool) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name is None:
-            return "$$"
+            return "$$" if escaped else "$"
         if name in secrets:
             raise SecretReference(name)
-        if name in values:
-            return values[name].replace("$", "$$")
-        return match.group(0)
+        if name not in values:
+            return match.group(0)
+        return values[name].replace("$", "$$") if escaped else values[name]
 
-    return _REFERENCE.sub(replace, text)
+    return _REFERENCE.sub(replace, text) if "$" in text else text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -625,26 +626,105 @@ class PodSecurityContext(KubeModel):
     windows_options: Annotated[object, _WINDOWS] = None
 
 
+class NodeSelectorRequirement(KubeModel):
+    """nodeSelectorTerms[].matchExpressions[] / matchFields[]."""
+
+    key: Annotated[str, Field(min_length=1, max_length=316)]
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> NodeSelectorRequirement:
+        if self.operator in ("In", "NotIn") and not self.values:
+            raise ValueError(f"operator {self.operator} needs values")
+        if self.operator in ("Exists", "DoesNotExist") and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        if self.operator in ("Gt", "Lt") and (len(self.values) != 1 or not _is_integer(self.values[0])):
+            raise ValueError(f"operator {self.operator} needs exactly one integer value")
+        return self
+
+
+def _is_integer(text: str) -> bool:
+    return text.lstrip("-").isdigit() and len(text) <= 19
+
+
+class NodeSelectorTerm(KubeModel):
+    """nodeSelectorTerms[] / preference: matchExpressions on labels, matchFields on metadata.name."""
+
+    match_expressions: list[NodeSelectorRequirement] = Field(default_factory=list)
+    match_fields: list[
+        Annotated[
+            NodeSelectorRequirement,
+            refuse_when(
+                lambda r: r.key != "metadata.name" or r.operator in ("Gt", "Lt"),
+                "matchFields supports key metadata.name with In, NotIn, Exists or DoesNotExist; "
+                "use matchExpressions on a node label",
+            ),
+        ]
+    ] = Field(default_factory=list)
+
+
+class NodeSelector(KubeModel):
+    """requiredDuringSchedulingIgnoredDuringExecution of nodeAffinity."""
+
+    node_selector_terms: Annotated[list[NodeSelectorTerm], Field(min_length=1)]
+
+
+class PreferredSchedulingTerm(KubeModel):
+    """preferredDuringSchedulingIgnoredDuringExecution[] of nodeAffinity."""
+
+    weight: Annotated[int, Field(ge=1, le=100)]
+    preference: NodeSelectorTerm
+
+
 class NodeAffinity(KubeModel):
     """affinity.nodeAffinity."""
 
-    required_during_scheduling_ignored_during_execution: Annotated[
-        object, Refuse("required node affinity is not honoured; express it as nodeSelector labels")
-    ] = None
-    preferred_during_scheduling_ignored_during_execution: Annotated[object, _PLACEMENT] = None
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = None
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = Field(default_factory=list)
+
+
+_OWN_NAMESPACE = "only the workload's own namespace is counted; remove it"
+
+
+class PodAffinityTerm(KubeModel):
+    """A pod (anti-)affinity term; its selector must select the workload's own pod labels."""
+
+    label_selector: LabelSelector | None = None
+    topology_key: Annotated[str, Field(min_length=1, max_length=316)]
+    namespaces: Annotated[object, Refuse(f"namespaces: {_OWN_NAMESPACE}")] = None
+    namespace_selector: Annotated[object, Refuse(f"namespaceSelector: {_OWN_NAMESPACE}")] = None
+    match_label_keys: Annotated[object, Ignore("replicas of every revision of the workload count together")] = None
+    mismatch_label_keys: Annotated[object, Refuse("mismatchLabelKeys is not supported; remove it")] = None
+
+
+class WeightedPodAffinityTerm(KubeModel):
+    """preferredDuringSchedulingIgnoredDuringExecution[] of pod (anti-)affinity."""
+
+    weight: Annotated[int, Field(ge=1, le=100)]
+    pod_affinity_term: PodAffinityTerm
+
+
+class PodAntiAffinity(KubeModel):
+    """affinity.podAntiAffinity."""
+
+    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] = Field(default_factory=list)
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] = Field(default_factory=list)
 
 
 class PodAffinity(KubeModel):
-    """affinity.podAffinity / affinity.podAntiAffinity."""
+    """affinity.podAffinity."""
 
     required_during_scheduling_ignored_during_execution: Annotated[
         object,
         Refuse(
-            "required pod (anti-)affinity is not honoured; remove it (replicas of one workload "
-            "are already spread over nodes where they fit)"
+            "required podAffinity is not supported; to run replicas on chosen nodes, use nodeSelector "
+            "or nodeAffinity on a node label such as kubernetes.io/hostname"
         ),
     ] = None
-    preferred_during_scheduling_ignored_during_execution: Annotated[object, _PLACEMENT] = None
+    preferred_during_scheduling_ignored_during_execution: Annotated[
+        object, Ignore("pods are not co-located by preference; use preferred nodeAffinity")
+    ] = None
 
 
 class Affinity(KubeModel):
@@ -652,7 +732,44 @@ class Affinity(KubeModel):
 
     node_affinity: NodeAffinity | None = None
     pod_affinity: PodAffinity | None = None
-    pod_anti_affinity: PodAffinity | None = None
+    pod_anti_affinity: PodAntiAffinity | None = None
+
+
+class Toleration(KubeModel):
+    """spec.template.spec.tolerations[]."""
+
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] = "Equal"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute", ""] | None = None
+    toleration_seconds: int | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("operator Exists takes no value")
+        if not self.key and self.operator != "Exists":
+            raise ValueError("an empty key needs operator Exists")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("tolerationSeconds applies to effect NoExecute only")
+        return self
+
+
+class TopologySpreadConstraint(KubeModel):
+    """spec.template.spec.topologySpreadConstraints[]; its selector must select the workload's own pod labels."""
+
+    max_skew: Annotated[int, Field(ge=1, le=1000)]
+    topology_key: Annotated[str, Field(min_length=1, max_length=316)]
+    when_unsatisfiable: Literal["DoNotSchedule", "ScheduleAnyway"]
+    label_selector: LabelSelector | None = None
+    min_domains: Annotated[int, Field(ge=1, le=1000)] | None = None
+    match_label_keys: Annotated[object, Ignore("replicas of every revision of the workload count together")] = None
+    node_affinity_policy: Annotated[
+        object, Ignore("domains are those of the nodes the workload may run on (selector, affinity and taints)")
+    ] = None
+    node_taints_policy: Annotated[
+        object, Ignore("domains are those of the nodes the workload may run on (selector, affinity and taints)")
+    ] = None
 
 
 class PodSpec(KubeModel):
@@ -686,8 +803,8 @@ class PodSpec(KubeModel):
     scheduling_gates: Annotated[object, Refuse("scheduling gates are not supported; remove them")] = None
     resource_claims: Annotated[object, Refuse("dynamic resource claims are not supported")] = None
     resources: Annotated[object, Refuse("pod-level resources are not supported; set them per container")] = None
-    tolerations: Annotated[object, Ignore("nodes here have no taints; cordon nodes in the Cluster manifest")] = None
-    topology_spread_constraints: Annotated[object, _PLACEMENT] = None
+    tolerations: list[Toleration] = Field(default_factory=list)
+    topology_spread_constraints: list[TopologySpreadConstraint] = Field(default_factory=list)
     service_account_name: Annotated[object, _NO_ACCOUNTS] = None
     service_account: Annotated[object, _NO_ACCOUNTS] = None
     automount_service_account_token: Annotated[object, _NO_ACCOUNTS] = None
@@ -733,12 +850,28 @@ class LabelSelectorRequirement(KubeModel):
             raise ValueError(f"operator {self.operator} takes no values")
         return self
 
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """True if ``labels`` meet this requirement."""
+        present = self.key in labels
+        if self.operator == "Exists":
+            return present
+        if self.operator == "DoesNotExist":
+            return not present
+        inside = present and labels[self.key] in self.values
+        return inside if self.operator == "In" else not inside
+
 
 class LabelSelector(KubeModel):
-    """spec.selector."""
+    """spec.selector, or the labelSelector of a pod affinity term or spread constraint."""
 
     match_labels: dict[str, str] = Field(default_factory=dict)
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list)
+
+    def selects(self, labels: Mapping[str, str]) -> bool:
+        """True if ``labels`` meet every matchLabels entry and matchExpressions requirement."""
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
 
 
 class RollingUpdate(KubeModel):

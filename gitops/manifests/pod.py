@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from gitops import model
 from gitops.downward import reads_pod_ip
@@ -455,16 +455,7 @@ def _probe(probe: kube.Probe | None, named_ports: dict[str, int], issues: Issues
     if probe.exec is not None:
         return model.Probe(handler="exec", command=tuple(probe.exec.command), **timings)
     if probe.http_get is not None:
-        get = probe.http_get
-        return model.Probe(
-            handler="httpGet",
-            path=get.path,
-            scheme=get.scheme,
-            host=get.host,
-            port=_port(get.port, named_ports, issues, (*path, "httpGet", "port")),
-            headers=tuple((h.name, h.value) for h in get.http_headers),
-            **timings,
-        )
+        return model.Probe(handler="httpGet", **_http_get(probe.http_get, named_ports, issues, path), **timings)
     if probe.grpc is not None:
         return model.Probe(handler="grpc", port=probe.grpc.port, service=probe.grpc.service or "", **timings)
     assert probe.tcp_socket is not None  # the model requires exactly one handler
@@ -502,16 +493,20 @@ def _hook(
     if hook.sleep is not None:
         return model.Handler(handler="sleep", timeout_s=hook.sleep.seconds)
     assert hook.http_get is not None  # the model requires exactly one handler
-    get = hook.http_get
     return model.Handler(
-        handler="httpGet",
-        path=get.path,
-        scheme=get.scheme,
-        host=get.host,
-        port=_port(get.port, named_ports, issues, (*path, "httpGet", "port")),
-        headers=tuple((h.name, h.value) for h in get.http_headers),
-        timeout_s=_HOOK_HTTP_TIMEOUT_S,
+        handler="httpGet", **_http_get(hook.http_get, named_ports, issues, path), timeout_s=_HOOK_HTTP_TIMEOUT_S
     )
+
+
+def _http_get(get: kube.HTTPGetAction, named_ports: dict[str, int], issues: Issues, path: Path) -> dict[str, Any]:
+    """The fields a probe and a hook share for an httpGet handler."""
+    return {
+        "path": get.path,
+        "scheme": get.scheme,
+        "host": get.host,
+        "port": _port(get.port, named_ports, issues, (*path, "httpGet", "port")),
+        "headers": tuple((h.name, h.value) for h in get.http_headers),
+    }
 
 
 def _port(port: int | str, named_ports: dict[str, int], issues: Issues, path: Path) -> int:

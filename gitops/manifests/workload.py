@@ -8,6 +8,7 @@ from typing import Any
 from gitops.manifests import kube, statefulset
 from gitops.manifests.issues import Issues
 from gitops.manifests.pod import PodContext, convert_pod
+from gitops.manifests.scheduling import convert_scheduling
 from gitops.manifests.yamlsafe import Path
 from gitops.model import CronSpec, FailureRule, JobSpec, Workload, WorkloadKind
 
@@ -48,6 +49,7 @@ def convert_workload(
     pod_path = (*spec_path, "template", "spec")
     context = PodContext(kind, meta.namespace, template.metadata.labels, template.metadata.annotations)
     pod = convert_pod(template.spec, context, issues, pod_path)
+    scheduling = convert_scheduling(template, kind, issues, pod_path)
     if pod is None or len(issues.errors) > before:
         return None
     if isinstance(doc, kube.StatefulSet):
@@ -61,6 +63,7 @@ def convert_workload(
         labels=meta.labels,
         pod=pod,
         node_selector=template.spec.node_selector,
+        scheduling=scheduling,
         **fields,
     )
 
@@ -138,21 +141,11 @@ def _check_selector(selector: kube.LabelSelector, labels: dict[str, str], issues
                 "make spec.selector.matchLabels match spec.template.metadata.labels",
             )
     for index, requirement in enumerate(selector.match_expressions):
-        if not _matches(requirement, labels):
+        if not requirement.matches(labels):
             issues.error(
                 (*path, "matchExpressions", index),
                 f"{requirement.key} {requirement.operator} {requirement.values} does not match the template's labels",
             )
-
-
-def _matches(requirement: kube.LabelSelectorRequirement, labels: dict[str, str]) -> bool:
-    present = requirement.key in labels
-    if requirement.operator == "Exists":
-        return present
-    if requirement.operator == "DoesNotExist":
-        return not present
-    inside = present and labels[requirement.key] in requirement.values
-    return inside if requirement.operator == "In" else not inside
 
 
 def _job(spec: kube.JobSpec, issues: Issues, path: Path) -> JobSpec:

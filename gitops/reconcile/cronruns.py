@@ -7,14 +7,15 @@ the slot, and reports it with ``cronjob`` and ``slot`` so every node sees every 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gitops.admission import Policy, verdict
+from gitops.admission import verdict
 from gitops.cronjobs import decide, due_slots, history_to_prune, next_fire_in, run_name, slot_owner
 from gitops.identity import WorkloadKey
 from gitops.model import ManifestSet, Workload
+from gitops.placement import NodeInfo
 from gitops.states import FINISHED_STATES, State
 from gitops.status import NodeStatus, ReplicaStatus
 
@@ -35,12 +36,6 @@ def run_workload(cron: Workload, slot: datetime) -> Workload:
     """The Job-like workload of one run: the CronJob's pod, named after the slot."""
     completions = cron.job.completions if cron.job else 1
     return cron.model_copy(update={"name": run_name(cron.name, slot), "replicas": completions, "cron": cron.cron})
-
-
-def _admits(policies: Mapping[str, Policy], node: str, w: Workload) -> bool:
-    # A node that publishes no policy (an older daemon) admits everything, as in placement.
-    policy = policies.get(node)
-    return policy is None or not verdict(w, policy)
 
 
 class CronRuns:
@@ -67,14 +62,14 @@ class CronRuns:
         self,
         mset: ManifestSet,
         node: str,
-        nodes: Sequence[tuple[str, Mapping[str, str]]],
+        nodes: Sequence[NodeInfo],
         reports: Iterable[NodeStatus],
         now: datetime,
-        policies: Mapping[str, Policy] | None = None,
     ) -> None:
         """Start the due slots this node owns, stop replaced runs, forget runs past their history.
 
-        ``policies`` are the nodes' published admission policies: a slot is owned among the nodes that admit it.
+        A slot is owned among the nodes a replica of it could go to (a node that publishes no
+        admission policy, an older daemon, admits everything, as in placement).
         """
         crons = [w for w in mset.workloads if w.kind == "CronJob" and w.cron is not None]
         known = _cluster_runs(reports)
@@ -82,9 +77,17 @@ class CronRuns:
             assert w.cron is not None
             since = self._since.get(w.key, now - STARTUP_LOOKBACK)
             self._since[w.key] = now
-            admitting = [(n, labels) for n, labels in nodes if _admits(policies or {}, n, w)]
+            # A run goes where a replica of it could: required node affinity, taints and admission as in placement.
+            rules = w.scheduling
+            eligible = [
+                (n.name, n.labels)
+                for n in nodes
+                if rules.node_affinity(n.name, n.labels)
+                and rules.blocking_taint(n.taints, False, now) is None
+                and (n.policy is None or not verdict(w, n.policy))
+            ]
             owned = [
-                s for s in due_slots(w.cron, since, now) if slot_owner(w.key, s, admitting, w.node_selector) == node
+                s for s in due_slots(w.cron, since, now) if slot_owner(w.key, s, eligible, w.node_selector) == node
             ]
             # Runs we started are running until a report (ours included) says otherwise.
             started = {r.slot: State.RUNNING for r in self.runs.values() if r.cronjob == w.key}

@@ -27,6 +27,7 @@ from gitops.reconcile.policy import Decision, PassContext, decide, fenced_keys, 
 from gitops.reconcile.report import NodeFacts, render, replica_rows
 from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
+from gitops.scheduling import stamp_taints
 from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
 from gitops.source import GitError, GitSource
@@ -39,6 +40,7 @@ from gitops.status import (
     commit_message,
     content_key,
     dump,
+    taints_of,
     utc_now_iso,
 )
 from gitops.verify import Hold, StatusSignatures, Verdict, Verifier
@@ -99,6 +101,7 @@ class Reconciler:
             memory_override_mib=config.memory_mib,
             reserve_cpu_millis=config.reserve_cpu_millis,
             reserve_memory_mib=config.reserve_memory_mib,
+            taints=stamp_taints(config.taints, (), datetime.now(UTC)),
         ).model_copy(update={"policy": config.policy})
         self.executor = Executor(
             self.runtime,
@@ -150,15 +153,15 @@ class Reconciler:
         if not self._recovered:
             self.memory.recover(view.reports.get(self.node))
             self.cron.recover(view.reports.get(self.node), mset)
+            self._recover_taint_times(view.reports.get(self.node))
             self._recovered = True
         nodes = self._nodes(view, mset)
         pinned = volumes.place_pinned(
-            mset.workloads, nodes, view.placements(), volumes.holders(view.reports, mset.releases)
+            mset.workloads, nodes, view.placements(), volumes.holders(view.reports, mset.releases), datetime.now(UTC)
         )
         assignment, self._lost = pinned.assignment, pinned.lost
-        schedulable = [(n.name, n.labels) for n in nodes if not n.cordoned]
-        policies = {n.name: n.policy for n in nodes if n.policy is not None}
-        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC), policies)
+        schedulable = [n for n in nodes if not n.cordoned]
+        self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC))
         # What finished since the last pass (starts, failures) counts before deciding anew.
         self._record_outcome(self.executor.collect())
         obs = self._observe(mset)
@@ -271,6 +274,14 @@ class Reconciler:
         return self.board.view(
             self.source.status_heads(), self.source.read_status_files, timeout_s, keep_s, verify=self.signatures
         )
+
+    def _recover_taint_times(self, own: NodeStatus | None) -> None:
+        """A NoExecute taint we published before keeps its timeAdded across restarts: tolerationSeconds run on."""
+        if own is not None:
+            # The record's time wins over the one stamped at start (later entries win in stamp_taints).
+            earlier = (*self.facts.taints, *taints_of(own))
+            taints = stamp_taints(self.config.taints, earlier, datetime.now(UTC))
+            self.facts = self.facts.model_copy(update={"taints": taints})
 
     def _nodes(self, view: ClusterView, mset: ManifestSet) -> list[NodeInfo]:
         cordoned = frozenset(mset.cluster.cordoned)

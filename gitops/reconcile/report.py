@@ -14,7 +14,17 @@ from gitops.reconcile.memory import JobResult, Memory
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, Plan
 from gitops.states import Reason, State
-from gitops.status import Capacity, ErrorStatus, GpuStatus, NodeStatus, PolicyStatus, ReplicaStatus, RevisionStatus
+from gitops.status import (
+    Capacity,
+    ErrorStatus,
+    GpuStatus,
+    NodeStatus,
+    PolicyStatus,
+    ReplicaStatus,
+    RevisionStatus,
+    TaintStatus,
+    utc_now_iso,
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,15 @@ def render(
         daemon_version=__version__,
         heartbeat=now_iso,
         labels=facts.info.labels,
+        taints=[
+            TaintStatus(
+                key=t.key,
+                value=t.value,
+                effect=t.effect,
+                time_added=utc_now_iso(t.time_added) if t.time_added else None,
+            )
+            for t in facts.info.taints
+        ],
         capacity=Capacity(
             cpu=facts.info.cpu_millis,
             memory=facts.info.memory_mib,

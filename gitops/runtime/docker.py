@@ -137,12 +137,35 @@ class DockerRuntime:
             ),
         )
         cid: str = created["Id"]
-        for path, gid in req.owned_dirs:
-            # As the kubelet applies fsGroup: the engine, not this (capability-less) daemon, chowns.
-            self._call(self.api.put_archive, cid, posixpath.dirname(path), _owned_dir(posixpath.basename(path), gid))
+        try:
+            self._own_dirs(cid, req)
+        except RuntimeFailure:
+            # Started later as it stands, it would run without its fsGroup: the retry creates it anew.
+            self._call(self.api.remove_container, cid, force=True)
+            raise
         # A container whose start fails stays "created": inspectable, and retried with backoff.
         self._call(self.api.start, cid)
         return cid
+
+    def _own_dirs(self, cid: str, req: RunRequest) -> None:
+        """Give each of ``req.owned_dirs`` to its group, as the kubelet applies fsGroup (the engine chowns, not us)."""
+        if not req.owned_dirs:
+            return
+        target, helper = cid, None
+        if req.read_only:
+            # The engine extracts nothing onto a read-only root filesystem, even at a volume's mount
+            # point: a container never started, holding the same volumes, takes the archive instead.
+            owned = {path for path, _ in req.owned_dirs}
+            binds = [b for b in req.binds if b.split(":")[1] in owned]
+            host_config = self.api.create_host_config(binds=binds, network_mode="none")
+            target = helper = self._call(self.api.create_container, req.image, ["true"], host_config=host_config)["Id"]
+        try:
+            for path, gid in req.owned_dirs:
+                archive = _owned_dir(posixpath.basename(path), gid)
+                self._call(self.api.put_archive, target, posixpath.dirname(path), archive)
+        finally:
+            if helper is not None:
+                self._call(self.api.remove_container, helper)
 
     def start(self, cid: str) -> None:
         """Start an existing, stopped container."""

@@ -11,6 +11,8 @@ import pytest
 
 from gitops.admission import Policy
 from gitops.reconcile.reconciler import PassReport, Reconciler
+from gitops.runtime.base import RunRequest, RuntimeFailure
+from gitops.runtime.docker import DockerRuntime
 from tests.builders import INFER, SERVE, TEST_IMAGE, deployment, job
 from tests.helpers import DOCKER_HOST, Repo, git, make_reconciler, managed, wait_for
 
@@ -198,7 +200,11 @@ def test_host_to_container_propagation_reaches_docker(repo: Repo, node_name: str
         assert container.exec_run(["cat", "/host/seen.txt"]).output == b"from the host\n"
 
 
-def test_fs_group_lets_a_non_root_user_write_its_empty_dir(repo: Repo, node_name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("read_only_root", [False, True])
+def test_fs_group_lets_a_non_root_user_write_its_empty_dir(
+    repo: Repo, node_name: str, tmp_path: Path, read_only_root: bool
+) -> None:
+    read_only = "\nsecurityContext: {readOnlyRootFilesystem: true}" if read_only_root else ""
     repo.put(
         "apps/writer.yaml",
         deployment(
@@ -208,7 +214,7 @@ def test_fs_group_lets_a_non_root_user_write_its_empty_dir(repo: Repo, node_name
             command=["sh", "-c", "id -G > /data/groups && stat -c '%u %g %a' /data > /data/owner && sleep 3600"],
             grace_s=1,
             pod="securityContext: {runAsUser: 1000, fsGroup: 2000}\nvolumes: [{name: data, emptyDir: {}}]",
-            container="volumeMounts: [{name: data, mountPath: /data}]",
+            container="volumeMounts: [{name: data, mountPath: /data}]" + read_only,
         ),
     )
     reconciler(repo, node_name, tmp_path).run_pass()
@@ -222,6 +228,20 @@ def test_fs_group_lets_a_non_root_user_write_its_empty_dir(repo: Repo, node_name
 
         assert read("/data/owner") == b"0 2000 2775\n"
         assert "2000" in read("/data/groups").decode().split()
+
+
+def test_a_container_whose_fs_group_cannot_be_applied_is_not_left_behind(node_name: str) -> None:
+    runtime = DockerRuntime(DOCKER_HOST)
+    labels = {"gitops.managed": "true", "gitops.node": node_name}
+    request = RunRequest(f"owned-{node_name}", TEST_IMAGE, labels, command=SERVE, read_only=True,
+                         owned_dirs=(("/missing/data", 2000),))  # fmt: skip
+    try:
+        with pytest.raises(RuntimeFailure):
+            runtime.run(request)
+    finally:
+        runtime.close()
+    # Left "created", the retry would start it without its fsGroup.
+    assert managed(node_name) == []
 
 
 def test_image_pull_failure_reported_others_keep_running(repo: Repo, node_name: str, tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ def test_overrides_labels_and_gpus() -> None:
     )
     assert (info.cpu_millis, info.memory_mib, info.gpus) == (15000, 64512, ("GPU-a", "GPU-b"))
     assert info.labels == {
+        "kubernetes.io/hostname": "n1",  # the node's name, unless configured
         "role": "train",
         "gitops.hostname": "host-1",
         "gitops.arch": "arm64",

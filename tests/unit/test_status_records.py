@@ -46,6 +46,7 @@ from gitops.status import (
 )
 from gitops.statusview import render_status, status_document
 from tests.builders import deployment, workload
+from tests.builders import node as node_info
 from tests.helpers import DOCKER_HOST, Repo, git, make_reconciler, managed, wait_for
 
 T0 = datetime(2026, 11, 27, 18, 0, 0, tzinfo=UTC)
@@ -338,7 +339,7 @@ def test_cron_runs_read_any_valid_slot_and_skip_an_unvalidated_one() -> None:
     # model_copy does not validate: a reader still must not raise on what it holds.
     junk = status.model_copy(update={"workloads": [status.workloads[0].model_copy(update={"slot": "junk"})]})
     assert _cluster_runs([junk]) == {}
-    CronRuns().update(ManifestSet(), "me", [("me", {})], [junk], T0)  # no CronJobs in the repo
+    CronRuns().update(ManifestSet(), "me", [node_info("me")], [junk], T0)  # no CronJobs in the repo
 
 
 def test_placement_reads_capacities_at_their_bounds() -> None:

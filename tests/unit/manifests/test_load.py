@@ -6,6 +6,7 @@ import pytest
 
 from gitops.manifests.load import CLUSTER_KEY, combine, is_manifest_path, parse_file
 from gitops.model import EnvVar, FileResult, ManifestError, Mount, PortSpec, SecretRef, Workload
+from gitops.scheduling import Toleration
 from tests.builders import INFER, deployment, job
 
 
@@ -167,7 +168,7 @@ spec:
     workload = only(result)
     assert (workload.key, workload.replicas, workload.max_unavailable) == ("ops/DaemonSet/agent", 1, 1)
     assert any("OnDelete" in w for w in result.warnings)
-    assert any("ds.yaml:10: spec.template.spec.tolerations: ignored" in w for w in result.warnings)
+    assert workload.scheduling.tolerations == (Toleration(operator="Exists"),)
 
 
 def test_job_and_cron_job() -> None:
@@ -324,8 +325,8 @@ def test_bad_cron_jobs(spec: str, field: str, words: str) -> None:
             "only init containers take restartPolicy Always",
         ),
         (
-            deployment(pod="affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {x: 1}}}"),
-            "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution",
+            deployment(pod="affinity: {podAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{}]}}"),
+            "spec.template.spec.affinity.podAffinity.requiredDuringSchedulingIgnoredDuringExecution",
             "nodeSelector",
         ),
         (

@@ -80,4 +80,4 @@ def test_pinned_bits() -> None:
         "0xb4d055fcf2cbbd7b",
         "0x790a7264e27c80ff",
     ]
-    assert ALGORITHM_VERSION == "hrw-quota-sticky/4"
+    assert ALGORITHM_VERSION == "hrw-quota-sticky/5"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -12,13 +12,16 @@ from gitops.admission import Policy
 from gitops.cronjobs import run_name, slot_owner
 from gitops.identity import WorkloadKey
 from gitops.model import CronSpec, JobSpec, ManifestSet, Workload
+from gitops.placement import NodeInfo
 from gitops.reconcile.cronruns import CronRuns
+from gitops.scheduling import NodeTerm, Requirement, Scheduling, Taint
 from gitops.status import NodeStatus, ReplicaStatus
+from tests.builders import node as node_info
 from tests.builders import workload
 
 T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-ONE: Sequence[tuple[str, Mapping[str, str]]] = [("n1", {})]
+ONE: Sequence[NodeInfo] = [node_info("n1")]
 
 
 def cronjob(
@@ -120,15 +123,18 @@ def test_recovered_runs_keep_the_cronjobs_pod_and_completions() -> None:
 
 def test_slots_are_owned_only_among_nodes_whose_policy_admits_the_cronjob() -> None:
     tick = cronjob(namespace="ops")
-    nodes: Sequence[tuple[str, Mapping[str, str]]] = [("n1", {}), ("n2", {}), ("n3", {})]
     # n1 admits only images from a registry the CronJob's image is not in; n3 publishes no policy.
-    policies = {"n1": Policy(registries=("registry.example.com/**",)), "n2": Policy()}
+    nodes: Sequence[NodeInfo] = [
+        node_info("n1").model_copy(update={"policy": Policy(registries=("registry.example.com/**",))}),
+        node_info("n2").model_copy(update={"policy": Policy()}),
+        node_info("n3"),
+    ]
     due = [T0 + i * MINUTE for i in range(10)]
     started: dict[str, set[datetime]] = {}
     for node in ("n1", "n2", "n3"):
         runs = CronRuns()
-        runs.update(manifests(tick), node, nodes, [], T0 - timedelta(seconds=30), policies)
-        runs.update(manifests(tick), node, nodes, [], T0 + 9 * MINUTE + timedelta(seconds=1), policies)
+        runs.update(manifests(tick), node, nodes, [], T0 - timedelta(seconds=30))
+        runs.update(manifests(tick), node, nodes, [], T0 + 9 * MINUTE + timedelta(seconds=1))
         started[node] = slots(runs)
     assert started["n1"] == set() and started["n2"] and started["n3"]
     assert started["n2"] | started["n3"] == set(due) and not started["n2"] & started["n3"]
@@ -136,7 +142,8 @@ def test_slots_are_owned_only_among_nodes_whose_policy_admits_the_cronjob() -> N
 
 def test_update_starts_due_slots_this_node_owns_and_no_others() -> None:
     tick = cronjob()
-    nodes: Sequence[tuple[str, Mapping[str, str]]] = [("n1", {}), ("n2", {})]
+    nodes: Sequence[NodeInfo] = [node_info("n1"), node_info("n2")]
+    named = [(n.name, n.labels) for n in nodes]
     due = [T0 + i * MINUTE for i in range(10)]
     started: dict[str, set[datetime]] = {}
     for node in ("n1", "n2"):
@@ -145,7 +152,7 @@ def test_update_starts_due_slots_this_node_owns_and_no_others() -> None:
         assert runs.runs == {}
         runs.update(manifests(tick), node, nodes, [], T0 + 9 * MINUTE + timedelta(seconds=1))
         started[node] = slots(runs)
-        assert started[node] == {s for s in due if slot_owner(tick.key, s, nodes, {}) == node}
+        assert started[node] == {s for s in due if slot_owner(tick.key, s, named, {}) == node}
     # Each due slot is started by exactly one of the two nodes, and each node got some.
     assert started["n1"] | started["n2"] == set(due)
     assert not started["n1"] & started["n2"]
@@ -154,13 +161,34 @@ def test_update_starts_due_slots_this_node_owns_and_no_others() -> None:
 
 def test_update_starts_nothing_on_nodes_the_selector_excludes() -> None:
     tick = cronjob(selector={"disk": "ssd"})
-    nodes: Sequence[tuple[str, Mapping[str, str]]] = [("n1", {}), ("n2", {"disk": "ssd"})]
+    nodes: Sequence[NodeInfo] = [node_info("n1"), node_info("n2", labels={"disk": "ssd"})]
     n1, n2 = CronRuns(), CronRuns()
     for runs, node in ((n1, "n1"), (n2, "n2")):
         runs.update(manifests(tick), node, nodes, [], T0 - timedelta(seconds=30))
         runs.update(manifests(tick), node, nodes, [], T0 + 2 * MINUTE)
     assert n1.runs == {}
     assert slots(n2) == {T0, T0 + MINUTE, T0 + 2 * MINUTE}
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        Scheduling(required=(NodeTerm(requirements=(Requirement(key="disk", operator="In", values=("ssd",)),)),)),
+        Scheduling(),  # n1's NoSchedule taint is not tolerated
+    ],
+)
+def test_update_starts_nothing_on_nodes_affinity_or_taints_exclude(rules: Scheduling) -> None:
+    tick = cronjob(scheduling=rules)
+    tainted = node_info("n1", labels={"disk": "hdd"}).model_copy(
+        update={"taints": (Taint(key="dedicated", effect="NoSchedule"),) if rules == Scheduling() else ()}
+    )
+    nodes: Sequence[NodeInfo] = [tainted, node_info("n2", labels={"disk": "ssd"})]
+    n1, n2 = CronRuns(), CronRuns()
+    for runs, node in ((n1, "n1"), (n2, "n2")):
+        runs.update(manifests(tick), node, nodes, [], T0 - timedelta(seconds=30))
+        runs.update(manifests(tick), node, nodes, [], T0 + 9 * MINUTE)
+    assert n1.runs == {}
+    assert slots(n2) == {T0 + i * MINUTE for i in range(10)}
 
 
 def test_first_update_only_looks_back_a_few_seconds() -> None:
