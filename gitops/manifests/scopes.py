@@ -71,7 +71,9 @@ def scope_of_key(key: str) -> str:
 
 
 def compose(tip: ManifestSet, held: Mapping[str, ManifestSet]) -> ManifestSet:
-    """``tip`` with each held scope's workloads (and Cluster) taken from that scope's own revision.
+    """``tip`` with each held scope's workloads, claims and volume releases (and Cluster) from its own revision.
+
+    Claims matter most: a refused commit deleting a claim's document must not delete its volume.
 
     Errors, warnings and unreadable files stay the tip's: they describe the files as they are now.
     """
@@ -79,12 +81,18 @@ def compose(tip: ManifestSet, held: Mapping[str, ManifestSet]) -> ManifestSet:
         return tip
     workloads = [w for w in tip.workloads if w.namespace not in held]
     workloads += [w for scope, mset in held.items() for w in mset.workloads if w.namespace == scope]
+    claims = [c for c in tip.claims if c.namespace not in held]
+    claims += [c for scope, mset in held.items() for c in mset.claims if c.namespace == scope]
+    releases = [r for r in tip.releases if r.namespace not in held]
+    releases += [r for scope, mset in held.items() for r in mset.releases if r.namespace == scope]
     invalid = [k for k in tip.invalid_keys if scope_of_key(k) not in held]
     invalid += [k for scope, mset in held.items() for k in mset.invalid_keys if scope_of_key(k) == scope]
     cluster = held[CLUSTER_SCOPE].cluster if CLUSTER_SCOPE in held else tip.cluster
     return tip.model_copy(
         update={
             "workloads": tuple(sorted(workloads, key=lambda w: w.key)),
+            "claims": tuple(sorted(claims, key=lambda c: c.key)),
+            "releases": tuple(sorted(releases, key=lambda r: r.key)),
             "cluster": cluster,
             "invalid_keys": tuple(dict.fromkeys(invalid)),
         }

@@ -6,7 +6,7 @@ from gitops.manifests.load import combine, parse_file
 from gitops.manifests.scopes import CLUSTER_SCOPE, changed_scopes, compose, file_scopes
 from gitops.model import ManifestSet
 from gitops.verify import Change, CommitCheck, Hold, TeamRules, walk
-from tests.builders import deployment
+from tests.builders import claim, deployment
 
 
 def in_ns(text: str, namespace: str) -> str:
@@ -117,3 +117,13 @@ def test_compose_takes_held_scopes_from_their_revision() -> None:
     out = compose(new, {"team-b": old})
     assert {w.key: w.replicas for w in out.workloads} == {"team-a/Deployment/a": 3, "team-b/Deployment/b": 1}
     assert compose(new, {}) is new
+
+
+def test_a_held_scope_keeps_its_claims_so_a_refused_commit_deletes_no_volume() -> None:
+    def mset(*names: str) -> ManifestSet:
+        text = "---\n".join(in_ns(claim(name), "team-b") for name in names)
+        return combine({"claims.yaml": parse_file("claims.yaml", text.encode())})
+
+    old, new = mset("data", "logs"), mset("logs")
+    assert [c.name for c in compose(new, {"team-b": old}).claims] == ["data", "logs"]
+    assert [c.name for c in compose(new, {}).claims] == ["logs"]
