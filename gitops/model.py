@@ -370,6 +370,7 @@ class ClusterSpec(Frozen):
     heartbeat_seconds: int = 10
     node_timeout_seconds: int = 30
     cordoned: tuple[str, ...] = ()
+    service_cidr: str = "10.96.0.0/16"
 
 
 class ConfigMap(Frozen):
@@ -389,11 +390,51 @@ class ConfigMap(Frozen):
         return f"{self.namespace}/ConfigMap/{self.name}"
 
 
+class ServicePort(Frozen):
+    """One port of a Service; ``node_port`` is allocated (``gitops/services/allocate.py``) unless requested."""
+
+    name: str | None = None
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    port: int
+    # A container port number, or the name of a container port of each selected replica.
+    target_port: int | str
+    node_port: int | None = None
+
+
+class Service(Frozen):
+    """A resolved ``v1 Service``; LoadBalancer is served as NodePort, so it is not a type here."""
+
+    namespace: str = "default"
+    name: str
+    file: str
+    line: int | None = None
+    type: Literal["ClusterIP", "NodePort", "ExternalName"] = "ClusterIP"
+    # Empty: allocated from the Cluster's serviceCidr; "None": headless; an address: pinned by the manifest.
+    cluster_ip: str = ""
+    selector: dict[str, str] = Field(default_factory=dict)
+    ports: tuple[ServicePort, ...] = ()
+    external_name: str | None = None
+    session_affinity: Literal["None", "ClientIP"] = "None"
+    affinity_timeout_s: int = 10800
+    publish_not_ready: bool = False
+
+    @property
+    def key(self) -> str:
+        """``namespace/Service/name``, as invalid_keys name it."""
+        return f"{self.namespace}/Service/{self.name}"
+
+    @property
+    def headless(self) -> bool:
+        """Whether the name resolves to the endpoints themselves instead of a virtual IP."""
+        return self.cluster_ip == "None"
+
+
 class FileResult(Frozen):
     """Everything one file yields; pure in the file's path and bytes, so cacheable by blob id."""
 
     workloads: tuple[Workload, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()
+    services: tuple[Service, ...] = ()
     cluster: ClusterSpec | None = None
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -408,6 +449,7 @@ class ManifestSet(Frozen):
 
     workloads: tuple[Workload, ...] = ()
     config_maps: tuple[ConfigMap, ...] = ()
+    services: tuple[Service, ...] = ()
     cluster: ClusterSpec = ClusterSpec()
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -12,16 +12,22 @@ from gitops.manifests import configmaps, kube
 from gitops.manifests.fields import KubeModel, ignored_fields
 from gitops.manifests.issues import Issues
 from gitops.manifests.names import generated_name
+from gitops.manifests.service import convert_service
 from gitops.manifests.workload import convert_workload
 from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
-from gitops.model import ClusterSpec, ConfigMap, FileResult, ManifestError, ManifestSet, Workload
+from gitops.model import ClusterSpec, ConfigMap, FileResult, ManifestError, ManifestSet, Service, Workload
+from gitops.services.allocate import allocate
+
+_Keyed = TypeVar("_Keyed", ConfigMap, Service)
 
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
 CLUSTER_KEY = "gitops/Cluster"
 _CLUSTER_TYPE = ("gitops/v1", "Cluster")
 # Retired API versions whose fields are a subset of the current one's: read them as the current one.
 _RETIRED = {("batch/v1beta1", "CronJob")}
-_SUPPORTED = "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob, and reads v1 ConfigMap"
+_SUPPORTED = (
+    "gitops runs apps/v1 Deployment and DaemonSet, batch/v1 Job and CronJob, and reads v1 ConfigMap and Service"
+)
 
 
 def is_manifest_path(path: str) -> bool:
@@ -36,6 +42,7 @@ class _FileParse:
         self.issues = Issues(path, {})
         self.workloads: list[Workload] = []
         self.config_maps: list[ConfigMap] = []
+        self.services: list[Service] = []
         self.clusters: list[tuple[ClusterSpec, int | None]] = []
         self.invalid_keys: list[str] = []
         self.unreadable = False
@@ -70,6 +77,8 @@ class _FileParse:
             self.workload(data, api, kind, issues, broken)
         elif (api, kind) == ("v1", "ConfigMap"):
             self.config_map(data, issues, broken)
+        elif (api, kind) == ("v1", "Service"):
+            self.service(data, issues, broken)
         elif (api, kind) == ("v1", "Secret"):
             issues.error(
                 (),
@@ -112,6 +121,18 @@ class _FileParse:
         _warn_ignored(doc, issues)
         self.config_maps.append(configmaps.config_map(doc, self.path, issues.lines.get(issues.base)))
 
+    def service(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
+        before = len(issues.errors)
+        doc = _validate(kube.Service, data, issues)
+        service = convert_service(doc, self.path, issues.lines.get(issues.base), issues) if doc is not None else None
+        if service is None or broken or len(issues.errors) > before:
+            key = _raw_key(data, "Service")
+            if key is not None:
+                self.invalid_keys.append(key)
+            return
+        _warn_ignored(doc, issues)
+        self.services.append(service)
+
     def cluster(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
         doc = _validate(kube.Cluster, data, issues)
         if doc is None or broken:
@@ -121,6 +142,7 @@ class _FileParse:
             heartbeat_seconds=doc.spec.heartbeat_seconds,
             node_timeout_seconds=doc.spec.node_timeout_seconds,
             cordoned=tuple(doc.spec.cordoned),
+            service_cidr=doc.spec.service_cidr,
         )
         self.clusters.append((spec, issues.lines.get(issues.base)))
 
@@ -142,6 +164,7 @@ class _FileParse:
         return FileResult(
             workloads=tuple(w for w in self.workloads if w.key not in duplicates),
             config_maps=tuple(self.config_maps),
+            services=tuple(self.services),
             cluster=cluster,
             errors=tuple(self.issues.errors),
             warnings=tuple(self.issues.warnings),
@@ -177,7 +200,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         if result.cluster is not None:
             clusters.append((name, result.cluster))
     invalid = [key for name in files for key in results[name].invalid_keys]
-    config_maps = _unique_config_maps([cm for name in files for cm in results[name].config_maps], errors, invalid)
+    config_maps = _unique([cm for name in files for cm in results[name].config_maps], errors, invalid)
     workloads: list[Workload] = []
     for key, found in by_key.items():
         if len(found) == 1:
@@ -198,9 +221,16 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
             for name, _ in clusters
         )
         invalid.append(CLUSTER_KEY)
+    services = _unique([s for name in files for s in results[name].services], errors, invalid)
+    allocated, unallocated = allocate(services, cluster.service_cidr)
+    errors.extend(unallocated)
+    kept = {s.key for s in allocated}
+    # Addresses depend on serviceCidr: with the Cluster document broken, every Service keeps what it had.
+    invalid.extend(s.key for s in services if s.key not in kept or CLUSTER_KEY in invalid)
     return ManifestSet(
         workloads=tuple(sorted(workloads, key=lambda w: w.key)),
         config_maps=tuple(config_maps),
+        services=tuple(sorted(allocated, key=lambda s: s.key)),
         cluster=cluster,
         errors=tuple(errors),
         warnings=tuple(w for name in files for w in results[name].warnings),
@@ -219,17 +249,18 @@ def _resolve_config(
     return resolved, errors
 
 
-def _unique_config_maps(found: list[ConfigMap], errors: list[ManifestError], invalid: list[str]) -> list[ConfigMap]:
-    by_key: dict[str, list[ConfigMap]] = {}
-    for cm in found:
-        by_key.setdefault(cm.key, []).append(cm)
+def _unique(found: list[_Keyed], errors: list[ManifestError], invalid: list[str]) -> list[_Keyed]:
+    """The documents whose key is defined once; every definition of a repeated key is an error."""
+    by_key: dict[str, list[_Keyed]] = {}
+    for doc in found:
+        by_key.setdefault(doc.key, []).append(doc)
     unique = []
-    for key, maps in by_key.items():
-        if len(maps) == 1:
-            unique.append(maps[0])
+    for key, docs in by_key.items():
+        if len(docs) == 1:
+            unique.append(docs[0])
             continue
-        places = ", ".join(f"{cm.file}:{cm.line}" for cm in maps)
-        errors.extend(_duplicate_error(cm.file, cm.line, key, places) for cm in maps)
+        places = ", ".join(f"{doc.file}:{doc.line}" for doc in docs)
+        errors.extend(_duplicate_error(doc.file, doc.line, key, places) for doc in docs)
         invalid.append(key)
     return unique
 

@@ -58,7 +58,7 @@ def table(results: dict[str, FileResult]) -> str:
 
 
 def _models() -> list[type[BaseModel]]:
-    roots: list[type[BaseModel]] = [model for _, model in kube.WORKLOAD_MODELS.values()]
+    roots: list[type[BaseModel]] = [*(model for _, model in kube.WORKLOAD_MODELS.values()), kube.Service]
     found: list[type[BaseModel]] = []
     while roots:
         model = roots.pop(0)
