@@ -415,7 +415,6 @@ class Service(Frozen):
     ports: tuple[ServicePort, ...] = ()
     external_name: str | None = None
     session_affinity: Literal["None", "ClientIP"] = "None"
-    affinity_timeout_s: int = 10800
     publish_not_ready: bool = False
 
     @property

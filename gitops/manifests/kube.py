@@ -956,18 +956,6 @@ class ServicePort(KubeModel):
     app_protocol: Annotated[object, Ignore("traffic is forwarded at layer 4 whatever the protocol")] = None
 
 
-class ClientIPConfig(KubeModel):
-    """sessionAffinityConfig.clientIP."""
-
-    timeout_seconds: Annotated[int, Field(ge=1, le=86400)] = 10800
-
-
-class SessionAffinityConfig(KubeModel):
-    """Service spec.sessionAffinityConfig."""
-
-    client_ip: ClientIPConfig = Field(default=ClientIPConfig(), alias="clientIP")
-
-
 def _local_policy(field: str) -> AfterValidator:
     return refuse_when(lambda p: p == "Local", f"{field} Local is not supported; remove it (Cluster applies)")
 
@@ -985,7 +973,9 @@ class ServiceSpec(KubeModel):
     )
     external_name: str | None = None
     session_affinity: Literal["None", "ClientIP"] = "None"
-    session_affinity_config: SessionAffinityConfig | None = None
+    session_affinity_config: Annotated[
+        object, Ignore("affinity hashes the client address, so it lasts while the endpoints stay the same; no timeout")
+    ] = None
     publish_not_ready_addresses: bool = False
     external_traffic_policy: Annotated[Literal["Cluster", "Local"], _local_policy("externalTrafficPolicy")] = "Cluster"
     internal_traffic_policy: Annotated[Literal["Cluster", "Local"], _local_policy("internalTrafficPolicy")] = "Cluster"

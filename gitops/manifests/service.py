@@ -36,16 +36,9 @@ def convert_service(doc: kube.Service, file: str, line: int | None, issues: Issu
         _check_external_name(spec, issues)
     else:
         _check_proxied(spec, issues)
-    if spec.session_affinity_config is not None and spec.session_affinity != "ClientIP":
-        issues.error(
-            ("spec", "sessionAffinityConfig"),
-            "sessionAffinityConfig applies only to sessionAffinity: ClientIP",
-            "set sessionAffinity: ClientIP or remove sessionAffinityConfig",
-        )
     ports = _ports(spec, node_ports, issues)
     if len(issues.errors) > before:
         return None
-    affinity = spec.session_affinity_config or kube.SessionAffinityConfig()
     return Service(
         namespace=doc.metadata.namespace,
         name=doc.metadata.name,
@@ -57,7 +50,6 @@ def convert_service(doc: kube.Service, file: str, line: int | None, issues: Issu
         ports=ports,
         external_name=spec.external_name,
         session_affinity=spec.session_affinity,
-        affinity_timeout_s=affinity.client_ip.timeout_seconds,
         publish_not_ready=spec.publish_not_ready_addresses,
     )
 

@@ -67,7 +67,7 @@ def allocate(services: Sequence[Service], cidr: str) -> tuple[list[Service], lis
     for service in services:
         if service.key in bad:
             continue
-        ports = tuple(p.model_copy(update={"node_port": node_ports.get(_port_key(service, p))}) for p in service.ports)
+        ports = tuple(p.model_copy(update={"node_port": node_ports.get(port_key(service, p))}) for p in service.ports)
         out.append(service.model_copy(update={"cluster_ip": ips.get(service.key, service.cluster_ip), "ports": ports}))
     return out, [error for _, error in problems]
 
@@ -106,7 +106,7 @@ def _node_ports(services: Sequence[Service], problems: list[tuple[str, ManifestE
     hashed_keys: dict[str, tuple[Service, int]] = {}
     for service in services:
         for index, port in enumerate(service.ports):
-            key = _port_key(service, port)
+            key = port_key(service, port)
             if port.node_port is None:
                 hashed_keys[key] = (service, index)
             else:
@@ -143,7 +143,8 @@ def _pinned_twice(
             )
 
 
-def _port_key(service: Service, port: ServicePort) -> str:
+def port_key(service: Service, port: ServicePort) -> str:
+    """``namespace/Service/name:port/protocol``: one port of one Service."""
     return f"{service.key}:{port.port}/{port.protocol}"
 
 

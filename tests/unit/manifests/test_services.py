@@ -80,13 +80,13 @@ def test_invalid_services_get_file_line_field_errors() -> None:
     assert "did you mean 'selector'" in str(parse_file("s.yaml", service("w", "selectr: {}\n").encode()).errors[0])
 
 
-def test_session_affinity_client_ip_keeps_its_timeout() -> None:
+def test_session_affinity_client_ip_is_kept_and_its_timeout_ignored() -> None:
     text = service("web", "sessionAffinity: ClientIP\nsessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n")
-    svc = only(load({"svc.yaml": text}))
-    assert (svc.session_affinity, svc.affinity_timeout_s) == ("ClientIP", 60)
-    assert (
-        "applies only to sessionAffinity: ClientIP"
-        in errors(service("web", "sessionAffinityConfig: {clientIP: {timeoutSeconds: 60}}\n"))[0]
+    mset = load({"svc.yaml": text})
+    assert only(mset).session_affinity == "ClientIP"
+    assert mset.warnings == (
+        "svc.yaml:9: spec.sessionAffinityConfig: ignored: affinity hashes the client address, so it lasts while "
+        "the endpoints stay the same; no timeout",
     )
 
 
