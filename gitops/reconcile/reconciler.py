@@ -98,13 +98,14 @@ class Reconciler:
             reserve_cpu_millis=config.reserve_cpu_millis,
             reserve_memory_mib=config.reserve_memory_mib,
         ).model_copy(update={"policy": config.policy})
+        self.address = config.address or host_ip()
         self.executor = Executor(
             self.runtime,
             self.node,
             config.secrets_dir,
             config.state_dir / "files",
             config.state_dir / "seccomp",
-            host_ip=config.host_ip or host_ip(),
+            host_ip=self.address,
             capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
@@ -246,7 +247,7 @@ class Reconciler:
 
     def _publish_refusal(self, errors: list[ErrorStatus]) -> None:
         """Say why nothing is applied yet, in a record without a heartbeat: peers never count it live."""
-        facts = NodeFacts(self.node, self.facts, self.gpus)
+        facts = NodeFacts(self.node, self.facts, self.gpus, self.address)
         status = render(facts, RevisionStatus(), "", [], errors, [], now_iso="")
         key = content_key(status)
         if key == self._refusal_published:
@@ -331,7 +332,7 @@ class Reconciler:
         revision = RevisionStatus(
             sha=ctx.revision, verified=verified, applied_at=self._applied_at(ctx.revision), held=held or None
         )
-        facts = NodeFacts(self.node, self.facts, self.gpus)
+        facts = NodeFacts(self.node, self.facts, self.gpus, self.address)
         digest = ctx.assignment.digest(ctx.revision, live)
         return render(facts, revision, digest, live, errors, [self.cron.annotate(r) for r in rows], now_iso)
 

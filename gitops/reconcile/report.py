@@ -24,6 +24,8 @@ class NodeFacts:
     node: str
     info: NodeInfo
     gpus: Sequence[Gpu]
+    # Where peers reach this node's published ports (Service endpoints).
+    address: str = ""
 
 
 def render(
@@ -38,6 +40,7 @@ def render(
     """The whole ``status.yaml`` of this node."""
     return NodeStatus(
         node=facts.node,
+        address=facts.address,
         daemon_version=__version__,
         heartbeat=now_iso,
         labels=facts.info.labels,
