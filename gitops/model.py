@@ -331,6 +331,9 @@ class Workload(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     replicas: int = 1
     pod: PodSpec
+    # What Services select and name (outside ``pod``: they change no container, so no hash).
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    port_names: dict[str, int] = Field(default_factory=dict)
     node_selector: dict[str, str] = Field(default_factory=dict)
     strategy: Literal["RollingUpdate", "Recreate"] = "RollingUpdate"
     # Already resolved against ``replicas`` (Kubernetes rounds unavailable down, surge up).

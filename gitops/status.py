@@ -150,6 +150,14 @@ class ErrorStatus(_Status):
     message: Text = ""
 
 
+class PortStatus(_Status):
+    """A container port of a replica published on its node's address: where Service traffic goes."""
+
+    container_port: Annotated[int, Field(ge=1, le=65535)] = Field(alias="containerPort")
+    protocol: Name = "tcp"
+    host_port: Annotated[int, Field(ge=1, le=65535)] = Field(alias="hostPort")
+
+
 class ReplicaStatus(_Status):
     """One replica this node runs (or tried to)."""
 
@@ -171,6 +179,8 @@ class ReplicaStatus(_Status):
     # CronJob runs: the CronJob's name and the scheduled time this run belongs to.
     cronjob: Name | None = None
     slot: Time | None = None
+    # Published ports of a running replica; its Service endpoints on other nodes.
+    ports: list[PortStatus] | None = Field(default=None, max_length=1024)
 
     @property
     def key(self) -> WorkloadKey:

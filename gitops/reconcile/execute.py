@@ -431,6 +431,7 @@ class Executor:
             # As Kubernetes names an Indexed Job's pods; the pod's other containers share the first's.
             hostname=_index_hostname(inst) if indexed and network_mode is None else None,
             ports={} if pod.host_network else ports,
+            publish_ip=None if pod.host_network else self.host_ip,
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
             binds=self._binds(ident, spec, files_dir),

@@ -27,6 +27,7 @@ from gitops.runtime.base import Runtime, RuntimeUnavailable
 from gitops.runtime.docker import DockerRuntime
 from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
+from gitops.services.proxy import ServiceProxy
 from gitops.source import GitError, GitSource
 from gitops.states import INIT_FAILURES
 from gitops.status import (
@@ -109,6 +110,7 @@ class Reconciler:
             capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
+        self.services = ServiceProxy(self.node)
         self._recovered = False
         self._fetch_error: str | None = None
         self._last_push_ok = time.monotonic()
@@ -201,6 +203,8 @@ class Reconciler:
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
         self._latest = self._status(ctx, decision, the_plan, errors)
+        if (problem := self.services.sync(mset, view, self._latest)) is not None:
+            self._latest.errors.append(ErrorStatus(field="services", message=problem))
         report.pushed = self._push(self._latest)
         self.pass_error = None
         return report

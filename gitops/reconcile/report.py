@@ -14,7 +14,16 @@ from gitops.reconcile.memory import JobResult, Memory
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, Plan
 from gitops.states import Reason, State
-from gitops.status import Capacity, ErrorStatus, GpuStatus, NodeStatus, PolicyStatus, ReplicaStatus, RevisionStatus
+from gitops.status import (
+    Capacity,
+    ErrorStatus,
+    GpuStatus,
+    NodeStatus,
+    PolicyStatus,
+    PortStatus,
+    ReplicaStatus,
+    RevisionStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,10 @@ def _replica_row(b: _Rows, inst: Instance, obs: Observation, the_plan: Plan, mem
     if all(c.state == "running" for c in group):
         state = _running_state(group, obs)
         msg = message or next((h.message for c in group if (h := obs.health.get(c.id)) and h.message), None)
-        return b.row(rid, main.spec_hash, main.id, state, reason, msg, restarts=total, failed=failed_hash)
+        row = b.row(rid, main.spec_hash, main.id, state, reason, msg, restarts=total, failed=failed_hash)
+        published = sorted({p for c in group for p in c.published})
+        ports = [PortStatus(container_port=port, protocol=proto, host_port=host) for port, proto, host in published]
+        return row.model_copy(update={"ports": ports or None})
     code = next(c.exit_code for c in group if c.state != "running")
     return b.row(rid, main.spec_hash, main.id, State.EXITED, reason, message, code, total, failed_hash)
 

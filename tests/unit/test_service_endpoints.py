@@ -1,0 +1,69 @@
+"""Service endpoints from status records: which replicas serve, at which address and port."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitops.manifests.load import combine, parse_file
+from gitops.model import ManifestSet
+from gitops.services.allocate import port_key
+from gitops.services.endpoints import endpoints
+from gitops.services.nft import Backend
+from gitops.status import NodeStatus
+from tests.builders import deployment, service
+
+WEB = deployment("web", 3, container="ports: [{name: http, containerPort: 8080}, {containerPort: 53, protocol: UDP}]\n")
+
+
+def manifests(*docs: str) -> ManifestSet:
+    mset = combine({f"{i}.yaml": parse_file(f"{i}.yaml", d.encode()) for i, d in enumerate(docs)})
+    assert mset.errors == (), [str(e) for e in mset.errors]
+    return mset
+
+
+def record(node: str, address: str, *rows: tuple[int, str, str | None, int]) -> NodeStatus:
+    """A node's record with rows of web: (replica, state, reason, published host port of 8080)."""
+    workloads: list[dict[str, Any]] = [
+        {
+            "namespace": "default",
+            "kind": "Deployment",
+            "name": "web",
+            "replica": replica,
+            "specHash": "h",
+            "state": state,
+            **({"reason": reason} if reason else {}),
+            "ports": [{"containerPort": 8080, "protocol": "tcp", "hostPort": host}],
+        }
+        for replica, state, reason, host in rows
+    ]
+    return NodeStatus.model_validate({"node": node, "address": address, "workloads": workloads})
+
+
+def test_ready_replicas_on_live_nodes_serve_by_named_target_port() -> None:
+    mset = manifests(WEB, service("web", ports="[{port: 80, targetPort: http}]"))
+    reports = {
+        "a": record("a", "10.0.0.1", (0, "ready", None, 32001), (1, "running", None, 32002)),
+        "b": record("b", "10.0.0.2", (2, "ready", "Terminating", 32003)),
+        "c": record("c", "10.0.0.3", (0, "ready", None, 32004)),
+        "d": record("d", "", (1, "ready", None, 32005)),
+    }
+    svc = mset.services[0]
+    found = endpoints(mset.services, mset.workloads, reports, live={"a", "b", "d"})
+    # Not ready, terminating, a node that is not live, and one without an address: none serve.
+    assert found == {port_key(svc, svc.ports[0]): [Backend("10.0.0.1", 32001)]}
+
+
+def test_selector_namespace_protocol_and_publish_not_ready() -> None:
+    reports = {"a": record("a", "10.0.0.1", (0, "running", None, 32001))}
+    eager = manifests(WEB, service("web", "publishNotReadyAddresses: true\n", ports="[{port: 80, targetPort: 8080}]"))
+    assert list(endpoints(eager.services, eager.workloads, reports, {"a"}).values()) == [[Backend("10.0.0.1", 32001)]]
+    for other in (
+        service("web", "publishNotReadyAddresses: true\n", selector="app: api", ports="[{port: 80, targetPort: 8080}]"),
+        service("web", "publishNotReadyAddresses: true\n", ports="[{port: 80, targetPort: 8080, protocol: UDP}]"),
+        service("web", "publishNotReadyAddresses: true\n", ports="[{port: 80, targetPort: 9090}]"),
+        service("web", "publishNotReadyAddresses: true\n", ports="[{port: 80}]").replace(
+            "name: web\n", "name: web\n  namespace: other\n"
+        ),
+    ):
+        mset = manifests(WEB, other)
+        assert endpoints(mset.services, mset.workloads, reports, {"a"}) == {}, other
