@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from gitops.cluster import ClusterView
 from gitops.manifests.load import combine, parse_file
 from gitops.model import ManifestSet
 from gitops.services.allocate import port_key
 from gitops.services.endpoints import endpoints
 from gitops.services.nft import Backend
 from gitops.status import NodeStatus
+from gitops.statusview import render_status, status_document
 from tests.builders import deployment, service
 
 WEB = deployment("web", 3, container="ports: [{name: http, containerPort: 8080}, {containerPort: 53, protocol: UDP}]\n")
@@ -67,3 +70,18 @@ def test_selector_namespace_protocol_and_publish_not_ready() -> None:
     ):
         mset = manifests(WEB, other)
         assert endpoints(mset.services, mset.workloads, reports, {"a"}) == {}, other
+
+
+def test_gitops_status_lists_services_with_address_ports_and_ready_endpoints_per_node() -> None:
+    mset = manifests(WEB, service("web", "type: NodePort\n", ports="[{port: 80, targetPort: http}]"))
+    reports = {
+        "a": record("a", "10.0.0.1", (0, "ready", None, 32001), (1, "ready", None, 32002)),
+        "b": record("b", "10.0.0.2", (2, "running", None, 32003)),
+    }
+    doc = status_document(mset, ClusterView(reports=reports, live=frozenset(reports)), "rev")
+    (svc,) = doc["services"]
+    (port,) = svc["ports"]
+    assert (svc["key"], svc["type"], port["endpoints"]) == ("default/Service/web", "NodePort", {"a": 2, "b": 0})
+    text = render_status(json.loads(json.dumps(doc)))
+    assert f"  default/Service/web                      NodePort     {svc['clusterIP']}" in text
+    assert f"      80/TCP -> http node port {port['nodePort']}  ready endpoints: a 2, b 0" in text
