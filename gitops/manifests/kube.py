@@ -688,7 +688,9 @@ class PodSpec(KubeModel):
     )
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     scheduler_name: Annotated[object, _PLACEMENT] = None
-    enable_service_links: Annotated[object, Ignore("there are no Services to link")] = None
+    enable_service_links: Annotated[
+        object, Ignore("<NAME>_SERVICE_HOST/_PORT are always set; the Docker-link variables never are")
+    ] = None
     overhead: Annotated[object, _API_SERVER] = None
     os: Annotated[object, Ignore("containers here run on Linux")] = None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +16,14 @@ from gitops.downward import PodValues
 from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
 from gitops.manifests.expansion import expand
-from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks
+from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks, Service
 from gitops.reconcile import hooks
 from gitops.reconcile.files import FileStore
 from gitops.reconcile.plan import Action, Instance
 from gitops.registryauth import BadPullSecret, pull_auth
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, as_text, read_secret, read_secret_files
+from gitops.services.env import service_env
 from gitops.states import Reason
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ class Executor:
         # What the downward API gives containers: status.hostIP, and the node's (cpu millis, memory bytes).
         self.host_ip = host_ip
         self.capacity = capacity
+        # The revision's Services, set each pass: containers started from then on get their variables.
+        self.services: Sequence[Service] = ()
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -480,7 +483,10 @@ class Executor:
                 known[e.name] = value
             own.append(f"{e.name}={value}")
         names = {e.name for e in spec.env}
-        return [f"{k}={v}" for k, v in sourced.items() if k not in names] + own, known
+        # Service variables first, as the kubelet puts them: the container's own env and envFrom win.
+        services = service_env(self.services, namespace)
+        listed = [f"{k}={v}" for k, v in services.items() if k not in names and k not in sourced]
+        return listed + [f"{k}={v}" for k, v in sourced.items() if k not in names] + own, known
 
     def _env_from(self, namespace: str, source: EnvFrom) -> list[tuple[str, str]]:
         if source.secret is None:

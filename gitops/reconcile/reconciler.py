@@ -186,6 +186,7 @@ class Reconciler:
         self.executor.files.sweep({c.name for c in (*obs.containers, *obs.leaving)})
         self.memory.apply(decision.update)
         self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
+        self.executor.services = mset.services
         if decision.fenced:
             log.warning(
                 "fenced: no heartbeat pushed for %.0fs, stopping %s", ctx.silent_for, ", ".join(sorted(decision.fenced))

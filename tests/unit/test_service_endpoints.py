@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from gitops.cluster import ClusterView
 from gitops.manifests.load import combine, parse_file
 from gitops.model import ManifestSet
+from gitops.reconcile.execute import Executor
+from gitops.reconcile.plan import Action, Instance
 from gitops.services.allocate import port_key
 from gitops.services.endpoints import endpoints
 from gitops.services.nft import Backend
 from gitops.status import NodeStatus
 from gitops.statusview import render_status, status_document
 from tests.builders import deployment, service
+from tests.fakes import FakeRuntime
 
 WEB = deployment("web", 3, container="ports: [{name: http, containerPort: 8080}, {containerPort: 53, protocol: UDP}]\n")
 
@@ -85,3 +89,29 @@ def test_gitops_status_lists_services_with_address_ports_and_ready_endpoints_per
     text = render_status(json.loads(json.dumps(doc)))
     assert f"  default/Service/web                      NodePort     {svc['clusterIP']}" in text
     assert f"      80/TCP -> http node port {port['nodePort']}  ready endpoints: a 2, b 0" in text
+
+
+def test_containers_get_their_namespaces_service_variables_and_their_own_env_wins() -> None:
+    app = deployment("app", container="env: [{name: WEB_SERVICE_PORT, value: mine}]\n")
+    mset = manifests(
+        app,
+        WEB,
+        service("web", ports="[{name: http, port: 80}, {name: dns-udp, port: 53, protocol: UDP}]"),
+        service("db", "clusterIP: None\n", ports=""),
+        service("other", ports="[{port: 81}]").replace("name: other\n", "name: other\n  namespace: elsewhere\n"),
+    )
+    w = next(w for w in mset.workloads if w.name == "app")
+    engine = FakeRuntime(images={w.pod.containers[0].image})
+    ex = Executor(engine, "n1", *(Path("/nonexistent"),) * 3)
+    ex.services = mset.services
+    inst = Instance(w, 0, "r1")
+    assert ex.execute([Action("run", inst.id, "missing", instance=inst, container=w.pod.containers[0])]).failures == {}
+    [req] = engine.requests
+    web = next(s for s in mset.services if s.name == "web")
+    assert req.env == [
+        f"WEB_SERVICE_HOST={web.cluster_ip}",
+        "WEB_SERVICE_PORT_HTTP=80",
+        "WEB_SERVICE_PORT_DNS_UDP=53",
+        "WEB_SERVICE_PORT=mine",
+    ]
+    ex.close()
