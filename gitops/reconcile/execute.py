@@ -23,6 +23,7 @@ from gitops.reconcile.plan import Action, Instance
 from gitops.registryauth import BadPullSecret, pull_auth
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, as_text, read_secret, read_secret_files
+from gitops.services.dns import search_domains
 from gitops.services.env import service_env
 from gitops.states import Reason
 
@@ -123,8 +124,10 @@ class Executor:
         # What the downward API gives containers: status.hostIP, and the node's (cpu millis, memory bytes).
         self.host_ip = host_ip
         self.capacity = capacity
-        # The revision's Services, set each pass: containers started from then on get their variables.
+        # The revision's Services and the DNS virtual IP serving their names (None: no Services), set each
+        # pass: containers started from then on get their variables and resolve their names.
         self.services: Sequence[Service] = ()
+        self.dns_ip: str | None = None
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -435,6 +438,8 @@ class Executor:
             hostname=_index_hostname(inst) if indexed and network_mode is None else None,
             ports={} if pod.host_network else ports,
             publish_ip=None if pod.host_network else self.host_ip,
+            # Only a pod's own network namespace takes resolver settings; the others share its resolv.conf.
+            **(_resolver(namespace, self.dns_ip) if is_first and not pod.host_network and self.dns_ip else {}),
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
             binds=self._binds(ident, spec, files_dir),
@@ -556,6 +561,11 @@ class Executor:
                 self.runtime.ensure_volume(source, {**ident.labels(), LABEL + "volume": m.source})
             binds.append(f"{source}:{m.target}:{mode}{',' + m.propagation if m.propagation else ''}")
         return binds
+
+
+def _resolver(namespace: str, dns_ip: str) -> dict[str, tuple[str, ...]]:
+    """Kubernetes' ClusterFirst resolver settings: the Service DNS, the namespace's search list, ndots 5."""
+    return {"dns": (dns_ip,), "dns_search": tuple(search_domains(namespace)), "dns_opt": ("ndots:5",)}
 
 
 def _finished(items: tuple[str, ...] | None, template: bool, known: dict[str, str]) -> list[str] | None:

@@ -110,7 +110,7 @@ class Reconciler:
             capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
-        self.services = ServiceProxy(self.node)
+        self.services = ServiceProxy(self.node, self.address, config.state_dir)
         self._recovered = False
         self._fetch_error: str | None = None
         self._last_push_ok = time.monotonic()
@@ -187,6 +187,7 @@ class Reconciler:
         self.memory.apply(decision.update)
         self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
         self.executor.services = mset.services
+        self.executor.dns_ip = self.services.dns_ip(mset)
         if decision.fenced:
             log.warning(
                 "fenced: no heartbeat pushed for %.0fs, stopping %s", ctx.silent_for, ", ".join(sorted(decision.fenced))
@@ -421,6 +422,7 @@ class Reconciler:
         return max(0.0, min(due))
 
     def close(self) -> None:
-        """Finish what is in flight and release the engine connection."""
+        """Finish what is in flight, stop the DNS server and release the engine connection."""
+        self.services.stop()
         self.executor.close()
         self.runtime.close()

@@ -62,6 +62,10 @@ class RunRequest:
     group_add: tuple[str, ...] = ()
     owned_dirs: tuple[tuple[str, int], ...] = ()
     stop_timeout: int = 30
+    # Resolver settings (Service names): nameservers, search domains, resolver options; empty: Docker's.
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_opt: tuple[str, ...] = ()
 
 
 class ProbeRuntime(Protocol):

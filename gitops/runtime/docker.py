@@ -114,6 +114,9 @@ class DockerRuntime:
             ipc_mode=req.ipc_mode,
             sysctls=req.sysctls or None,
             group_add=list(req.group_add) or None,
+            dns=list(req.dns) or None,
+            dns_search=list(req.dns_search) or None,
+            dns_opt=list(req.dns_opt) or None,
             device_requests=(
                 [docker.types.DeviceRequest(device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
                 if req.gpu_ids

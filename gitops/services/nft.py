@@ -45,11 +45,17 @@ def table_name(node: str) -> str:
     return f"gitops-{cleaned}-{hashlib.sha256(node.encode()).hexdigest()[:8]}"
 
 
-def render(node: str, services: Sequence[Service], endpoints: Mapping[str, Sequence[Backend]]) -> str:
+def render(
+    node: str,
+    services: Sequence[Service],
+    endpoints: Mapping[str, Sequence[Backend]],
+    dns: tuple[str, Backend] | None = None,
+) -> str:
     """The ``nft -f`` script that replaces the node's table with rules for ``services``.
 
     ``endpoints`` maps ``allocate.port_key`` to the backends of that Service port; a port
     missing from it has none. Headless and ExternalName Services have no rules (DNS only).
+    ``dns`` forwards a virtual IP's port 53 (UDP and TCP) to the node's DNS server.
     """
     table = table_name(node)
     vips: list[str] = []
@@ -79,6 +85,14 @@ def render(node: str, services: Sequence[Service], endpoints: Mapping[str, Seque
                 chains.append(
                     f"  chain {chain}-{i} {{\n    meta l4proto {proto} dnat to {backend.address}:{backend.port}\n  }}"
                 )
+    if dns is not None:
+        vip, server = dns
+        vips += [f"{vip} . udp . 53 : goto dns", f"{vip} . tcp . 53 : goto dns"]
+        chains.append(
+            "  chain dns {\n"
+            + "".join(f"    meta l4proto {p} dnat to {server.address}:{server.port}\n" for p in ("udp", "tcp"))
+            + "  }"
+        )
     return "\n".join(
         [
             # Declaring then deleting the table makes the replacement one transaction even when it is new.

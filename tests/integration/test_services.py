@@ -13,6 +13,7 @@ import pytest
 from gitops.nodefacts import host_ip
 from gitops.reconcile.reconciler import Reconciler
 from gitops.services import nft
+from gitops.services.dns import dns_ip, search_domains
 from tests.builders import TEST_IMAGE, deployment, service
 from tests.helpers import DOCKER_HOST, Repo, make_reconciler, remove_node_containers, wait_for
 
@@ -98,6 +99,34 @@ def test_a_service_spreads_over_ready_replicas_on_both_nodes_by_virtual_ip_and_n
 
     node_port = svc.ports[0].node_port
     assert node_port is not None and set(fetch_many(f"http://{host_ip()}:{node_port}/", 5)) <= set(owner)
+
+    # Names: from a container with the resolver settings the executor gives (tests/unit), for a
+    # Service that exists at its start and for one added after, without a restart.
+    engine = docker.DockerClient(base_url=DOCKER_HOST)
+    client = engine.containers.run(
+        TEST_IMAGE,
+        ["sleep", "120"],
+        detach=True,
+        labels=dict([LABEL.split("=")]),
+        dns=[dns_ip("10.96.0.0/16")],
+        dns_search=search_domains("default"),
+        dns_opt=["ndots:5"],
+    )
+
+    def get(url: str) -> str:
+        code, out = client.exec_run(["wget", "-qO-", url])
+        return out.decode().strip() if code == 0 else f"fail {code}: {out.decode()}"
+
+    try:
+        assert get("http://backend/") in owner
+        assert get("http://backend.default.svc.cluster.local/") in owner
+        repo.put("late.yaml", service("late", selector="app: backend", ports="[{port: 8000, targetPort: 8080}]"))
+        for rec in recs:
+            rec.run_pass()
+        assert get("http://late:8000/") in owner
+    finally:
+        client.remove(force=True)
+        engine.close()
 
     # Each node holds its own table: removing one node's leaves the other serving.
     nft.remove(recs[0].node)

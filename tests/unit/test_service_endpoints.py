@@ -91,7 +91,7 @@ def test_gitops_status_lists_services_with_address_ports_and_ready_endpoints_per
     assert f"      80/TCP -> http node port {port['nodePort']}  ready endpoints: a 2, b 0" in text
 
 
-def test_containers_get_their_namespaces_service_variables_and_their_own_env_wins() -> None:
+def test_containers_get_service_variables_and_resolver_settings_and_their_own_env_wins() -> None:
     app = deployment("app", container="env: [{name: WEB_SERVICE_PORT, value: mine}]\n")
     mset = manifests(
         app,
@@ -103,7 +103,7 @@ def test_containers_get_their_namespaces_service_variables_and_their_own_env_win
     w = next(w for w in mset.workloads if w.name == "app")
     engine = FakeRuntime(images={w.pod.containers[0].image})
     ex = Executor(engine, "n1", *(Path("/nonexistent"),) * 3)
-    ex.services = mset.services
+    ex.services, ex.dns_ip = mset.services, "10.96.0.10"
     inst = Instance(w, 0, "r1")
     assert ex.execute([Action("run", inst.id, "missing", instance=inst, container=w.pod.containers[0])]).failures == {}
     [req] = engine.requests
@@ -114,4 +114,6 @@ def test_containers_get_their_namespaces_service_variables_and_their_own_env_win
         "WEB_SERVICE_PORT_DNS_UDP=53",
         "WEB_SERVICE_PORT=mine",
     ]
+    assert (req.dns, req.dns_opt) == (("10.96.0.10",), ("ndots:5",))
+    assert req.dns_search == ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
     ex.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gitops.model import Service, ServicePort
-from gitops.services import nft
+from gitops.services import dns, nft
 from gitops.services.allocate import port_key
 
 PORT = ServicePort(port=80, target_port=8080)
@@ -42,3 +42,14 @@ def test_headless_and_external_name_services_have_no_rules_and_empty_ports_are_r
     assert "db" not in script and "mail" not in script
     assert "elements = { 10.96.0.22 . tcp . 80, 0.0.0.0/0 . tcp . 30001 }" in script
     assert "goto svc-" not in script
+
+
+def test_the_dns_virtual_ip_forwards_to_the_nodes_dns_server_which_knows_every_virtual_ip() -> None:
+    web = svc("web", cluster_ip="10.96.0.20")
+    server = nft.Backend("192.0.2.1", dns.dns_port("n1"))
+    script = nft.render("n1", [web], {}, (dns.dns_ip("10.96.0.0/16"), server))
+    assert "10.96.0.10 . udp . 53 : goto dns, 10.96.0.10 . tcp . 53 : goto dns" in script
+    assert f"meta l4proto udp dnat to 192.0.2.1:{server.port}" in script
+    assert 20000 <= server.port < 30000 and server.port == dns.dns_port("n1") != dns.dns_port("n2")
+    headless = svc("db", cluster_ip="None")
+    assert dns.hosts([web, headless]) == ("10.96.0.20 web.default.svc.cluster.local web.default.svc web.default\n")
