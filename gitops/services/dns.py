@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class DnsServer:
         self.port = dns_port(node)
         self.binary = binary
         self.hosts_file = state_dir / "services" / "hosts"
+        self.pid_file = state_dir / "services" / "dnsmasq.pid"
         self._process: subprocess.Popen[bytes] | None = None
         self._written: str | None = None
 
@@ -81,6 +83,21 @@ class DnsServer:
             self._process.send_signal(signal.SIGHUP)
         self._written = text
 
+    def _stop_previous(self) -> None:
+        """End a dnsmasq an earlier daemon of this node left behind (it was killed): it holds the port."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        # Only our own: a dnsmasq reading this node's hosts file, not a reused pid.
+        if f"--addn-hosts={self.hosts_file}".encode() in cmdline.split(b"\0"):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                if not Path(f"/proc/{pid}").exists():
+                    break
+                time.sleep(0.02)
+
     def stop(self) -> None:
         """Stop dnsmasq if this process started it."""
         if self._process is not None and self._process.poll() is None:
@@ -89,6 +106,7 @@ class DnsServer:
         self._process = None
 
     def _start(self) -> None:
+        self._stop_previous()
         argv = [
             self.binary,
             "--keep-in-foreground",
@@ -99,7 +117,7 @@ class DnsServer:
             "--bind-interfaces",
             f"--port={self.port}",
             "--user=root",
-            "--pid-file=",
+            f"--pid-file={self.pid_file}",
             # Names of the cluster domain that are no Service are answered here, never forwarded.
             f"--local=/{DOMAIN}/",
             "--log-facility=-",
