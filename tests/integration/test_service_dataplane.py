@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import subprocess
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -14,6 +17,7 @@ import pytest
 from gitops.model import Service, ServicePort
 from gitops.services import nft
 from gitops.services.allocate import port_key
+from gitops.services.dns import DnsServer
 from tests.builders import TEST_IMAGE
 from tests.helpers import DOCKER_HOST
 
@@ -64,6 +68,16 @@ def backends(client: docker.DockerClient, count: int) -> dict[str, nft.Backend]:
     return out
 
 
+def resolve(name: str, port: int) -> str:
+    """The last A record 127.0.0.1:``port`` answers for ``name`` (one plain UDP query)."""
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
+    query = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack(">HH", 1, 1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(3)
+        sock.sendto(query, ("127.0.0.1", port))
+        return socket.inet_ntoa(sock.recv(512)[-4:])
+
+
 def fetch_many(client: docker.DockerClient, url: str, times: int) -> list[str]:
     """What ``times`` wget calls from one client container answer (a line per call, ``fail`` for an error)."""
     script = f"for i in $(seq {times}); do wget -qO- {url} 2>/dev/null || echo fail; done"
@@ -104,3 +118,18 @@ def test_a_refused_ruleset_raises_with_nfts_message_and_keeps_the_old_table(node
         nft.apply(nft.render(node, [WEB], {}).replace("numgen", "nosuchexpr").replace("flags interval", "flags bogus"))
     listed = subprocess.run(["nft", "list", "table", "ip", nft.table_name(node)], capture_output=True, text=True)
     assert "10.96.200.7 . tcp . 80" in listed.stdout
+
+
+def test_a_dns_server_answers_service_names_and_replaces_one_a_killed_daemon_left(tmp_path: Path) -> None:
+    first = DnsServer("dns-test", "127.0.0.1", tmp_path)
+    first.serve([WEB])
+    orphan = first._process
+    assert orphan is not None
+    # A new daemon of the same node (the old one was SIGKILLed and never stopped its dnsmasq).
+    second = DnsServer("dns-test", "127.0.0.1", tmp_path)
+    try:
+        second.serve([WEB, EMPTY])
+        assert orphan.wait(timeout=5) is not None
+        assert resolve("empty.default.svc.cluster.local", second.port) == "10.96.200.8"
+    finally:
+        second.stop()
