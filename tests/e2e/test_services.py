@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +18,7 @@ import pytest
 
 from gitops.nodefacts import host_ip
 from gitops.services import nft
+from gitops.services.dns import dns_ip, search_domains
 from tests.builders import TEST_IMAGE, deployment, service
 from tests.helpers import DOCKER_HOST, ROOT, DaemonProcess, Repo, remove_node_containers, status_of, wait_for
 
@@ -41,6 +46,9 @@ CLIENT = deployment(
 def daemons(tmp_path: Path) -> Iterator[tuple[Repo, list[DaemonProcess]]]:
     prefix = "e" + uuid.uuid4().hex[:6]
     repo = Repo(tmp_path / "repo")
+    repo.put(
+        "cluster.yaml", "apiVersion: gitops/v1\nkind: Cluster\nspec: {heartbeatSeconds: 1, nodeTimeoutSeconds: 3}\n"
+    )
     repo.put("backend.yaml", BACKEND)
     repo.put("svc.yaml", service("backend", "type: NodePort\n", ports="[{port: 80, targetPort: http}]"))
     procs = [
@@ -113,3 +121,43 @@ def _node_port(repo: Repo) -> int:
     ).stdout  # fmt: skip
     (svc,) = json.loads(out)["services"]
     return int(svc["ports"][0]["nodePort"])
+
+
+def test_when_the_node_with_most_backends_dies_every_request_succeeds_after_timeout_and_two_intervals(
+    daemons: tuple[Repo, list[DaemonProcess]], tmp_path: Path
+) -> None:
+    repo, procs = daemons
+    nodes = [d.args[d.args.index("--node") + 1] for d in procs]
+    engine = docker.DockerClient(base_url=DOCKER_HOST)
+
+    def backends() -> Counter[str]:
+        rows = engine.api.containers(filters={"label": "gitops.name=backend", "status": "running"})
+        return Counter(r["Labels"]["gitops.node"] for r in rows if r["Labels"]["gitops.node"] in nodes)
+
+    def ready() -> int:
+        rows = [r for n in nodes for r in status_of(repo.path, n).get("workloads", []) if r["name"] == "backend"]
+        return sum(1 for r in rows if r["state"] == "ready")
+
+    try:
+        wait_for(lambda: ready() == 4, timeout=60, interval=0.5, what="4 ready backends")
+        victim = backends().most_common(1)[0][0]
+        index = nodes.index(victim)
+        procs[index].kill(9)
+        # The host dies with it: its containers, its table and its DNS server go.
+        remove_node_containers(victim)
+        nft.remove(victim)
+        pid = int((tmp_path / f"state-{index + 1}" / "services" / "dnsmasq.pid").read_text())
+        os.kill(pid, signal.SIGTERM)
+        time.sleep(3 + 2 * 1)  # node timeout + two intervals
+        script = "ok=0; for i in $(seq 100); do wget -qO- http://backend/ >/dev/null && ok=$((ok+1)); done; echo $ok"
+        out = engine.containers.run(
+            TEST_IMAGE,
+            ["sh", "-c", script],
+            remove=True,
+            dns=[dns_ip("10.96.0.0/16")],
+            dns_search=search_domains("default"),
+            dns_opt=["ndots:5"],
+        )
+        assert out.decode().strip() == "100"
+    finally:
+        engine.close()
