@@ -187,7 +187,8 @@ class Reconciler:
         self.memory.apply(decision.update)
         self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
         self.executor.services = mset.services
-        self.executor.dns_ip = self.services.dns_ip(mset)
+        # Names are served before containers start, so a pod created in this pass resolves them.
+        self.executor.dns_ip = self.services.serve_names(mset, errors)
         if decision.fenced:
             log.warning(
                 "fenced: no heartbeat pushed for %.0fs, stopping %s", ctx.silent_for, ", ".join(sorted(decision.fenced))

@@ -10,7 +10,7 @@ from gitops.model import ManifestSet
 from gitops.services import nft
 from gitops.services.dns import DnsServer, dns_ip
 from gitops.services.endpoints import endpoints
-from gitops.status import NodeStatus
+from gitops.status import ErrorStatus, NodeStatus
 
 log = logging.getLogger(__name__)
 
@@ -26,27 +26,31 @@ class ServiceProxy:
         # or dnsmasq, so it needs neither package nor CAP_NET_ADMIN.
         self._applied: str | None = None
 
-    def dns_ip(self, mset: ManifestSet) -> str | None:
-        """The DNS virtual IP containers should use now (None: no Services, Docker's resolver)."""
-        return dns_ip(mset.cluster.service_cidr) if mset.services else None
+    def serve_names(self, mset: ManifestSet, errors: list[ErrorStatus]) -> str | None:
+        """Run the DNS server for this revision's Services; the DNS virtual IP containers should use, or None.
+
+        None (Docker's own resolver) without Services, or when the DNS server cannot run (an error says why).
+        """
+        if not mset.services:
+            self.dns.stop()
+            return None
+        try:
+            self.dns.serve(mset.services)
+        except (OSError, RuntimeError) as e:
+            errors.append(ErrorStatus(field="services", message=f"the DNS server does not run: {e}"))
+            return None
+        return dns_ip(mset.cluster.service_cidr)
 
     def sync(self, mset: ManifestSet, view: ClusterView, own: NodeStatus) -> str | None:
-        """Apply this pass's rules (our own rows are ``own``, fresher than our published record); an error or None."""
+        """Apply this pass's table (our own rows are ``own``, fresher than our published record); an error or None."""
         script: str | None = None
-        problem: str | None = None
         if mset.services:
-            try:
-                self.dns.serve(mset.services)
-            except (OSError, RuntimeError) as e:
-                problem = f"services: the DNS server does not run: {e}"
             reports = {**view.reports, self.node: own}
             backends = endpoints(mset.services, mset.workloads, reports, view.live | {self.node})
             server = nft.Backend(self.dns.address, self.dns.port)
             script = nft.render(self.node, mset.services, backends, (dns_ip(mset.cluster.service_cidr), server))
-        else:
-            self.dns.stop()
         if script == self._applied:
-            return problem
+            return None
         try:
             if script is None:
                 nft.remove(self.node, self.nft_path)
@@ -56,7 +60,7 @@ class ServiceProxy:
             log.warning("services: programming table %s failed: %s", nft.table_name(self.node), e)
             return f"services: nftables refused the rules: {e}"
         self._applied = script
-        return problem
+        return None
 
     def stop(self) -> None:
         """Stop the DNS server; the table stays, so traffic keeps flowing while the daemon restarts."""

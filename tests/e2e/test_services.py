@@ -51,6 +51,8 @@ def daemons(tmp_path: Path) -> Iterator[tuple[Repo, list[DaemonProcess]]]:
     )
     repo.put("backend.yaml", BACKEND)
     repo.put("svc.yaml", service("backend", "type: NodePort\n", ports="[{port: 80, targetPort: http}]"))
+    # In the first revision too: its pod starts in the pass that first serves the names.
+    repo.put("client.yaml", CLIENT)
     procs = [
         DaemonProcess(
             str(repo.path),
@@ -83,7 +85,6 @@ def test_a_client_reaches_backend_replicas_on_several_nodes_by_name_and_a_node_p
         return sum(1 for r in rows if r["state"] == "ready" and r.get("ports"))
 
     wait_for(lambda: ready_backends() == 4, timeout=60, interval=0.5, what="4 ready backends")
-    repo.put("client.yaml", CLIENT)
     engine = docker.DockerClient(base_url=DOCKER_HOST)
     try:
         owner = {
