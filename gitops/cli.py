@@ -45,6 +45,7 @@ def _add_source_flags(p: argparse.ArgumentParser, repo_required: bool = False) -
 
 def _add_node_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", help="this node's name (default: hostname)")
+    p.add_argument("--address", help="this node's IPv4 address for peers (default: the default route's source)")
     p.add_argument("--docker-host", help="Docker Engine address (default DOCKER_HOST or the local socket)")
     p.add_argument("--secrets-dir", type=Path)
     p.add_argument("--interval", type=float, help="seconds between passes (default 30)")
@@ -109,6 +110,7 @@ def _config(args: argparse.Namespace) -> Config:
             "path",
             "state_dir",
             "node",
+            "address",
             "docker_host",
             "secrets_dir",
             "interval",

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gitops.admission import Policy
 from gitops.manifests.names import dns_label
 from gitops.scheduling import MAX_TAINTS, Taint
 
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
+IPv4Str = Annotated[str, AfterValidator(lambda v: str(ipaddress.IPv4Address(v)))]
 
 
 class DeclaredGpu(BaseModel):
@@ -88,8 +90,9 @@ class Config(BaseModel):
     reserve_cpu_millis: int = 0
     reserve_memory_mib: int = 0
     gpus: tuple[DeclaredGpu, ...] | None = None
-    # The address containers read as status.hostIP (None: the source address of the default route).
-    host_ip: str | None = None
+    # This node's address: what containers read as status.hostIP, and where peers send Service traffic
+    # (None: the source address of the default route). ``host_ip`` is its older name.
+    address: IPv4Str | None = Field(default=None, validation_alias=AliasChoices("address", "host_ip"))
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
     status_history: int = 50
@@ -151,6 +154,8 @@ def load_config(
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of settings")
         values.update({k.replace("-", "_"): v for k, v in loaded.items()})
+        if "host_ip" in values:  # the older name of ``address``: a flag or variable still overrides it
+            values.setdefault("address", values.pop("host_ip"))
     elif file is not None:
         raise ConfigError(f"{path}: no such file")
     values.update(_env_overrides(environ))

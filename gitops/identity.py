@@ -143,6 +143,8 @@ class Observed:
     state: str  # created | running | paused | restarting | exited | dead | removing
     exit_code: int | None
     created: int
+    # (container port, protocol, host port) for each port the engine published.
+    published: tuple[tuple[int, str, int], ...] = ()
 
     @property
     def key(self) -> WorkloadKey:

@@ -366,6 +366,9 @@ class Workload(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     replicas: int = 1
     pod: PodSpec
+    # What Services select and name (outside ``pod``: they change no container, so no hash).
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    port_names: dict[str, int] = Field(default_factory=dict)
     node_selector: dict[str, str] = Field(default_factory=dict)
     # Affinity, tolerations and topology spread: placement input only, outside the spec hash.
     scheduling: Scheduling = Scheduling()
@@ -408,6 +411,7 @@ class ClusterSpec(Frozen):
     heartbeat_seconds: int = 10
     node_timeout_seconds: int = 30
     cordoned: tuple[str, ...] = ()
+    service_cidr: str = "10.96.0.0/16"
 
 
 class ConfigMap(Frozen):
@@ -458,6 +462,44 @@ class VolumeRelease(Frozen):
         return f"{self.namespace}/VolumeRelease/{self.claim}"
 
 
+class ServicePort(Frozen):
+    """One port of a Service; ``node_port`` is allocated (``gitops/services/allocate.py``) unless requested."""
+
+    name: str | None = None
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    port: int
+    # A container port number, or the name of a container port of each selected replica.
+    target_port: int | str
+    node_port: int | None = None
+
+
+class Service(Frozen):
+    """A resolved ``v1 Service``; LoadBalancer is served as NodePort, so it is not a type here."""
+
+    namespace: str = "default"
+    name: str
+    file: str
+    line: int | None = None
+    type: Literal["ClusterIP", "NodePort", "ExternalName"] = "ClusterIP"
+    # Empty: allocated from the Cluster's serviceCidr; "None": headless; an address: pinned by the manifest.
+    cluster_ip: str = ""
+    selector: dict[str, str] = Field(default_factory=dict)
+    ports: tuple[ServicePort, ...] = ()
+    external_name: str | None = None
+    session_affinity: Literal["None", "ClientIP"] = "None"
+    publish_not_ready: bool = False
+
+    @property
+    def key(self) -> str:
+        """``namespace/Service/name``, as invalid_keys name it."""
+        return f"{self.namespace}/Service/{self.name}"
+
+    @property
+    def headless(self) -> bool:
+        """Whether the name resolves to the endpoints themselves instead of a virtual IP."""
+        return self.cluster_ip == "None"
+
+
 class FileResult(Frozen):
     """Everything one file yields; pure in the file's path and bytes, so cacheable by blob id."""
 
@@ -465,6 +507,7 @@ class FileResult(Frozen):
     config_maps: tuple[ConfigMap, ...] = ()
     claims: tuple[Claim, ...] = ()
     releases: tuple[VolumeRelease, ...] = ()
+    services: tuple[Service, ...] = ()
     cluster: ClusterSpec | None = None
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -481,6 +524,7 @@ class ManifestSet(Frozen):
     config_maps: tuple[ConfigMap, ...] = ()
     claims: tuple[Claim, ...] = ()
     releases: tuple[VolumeRelease, ...] = ()
+    services: tuple[Service, ...] = ()
     cluster: ClusterSpec = ClusterSpec()
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()

@@ -7,6 +7,7 @@ size and shape of the YAML, the node it names), so every reader can rely on what
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any, get_args
@@ -80,6 +81,18 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
 
 
+def _address(text: str) -> str:
+    """``text`` if it is a unicast IPv4 address, else empty: peers DNAT Service traffic to it.
+
+    Empty rather than an error, so a bad address costs the node its endpoints, not its place in the cluster.
+    """
+    try:
+        ip = ipaddress.IPv4Address(text[:64])
+    except ValueError:
+        return ""
+    return "" if ip.is_unspecified or ip.is_multicast or ip.is_reserved or str(ip) != text else text
+
+
 Name = Annotated[str, StringConstraints(max_length=MAX_NAME)]
 Text = Annotated[str, AfterValidator(_clip)]
 Time = Annotated[str, AfterValidator(_time)]
@@ -147,6 +160,14 @@ class ErrorStatus(_Status):
     message: Text = ""
 
 
+class PortStatus(_Status):
+    """A container port of a replica published on its node's address: where Service traffic goes."""
+
+    container_port: Annotated[int, Field(ge=1, le=65535)] = Field(alias="containerPort")
+    protocol: Name = "tcp"
+    host_port: Annotated[int, Field(ge=1, le=65535)] = Field(alias="hostPort")
+
+
 class ReplicaStatus(_Status):
     """One replica this node runs (or tried to)."""
 
@@ -168,6 +189,8 @@ class ReplicaStatus(_Status):
     # CronJob runs: the CronJob's name and the scheduled time this run belongs to.
     cronjob: Name | None = None
     slot: Time | None = None
+    # Published ports of a running replica; its Service endpoints on other nodes.
+    ports: list[PortStatus] | None = Field(default=None, max_length=1024)
 
     @property
     def key(self) -> WorkloadKey:
@@ -195,6 +218,8 @@ class NodeStatus(_Status):
     """The whole ``status.yaml`` of one node."""
 
     node: Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME)]
+    # The node's IPv4 address for Service traffic; empty from daemons older than Services.
+    address: Annotated[str, AfterValidator(_address)] = ""
     daemon_version: Name = Field(default="", alias="daemonVersion")
     heartbeat: Time = ""
     labels: dict[Name, Name] = Field(default_factory=dict, max_length=MAX_LABELS)

@@ -11,6 +11,8 @@ from gitops.cluster import ClusterView
 from gitops.identity import ReplicaId
 from gitops.model import ManifestSet, Workload
 from gitops.placement import NodeInfo
+from gitops.services.allocate import port_key
+from gitops.services.endpoints import endpoints
 from gitops.states import READY_STATES, RUNNING_STATES, UP_STATES, Reason, State
 from gitops.status import ReplicaStatus
 
@@ -119,6 +121,7 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
         "nodes": nodes,
         "workloads": workloads,
         "claims": _claims(mset, view),
+        "services": _services(mset, view),
         "manifestErrors": [e.model_dump(exclude_none=True) for e in mset.errors],
     }
 
@@ -153,6 +156,30 @@ def _claims(mset: ManifestSet, view: ClusterView) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def _services(mset: ManifestSet, view: ClusterView) -> list[dict[str, Any]]:
+    """Each Service with its address, ports and ready endpoints per live node, as every node serves them."""
+    per_node = {n: endpoints(mset.services, mset.workloads, view.reports, {n}) for n in sorted(view.live)}
+    return [
+        {
+            "key": s.key,
+            "type": s.type,
+            "clusterIP": s.cluster_ip or None,
+            "externalName": s.external_name,
+            "ports": [
+                {
+                    "port": p.port,
+                    "protocol": p.protocol,
+                    "targetPort": p.target_port,
+                    "nodePort": p.node_port,
+                    "endpoints": {n: len(found.get(port_key(s, p), ())) for n, found in per_node.items()},
+                }
+                for p in s.ports
+            ],
+        }
+        for s in mset.services
+    ]
 
 
 def _rollout(w: Workload, current: list[tuple[str, ReplicaStatus]]) -> dict[str, Any]:
@@ -260,6 +287,15 @@ def render_status(doc: dict[str, Any]) -> str:
         lines.append(f"  {c['claim']:<40} {c['storage'] // 2**20}Mi {where}  used by {used}")
         if c["lost"]:
             lines.append(f"      {Reason.VOLUME_NODE_LOST}: {', '.join(c['lost'])} run nowhere until released")
+    if doc["services"]:
+        lines += ["", "SERVICES"]
+    for s in doc["services"]:
+        address = s["externalName"] or s["clusterIP"] or "-"
+        lines.append(f"  {s['key']:<40} {s['type']:<12} {address}")
+        for p in s["ports"]:
+            node_port = f" node port {p['nodePort']}" if p["nodePort"] else ""
+            ready = ", ".join(f"{n} {count}" for n, count in p["endpoints"].items()) or "none"
+            lines.append(f"      {p['port']}/{p['protocol']} -> {p['targetPort']}{node_port}  ready endpoints: {ready}")
     for e in doc["manifestErrors"]:
         lines.append(f"error: {e.get('file')}:{e.get('line')}: {e.get('message')}")
     # Each entry is one line built from peer-supplied text: escape it whole, so that nothing in

@@ -255,6 +255,14 @@ def claim_pod(claim_name: str, mount_path: str = "/data", read_only: bool = Fals
     }
 
 
+def service(name: str = "web", spec: str = "", *, ports: str = "[{port: 80}]", selector: str | None = None) -> str:
+    """A v1 Service selecting ``app: <name>`` (``selector`` "" leaves it out); ``spec`` lines go under spec."""
+    lines = f"selector: {{{selector if selector is not None else f'app: {name}'}}}\n" if selector != "" else ""
+    lines += f"ports: {ports}\n" if ports else ""
+    body = textwrap.indent(lines + spec, "  ")
+    return f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n{body}"
+
+
 def job(
     name: str = "pi",
     *,

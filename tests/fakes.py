@@ -167,7 +167,13 @@ class FakeRuntime:
             self._next_id += 1
             cid = f"c{self._next_id}"
             self.requests.append(req)
-            self.containers[cid] = Observed(cid, req.name, dict(req.labels), "running", None, self._next_id)
+            # As the engine does: a port without a host port gets one from the ephemeral range.
+            published = tuple(
+                (int(key.split("/")[0]), key.split("/")[1], port or 40000 + self._next_id)
+                for key, port in req.ports.items()
+                if port is not None or req.publish_ip
+            )
+            self.containers[cid] = Observed(cid, req.name, dict(req.labels), "running", None, self._next_id, published)
         return cid
 
     def _set_state(self, cid: str, state: str, exit_code: int | None = None) -> None:
@@ -175,7 +181,7 @@ class FakeRuntime:
             c = self.containers.get(cid)
             if c is None:
                 raise RuntimeFailure(f"no such container: {cid}", "NotFound")
-            self.containers[cid] = Observed(c.id, c.name, c.labels, state, exit_code, c.created)
+            self.containers[cid] = Observed(c.id, c.name, c.labels, state, exit_code, c.created, c.published)
 
     def start(self, cid: str) -> None:
         self._call("start", cid)

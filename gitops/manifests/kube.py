@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from gitops.manifests import cron, quantity
 from gitops.manifests.fields import (
@@ -820,7 +821,9 @@ class PodSpec(KubeModel):
     )
     image_pull_secrets: list[LocalObjectReference] = Field(default_factory=list)
     scheduler_name: Annotated[object, _PLACEMENT] = None
-    enable_service_links: Annotated[object, Ignore("there are no Services to link")] = None
+    enable_service_links: Annotated[
+        object, Ignore("<NAME>_SERVICE_HOST/_PORT are always set; the Docker-link variables never are")
+    ] = None
     overhead: Annotated[object, _API_SERVER] = None
     os: Annotated[object, Ignore("containers here run on Linux")] = None
 
@@ -1141,6 +1144,74 @@ class PersistentVolumeClaim(KubeModel):
     status: Annotated[object, _API_SERVER] = None
 
 
+# --- Service ----------------------------------------------------------------------------------
+
+NodePort = Annotated[int, Field(ge=30000, le=32767)]
+_SERVICE_IPV4 = Ignore("Services here are IPv4 only")
+_NO_CLOUD = Ignore("there is no cloud load balancer; a LoadBalancer is served as a NodePort on every node")
+
+
+class ServicePort(KubeModel):
+    """Service spec.ports[]."""
+
+    name: PortName | None = None
+    protocol: Annotated[
+        Literal["TCP", "UDP", "SCTP"], refuse_when(lambda p: p == "SCTP", "SCTP is not supported; use TCP or UDP")
+    ] = "TCP"
+    port: Port
+    target_port: PortRef | None = None
+    node_port: NodePort | None = None
+    app_protocol: Annotated[object, Ignore("traffic is forwarded at layer 4 whatever the protocol")] = None
+
+
+def _local_policy(field: str) -> AfterValidator:
+    return refuse_when(lambda p: p == "Local", f"{field} Local is not supported; remove it (Cluster applies)")
+
+
+class ServiceSpec(KubeModel):
+    """Service spec."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
+    selector: dict[str, str] | None = None
+    ports: list[ServicePort] = Field(default_factory=list)
+    # "None" is headless; an address pins the virtual IP (it must lie in the Cluster's serviceCidr).
+    cluster_ip: str | None = Field(default=None, alias="clusterIP")
+    cluster_ips: Annotated[object, Refuse("set clusterIP instead of clusterIPs")] = Field(
+        default=None, alias="clusterIPs"
+    )
+    external_name: str | None = None
+    session_affinity: Literal["None", "ClientIP"] = "None"
+    session_affinity_config: Annotated[
+        object, Ignore("affinity hashes the client address, so it lasts while the endpoints stay the same; no timeout")
+    ] = None
+    publish_not_ready_addresses: bool = False
+    external_traffic_policy: Annotated[Literal["Cluster", "Local"], _local_policy("externalTrafficPolicy")] = "Cluster"
+    internal_traffic_policy: Annotated[Literal["Cluster", "Local"], _local_policy("internalTrafficPolicy")] = "Cluster"
+    external_ips: Annotated[object, Refuse("externalIPs are not routed; use a NodePort on the node addresses")] = Field(
+        default=None, alias="externalIPs"
+    )
+    ip_families: Annotated[object, _SERVICE_IPV4] = None
+    ip_family_policy: Annotated[object, _SERVICE_IPV4] = None
+    load_balancer_ip: Annotated[object, _NO_CLOUD] = Field(default=None, alias="loadBalancerIP")
+    load_balancer_class: Annotated[object, _NO_CLOUD] = None
+    load_balancer_source_ranges: Annotated[
+        object, Refuse("source ranges are not enforced; remove loadBalancerSourceRanges or filter on the hosts")
+    ] = None
+    allocate_load_balancer_node_ports: Annotated[object, _NO_CLOUD] = None
+    health_check_node_port: Annotated[object, _NO_CLOUD] = None
+    traffic_distribution: Annotated[object, Ignore("endpoints on every node are weighted equally")] = None
+
+
+class Service(KubeModel):
+    """v1 Service: a stable name, virtual IP and ports in front of the ready replicas its selector matches."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    spec: ServiceSpec = ServiceSpec()
+    status: Annotated[object, _API_SERVER] = None
+
+
 # --- gitops/v1 Cluster ------------------------------------------------------------------------
 
 
@@ -1152,12 +1223,23 @@ class ClusterMeta(KubeModel):
     annotations: dict[str, str] = Field(default_factory=dict)
 
 
+def _service_cidr(value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IPv4 network such as 10.96.0.0/16") from None
+    if not 12 <= network.prefixlen <= 28:
+        raise ValueError(f"serviceCidr must be between /12 and /28 (got /{network.prefixlen})")
+    return str(network)
+
+
 class ClusterSpec(KubeModel):
     """gitops/v1 Cluster spec."""
 
     heartbeat_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
     node_timeout_seconds: Annotated[int, Field(ge=2, le=86400)] = 30
     cordoned: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(default_factory=list)
+    service_cidr: Annotated[str, checked(_service_cidr)] = "10.96.0.0/16"
 
     @model_validator(mode="after")
     def _timeout_covers_heartbeats(self) -> ClusterSpec:

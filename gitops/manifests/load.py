@@ -12,6 +12,7 @@ from gitops.manifests import claims, configmaps, kube
 from gitops.manifests.fields import KubeModel, ignored_fields
 from gitops.manifests.issues import Issues
 from gitops.manifests.names import generated_name
+from gitops.manifests.service import convert_service
 from gitops.manifests.workload import convert_workload
 from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
 from gitops.model import (
@@ -21,11 +22,13 @@ from gitops.model import (
     FileResult,
     ManifestError,
     ManifestSet,
+    Service,
     VolumeRelease,
     Workload,
 )
+from gitops.services.allocate import allocate
 
-_Doc = TypeVar("_Doc", ConfigMap, Claim, VolumeRelease)
+_Doc = TypeVar("_Doc", ConfigMap, Claim, VolumeRelease, Service)
 
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
 CLUSTER_KEY = "gitops/Cluster"
@@ -34,7 +37,7 @@ _CLUSTER_TYPE = ("gitops/v1", "Cluster")
 _RETIRED = {("batch/v1beta1", "CronJob")}
 _SUPPORTED = (
     "gitops runs apps/v1 Deployment, DaemonSet and StatefulSet, batch/v1 Job and CronJob, "
-    "and reads v1 ConfigMap and PersistentVolumeClaim"
+    "and reads v1 ConfigMap, Service and PersistentVolumeClaim"
 )
 
 
@@ -52,6 +55,7 @@ class _FileParse:
         self.config_maps: list[ConfigMap] = []
         self.claims: list[Claim] = []
         self.releases: list[VolumeRelease] = []
+        self.services: list[Service] = []
         self.clusters: list[tuple[ClusterSpec, int | None]] = []
         self.invalid_keys: list[str] = []
         self.unreadable = False
@@ -90,6 +94,8 @@ class _FileParse:
             self.release(data, issues, broken)
         elif (api, kind) == ("v1", "PersistentVolumeClaim"):
             self.claim(data, issues, broken)
+        elif (api, kind) == ("v1", "Service"):
+            self.service(data, issues, broken)
         elif (api, kind) == ("v1", "Secret"):
             issues.error(
                 (),
@@ -151,6 +157,18 @@ class _FileParse:
             return
         self.releases.append(claims.release(doc, self.path, issues.lines.get(issues.base)))
 
+    def service(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
+        before = len(issues.errors)
+        doc = _validate(kube.Service, data, issues)
+        service = convert_service(doc, self.path, issues.lines.get(issues.base), issues) if doc is not None else None
+        if service is None or broken or len(issues.errors) > before:
+            key = _raw_key(data, "Service")
+            if key is not None:
+                self.invalid_keys.append(key)
+            return
+        _warn_ignored(doc, issues)
+        self.services.append(service)
+
     def cluster(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
         doc = _validate(kube.Cluster, data, issues)
         if doc is None or broken:
@@ -160,6 +178,7 @@ class _FileParse:
             heartbeat_seconds=doc.spec.heartbeat_seconds,
             node_timeout_seconds=doc.spec.node_timeout_seconds,
             cordoned=tuple(doc.spec.cordoned),
+            service_cidr=doc.spec.service_cidr,
         )
         self.clusters.append((spec, issues.lines.get(issues.base)))
 
@@ -183,6 +202,7 @@ class _FileParse:
             config_maps=tuple(self.config_maps),
             claims=tuple(self.claims),
             releases=tuple(self.releases),
+            services=tuple(self.services),
             cluster=cluster,
             errors=tuple(self.issues.errors),
             warnings=tuple(self.issues.warnings),
@@ -246,11 +266,18 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
             for name, _ in clusters
         )
         invalid.append(CLUSTER_KEY)
+    services = _unique([s for name in files for s in results[name].services], errors, invalid)
+    allocated, unallocated = allocate(services, cluster.service_cidr)
+    errors.extend(unallocated)
+    allocated_keys = {s.key for s in allocated}
+    # Addresses depend on serviceCidr: with the Cluster document broken, every Service keeps what it had.
+    invalid.extend(s.key for s in services if s.key not in allocated_keys or CLUSTER_KEY in invalid)
     return ManifestSet(
         workloads=tuple(sorted(workloads, key=lambda w: w.key)),
         config_maps=tuple(config_maps),
         claims=tuple(sorted(found_claims, key=lambda c: c.key)),
         releases=tuple(sorted(releases, key=lambda r: r.key)),
+        services=tuple(sorted(allocated, key=lambda s: s.key)),
         cluster=cluster,
         errors=tuple(errors),
         warnings=tuple(w for name in files for w in results[name].warnings),

@@ -62,6 +62,8 @@ def convert_workload(
         line=line,
         labels=meta.labels,
         pod=pod,
+        pod_labels=template.metadata.labels,
+        port_names={p.name: p.container_port for c in template.spec.containers for p in c.ports if p.name},
         node_selector=template.spec.node_selector,
         scheduling=scheduling,
         **fields,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +16,15 @@ from gitops.downward import PodValues
 from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
 from gitops.manifests.expansion import expand
-from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks, StatefulSpec
+from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks, Service, StatefulSpec
 from gitops.reconcile import hooks
 from gitops.reconcile.files import FileStore
 from gitops.reconcile.plan import Action, Instance
 from gitops.registryauth import BadPullSecret, pull_auth
 from gitops.runtime.base import RunRequest, Runtime, RuntimeFailure, RuntimeUnavailable
 from gitops.secrets import SecretMissing, as_text, read_secret, read_secret_files
+from gitops.services.dns import search_domains
+from gitops.services.env import service_env
 from gitops.states import Reason
 from gitops.volumes import claim_labels, claim_volume, replica_claim, template_claim_labels
 
@@ -123,6 +125,10 @@ class Executor:
         # What the downward API gives containers: status.hostIP, and the node's (cpu millis, memory bytes).
         self.host_ip = host_ip
         self.capacity = capacity
+        # The revision's Services and the DNS virtual IP serving their names (None: no Services), set each
+        # pass: containers started from then on get their variables and resolve their names.
+        self.services: Sequence[Service] = ()
+        self.dns_ip: str | None = None
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -433,6 +439,9 @@ class Executor:
             # As Kubernetes names an Indexed Job's pods; the pod's other containers share the first's.
             hostname=_index_hostname(inst) if (indexed or stateful) and network_mode is None else None,
             ports={} if pod.host_network else ports,
+            publish_ip=None if pod.host_network else self.host_ip,
+            # Only a pod's own network namespace takes resolver settings; the others share its resolv.conf.
+            **(_resolver(namespace, self.dns_ip) if is_first and not pod.host_network and self.dns_ip else {}),
             nano_cpus=spec.cpu_limit_millis * 1_000_000 if spec.cpu_limit_millis else None,
             mem_limit=spec.memory_limit_bytes,
             binds=self._binds(ident, spec, files_dir, stateful),
@@ -481,7 +490,10 @@ class Executor:
                 known[e.name] = value
             own.append(f"{e.name}={value}")
         names = {e.name for e in spec.env}
-        return [f"{k}={v}" for k, v in sourced.items() if k not in names] + own, known
+        # Service variables first, as the kubelet puts them: the container's own env and envFrom win.
+        services = service_env(self.services, namespace)
+        listed = [f"{k}={v}" for k, v in services.items() if k not in names and k not in sourced]
+        return listed + [f"{k}={v}" for k, v in sourced.items() if k not in names] + own, known
 
     def _env_from(self, namespace: str, source: EnvFrom) -> list[tuple[str, str]]:
         if source.secret is None:
@@ -562,6 +574,11 @@ class Executor:
                 self.runtime.ensure_volume(source, {**ident.labels(), LABEL + "volume": m.source})
             binds.append(f"{source}:{m.target}:{mode}{',' + m.propagation if m.propagation else ''}")
         return binds
+
+
+def _resolver(namespace: str, dns_ip: str) -> dict[str, tuple[str, ...]]:
+    """Kubernetes' ClusterFirst resolver settings: the Service DNS, the namespace's search list, ndots 5."""
+    return {"dns": (dns_ip,), "dns_search": tuple(search_domains(namespace)), "dns_opt": ("ndots:5",)}
 
 
 def _finished(items: tuple[str, ...] | None, template: bool, known: dict[str, str]) -> list[str] | None:

@@ -30,6 +30,7 @@ from gitops.runtime.docker import DockerRuntime
 from gitops.scheduling import stamp_taints
 from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
+from gitops.services.proxy import ServiceProxy
 from gitops.source import GitError, GitSource
 from gitops.states import INIT_FAILURES
 from gitops.status import (
@@ -103,16 +104,18 @@ class Reconciler:
             reserve_memory_mib=config.reserve_memory_mib,
             taints=stamp_taints(config.taints, (), datetime.now(UTC)),
         ).model_copy(update={"policy": config.policy})
+        self.address = config.address or host_ip()
         self.executor = Executor(
             self.runtime,
             self.node,
             config.secrets_dir,
             config.state_dir / "files",
             config.state_dir / "seccomp",
-            host_ip=config.host_ip or host_ip(),
+            host_ip=self.address,
             capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
+        self.services = ServiceProxy(self.node, self.address, config.state_dir)
         self._recovered = False
         self._fetch_error: str | None = None
         self._last_push_ok = time.monotonic()
@@ -193,6 +196,9 @@ class Reconciler:
         self.executor.files.sweep({c.name for c in (*obs.containers, *obs.leaving)})
         self.memory.apply(decision.update)
         self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
+        self.executor.services = mset.services
+        # Names are served before containers start, so a pod created in this pass resolves them.
+        self.executor.dns_ip = self.services.serve_names(mset, errors)
         if decision.fenced:
             log.warning(
                 "fenced: no heartbeat pushed for %.0fs, stopping %s", ctx.silent_for, ", ".join(sorted(decision.fenced))
@@ -211,6 +217,8 @@ class Reconciler:
             raise PassFailed(str(e)) from e
         self._held_claims = self._claims(mset)
         self._latest = self._status(ctx, decision, the_plan, errors)
+        if (problem := self.services.sync(mset, view, self._latest)) is not None:
+            self._latest.errors.append(ErrorStatus(field="services", message=problem))
         report.pushed = self._push(self._latest)
         self.pass_error = None
         return report
@@ -257,7 +265,7 @@ class Reconciler:
 
     def _publish_refusal(self, errors: list[ErrorStatus]) -> None:
         """Say why nothing is applied yet, in a record without a heartbeat: peers never count it live."""
-        facts = NodeFacts(self.node, self.facts, self.gpus)
+        facts = NodeFacts(self.node, self.facts, self.gpus, self.address)
         status = render(facts, RevisionStatus(), "", [], errors, [], now_iso="")
         key = content_key(status)
         if key == self._refusal_published:
@@ -364,7 +372,7 @@ class Reconciler:
         revision = RevisionStatus(
             sha=ctx.revision, verified=verified, applied_at=self._applied_at(ctx.revision), held=held or None
         )
-        facts = NodeFacts(self.node, self.facts, self.gpus)
+        facts = NodeFacts(self.node, self.facts, self.gpus, self.address)
         digest = ctx.assignment.digest(ctx.revision, live)
         rows = [self.cron.annotate(r) for r in rows]
         return render(facts, revision, digest, live, errors, rows, now_iso, self._held_claims)
@@ -449,6 +457,7 @@ class Reconciler:
         return max(0.0, min(due))
 
     def close(self) -> None:
-        """Finish what is in flight and release the engine connection."""
+        """Finish what is in flight, stop the DNS server and release the engine connection."""
+        self.services.stop()
         self.executor.close()
         self.runtime.close()

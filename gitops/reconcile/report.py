@@ -20,6 +20,7 @@ from gitops.status import (
     GpuStatus,
     NodeStatus,
     PolicyStatus,
+    PortStatus,
     ReplicaStatus,
     RevisionStatus,
     TaintStatus,
@@ -34,6 +35,8 @@ class NodeFacts:
     node: str
     info: NodeInfo
     gpus: Sequence[Gpu]
+    # Where peers reach this node's published ports (Service endpoints).
+    address: str = ""
 
 
 def render(
@@ -49,6 +52,7 @@ def render(
     """The whole ``status.yaml`` of this node."""
     return NodeStatus(
         node=facts.node,
+        address=facts.address,
         daemon_version=__version__,
         heartbeat=now_iso,
         labels=facts.info.labels,
@@ -184,7 +188,10 @@ def _replica_row(b: _Rows, inst: Instance, obs: Observation, the_plan: Plan, mem
     if all(c.state == "running" for c in group):
         state = _running_state(group, obs)
         msg = message or next((h.message for c in group if (h := obs.health.get(c.id)) and h.message), None)
-        return b.row(rid, main.spec_hash, main.id, state, reason, msg, restarts=total, failed=failed_hash)
+        row = b.row(rid, main.spec_hash, main.id, state, reason, msg, restarts=total, failed=failed_hash)
+        published = sorted({p for c in group for p in c.published})
+        ports = [PortStatus(container_port=port, protocol=proto, host_port=host) for port, proto, host in published]
+        return row.model_copy(update={"ports": ports or None})
     code = next(c.exit_code for c in group if c.state != "running")
     return b.row(rid, main.spec_hash, main.id, State.EXITED, reason, message, code, total, failed_hash)
 

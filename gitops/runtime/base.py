@@ -36,6 +36,8 @@ class RunRequest:
     env: list[str] = field(default_factory=list)
     # "8080/tcp" -> host port, or None to expose without publishing
     ports: dict[str, int | None] = field(default_factory=dict)
+    # Where a port without a host port is published, on a port the engine picks (Service endpoints); None: not at all.
+    publish_ip: str | None = None
     nano_cpus: int | None = None
     mem_limit: int | None = None
     binds: list[str] = field(default_factory=list)
@@ -60,6 +62,10 @@ class RunRequest:
     group_add: tuple[str, ...] = ()
     owned_dirs: tuple[tuple[str, int], ...] = ()
     stop_timeout: int = 30
+    # Resolver settings (Service names): nameservers, search domains, resolver options; empty: Docker's.
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_opt: tuple[str, ...] = ()
 
 
 class ProbeRuntime(Protocol):

@@ -65,6 +65,7 @@ class DockerRuntime:
                 state=r.get("State", ""),
                 exit_code=_exit_code(r.get("Status", "")),
                 created=int(r.get("Created", 0)),
+                published=_published(r.get("Ports") or []),
             )
             for r in rows
         ]
@@ -93,7 +94,12 @@ class DockerRuntime:
     def run(self, req: RunRequest) -> str:
         """Create and start one container; return its id."""
         host_config = self.api.create_host_config(
-            port_bindings={k: v for k, v in req.ports.items() if v is not None} or None,
+            port_bindings={
+                k: (req.publish_ip,) if v is None else v
+                for k, v in req.ports.items()
+                if v is not None or req.publish_ip
+            }
+            or None,
             nano_cpus=req.nano_cpus,
             mem_limit=req.mem_limit,
             binds=req.binds or None,
@@ -108,6 +114,9 @@ class DockerRuntime:
             ipc_mode=req.ipc_mode,
             sysctls=req.sysctls or None,
             group_add=list(req.group_add) or None,
+            dns=list(req.dns) or None,
+            dns_search=list(req.dns_search) or None,
+            dns_opt=list(req.dns_opt) or None,
             device_requests=(
                 [docker.types.DeviceRequest(device_ids=list(req.gpu_ids), capabilities=[["gpu"]])]
                 if req.gpu_ids
@@ -285,6 +294,13 @@ def _split_image(image: str) -> tuple[str, str]:
     if name and "/" not in tag:
         return name, tag
     return image, "latest"
+
+
+def _published(ports: list[dict[str, Any]]) -> tuple[tuple[int, str, int], ...]:
+    """(container port, protocol, host port) of each published port; Docker lists IPv4 and IPv6 bindings apart."""
+    return tuple(
+        sorted({(p["PrivatePort"], p.get("Type", "tcp"), p["PublicPort"]) for p in ports if p.get("PublicPort")})
+    )
 
 
 def _port_tuple(key: str) -> tuple[int, str]:

@@ -25,7 +25,9 @@ def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     good = tmp_path / "good"
     good.mkdir()
     (good / "web.yaml").write_text(deployment("web", engine=True))
-    (good / "svc.yaml").write_text("apiVersion: v1\nkind: Service\nmetadata: {name: web}\n")
+    (good / "svc.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 80}]}\n"
+    )
     assert run(capsys, "validate", str(good))[0] == 0
     bad = tmp_path / "bad"
     bad.mkdir()

@@ -97,3 +97,18 @@ def test_a_peers_published_policy_is_read_as_untrusted_input() -> None:
     with pytest.raises(BadRecord, match=r"policy\.hostPaths"):
         parse_record(f"node: n\npolicy:\n hostPaths:\n{many}\n".encode(), "n")
     assert parse_record(b"node: n\n", "n").policy is None
+
+
+def test_the_node_address_comes_from_config_flag_or_its_old_name_and_peers_bad_ones_are_contained(
+    tmp_path: Path,
+) -> None:
+    f = tmp_path / "config.yaml"
+    f.write_text("host_ip: 192.0.2.7\n")
+    assert load_config(f, {}, {}).address == "192.0.2.7"
+    assert load_config(f, {"address": "192.0.2.8"}, {}).address == "192.0.2.8"
+    with pytest.raises(ConfigError, match="address"):
+        load_config(f, {"address": "node-1.example"}, {})
+    assert parse_record(b"node: x\naddress: 10.0.0.5\n", "x").address == "10.0.0.5"
+    # A peer's unusable address costs it its Service endpoints, not its place in the cluster.
+    for bad in ("0.0.0.0", "224.0.0.1", "banana", "010.0.0.5"):
+        assert parse_record(f"node: x\naddress: '{bad}'\n".encode(), "x").address == ""

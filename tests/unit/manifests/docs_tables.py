@@ -58,7 +58,11 @@ def table(results: dict[str, FileResult]) -> str:
 
 
 def _models() -> list[type[BaseModel]]:
-    roots: list[type[BaseModel]] = [*(model for _, model in kube.WORKLOAD_MODELS.values()), kube.PersistentVolumeClaim]
+    roots: list[type[BaseModel]] = [
+        *(model for _, model in kube.WORKLOAD_MODELS.values()),
+        kube.PersistentVolumeClaim,
+        kube.Service,
+    ]
     found: list[type[BaseModel]] = []
     while roots:
         model = roots.pop(0)

@@ -447,10 +447,10 @@ def test_a_bad_document_does_not_block_a_good_one() -> None:
 
 def test_other_kinds_are_skipped_with_one_warning_each() -> None:
     data = b"""\
-apiVersion: v1
-kind: Service
+apiVersion: networking.k8s.io/v1
+kind: Ingress
 metadata: {name: web}
-spec: {ports: [{port: 80}], bogus: field}
+spec: {rules: [], bogus: field}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -465,7 +465,7 @@ items:
     result = parse_file("svc.yaml", data)
     assert result.errors == () and result.workloads == ()
     assert len(result.warnings) == 3
-    assert result.warnings[0].startswith("svc.yaml:1: skipped Service (v1)")
+    assert result.warnings[0].startswith("svc.yaml:1: skipped Ingress (networking.k8s.io/v1)")
     assert result.warnings[2].startswith("svc.yaml:14: items[0]: skipped Namespace")
 
 

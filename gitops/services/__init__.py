@@ -1,0 +1,1 @@
+"""Kubernetes Services: allocation of virtual IPs and nodePorts."""
