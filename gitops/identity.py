@@ -7,6 +7,7 @@ only place that does either, so the label encoding and its decoding sit side by 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from pydantic import GetCoreSchemaHandler
@@ -146,7 +147,8 @@ class Observed:
     # (container port, protocol, host port) for each port the engine published.
     published: tuple[tuple[int, str, int], ...] = ()
 
-    @property
+    # Cached: a pass reads these for every container many times (the labels never change).
+    @cached_property
     def key(self) -> WorkloadKey:
         """The workload key (namespace/kind/name) this container belongs to."""
         get = self.labels.get
@@ -160,7 +162,7 @@ class Observed:
         except ValueError:
             return -1
 
-    @property
+    @cached_property
     def rid(self) -> ReplicaId:
         """(workload key, replica index)."""
         return ReplicaId(self.key, self.replica)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from gitops.identity import Observed, ReplicaId
@@ -21,9 +22,9 @@ class Instance:
     revision: str
     gpu_ids: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def id(self) -> ReplicaId:
-        """(workload key, replica index)."""
+        """(workload key, replica index); cached, as the pass reads it for every decision."""
         return ReplicaId(self.workload.key, self.replica)
 
     @property
