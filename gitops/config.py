@@ -101,7 +101,7 @@ class Config(BaseModel):
     backoff_scale: float = 1.0
     # Publish container output (log tails, exec-probe output) in status; off: it may carry secrets.
     status_logs: bool = False
-    # Seconds a fresh node watches, from its first publish, before claiming new work (None: two heartbeats).
+    # Seconds a fresh node watches, from its first publish, before claiming new work (None: two heartbeats, >= 5 s).
     settle_seconds: float | None = None
     # Commit verification; off unless configured.
     verify: VerifyConfig = Field(default_factory=VerifyConfig)

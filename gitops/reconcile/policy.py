@@ -344,10 +344,16 @@ def handoff_holds(
     return frozenset(hold)
 
 
+# Peers started in the same second publish their first record up to a few seconds apart on a
+# loaded host (imports, clones, a first push that must be retried): short heartbeats get this floor.
+SETTLE_FLOOR_S = 5.0
+
+
 def settle_seconds(cluster: ClusterSpec, configured: float | None) -> float:
-    """How long a fresh node watches before claiming new work: by then every live peer, and every
-    peer that started with it, has published at least once (two heartbeats), unless configured."""
-    return 2.0 * cluster.heartbeat_seconds if configured is None else configured
+    """How long a fresh node watches, from its first publish, before claiming new work: by then every
+    live peer, and every peer that started with it, has published (two heartbeats, at least
+    ``SETTLE_FLOOR_S``), unless configured."""
+    return max(2.0 * cluster.heartbeat_seconds, SETTLE_FLOOR_S) if configured is None else configured
 
 
 def settle_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[ReplicaId, str]:

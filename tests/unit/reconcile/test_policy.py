@@ -303,7 +303,8 @@ def test_invalid_revision_forbids_pruning_and_protects_invalid_keys() -> None:
     ("uptime", "settle_s", "own_rows", "blocked"),
     [
         (1.0, None, [], {0, 1}),  # two heartbeats (1 s each) not yet past: learn the peers first
-        (2.0, None, [], set()),
+        (4.0, None, [], {0, 1}),  # past two heartbeats, not past the 5 s floor
+        (5.0, None, [], set()),
         (1.0, 0.0, [], set()),  # configured off (a lone node, `run --once`)
         (1.0, None, [1], {0}),  # replica 1 was ours before a restart: repaired at once
     ],
