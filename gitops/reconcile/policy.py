@@ -179,9 +179,10 @@ def replica_views(ctx: PassContext, results: Mapping[ReplicaId, JobResult]) -> d
             # Results are permanent; a dead node's running replicas are not.
             if not live and not done:
                 continue
-            v = ReplicaView(
-                r.spec_hash, r.state in RUNNING_STATES, r.state == State.READY, done, r.failed_spec_hash, r.reason
-            )
+            # A row with no container (waiting: settling, a gate, a pull not begun) runs nothing: counted
+            # as running, nodes that all wait would hold each other's Job indices back for good.
+            running = r.container is not None and r.state in RUNNING_STATES
+            v = ReplicaView(r.spec_hash, running, r.state == State.READY, done, r.failed_spec_hash, r.reason)
             old = views.get(r.rid)
             if old is None or (v.running and not old.running) or (v.finished and not old.finished):
                 views[r.rid] = v

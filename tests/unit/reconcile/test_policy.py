@@ -246,11 +246,21 @@ def test_job_past_its_active_deadline_is_stopped_and_failed() -> None:
 
 def test_job_parallelism_and_results_of_other_nodes() -> None:
     job = workload("pi", 4, kind="Job", job=JobSpec(completions=4, parallelism=2))
-    peers = {"n2": [row(job, 0, "succeeded"), row(job, 1, "running")]}
+    peers = {"n2": [row(job, 0, "succeeded"), row(job, 1, "running", container="c1")]}
     d = run([job], mine=[(job, 2), (job, 3)], peers=peers, others={"n2": [(job, 0), (job, 1)]})
     assert d.inputs.finished == {ReplicaId(job.key, 0): "succeeded"}
     # One running elsewhere, parallelism 2: index 2 may start, index 3 waits.
     assert list(d.inputs.wait) == [ReplicaId(job.key, 3)]
+
+
+def test_job_indices_that_only_wait_elsewhere_take_no_parallelism_slot() -> None:
+    # Three nodes, one index each, all reported waiting (settling) with no container: none runs,
+    # so none may hold the others back (this deadlocked every node for good).
+    job = workload("batch", 3, kind="Job", job=JobSpec(completions=3, parallelism=2))
+    waiting = {"reason": "Waiting", "message": "learning the cluster's membership first"}
+    peers = {"n2": [row(job, 1, "starting", **waiting)], "n3": [row(job, 2, "starting", **waiting)]}
+    d = run([job], mine=[(job, 0)], peers=peers, others={"n2": [(job, 1)], "n3": [(job, 2)]})
+    assert ReplicaId(job.key, 0) not in d.inputs.wait
 
 
 def test_a_result_recorded_for_an_old_spec_does_not_count() -> None:
