@@ -29,6 +29,7 @@ from gitops.model import (
 from gitops.services.allocate import allocate
 
 _Doc = TypeVar("_Doc", ConfigMap, Claim, VolumeRelease, Service)
+_Model = TypeVar("_Model", bound=KubeModel)
 
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
 CLUSTER_KEY = "gitops/Cluster"
@@ -129,33 +130,33 @@ class _FileParse:
             self.invalid_keys.append(key)
 
     def config_map(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
-        doc = _validate(kube.ConfigMap, data, issues)
-        if doc is None or broken:
-            key = _raw_key(data, "ConfigMap")
-            if key is not None:
-                self.invalid_keys.append(key)
-            return
-        _warn_ignored(doc, issues)
-        self.config_maps.append(configmaps.config_map(doc, self.path, issues.lines.get(issues.base)))
+        doc = self._document(kube.ConfigMap, "ConfigMap", data, issues, broken)
+        if doc is not None:
+            _warn_ignored(doc, issues)
+            self.config_maps.append(configmaps.config_map(doc, self.path, issues.lines.get(issues.base)))
 
     def claim(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
-        doc = _validate(kube.PersistentVolumeClaim, data, issues)
-        if doc is None or broken:
-            key = _raw_key(data, "PersistentVolumeClaim")
-            if key is not None:
-                self.invalid_keys.append(key)
-            return
-        _warn_ignored(doc, issues)
-        self.claims.append(claims.claim(doc, self.path, issues.lines.get(issues.base)))
+        doc = self._document(kube.PersistentVolumeClaim, "PersistentVolumeClaim", data, issues, broken)
+        if doc is not None:
+            _warn_ignored(doc, issues)
+            self.claims.append(claims.claim(doc, self.path, issues.lines.get(issues.base)))
 
     def release(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
-        doc = _validate(kube.VolumeRelease, data, issues)
+        doc = self._document(kube.VolumeRelease, "VolumeRelease", data, issues, broken)
+        if doc is not None:
+            self.releases.append(claims.release(doc, self.path, issues.lines.get(issues.base)))
+
+    def _document(
+        self, model: type[_Model], kind: str, data: dict[str, Any], issues: Issues, broken: bool
+    ) -> _Model | None:
+        """The validated document, or None after recording its key as invalid (when it has one)."""
+        doc: _Model | None = _validate(model, data, issues)
         if doc is None or broken:
-            key = _raw_key(data, "VolumeRelease")
+            key = _raw_key(data, kind)
             if key is not None:
                 self.invalid_keys.append(key)
-            return
-        self.releases.append(claims.release(doc, self.path, issues.lines.get(issues.base)))
+            return None
+        return doc
 
     def service(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
         before = len(issues.errors)
