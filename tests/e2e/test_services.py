@@ -21,19 +21,8 @@ from gitops.services import nft
 from gitops.services.dns import dns_ip, search_domains
 from tests.builders import TEST_IMAGE, deployment, service
 from tests.helpers import DOCKER_HOST, ROOT, DaemonProcess, Repo, remove_node_containers, status_of, wait_for
+from tests.integration.test_services import BACKEND
 
-BACKEND = deployment(
-    "backend",
-    4,
-    engine=True,
-    command=["sh", "-c", "mkdir -p /www; hostname > /www/index.html; httpd -f -p 8080 -h /www"],
-    container="""\
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe:
-          httpGet: {path: /index.html, port: http}
-          periodSeconds: 1
-        """,
-)
 CLIENT = deployment(
     "client",
     1,
