@@ -9,4 +9,6 @@ bash scripts/docker-up.sh
 echo "== ruff"; "$bin/ruff" check gitops tests bench
 echo "== mypy"; "$bin/mypy" gitops
 echo "== pytest"
-exec "$bin/python" -m pytest -q -p no:cacheprovider "$@"
+# Two workers: the engine tests mostly wait on intervals and timeouts; tests that share host
+# state are grouped in tests/conftest.py. The slowest are listed to keep an eye on the budget.
+exec "$bin/python" -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15 "$@"

@@ -29,14 +29,32 @@ HERE = Path(__file__).resolve().parent
 ENGINE_DIRS = (HERE / "integration", HERE / "e2e")
 # Fixtures that reach the engine: node_name removes the node's containers at teardown.
 ENGINE_FIXTURES = frozenset({"docker_engine", "second_engine", "daemons", "node_name"})
+SERVICE_TEST_FILES = frozenset({"test_services.py", "test_service_dataplane.py"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``docker`` every test that needs the engine (see the module docstring)."""
+    """Mark ``docker`` every test that needs the engine, and group the ones that share host state."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & ENGINE_FIXTURES or any(item.path.is_relative_to(d) for d in ENGINE_DIRS):
             item.add_marker(pytest.mark.docker)
+        group = _shared_host_state(item, fixtures)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _shared_host_state(item: pytest.Item, fixtures: set[str]) -> str | None:
+    """The host-wide resource a test holds, so that ``--dist loadgroup`` never runs two such tests at once.
+
+    Tests run in parallel workers on one host and one kernel: a second engine has one bridge
+    name, and the Service tests deploy the same Service names, whose virtual IPs and
+    nodePorts every node's nftables table would then claim twice.
+    """
+    if "second_engine" in fixtures:
+        return "second-engine"
+    if item.path.name in SERVICE_TEST_FILES:
+        return "services"
+    return None
 
 
 @pytest.fixture(scope="session")

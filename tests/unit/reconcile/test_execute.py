@@ -210,12 +210,10 @@ def test_replicas_run_side_by_side(engine: FakeRuntime, secrets: Path) -> None:
     w = workload(replicas=4)
     engine.delay("run", 0.2)
     actions = [a for i in range(4) for a in runs(Instance(w, i, "r"))]
-    started = time.monotonic()
     out = executor(engine, secrets, workers=4).execute(actions)
-    elapsed = time.monotonic() - started
     assert len(out.ran) == 4
+    # Counted by the engine, not timed: a loaded machine stretches any wall-clock bound.
     assert engine.max_in_flight >= 2
-    assert elapsed < 0.7  # four sequential runs would take 0.8 s
 
 
 def test_one_worker_runs_replicas_one_at_a_time(engine: FakeRuntime, secrets: Path) -> None:
