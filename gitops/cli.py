@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_flags(run)
     _add_node_flags(run)
     run.add_argument("--once", action="store_true", help="one pass, exit non-zero if it failed")
+    run.add_argument("--metrics-address", help="serve /metrics, /healthz and /readyz on HOST:PORT (default: off)")
 
     val = sub.add_parser("validate", help="validate manifests in a directory or file")
     val.add_argument("target", nargs="?", default=".", help="directory or file (default .)")
@@ -116,6 +117,7 @@ def _config(args: argparse.Namespace) -> Config:
             "interval",
             "log_format",
             "log_level",
+            "metrics_address",
         )
     }
     return load_config(getattr(args, "config", None), flags)

@@ -15,9 +15,19 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 from gitops.admission import Policy
 from gitops.manifests.names import dns_label
 from gitops.scheduling import MAX_TAINTS, Taint
+from gitops.serve import parse_address
 
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
 IPv4Str = Annotated[str, AfterValidator(lambda v: str(ipaddress.IPv4Address(v)))]
+
+
+def _bind_address(text: str) -> str:
+    parse_address(text)
+    return text
+
+
+# host:port to listen on; an empty host is the loopback address.
+BindAddress = Annotated[str, AfterValidator(_bind_address)]
 
 
 class DeclaredGpu(BaseModel):
@@ -109,6 +119,8 @@ class Config(BaseModel):
     status_signing: StatusSigningConfig | None = None
     # What this node admits (docs/security.md, "Admission"); published in its status for placement.
     policy: Policy = Field(default_factory=Policy)
+    # Prometheus metrics, /healthz and /readyz (docs/operations.md, "Metrics"); None: not served.
+    metrics_address: BindAddress | None = None
 
     @property
     def effective_jitter(self) -> float:

@@ -21,6 +21,7 @@ from gitops.config import Config
 from gitops.health import Prober
 from gitops.reconcile.reconciler import PassFailed, Reconciler
 from gitops.secrets import redact
+from gitops.serve import HttpEndpoint, parse_address
 from gitops.source import GitError, normalise_url
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,11 @@ class Daemon:
         """Serve until SIGTERM/SIGINT; return the process exit code."""
         if threading.current_thread() is threading.main_thread():
             self._install_signals()
+        try:
+            endpoints = self._endpoints()
+        except OSError as e:
+            log.error("cannot listen: %s", e)
+            return 1
         self.config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         trigger = self.config.trigger_file
         trigger.touch()
@@ -202,9 +208,20 @@ class Daemon:
             observer.stop()
             scheduler.shutdown(wait=False)
             observer.join(timeout=5)
+            for endpoint in endpoints:
+                endpoint.close()
             self.reconciler.close()
             sd_notify("STOPPING=1")
         return 0
+
+    def _endpoints(self) -> list[HttpEndpoint]:
+        """The HTTP endpoints the config asks for, listening."""
+        endpoints = []
+        if self.config.metrics_address:
+            address = parse_address(self.config.metrics_address)
+            endpoints.append(HttpEndpoint(address, self.reconciler.metrics.serve, "metrics"))
+            log.info("metrics on http://%s:%d/metrics", *address)
+        return endpoints
 
     def _heartbeats(self) -> None:
         """Keep the node's heartbeat (and fencing) going whatever the pass is waiting on."""
