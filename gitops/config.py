@@ -78,6 +78,17 @@ class StatusSigningConfig(BaseModel):
     allowed_signers: Path
 
 
+class WebhookConfig(BaseModel):
+    """The push webhook receiver (docs/operations.md, "Webhooks")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: BindAddress
+    path: str = Field(default="/hooks/push", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    # The secret shared with the forge: HMAC key (GitHub, Gitea, Forgejo) or token (GitLab).
+    secret_file: Path
+
+
 class Config(BaseModel):
     """Everything a node needs that must not come from the repository."""
 
@@ -121,6 +132,8 @@ class Config(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     # Prometheus metrics, /healthz and /readyz (docs/operations.md, "Metrics"); None: not served.
     metrics_address: BindAddress | None = None
+    # Push webhooks that trigger a pass at once; None: not served.
+    webhook: WebhookConfig | None = None
 
     @property
     def effective_jitter(self) -> float:
@@ -143,8 +156,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, taints, gpus, verify, status_signing, policy) are given as YAML/JSON.
-        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy"}
+        # Structured values (labels, taints, gpus, verify, status_signing, policy, webhook) are given as YAML/JSON.
+        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy", "webhook"}
         out[name] = yaml.safe_load(raw) if name in structured else raw
     return out
 

@@ -21,8 +21,9 @@ from gitops.config import Config
 from gitops.health import Prober
 from gitops.reconcile.reconciler import PassFailed, Reconciler
 from gitops.secrets import redact
-from gitops.serve import HttpEndpoint, parse_address
+from gitops.serve import Endpoint, HttpEndpoint, parse_address
 from gitops.source import GitError, normalise_url
+from gitops.webhook import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,8 @@ class Daemon:
             self._install_signals()
         try:
             endpoints = self._endpoints()
-        except OSError as e:
-            log.error("cannot listen: %s", e)
+        except (OSError, ValueError) as e:
+            log.error("%s", e)
             return 1
         self.config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         trigger = self.config.trigger_file
@@ -215,12 +216,33 @@ class Daemon:
         return 0
 
     def _endpoints(self) -> list[HttpEndpoint]:
-        """The HTTP endpoints the config asks for, listening."""
-        endpoints = []
+        """The HTTP endpoints the config asks for, listening; OSError or ValueError saying which cannot."""
+        wanted: list[tuple[str, str, Endpoint]] = []
         if self.config.metrics_address:
-            address = parse_address(self.config.metrics_address)
-            endpoints.append(HttpEndpoint(address, self.reconciler.metrics.serve, "metrics"))
-            log.info("metrics on http://%s:%d/metrics", *address)
+            wanted.append(("metrics", self.config.metrics_address, self.reconciler.metrics.serve))
+        hook = self.config.webhook
+        if hook is not None:
+            try:
+                secret = hook.secret_file.read_bytes().strip()
+            except OSError as e:
+                raise OSError(f"webhook.secret_file: {e}") from e
+            if not secret:
+                raise ValueError(
+                    f"webhook.secret_file {hook.secret_file} is empty: put the forge's webhook secret in it"
+                )
+            # A verified push wakes the loop, as `gitops sync` and new commits in a local repository do.
+            wanted.append(
+                ("webhook", hook.address, Webhook(hook.path, secret, self.config.branch, self.wake.set).serve)
+            )
+        endpoints: list[HttpEndpoint] = []
+        for name, address, endpoint in wanted:
+            try:
+                endpoints.append(HttpEndpoint(parse_address(address), endpoint, name))
+            except OSError as e:
+                for started in endpoints:
+                    started.close()
+                raise OSError(f"{name} cannot listen on {address}: {e}") from e
+            log.info("%s listening on %s", name, address)
         return endpoints
 
     def _heartbeats(self) -> None:
