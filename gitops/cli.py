@@ -23,7 +23,7 @@ from gitops.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load_config
 # `gitops validate` in an editor hook or CI step starts fast and needs none of them.
 if TYPE_CHECKING:
     from gitops.cluster import ClusterView
-    from gitops.model import ManifestSet
+    from gitops.model import ClusterSpec, ManifestSet
     from gitops.reconcile.reconciler import Reconciler
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
@@ -252,7 +252,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"FAIL config: {' '.join(str(e).split())}: fix the setting named")
         return EXIT_CHANGES
-    checks = run_checks(cfg, config_file, lambda c: (r[0].cluster, r[1]) if (r := _read_cluster(c, "doctor")) else None)
+
+    def read_cluster(c: Config) -> tuple[ClusterSpec, ClusterView] | None:
+        read = _read_cluster(c, "doctor")
+        return None if read is None else (read[0].cluster, read[1])
+
+    checks = run_checks(cfg, config_file, read_cluster)
     for check in checks:
         print(check)
     return EXIT_CHANGES if any(c.level == "FAIL" for c in checks) else EXIT_OK

@@ -19,6 +19,7 @@ from watchdog.observers import Observer
 
 from gitops.config import Config
 from gitops.health import Prober
+from gitops.metrics import MAX_CRASHES
 from gitops.reconcile.reconciler import PassFailed, Reconciler
 from gitops.secrets import redact
 from gitops.serve import Endpoint, HttpEndpoint, parse_address
@@ -30,9 +31,6 @@ log = logging.getLogger(__name__)
 READ_ONLY_EVENTS = frozenset({"opened", "closed_no_write"})
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
-# Passes that crash (a bug, not an outage) this many times in a row stop feeding the systemd
-# watchdog, so systemd restarts the daemon; its containers keep running meanwhile.
-MAX_CRASHES = 5
 HEARTBEAT_TICK_S = 0.5
 # After a pass that acted, the next one comes this soon: it sees what the actions led to (a new
 # container ready, so its predecessor can go) without waiting for the interval.

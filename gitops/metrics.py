@@ -28,6 +28,9 @@ from gitops.statusview import ROLLOUT_STATES, rollout_progress
 
 # A pass running this long is stuck: the systemd unit's WatchdogSec restarts the daemon then too.
 STUCK_AFTER_S = 600.0
+# Passes that crash (a bug, not an outage) this many times in a row stop feeding the systemd
+# watchdog, so systemd restarts the daemon (its containers keep running), and fail /healthz.
+MAX_CRASHES = 5
 WORKLOAD_LABELS = ("namespace", "kind", "name")
 # Passes take milliseconds when nothing changes and up to START_WAIT_S (plus pulls) when they act.
 PASS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -41,14 +44,17 @@ class PassHealth:
 
     running_since: float | None = None
     completed: int = 0
+    crashes: int = 0  # in a row
     git_ok: bool = False
     engine_ok: bool = False
 
     def healthy(self, now: float) -> str | None:
-        """Why the daemon is not healthy (a pass stuck), or None."""
+        """Why the daemon is not healthy (a pass stuck, or crashing every time), or None."""
         since = self.running_since
         if since is not None and now - since > STUCK_AFTER_S:
             return f"pass running for {now - since:.0f}s (stuck after {STUCK_AFTER_S:.0f}s)"
+        if self.crashes >= MAX_CRASHES:
+            return f"{self.crashes} passes crashed in a row"
         return None
 
     def ready(self) -> str | None:
@@ -178,8 +184,10 @@ class Metrics:
             outcome.append("crashed")
             raise
         finally:
+            result = outcome[-1] if outcome else "crashed"
             self.health.running_since = None
-            self.pass_duration.labels(outcome[-1] if outcome else "crashed").observe(time.monotonic() - started)
+            self.health.crashes = self.health.crashes + 1 if result == "crashed" else 0
+            self.pass_duration.labels(result).observe(time.monotonic() - started)
         self.health.completed += 1
 
     @contextmanager

@@ -147,3 +147,17 @@ def test_the_dashboard_queries_only_metrics_the_daemon_exports() -> None:
     text = (Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json").read_text()
     used = set(re.findall(r"gitops_[a-z_]+", text))
     assert used and used <= exported, used - exported
+
+
+def test_passes_crashing_in_a_row_are_unhealthy_until_one_completes(node: Node, repo: Repo) -> None:
+    from gitops.metrics import MAX_CRASHES
+
+    node.runtime.fail("list_managed", KeyError("a bug"), times=MAX_CRASHES)
+    for _ in range(MAX_CRASHES):
+        assert node.get("/healthz")[0] == 200
+        with pytest.raises(KeyError):
+            node.rec.run_pass()
+    assert node.get("/healthz") == (503, f"{MAX_CRASHES} passes crashed in a row\n")
+    node.rec.run_pass()
+    assert node.get("/healthz") == (200, "ok\n")
+    assert node.samples()[("gitops_pass_duration_seconds_count", labels(outcome="crashed"))] == MAX_CRASHES
