@@ -78,7 +78,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._answer(self._read())
 
-    do_POST = do_PUT = do_DELETE = do_HEAD = do_GET
+    def __getattr__(self, name: str) -> Any:
+        # Every method reaches the endpoint, which answers 405 for those it does not take
+        # (http.server's own answer for a method without a do_ handler would be 501).
+        if name.startswith("do_"):
+            return self.do_GET
+        raise AttributeError(name)
 
     def _read(self) -> Request | Response:
         if self.headers.get("Transfer-Encoding"):

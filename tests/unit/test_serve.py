@@ -69,3 +69,10 @@ def test_bodies_too_large_unsized_or_short_are_refused_unread(echo: HttpEndpoint
 def test_an_endpoint_bug_answers_500_and_the_server_goes_on(echo: HttpEndpoint) -> None:
     assert raw(echo.port, b"GET /boom HTTP/1.1\r\nHost: h\r\n\r\n").split(b" ")[1] == b"500"
     assert raw(echo.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").split(b" ")[1] == b"200"
+
+
+@pytest.mark.parametrize("method", ["HEAD", "PATCH", "OPTIONS", "BREW"])
+def test_every_method_reaches_the_endpoint(echo: HttpEndpoint, method: str) -> None:
+    got = raw(echo.port, f"{method} / HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+    assert got.split(b" ")[1] == b"200"
+    assert got.endswith(b"\r\n\r\n") if method == "HEAD" else got.endswith(f"{method} 0 None".encode())
