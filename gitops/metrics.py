@@ -35,6 +35,8 @@ WORKLOAD_LABELS = ("namespace", "kind", "name")
 # Passes take milliseconds when nothing changes and up to START_WAIT_S (plus pulls) when they act.
 PASS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 GIT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Per workload, so fewer: one replica's engine calls (a create and start, a pull, a graceful stop).
+RECONCILE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 PLACEMENT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -145,7 +147,7 @@ class Metrics:
             "Time this node's engine calls for one replica of a workload took, per workload.",
             WORKLOAD_LABELS,
             registry=r,
-            buckets=PASS_BUCKETS,
+            buckets=RECONCILE_BUCKETS,
         )
         self.actions = Counter(
             "gitops_actions", "Engine actions by action and result.", ["action", "result"], registry=r
@@ -168,7 +170,8 @@ class Metrics:
         self._cluster = _Cluster(node=self.node)
         r.register(self._cluster)
         self._lock = threading.Lock()
-        self._reconciled: set[tuple[str, str, str]] = set()
+        # workload key -> its labels, for the workloads that have reconcile_duration series
+        self._reconciled: dict[str, tuple[str, str, str]] = {}
 
     @contextmanager
     def timed_pass(self, temporary: tuple[type[BaseException], ...]) -> Iterator[list[str]]:
@@ -210,7 +213,7 @@ class Metrics:
         """Record how long one replica's engine calls took."""
         labels = (key.namespace, key.kind, key.name)
         with self._lock:
-            self._reconciled.add(labels)
+            self._reconciled[key] = labels
             self.reconcile_duration.labels(*labels).observe(seconds)
 
     def cluster(self, manifests: ManifestSet, view: ClusterView, own: NodeStatus, workloads: Iterable[str]) -> None:
@@ -218,11 +221,9 @@ class Metrics:
         self.nodes_live.set(len(view.live | {self.node}))
         self.status_rejected.set(len(view.rejected))
         self._cluster.snapshot = _Snapshot(manifests, view, own)
-        keep = {(k.namespace, k.kind, k.name) for k in map(WorkloadKey, workloads)}
         with self._lock:
-            for labels in self._reconciled - keep:
-                self.reconcile_duration.remove(*labels)
-            self._reconciled &= keep
+            for key in self._reconciled.keys() - set(workloads):
+                self.reconcile_duration.remove(*self._reconciled.pop(key))
 
     def serve(self, request: Request) -> Response:
         """``/metrics``, ``/healthz`` and ``/readyz``."""
