@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -15,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitops import __version__, logs
-from gitops.config import Config, ConfigError, load_config
+from gitops.config import DEFAULT_CONFIG_FILE, Config, ConfigError, load_config
 
 # docker, numpy (placement), APScheduler and watchdog cost most of a second to import; only
 # the verbs that talk to Git, the engine or the scheduler import them, inside the verb, so
 # `gitops validate` in an editor hook or CI step starts fast and needs none of them.
 if TYPE_CHECKING:
     from gitops.cluster import ClusterView
-    from gitops.model import ManifestSet
+    from gitops.model import ClusterSpec, ManifestSet
     from gitops.reconcile.reconciler import Reconciler
 
 EXIT_OK, EXIT_CHANGES, EXIT_ERROR = 0, 1, 2
@@ -62,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source_flags(run)
     _add_node_flags(run)
     run.add_argument("--once", action="store_true", help="one pass, exit non-zero if it failed")
+    run.add_argument("--metrics-address", help="serve /metrics, /healthz and /readyz on HOST:PORT (default: off)")
 
     val = sub.add_parser("validate", help="validate manifests in a directory or file")
     val.add_argument("target", nargs="?", default=".", help="directory or file (default .)")
@@ -94,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("--config", type=Path)
     sy.add_argument("--state-dir", type=Path)
 
+    doc = sub.add_parser(
+        "doctor", help="check this node's setup: engine, Git, clock, GPUs, policy, keys (1 if any fails)"
+    )
+    _add_source_flags(doc)
+    _add_node_flags(doc)
+
     ini = sub.add_parser("init", help="create a new cluster repository from the template")
     ini.add_argument("dir", type=Path)
 
@@ -116,6 +124,7 @@ def _config(args: argparse.Namespace) -> Config:
             "interval",
             "log_format",
             "log_level",
+            "metrics_address",
         )
     }
     return load_config(getattr(args, "config", None), flags)
@@ -145,6 +154,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_init(args.dir)
     if verb == "sync":
         return cmd_sync(_config(args))
+    if verb == "doctor":
+        return cmd_doctor(args)
     cfg = _config(args)
     logs.setup(cfg.log_level if verb == "run" else "WARNING", cfg.log_format)
     if not cfg.repo:
@@ -229,6 +240,27 @@ def cmd_sync(cfg: Config) -> int:
     trigger.write_text(str(time.time()))
     print("sync requested")
     return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Check this node's setup, one line per check: 0 when none fails, 1 otherwise."""
+    from gitops.doctor import run_checks
+
+    config_file = args.config or Path(os.environ.get("GITOPS_CONFIG", str(DEFAULT_CONFIG_FILE)))
+    try:
+        cfg = _config(args)
+    except ConfigError as e:
+        print(f"FAIL config: {' '.join(str(e).split())}: fix the setting named")
+        return EXIT_CHANGES
+
+    def read_cluster(c: Config) -> tuple[ClusterSpec, ClusterView] | None:
+        read = _read_cluster(c, "doctor")
+        return None if read is None else (read[0].cluster, read[1])
+
+    checks = run_checks(cfg, config_file, read_cluster)
+    for check in checks:
+        print(check)
+    return EXIT_CHANGES if any(c.level == "FAIL" for c in checks) else EXIT_OK
 
 
 def _reconciler(cfg: Config) -> Reconciler:

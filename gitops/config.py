@@ -15,9 +15,19 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 from gitops.admission import Policy
 from gitops.manifests.names import dns_label
 from gitops.scheduling import MAX_TAINTS, Taint
+from gitops.serve import parse_address
 
 DEFAULT_CONFIG_FILE = Path("/etc/gitops/config.yaml")
 IPv4Str = Annotated[str, AfterValidator(lambda v: str(ipaddress.IPv4Address(v)))]
+
+
+def _bind_address(text: str) -> str:
+    parse_address(text)
+    return text
+
+
+# host:port to listen on; an empty host is the loopback address.
+BindAddress = Annotated[str, AfterValidator(_bind_address)]
 
 
 class DeclaredGpu(BaseModel):
@@ -68,6 +78,17 @@ class StatusSigningConfig(BaseModel):
     allowed_signers: Path
 
 
+class WebhookConfig(BaseModel):
+    """The push webhook receiver (docs/operations.md, "Webhooks")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: BindAddress
+    path: str = Field(default="/hooks/push", pattern=r"^/[A-Za-z0-9._~/-]*$")
+    # The secret shared with the forge: HMAC key (GitHub, Gitea, Forgejo) or token (GitLab).
+    secret_file: Path
+
+
 class Config(BaseModel):
     """Everything a node needs that must not come from the repository."""
 
@@ -109,6 +130,10 @@ class Config(BaseModel):
     status_signing: StatusSigningConfig | None = None
     # What this node admits (docs/security.md, "Admission"); published in its status for placement.
     policy: Policy = Field(default_factory=Policy)
+    # Prometheus metrics, /healthz and /readyz (docs/operations.md, "Metrics"); None: not served.
+    metrics_address: BindAddress | None = None
+    # Push webhooks that trigger a pass at once; None: not served.
+    webhook: WebhookConfig | None = None
 
     @property
     def effective_jitter(self) -> float:
@@ -131,8 +156,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, taints, gpus, verify, status_signing, policy) are given as YAML/JSON.
-        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy"}
+        # Structured values (labels, taints, gpus, verify, status_signing, policy, webhook) are given as YAML/JSON.
+        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy", "webhook"}
         out[name] = yaml.safe_load(raw) if name in structured else raw
     return out
 

@@ -19,18 +19,18 @@ from watchdog.observers import Observer
 
 from gitops.config import Config
 from gitops.health import Prober
+from gitops.metrics import MAX_CRASHES
 from gitops.reconcile.reconciler import PassFailed, Reconciler
 from gitops.secrets import redact
+from gitops.serve import Endpoint, HttpEndpoint, parse_address
 from gitops.source import GitError, normalise_url
+from gitops.webhook import Webhook
 
 log = logging.getLogger(__name__)
 
 READ_ONLY_EVENTS = frozenset({"opened", "closed_no_write"})
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
-# Passes that crash (a bug, not an outage) this many times in a row stop feeding the systemd
-# watchdog, so systemd restarts the daemon; its containers keep running meanwhile.
-MAX_CRASHES = 5
 HEARTBEAT_TICK_S = 0.5
 # After a pass that acted, the next one comes this soon: it sees what the actions led to (a new
 # container ready, so its predecessor can go) without waiting for the interval.
@@ -166,6 +166,11 @@ class Daemon:
         """Serve until SIGTERM/SIGINT; return the process exit code."""
         if threading.current_thread() is threading.main_thread():
             self._install_signals()
+        try:
+            endpoints = self._endpoints()
+        except (OSError, ValueError) as e:
+            log.error("%s", e)
+            return 1
         self.config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         trigger = self.config.trigger_file
         trigger.touch()
@@ -202,9 +207,41 @@ class Daemon:
             observer.stop()
             scheduler.shutdown(wait=False)
             observer.join(timeout=5)
+            for endpoint in endpoints:
+                endpoint.close()
             self.reconciler.close()
             sd_notify("STOPPING=1")
         return 0
+
+    def _endpoints(self) -> list[HttpEndpoint]:
+        """The HTTP endpoints the config asks for, listening; OSError or ValueError saying which cannot."""
+        wanted: list[tuple[str, str, Endpoint]] = []
+        if self.config.metrics_address:
+            wanted.append(("metrics", self.config.metrics_address, self.reconciler.metrics.serve))
+        hook = self.config.webhook
+        if hook is not None:
+            try:
+                secret = hook.secret_file.read_bytes().strip()
+            except OSError as e:
+                raise OSError(f"webhook.secret_file: {e}") from e
+            if not secret:
+                raise ValueError(
+                    f"webhook.secret_file {hook.secret_file} is empty: put the forge's webhook secret in it"
+                )
+            # A verified push wakes the loop, as `gitops sync` and new commits in a local repository do.
+            wanted.append(
+                ("webhook", hook.address, Webhook(hook.path, secret, self.config.branch, self.wake.set).serve)
+            )
+        endpoints: list[HttpEndpoint] = []
+        for name, address, endpoint in wanted:
+            try:
+                endpoints.append(HttpEndpoint(parse_address(address), endpoint, name))
+            except OSError as e:
+                for started in endpoints:
+                    started.close()
+                raise OSError(f"{name} cannot listen on {address}: {e}") from e
+            log.info("%s listening on %s", name, address)
+        return endpoints
 
     def _heartbeats(self) -> None:
         """Keep the node's heartbeat (and fencing) going whatever the pass is waiting on."""

@@ -16,6 +16,8 @@ from gitops.services.endpoints import endpoints
 from gitops.states import READY_STATES, RUNNING_STATES, UP_STATES, Reason, State
 from gitops.status import ReplicaStatus
 
+# What rollout_progress says of a Deployment, StatefulSet or Job (DaemonSets and CronJobs: "n/a").
+ROLLOUT_STATES = ("progressing", "complete", "halted")
 # A node entry's fields when no record of the node can be shown.
 _UNKNOWN_NODE: dict[str, Any] = {
     "live": False,
@@ -98,7 +100,7 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
                 "running": sum(1 for _, row in rows if row.state in UP_STATES),
                 "ready": sum(1 for _, row in current if row.state in READY_STATES),
                 "updated": len(current),
-                "rollout": _rollout(w, current),
+                "rollout": rollout_progress(w, current),
                 "nodes": sorted({n for n, row in rows if row.state != State.UNSCHEDULABLE}),
                 "replicas": [
                     {
@@ -182,8 +184,8 @@ def _services(mset: ManifestSet, view: ClusterView) -> list[dict[str, Any]]:
     ]
 
 
-def _rollout(w: Workload, current: list[tuple[str, ReplicaStatus]]) -> dict[str, Any]:
-    """Progress of the rollout of the workload's current spec."""
+def rollout_progress(w: Workload, current: list[tuple[str, ReplicaStatus]]) -> dict[str, Any]:
+    """Progress of the rollout of the workload's current spec from its rows at that spec ((node, row))."""
     halted = next((row for _, row in current if row.failed_spec_hash == w.spec_hash), None)
     if halted is None:
         halted = next((row for _, row in current if row.reason == Reason.ROLLOUT_FAILED), None)

@@ -381,3 +381,18 @@ def ssh_commit(repo: Repo, key: SshKey, message: str) -> str:
         *("commit", "-q", "--allow-empty", "-S", "-m", message),
     )
     return repo.head()
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Samples at a Prometheus ``url``, parsed by prometheus-client's own parser: (name, labels) -> value."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        text = resp.read().decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

@@ -16,6 +16,7 @@ from gitops.downward import PodValues
 from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
 from gitops.manifests.expansion import expand
+from gitops.metrics import Metrics
 from gitops.model import ContainerSpec, EnvFrom, EnvVar, Hooks, Service, StatefulSpec
 from gitops.reconcile import hooks
 from gitops.reconcile.files import FileStore
@@ -115,8 +116,10 @@ class Executor:
         stoppers: int = STOPPERS,
         host_ip: str = "127.0.0.1",
         capacity: tuple[int, int] = (0, 0),
+        metrics: Metrics | None = None,
     ):
         self.runtime = runtime
+        self.metrics = metrics or Metrics(node=node)
         self.node = node
         self.secrets_dir = secrets_dir
         self.files = FileStore(files_dir, secrets_dir)
@@ -226,9 +229,13 @@ class Executor:
             try:
                 # The futures waited for were submitted first, so the FIFO pool has picked them up.
                 wait(after or [])
+                started = time.monotonic()
                 self._remove(target)
+                self.metrics.action(action.op, "ok")
+                self.metrics.reconciled(target.key, time.monotonic() - started)
                 log.info("%s", action.describe())
             except (RuntimeFailure, RuntimeUnavailable) as e:
+                self.metrics.action(action.op, "failed" if isinstance(e, RuntimeFailure) else "unavailable")
                 log.warning("%s failed (retried next pass): %s", action.describe(), e)
             finally:
                 with self._lock:
@@ -251,22 +258,30 @@ class Executor:
         """One replica's actions in order; the first failure skips the rest."""
         out = Outcome()
         inits_done: set[str] = set()
+        started = time.monotonic()
         try:
             for action in actions:
                 with self._lock:
                     self._busy[rid] = action.describe()
                 try:
                     self._apply(action, out, pulled, inits_done)
+                    self.metrics.action(action.op, "ok")
                     log.info("%s", action.describe())
                 except RuntimeFailure as e:
+                    self.metrics.action(action.op, "failed")
                     log.warning("%s failed: %s", action.describe(), e)
                     out.failures[rid] = (e.reason, str(e))
                     return
-        except RuntimeUnavailable as e:
-            log.warning("engine unavailable during %s: %s", actions[0].describe(), e)
-        except _Superseded:
-            log.info("%s: cut short, its spec is no longer wanted here", actions[0].describe())
+                except RuntimeUnavailable as e:
+                    self.metrics.action(action.op, "unavailable")
+                    log.warning("engine unavailable during %s: %s", action.describe(), e)
+                    return
+                except _Superseded:
+                    self.metrics.action(action.op, "superseded")
+                    log.info("%s: cut short, its spec is no longer wanted here", action.describe())
+                    return
         finally:
+            self.metrics.reconciled(rid.key, time.monotonic() - started)
             with self._lock:
                 self._busy.pop(rid, None)
                 self._done.merge(out)

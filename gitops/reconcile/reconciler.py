@@ -15,6 +15,7 @@ from gitops.desired import DesiredLoader
 from gitops.gpu import Gpu, GpuInventory
 from gitops.health import Prober
 from gitops.identity import WorkloadKey
+from gitops.metrics import Metrics
 from gitops.model import ManifestSet
 from gitops.nodefacts import host_ip, node_info
 from gitops.placement import Assignment, NodeInfo
@@ -105,6 +106,7 @@ class Reconciler:
             taints=stamp_taints(config.taints, (), datetime.now(UTC)),
         ).model_copy(update={"policy": config.policy})
         self.address = config.address or host_ip()
+        self.metrics = Metrics(node=self.node)
         self.executor = Executor(
             self.runtime,
             self.node,
@@ -113,6 +115,7 @@ class Reconciler:
             config.state_dir / "seccomp",
             host_ip=self.address,
             capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
+            metrics=self.metrics,
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
         self.services = ServiceProxy(self.node, self.address, config.state_dir)
@@ -141,6 +144,14 @@ class Reconciler:
 
     def run_pass(self, dry_run: bool = False) -> PassReport:
         """Do one full pass; raise PassFailed when there is no revision or no engine."""
+        if dry_run:
+            return self._pass(dry_run=True)
+        with self.metrics.timed_pass(temporary=(PassFailed, GitError)) as outcome:
+            report = self._pass(dry_run=False)
+            outcome.append("ok" if report.ok else "errors")
+        return report
+
+    def _pass(self, dry_run: bool) -> PassReport:
         errors: list[ErrorStatus] = []
         # A hanging fetch must not delay fencing past the node timeout.
         self.source.timeout = min(self.config.git_timeout, max(3.0, self._heartbeat_timeout[1] / 3))
@@ -159,9 +170,14 @@ class Reconciler:
             self._recover_taint_times(view.reports.get(self.node))
             self._recovered = True
         nodes = self._nodes(view, mset)
-        pinned = volumes.place_pinned(
-            mset.workloads, nodes, view.placements(), volumes.holders(view.reports, mset.releases), datetime.now(UTC)
-        )
+        with self.metrics.placement_duration.time():
+            pinned = volumes.place_pinned(
+                mset.workloads,
+                nodes,
+                view.placements(),
+                volumes.holders(view.reports, mset.releases),
+                datetime.now(UTC),
+            )
         assignment, self._lost = pinned.assignment, pinned.lost
         schedulable = [n for n in nodes if not n.cordoned]
         self.cron.update(mset, self.node, schedulable, view.reports.values(), datetime.now(UTC))
@@ -217,6 +233,7 @@ class Reconciler:
             raise PassFailed(str(e)) from e
         self._held_claims = self._claims(mset)
         self._latest = self._status(ctx, decision, the_plan, errors)
+        self.metrics.cluster(mset, view, self._latest, [w.key for w in (*mset.workloads, *ctx.cron_runs)])
         if (problem := self.services.sync(mset, view, self._latest)) is not None:
             self._latest.errors.append(ErrorStatus(field="services", message=problem))
         report.pushed = self._push(self._latest)
@@ -225,12 +242,15 @@ class Reconciler:
 
     def _fetch(self, errors: list[ErrorStatus]) -> str:
         try:
-            rev = self.source.fetch()
+            with self.metrics.git("fetch"):
+                rev = self.source.fetch()
             if self._fetch_error:
                 log.info("git source reachable again")
             self._fetch_error = None
+            self.metrics.health.git_ok = True
         except GitError as e:
             self._fetch_error = str(e)
+            self.metrics.health.git_ok = False
             errors.append(ErrorStatus(message=f"fetch failed, keeping last good revision: {e}"))
             log.warning("fetch failed: %s", e)
             if not self.source.has_head():
@@ -271,7 +291,8 @@ class Reconciler:
         if key == self._refusal_published:
             return
         try:
-            self.source.push_status(self.node, dump(status), commit_message(status), self.config.status_history)
+            with self.metrics.git("push"):
+                self.source.push_status(self.node, dump(status), commit_message(status), self.config.status_history)
             self._refusal_published = key
         except GitError as e:
             log.warning("status push failed: %s", e)
@@ -305,7 +326,9 @@ class Reconciler:
             leaving = self.executor.leaving()
             containers = self.runtime.list_managed(self.node)
         except RuntimeUnavailable as e:
+            self.metrics.health.engine_ok = False
             raise PassFailed(str(e)) from e
+        self.metrics.health.engine_ok = True
         workloads = (*mset.workloads, *self.cron.workloads())
         obs = observe(containers, workloads, self.memory.running_since, self.prober, time.monotonic(), leaving)
         self.memory.running_since = obs.running_since
@@ -391,9 +414,10 @@ class Reconciler:
             if not force and key == self._last_push_content and now - self._last_push_at < self._heartbeat_timeout[0]:
                 return False
             try:
-                sha = self.source.push_status(
-                    self.node, dump(status), commit_message(status), self.config.status_history
-                )
+                with self.metrics.git("push"):
+                    sha = self.source.push_status(
+                        self.node, dump(status), commit_message(status), self.config.status_history
+                    )
             except GitError as e:
                 log.warning("status push failed: %s", e)
                 return False
