@@ -54,6 +54,42 @@ def _target(hpa: Autoscaler) -> str:
     return f"{hpa.target_kind}/{hpa.target_name}"
 
 
+def scaled(mset: ManifestSet, reports: Mapping[str, NodeStatus]) -> tuple[ManifestSet, dict[str, AutoscalerStatus]]:
+    """``mset`` with each autoscaled workload at the newest published count within min/max from Git, and the
+    decisions applied by autoscaler key.
+
+    Without any decision yet, Git's replicas are the starting point. An autoscaler whose document no
+    longer validates keeps the count last decided, as an invalid workload keeps its last spec.
+    """
+    newest = newest_decisions(reports.values())
+    by_key = {w.key: w for w in mset.workloads}
+    counts: dict[WorkloadKey, int] = {}
+    applied: dict[str, AutoscalerStatus] = {}
+    for hpa in mset.autoscalers:
+        target = by_key.get(hpa.target)
+        if target is None:
+            continue
+        found = newest.get((hpa.namespace, hpa.name))
+        count = target.replicas
+        if found is not None and found.target == _target(hpa):
+            applied[hpa.key] = found
+            count = found.replicas
+        counts[hpa.target] = min(max(count, hpa.min_replicas), hpa.max_replicas)
+    for (namespace, name), found in newest.items():
+        key = f"{namespace}/HorizontalPodAutoscaler/{name}"
+        if key in mset.invalid_keys:
+            kind, _, target_name = found.target.partition("/")
+            counts.setdefault(WorkloadKey.of(namespace, kind, target_name), found.replicas)
+            applied[key] = found
+    if not counts:
+        return mset, applied
+    workloads = tuple(
+        w.model_copy(update={"replicas": counts[w.key]}) if counts.get(w.key, w.replicas) != w.replicas else w
+        for w in mset.workloads
+    )
+    return mset.model_copy(update={"workloads": workloads}), applied
+
+
 class Autoscaling:
     """What one node keeps between passes: usage samples per container and the histories of what it decides."""
 
@@ -66,38 +102,9 @@ class Autoscaling:
         self._applied: dict[str, AutoscalerStatus] = {}
 
     def apply(self, mset: ManifestSet, reports: Mapping[str, NodeStatus]) -> ManifestSet:
-        """``mset`` with each autoscaled workload at the newest published count, within min/max from Git.
-
-        Without any decision yet, Git's replicas are the starting point. An autoscaler whose document no
-        longer validates keeps the count last decided, as an invalid workload keeps its last spec.
-        """
-        newest = newest_decisions(reports.values())
-        by_key = {w.key: w for w in mset.workloads}
-        counts: dict[WorkloadKey, int] = {}
-        self._applied = {}
-        for hpa in mset.autoscalers:
-            target = by_key.get(hpa.target)
-            if target is None:
-                continue
-            found = newest.get((hpa.namespace, hpa.name))
-            count = target.replicas
-            if found is not None and found.target == _target(hpa):
-                self._applied[hpa.key] = found
-                count = found.replicas
-            counts[hpa.target] = min(max(count, hpa.min_replicas), hpa.max_replicas)
-        for (namespace, name), found in newest.items():
-            key = f"{namespace}/HorizontalPodAutoscaler/{name}"
-            if key in mset.invalid_keys:
-                kind, _, target_name = found.target.partition("/")
-                counts.setdefault(WorkloadKey.of(namespace, kind, target_name), found.replicas)
-                self._applied[key] = found
-        if not counts:
-            return mset
-        workloads = tuple(
-            w.model_copy(update={"replicas": counts[w.key]}) if counts.get(w.key, w.replicas) != w.replicas else w
-            for w in mset.workloads
-        )
-        return mset.model_copy(update={"workloads": workloads})
+        """``mset`` at the published counts (``scaled``); remembers the decisions applied, to republish them."""
+        mset, self._applied = scaled(mset, reports)
+        return mset
 
     def sample(self, runtime: Runtime, containers: Sequence[Observed], mset: ManifestSet, now: float) -> None:
         """Read the usage of this node's running replicas of autoscaled workloads: one runtime call for all."""

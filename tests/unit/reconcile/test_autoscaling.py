@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from gitops.cluster import ClusterView
 from gitops.config import Config
 from gitops.gpu import DeclaredInventory
 from gitops.manifests.load import combine, parse_file
@@ -17,7 +18,17 @@ from gitops.placement import rendezvous
 from gitops.reconcile.autoscaling import Autoscaling, newest_decisions
 from gitops.reconcile.reconciler import Reconciler
 from gitops.runtime.cgroups import ContainerUsage
-from gitops.status import AutoscalerStatus, AutoscalingStatus, NodeStatus, UsageStatus, content_key, utc_now_iso
+from gitops.status import (
+    AutoscalerStatus,
+    AutoscalingStatus,
+    MetricStatus,
+    NodeStatus,
+    ScaleEventStatus,
+    UsageStatus,
+    content_key,
+    utc_now_iso,
+)
+from gitops.statusview import render_status, status_document
 from tests.builders import TEST_IMAGE, autoscaler, deployment
 from tests.fakes import FakeRuntime
 from tests.helpers import Repo, status_of
@@ -178,3 +189,23 @@ def _usage_calls_per_pass(runtime: FakeRuntime) -> list[int]:
         else:
             counts[-1] += 1
     return [c for c in counts if c]
+
+
+def test_gitops_status_shows_the_count_in_force_with_its_evidence() -> None:
+    decided = decision(3, "b").model_copy(
+        update={
+            "current": 1,
+            "reason": "cpu above target",
+            "metrics": [MetricStatus(resource="cpu", utilization=True, current=140, target=50)],
+            "last_scale": ScaleEventStatus(time=utc_now_iso(T0), from_=1, to=3, reason="cpu above target"),
+        }
+    )
+    view = ClusterView(reports={"b": record("b", decision=decided)}, live=frozenset({"b"}))
+    doc = status_document(manifests(), view, "abc")
+    (web,) = doc["workloads"]
+    assert web["desired"] == 3
+    (hpa,) = doc["autoscalers"]
+    assert (hpa["desired"], hpa["current"], hpa["decider"]) == (3, 1, "b")
+    text = render_status(doc)
+    assert f"{KEY:<40} Deployment/web 1..5  cpu 140%/50%  current 1 desired 3  decider b" in text
+    assert "last scaled 1 -> 3 at 2026-12-01T12:00:00Z: cpu above target" in text
