@@ -37,7 +37,7 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
     """The cluster view as plain data (the ``-o json`` output)."""
     now = datetime.now(UTC)
     # Autoscaled workloads show the count in force, not Git's.
-    mset, applied = scaled(mset, view.reports)
+    mset, applied = scaled(mset, view.reports, now)
     digests = Counter(view.reports[n].placement_digest for n in view.live)
     majority = digests.most_common(1)[0][0] if digests else ""
     by_key = {w.key: w for w in mset.workloads}

@@ -30,13 +30,18 @@ from gitops.status import (
 )
 
 _NS_PER_MILLICORE_SECOND = 1_000_000
+# A decision dated further ahead of this node's clock is ignored: it would otherwise outrank every
+# later one until that time (a node with a wild clock, or a forged record).
+MAX_AHEAD = timedelta(minutes=5)
 
 
-def newest_decisions(reports: Iterable[NodeStatus]) -> dict[tuple[str, str], AutoscalerStatus]:
+def newest_decisions(reports: Iterable[NodeStatus], now: datetime) -> dict[tuple[str, str], AutoscalerStatus]:
     """(namespace, autoscaler name) -> the newest decision any record publishes (ties: the decider's name)."""
     newest: dict[tuple[str, str], AutoscalerStatus] = {}
     for report in reports:
         for d in report.autoscaling.decisions if report.autoscaling else ():
+            if d.decided_at() > now + MAX_AHEAD:
+                continue
             key = (d.namespace, d.name)
             have = newest.get(key)
             if have is None or (d.decided_at(), d.decider) > (have.decided_at(), have.decider):
@@ -54,14 +59,16 @@ def _target(hpa: Autoscaler) -> str:
     return f"{hpa.target_kind}/{hpa.target_name}"
 
 
-def scaled(mset: ManifestSet, reports: Mapping[str, NodeStatus]) -> tuple[ManifestSet, dict[str, AutoscalerStatus]]:
+def scaled(
+    mset: ManifestSet, reports: Mapping[str, NodeStatus], now: datetime
+) -> tuple[ManifestSet, dict[str, AutoscalerStatus]]:
     """``mset`` with each autoscaled workload at the newest published count within min/max from Git, and the
     decisions applied by autoscaler key.
 
     Without any decision yet, Git's replicas are the starting point. An autoscaler whose document no
     longer validates keeps the count last decided, as an invalid workload keeps its last spec.
     """
-    newest = newest_decisions(reports.values())
+    newest = newest_decisions(reports.values(), now)
     by_key = {w.key: w for w in mset.workloads}
     counts: dict[WorkloadKey, int] = {}
     applied: dict[str, AutoscalerStatus] = {}
@@ -101,9 +108,9 @@ class Autoscaling:
         # Autoscaler key -> the decision this pass applies.
         self._applied: dict[str, AutoscalerStatus] = {}
 
-    def apply(self, mset: ManifestSet, reports: Mapping[str, NodeStatus]) -> ManifestSet:
+    def apply(self, mset: ManifestSet, reports: Mapping[str, NodeStatus], now: datetime) -> ManifestSet:
         """``mset`` at the published counts (``scaled``); remembers the decisions applied, to republish them."""
-        mset, self._applied = scaled(mset, reports)
+        mset, self._applied = scaled(mset, reports, now)
         return mset
 
     def sample(self, runtime: Runtime, containers: Sequence[Observed], mset: ManifestSet, now: float) -> None:
@@ -177,16 +184,17 @@ class Autoscaling:
         ]
         by_key = {w.key: w for w in mset.workloads}
         out: list[AutoscalerStatus] = []
+        # Histories of autoscalers this node no longer decides (or that are gone) are dropped.
+        histories, self._histories = self._histories, {}
         for hpa in mset.autoscalers:
             target = by_key.get(hpa.target)
             applied = self._applied.get(hpa.key)
             if target is None:
                 continue
             if rendezvous(hpa.key, live) != self.node:
-                self._histories.pop(hpa.key, None)
                 out += [applied] if applied is not None else []
                 continue
-            out.append(self._decide(hpa, target, applied, usage, now))
+            out.append(self._decide(hpa, target, applied, usage, histories.get(hpa.key), now))
         applied_invalid = [d for key, d in sorted(self._applied.items()) if key in mset.invalid_keys]
         return out + applied_invalid
 
@@ -196,6 +204,7 @@ class Autoscaling:
         target: Workload,
         applied: AutoscalerStatus | None,
         rows: Sequence[UsageStatus],
+        history: History | None,
         now: datetime,
     ) -> AutoscalerStatus:
         current = target.replicas
@@ -208,7 +217,7 @@ class Autoscaling:
             Usage(),
         )
         clock = now.timestamp()
-        history = self._histories.get(hpa.key) or seeded(current, clock)
+        history = history or seeded(current, clock)
         verdict, self._histories[hpa.key] = autoscale.decide(hpa, current, usage, requests(target), history, clock)
         last = applied.last_scale if applied is not None else None
         at = applied.time if applied is not None else ""

@@ -162,7 +162,7 @@ class Reconciler:
             self._recover_taint_times(view.reports.get(self.node))
             self._recovered = True
         # Autoscaled workloads run the newest published count, for placement and every rule after it.
-        mset = self._mset = self.autoscaling.apply(mset, view.reports)
+        mset = self._mset = self.autoscaling.apply(mset, view.reports, datetime.now(UTC))
         nodes = self._nodes(view, mset)
         pinned = volumes.place_pinned(
             mset.workloads, nodes, view.placements(), volumes.holders(view.reports, mset.releases), datetime.now(UTC)

@@ -112,3 +112,11 @@ def test_replicas_in_git_is_a_starting_point_with_a_warning() -> None:
 def test_two_autoscalers_of_one_workload_are_both_errors() -> None:
     found = errors({"web.yaml": WEB, "a.yaml": autoscaler("a"), "b.yaml": autoscaler("b")})
     assert len(found) == 2 and all("scaled by more than one HorizontalPodAutoscaler" in e for e in found)
+
+
+def test_a_statefulset_can_be_scaled() -> None:
+    stateful = WEB.replace("kind: Deployment", "kind: StatefulSet").replace(
+        "  selector:", "  serviceName: web\n  selector:"
+    )
+    hpa = only(load({"web.yaml": stateful, "hpa.yaml": autoscaler().replace("kind: Deployment", "kind: StatefulSet")}))
+    assert str(hpa.target) == "default/StatefulSet/web"

@@ -71,15 +71,15 @@ def replicas(mset: ManifestSet) -> int:
 
 def test_gits_replicas_are_the_start_and_the_newest_decision_wins_within_min_and_max() -> None:
     scaling = Autoscaling("a", 30)
-    assert replicas(scaling.apply(manifests(), {})) == 1
+    assert replicas(scaling.apply(manifests(), {}, T0)) == 1
     reports = {
         "a": record("a", decision=decision(3, "a")),
         "b": record("b", decision=decision(4, "b", T0 + timedelta(seconds=5))),
     }
-    assert replicas(scaling.apply(manifests(), reports)) == 4
-    assert newest_decisions(reports.values())[("default", "web")].decider == "b"
+    assert replicas(scaling.apply(manifests(), reports, T0)) == 4
+    assert newest_decisions(reports.values(), T0)[("default", "web")].decider == "b"
     # A later commit lowering maxReplicas clamps the published count at once.
-    assert replicas(scaling.apply(manifests(hpa=HPA.replace("maxReplicas: 5", "maxReplicas: 2")), reports)) == 2
+    assert replicas(scaling.apply(manifests(hpa=HPA.replace("maxReplicas: 5", "maxReplicas: 2")), reports, T0)) == 2
 
 
 def test_an_autoscaler_whose_document_breaks_keeps_the_count_in_force() -> None:
@@ -87,7 +87,7 @@ def test_an_autoscaler_whose_document_breaks_keeps_the_count_in_force() -> None:
     assert broken.invalid_keys == (KEY,)
     reports = {"a": record("a", decision=decision(4, "a"))}
     scaling = Autoscaling("a", 30)
-    assert replicas(scaling.apply(broken, reports)) == 4
+    assert replicas(scaling.apply(broken, reports, T0)) == 4
     assert [d.replicas for d in scaling.decisions(broken, ["a"], reports, [], T0)] == [4]
 
 
@@ -107,7 +107,7 @@ def test_only_the_decider_decides_from_everyones_usage_and_a_successor_keeps_the
         others[1]: record(others[1]),
     }
     nodes = {n: Autoscaling(n, 30) for n in live}
-    scaled = {n: nodes[n].apply(mset, reports) for n in live}
+    scaled = {n: nodes[n].apply(mset, reports, T0) for n in live}
     assert {replicas(m) for m in scaled.values()} == {3}
     published = {n: nodes[n].decisions(scaled[n], live, reports, own.usage if n == decider else [], T0) for n in live}
     (mine,) = published[decider]
@@ -128,7 +128,7 @@ def test_only_the_decider_decides_from_everyones_usage_and_a_successor_keeps_the
     successor = rendezvous(KEY, survivors)
     assert successor is not None
     after = {decider: record(decider, decision=last), **{n: record(n, usage=(2, 10)) for n in survivors}}
-    taken_over = nodes[successor].apply(mset, after)
+    taken_over = nodes[successor].apply(mset, after, T0)
     assert replicas(taken_over) == 5
     (taken,) = nodes[successor].decisions(taken_over, survivors, after, [], T0 + timedelta(seconds=60))
     assert (taken.decider, taken.replicas, taken.current) == (successor, 5, 5)
@@ -137,11 +137,14 @@ def test_only_the_decider_decides_from_everyones_usage_and_a_successor_keeps_the
 
 def test_a_successor_whose_clock_is_behind_still_publishes_the_newest_decision() -> None:
     mset = manifests()
-    ahead = decision(4, "gone", T0 + timedelta(minutes=5))
+    ahead = decision(4, "gone", T0 + timedelta(minutes=4))
     node = Autoscaling("a", 30)
-    scaled = node.apply(mset, {"gone": record("gone", decision=ahead)})
+    scaled = node.apply(mset, {"gone": record("gone", decision=ahead)}, T0)
     (mine,) = node.decisions(scaled, ["a"], {"a": record("a")}, [], T0)
     assert mine.decided_at() > ahead.decided_at() and mine.replicas == 4
+    # A decision dated far ahead (a wild clock, a forged record) is not taken: it would outrank all others.
+    wild = decision(5, "gone", T0 + timedelta(hours=1))
+    assert replicas(node.apply(mset, {"gone": record("gone", decision=wild)}, T0)) == 1
 
 
 def test_usage_and_evidence_ride_along_with_heartbeats() -> None:
