@@ -1380,7 +1380,7 @@ class MetricTarget(KubeModel):
     ]
     average_utilization: Annotated[int, Field(ge=1, le=100_000)] | None = None
     # A cpu or memory quantity; converted by the resource's name in autoscaler.py.
-    average_value: str | int | None = None
+    average_value: str | int | float | None = None
     value: Annotated[object, Refuse("Value targets are for Object and External metrics; use AverageValue")] = None
 
     @model_validator(mode="after")

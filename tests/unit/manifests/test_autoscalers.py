@@ -46,6 +46,7 @@ def test_metrics_and_behavior_are_read_and_unset_rules_take_the_directions_defau
     - {type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}
     - {type: Resource, resource: {name: memory, target: {type: AverageValue, averageValue: 100Mi}}}
     - {type: Resource, resource: {name: cpu, target: {type: AverageValue, averageValue: 250m}}}
+    - {type: Resource, resource: {name: cpu, target: {type: AverageValue, averageValue: 0.5}}}
     behavior:
       scaleDown: {stabilizationWindowSeconds: 5, policies: [{type: Pods, value: 1, periodSeconds: 10}]}
       scaleUp: {selectPolicy: Min}
@@ -55,6 +56,7 @@ def test_metrics_and_behavior_are_read_and_unset_rules_take_the_directions_defau
         MetricTarget(resource="cpu", utilization=50),
         MetricTarget(resource="memory", average=100 * 2**20),
         MetricTarget(resource="cpu", average=250),
+        MetricTarget(resource="cpu", average=500),
     )
     assert hpa.scale_down.window_s == 5 and hpa.scale_down.select == "Max"
     assert hpa.scale_down.policies == (ScalingPolicy(type="Pods", value=1, period_s=10),)
