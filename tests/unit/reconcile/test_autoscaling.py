@@ -16,6 +16,7 @@ from gitops.manifests.load import combine, parse_file
 from gitops.model import ManifestSet
 from gitops.placement import rendezvous
 from gitops.reconcile.autoscaling import Autoscaling, newest_decisions
+from gitops.reconcile.observe import Observation
 from gitops.reconcile.reconciler import Reconciler
 from gitops.runtime.cgroups import ContainerUsage
 from gitops.status import (
@@ -29,7 +30,7 @@ from gitops.status import (
     utc_now_iso,
 )
 from gitops.statusview import render_status, status_document
-from tests.builders import TEST_IMAGE, autoscaler, deployment
+from tests.builders import TEST_IMAGE, autoscaler, deployment, observed
 from tests.fakes import FakeRuntime
 from tests.helpers import Repo, status_of
 
@@ -212,3 +213,28 @@ def test_gitops_status_shows_the_count_in_force_with_its_evidence() -> None:
     text = render_status(doc)
     assert f"{KEY:<40} Deployment/web 1..5  cpu 140%/50%  current 1 desired 3  decider b" in text
     assert "last scaled 1 -> 3 at 2026-12-01T12:00:00Z: cpu above target" in text
+
+
+def test_usage_counts_ready_replicas_with_two_samples_over_the_window() -> None:
+    mset = manifests()
+    (web,) = mset.workloads
+    ready, unready, fresh = (observed(web, i) for i in range(3))
+    runtime = FakeRuntime()
+    node = Autoscaling("n1", window_s=10)
+    for t, busy_ns in ((0.0, 0), (5.0, 10**9), (20.0, 3 * 10**9)):
+        # The fresh replica starts at t=20: one sample so far.
+        sampled = (ready, unready, fresh) if t == 20 else (ready, unready)
+        runtime.usages = {c.id: ContainerUsage(busy_ns, 1 << 20) for c in sampled}
+        node.sample(runtime, [ready, unready, fresh], mset, t)
+    obs = Observation(
+        containers=[ready, unready, fresh],
+        by_replica={c.rid: [c] for c in (ready, unready, fresh)},
+        ready_ids=frozenset({ready.id, fresh.id}),
+        unhealthy_ids=frozenset(),
+        health={},
+        running_since={},
+    )
+    # The unready replica is left out; the fresh one has no second sample; the window kept t=5 and t=20.
+    (row,) = node.usage_rows(mset, obs)
+    assert (row.pods, row.cpu, row.memory) == (1, round(2000 / 15), 1 << 20)
+    assert runtime.ops("usage") == ["usage"] * 3
