@@ -364,6 +364,7 @@ def cmd_status(cfg: Config, output: str) -> int:
 def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) -> int:
     """Print the assignment for the current repo and live nodes, with what-if changes."""
     from gitops.placement import NodeInfo
+    from gitops.reconcile.autoscaling import scaled
     from gitops.statusview import parse_node_spec
     from gitops.volumes import holders, place_pinned
 
@@ -371,6 +372,8 @@ def cmd_placement(cfg: Config, without: list[str], add: list[str], output: str) 
     if read is None:
         return EXIT_ERROR
     mset, view, rev = read
+    # Autoscaled workloads are placed at the count in force, as the daemons place them.
+    mset, _ = scaled(mset, view.reports, datetime.now(UTC))
     try:
         extra: list[NodeInfo] = [parse_node_spec(s) for s in add]
     except ValueError as e:

@@ -124,6 +124,8 @@ class Config(BaseModel):
     status_logs: bool = False
     # Seconds a fresh node watches, from its first publish, before claiming new work (None: two heartbeats, >= 5 s).
     settle_seconds: float | None = None
+    # Seconds of usage samples an autoscaled replica's cpu and memory are averaged over (docs/autoscaling.md).
+    autoscale_window_s: float = Field(default=30.0, gt=0)
     # Commit verification; off unless configured.
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     # Status signing; None: status commits are unsigned and peers' records are not checked.

@@ -21,7 +21,7 @@ from apscheduler.triggers.cron import CronTrigger
 from gitops.manifests.cron import validate_schedule
 from gitops.manifests.names import MAX_LABEL
 from gitops.model import CronSpec, Workload
-from gitops.placement import hash64
+from gitops.placement import rendezvous
 from gitops.states import State
 
 # Kubernetes refuses to catch up on more than 100 missed runs; we keep the newest ones instead.
@@ -177,9 +177,7 @@ def slot_owner(
     """The live node that starts run ``slot`` of CronJob ``key``: highest rendezvous hash among matching nodes."""
     stamp = _utc(slot).isoformat()
     eligible = [name for name, labels in nodes if all(labels.get(k) == v for k, v in node_selector.items())]
-    if not eligible:
-        return None
-    return min(eligible, key=lambda name: (-hash64(f"{key}\0{stamp}\0{name}"), name))
+    return rendezvous(f"{key}\0{stamp}", eligible)
 
 
 def run_name(workload_name: str, slot: datetime) -> str:

@@ -381,6 +381,8 @@ class Workload(Frozen):
     job: JobSpec | None = None
     cron: CronSpec | None = None
     stateful: StatefulSpec | None = None
+    # spec.replicas was written in Git (an autoscaler then takes it as its starting point only).
+    replicas_set: bool = False
 
     @cached_property
     def key(self) -> WorkloadKey:
@@ -500,6 +502,67 @@ class Service(Frozen):
         return self.cluster_ip == "None"
 
 
+class ScalingPolicy(Frozen):
+    """One HPA scaling policy: at most ``value`` pods or percent of replicas per ``period_s``."""
+
+    type: Literal["Pods", "Percent"]
+    value: int
+    period_s: int
+
+
+class ScalingRules(Frozen):
+    """One direction of an HPA's behavior, Kubernetes' defaults already applied."""
+
+    window_s: int
+    select: Literal["Max", "Min", "Disabled"] = "Max"
+    policies: tuple[ScalingPolicy, ...]
+
+
+# Kubernetes' defaults (pkg/apis/autoscaling/v2/defaults.go).
+SCALE_UP_DEFAULT = ScalingRules(
+    window_s=0,
+    policies=(ScalingPolicy(type="Pods", value=4, period_s=15), ScalingPolicy(type="Percent", value=100, period_s=15)),
+)
+SCALE_DOWN_DEFAULT = ScalingRules(window_s=300, policies=(ScalingPolicy(type="Percent", value=100, period_s=15),))
+
+
+class MetricTarget(Frozen):
+    """A Resource metric: average ``utilization`` percent of requests, or an ``average`` per replica.
+
+    ``average`` is millicores for cpu, bytes for memory.
+    """
+
+    resource: Literal["cpu", "memory"]
+    utilization: int | None = None
+    average: int | None = None
+
+
+class Autoscaler(Frozen):
+    """A resolved HorizontalPodAutoscaler (autoscaling/v2 or v1)."""
+
+    namespace: str = "default"
+    name: str
+    file: str
+    line: int | None = None
+    target_kind: Literal["Deployment", "StatefulSet"]
+    target_name: str
+    min_replicas: int = 1
+    max_replicas: int
+    metrics: tuple[MetricTarget, ...]
+    scale_up: ScalingRules = SCALE_UP_DEFAULT
+    scale_down: ScalingRules = SCALE_DOWN_DEFAULT
+
+    @property
+    def key(self) -> str:
+        """``namespace/HorizontalPodAutoscaler/name``, as invalid_keys name it."""
+        return f"{self.namespace}/HorizontalPodAutoscaler/{self.name}"
+
+    @property
+    def target(self) -> WorkloadKey:
+        """The key of the workload it scales."""
+        return WorkloadKey.of(self.namespace, self.target_kind, self.target_name)
+
+
 class FileResult(Frozen):
     """Everything one file yields; pure in the file's path and bytes, so cacheable by blob id."""
 
@@ -508,6 +571,7 @@ class FileResult(Frozen):
     claims: tuple[Claim, ...] = ()
     releases: tuple[VolumeRelease, ...] = ()
     services: tuple[Service, ...] = ()
+    autoscalers: tuple[Autoscaler, ...] = ()
     cluster: ClusterSpec | None = None
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -525,6 +589,7 @@ class ManifestSet(Frozen):
     claims: tuple[Claim, ...] = ()
     releases: tuple[VolumeRelease, ...] = ()
     services: tuple[Service, ...] = ()
+    autoscalers: tuple[Autoscaler, ...] = ()
     cluster: ClusterSpec = ClusterSpec()
     errors: tuple[ManifestError, ...] = ()
     warnings: tuple[str, ...] = ()

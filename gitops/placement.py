@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -128,6 +128,14 @@ _ATANH = (2 / 13, 2 / 11, 2 / 9, 2 / 7, 2 / 5, 2 / 3, 2.0)
 def hash64(text: str) -> int:
     """Stable 64-bit hash of ``text`` (blake2b), identical in every process."""
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
+def rendezvous(seed: str, names: Iterable[str]) -> str | None:
+    """The name with the highest rendezvous hash for ``seed`` (ties by name); None if there are none.
+
+    Every node reading the same names picks the same one, and removing a name only moves what it held.
+    """
+    return min(names, key=lambda name: (-hash64(f"{seed}\0{name}"), name), default=None)
 
 
 def _mix(z: UintArray) -> UintArray:

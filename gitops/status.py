@@ -214,6 +214,68 @@ class PolicyStatus(Policy):
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
 
+# Bytes of memory: far beyond any machine, within int64.
+MAX_BYTES = 2**62
+Replicas = Annotated[int, Field(ge=0, le=MAX_REPLICA)]
+
+
+class UsageStatus(_Status):
+    """What this node's ready replicas of one autoscaled workload use together, averaged over the sampling window."""
+
+    namespace: Name
+    kind: Name
+    name: Name
+    pods: Replicas
+    cpu: Amount  # millicores
+    memory: Annotated[int, Field(ge=0, le=MAX_BYTES)]  # bytes
+
+
+class MetricStatus(_Status):
+    """One metric an autoscaler decision read: percent of requests when ``utilization``, else per-replica units."""
+
+    resource: Name
+    utilization: bool = False
+    current: Annotated[int, Field(ge=0, le=MAX_BYTES)]
+    target: Annotated[int, Field(ge=0, le=MAX_BYTES)]
+
+
+class ScaleEventStatus(_Status):
+    """The last time an autoscaler's decider changed the count."""
+
+    time: Time
+    from_: Replicas = Field(alias="from")
+    to: Replicas
+    reason: Text = ""
+
+
+class AutoscalerStatus(_Status):
+    """An autoscaler's count as its decider decided it; other nodes publish the decision they apply."""
+
+    namespace: Name
+    name: Name
+    # kind/name of the workload it scales
+    target: Name
+    replicas: Replicas
+    decider: Name
+    # When the decider set ``replicas``: the newest decision wins on every node.
+    time: Time
+    current: Replicas = 0
+    reason: Text = ""
+    metrics: list[MetricStatus] = Field(default_factory=list, max_length=64)
+    last_scale: ScaleEventStatus | None = Field(default=None, alias="lastScale")
+
+    def decided_at(self) -> datetime:
+        """``time`` as an aware UTC datetime (the epoch if unreadable)."""
+        return _time_or_none(self.time) or EARLIEST
+
+
+class AutoscalingStatus(_Status):
+    """A node's part in autoscaling: its usage samples and the decisions it publishes or applies."""
+
+    usage: list[UsageStatus] = Field(default_factory=list, max_length=MAX_ROWS)
+    decisions: list[AutoscalerStatus] = Field(default_factory=list, max_length=MAX_ROWS)
+
+
 class NodeStatus(_Status):
     """The whole ``status.yaml`` of one node."""
 
@@ -234,6 +296,7 @@ class NodeStatus(_Status):
     workloads: list[ReplicaStatus] = Field(default_factory=list, max_length=MAX_ROWS)
     # The PersistentVolumeClaims (namespace/name) whose volumes are on this node: placement pins their users here.
     volumes: list[Name] | None = Field(default=None, max_length=MAX_ROWS)
+    autoscaling: AutoscalingStatus | None = None
 
     def heartbeat_time(self) -> datetime | None:
         """The heartbeat as an aware UTC datetime, or None if there is none."""
@@ -324,8 +387,13 @@ def _short(value: object) -> str:
 
 
 def content_key(status: NodeStatus) -> dict[str, Any]:
-    """The record minus its heartbeat: a change here is worth a commit before the next heartbeat."""
-    return status.model_dump(exclude={"heartbeat"})
+    """The record minus its heartbeat: a change here is worth a commit before the next heartbeat.
+
+    Usage samples and the metrics behind a decision change every pass: they ride along with heartbeats.
+    """
+    return status.model_dump(
+        exclude={"heartbeat": True, "autoscaling": {"usage": True, "decisions": {"__all__": {"metrics"}}}}
+    )
 
 
 # States a commit message counts as doing well.

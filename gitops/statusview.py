@@ -9,12 +9,13 @@ from typing import Any
 from gitops import volumes
 from gitops.cluster import ClusterView
 from gitops.identity import ReplicaId
-from gitops.model import ManifestSet, Workload
+from gitops.model import Autoscaler, ManifestSet, Workload
 from gitops.placement import NodeInfo
+from gitops.reconcile.autoscaling import scaled
 from gitops.services.allocate import port_key
 from gitops.services.endpoints import endpoints
 from gitops.states import READY_STATES, RUNNING_STATES, UP_STATES, Reason, State
-from gitops.status import ReplicaStatus
+from gitops.status import AutoscalerStatus, ReplicaStatus
 
 # What rollout_progress says of a Deployment, StatefulSet or Job (DaemonSets and CronJobs: "n/a").
 ROLLOUT_STATES = ("progressing", "complete", "halted")
@@ -37,6 +38,8 @@ _UNKNOWN_NODE: dict[str, Any] = {
 def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str, Any]:
     """The cluster view as plain data (the ``-o json`` output)."""
     now = datetime.now(UTC)
+    # Autoscaled workloads show the count in force, not Git's.
+    mset, applied = scaled(mset, view.reports, now)
     digests = Counter(view.reports[n].placement_digest for n in view.live)
     majority = digests.most_common(1)[0][0] if digests else ""
     by_key = {w.key: w for w in mset.workloads}
@@ -124,7 +127,26 @@ def status_document(mset: ManifestSet, view: ClusterView, rev: str) -> dict[str,
         "workloads": workloads,
         "claims": _claims(mset, view),
         "services": _services(mset, view),
+        "autoscalers": [_autoscaler(h, applied.get(h.key)) for h in mset.autoscalers],
         "manifestErrors": [e.model_dump(exclude_none=True) for e in mset.errors],
+    }
+
+
+def _autoscaler(hpa: Autoscaler, decision: AutoscalerStatus | None) -> dict[str, Any]:
+    """An autoscaler's bounds and the decision in force: metrics now vs target, counts, decider, last scaling."""
+    d = decision
+    return {
+        "key": hpa.key,
+        "target": f"{hpa.target_kind}/{hpa.target_name}",
+        "minReplicas": hpa.min_replicas,
+        "maxReplicas": hpa.max_replicas,
+        "metrics": [m.model_dump(by_alias=True) for m in d.metrics] if d else [],
+        "current": d.current if d else None,
+        "desired": d.replicas if d else None,
+        "decider": d.decider if d else None,
+        "decidedAt": d.time if d else None,
+        "reason": d.reason if d else None,
+        "lastScale": d.last_scale.model_dump(by_alias=True) if d and d.last_scale else None,
     }
 
 
@@ -298,6 +320,24 @@ def render_status(doc: dict[str, Any]) -> str:
             node_port = f" node port {p['nodePort']}" if p["nodePort"] else ""
             ready = ", ".join(f"{n} {count}" for n, count in p["endpoints"].items()) or "none"
             lines.append(f"      {p['port']}/{p['protocol']} -> {p['targetPort']}{node_port}  ready endpoints: {ready}")
+    if doc["autoscalers"]:
+        lines += ["", "AUTOSCALERS"]
+    for a in doc["autoscalers"]:
+        unit = {True: "%", False: ""}
+        metrics = ", ".join(
+            f"{m['resource']} {m['current']}{unit[m['utilization']]}/{m['target']}{unit[m['utilization']]}"
+            for m in a["metrics"]
+        )
+        counts = f"current {a['current']} desired {a['desired']}" if a["desired"] is not None else "no decision yet"
+        lines.append(
+            f"  {a['key']:<40} {a['target']} {a['minReplicas']}..{a['maxReplicas']}  {metrics or 'no metrics'}"
+            f"  {counts}  decider {a['decider'] or '-'}"
+        )
+        if a["lastScale"]:
+            e = a["lastScale"]
+            lines.append(f"      last scaled {e['from']} -> {e['to']} at {e['time']}: {e['reason']}")
+        elif a["reason"]:
+            lines.append(f"      {a['reason']}")
     for e in doc["manifestErrors"]:
         lines.append(f"error: {e.get('file')}:{e.get('line')}: {e.get('message')}")
     # Each entry is one line built from peer-supplied text: escape it whole, so that nothing in

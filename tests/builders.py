@@ -263,6 +263,17 @@ def service(name: str = "web", spec: str = "", *, ports: str = "[{port: 80}]", s
     return f"apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n{body}"
 
 
+def autoscaler(
+    name: str = "web", target: str = "web", *, min_replicas: int = 1, max_replicas: int = 5, spec: str = ""
+) -> str:
+    """An autoscaling/v2 HorizontalPodAutoscaler of Deployment ``target``; ``spec`` lines go under spec, from line 9."""
+    return (
+        f"apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: {name}\nspec:\n"
+        f"  scaleTargetRef: {{apiVersion: apps/v1, kind: Deployment, name: {target}}}\n"
+        f"  minReplicas: {min_replicas}\n  maxReplicas: {max_replicas}\n" + _indent(spec, 2)
+    )
+
+
 def job(
     name: str = "pi",
     *,

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from gitops.health import UNWATCHED, Health, ProbeTarget
 from gitops.identity import LABEL, Observed
 from gitops.runtime.base import RunRequest, RuntimeFailure
+from gitops.runtime.cgroups import ContainerUsage
 
 
 class Call(NamedTuple):
@@ -58,6 +59,8 @@ class FakeRuntime:
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     # container id -> the grace period its last stop, restart or removal was given (None: its own)
     graces: dict[str, int | None] = field(default_factory=dict)
+    # container id -> what ``usage`` reports for it (set by tests; others are not sampled)
+    usages: dict[str, ContainerUsage] = field(default_factory=dict)
     _rules: dict[str, list[_Rule]] = field(default_factory=dict)
     _delays: dict[str, float] = field(default_factory=dict)
     _holds: dict[str, threading.Event] = field(default_factory=dict)
@@ -148,6 +151,10 @@ class FakeRuntime:
         self._call("list_managed", node)
         with self._lock:
             return [c for c in self.containers.values() if c.labels.get(LABEL + "node") == node]
+
+    def usage(self, cids: Sequence[str]) -> dict[str, ContainerUsage]:
+        self._call("usage", "")
+        return {c: self.usages[c] for c in cids if c in self.usages}
 
     def image_present(self, image: str) -> bool:
         self._call("image_present", image)

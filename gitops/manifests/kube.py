@@ -1351,6 +1351,154 @@ class VolumeRelease(KubeModel):
     spec: VolumeReleaseSpec
 
 
+# --- HorizontalPodAutoscaler ------------------------------------------------------------------
+
+_MEASURED = "only cpu and memory of the target's replicas are measured here"
+
+
+class CrossVersionObjectReference(KubeModel):
+    """HorizontalPodAutoscaler spec.scaleTargetRef: a workload in the autoscaler's namespace."""
+
+    api_version: Literal["apps/v1"] = "apps/v1"
+    kind: Annotated[
+        str,
+        refuse_when(
+            lambda k: k not in ("Deployment", "StatefulSet"), "only a Deployment or StatefulSet (apps/v1) can be scaled"
+        ),
+    ]
+    name: Label
+
+
+class MetricTarget(KubeModel):
+    """metrics[].resource.target: a utilization of requests in percent, or an average value per replica."""
+
+    type: Annotated[
+        Literal["Utilization", "AverageValue", "Value"],
+        refuse_when(
+            lambda t: t == "Value", "Value targets are for Object and External metrics; use Utilization or AverageValue"
+        ),
+    ]
+    average_utilization: Annotated[int, Field(ge=1, le=100_000)] | None = None
+    # A cpu or memory quantity; converted by the resource's name in autoscaler.py.
+    average_value: str | int | float | None = None
+    value: Annotated[object, Refuse("Value targets are for Object and External metrics; use AverageValue")] = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> MetricTarget:
+        wanted = "averageUtilization" if self.type == "Utilization" else "averageValue"
+        have = self.average_utilization if self.type == "Utilization" else self.average_value
+        if have is None:
+            raise ValueError(f"target type {self.type} needs {wanted}")
+        return self
+
+
+class ResourceMetricSource(KubeModel):
+    """metrics[].resource."""
+
+    name: Annotated[str, refuse_when(lambda n: n not in ("cpu", "memory"), f"{_MEASURED}: use cpu or memory")]
+    target: MetricTarget
+
+
+class MetricSpec(KubeModel):
+    """HorizontalPodAutoscaler spec.metrics[]."""
+
+    type: Literal["Resource", "Pods", "Object", "External", "ContainerResource"]
+    resource: ResourceMetricSource | None = None
+    pods: Annotated[
+        object, Refuse(f"Pods metrics (requests per second, GPU utilisation) are not measured; {_MEASURED}")
+    ] = None
+    object_: Annotated[object, Refuse(f"Object metrics need a metrics API; {_MEASURED}")] = Field(
+        default=None, alias="object"
+    )
+    external: Annotated[object, Refuse(f"External metrics need a metrics API; {_MEASURED}")] = None
+    container_resource: Annotated[
+        object, Refuse("per-container metrics are not measured; use a Resource metric of the whole replica")
+    ] = None
+
+    @model_validator(mode="after")
+    def _resource(self) -> MetricSpec:
+        if self.type != "Resource":
+            raise ValueError(f"{self.type} metrics are not supported; {_MEASURED} (type: Resource)")
+        if self.resource is None:
+            raise ValueError("a Resource metric needs resource: {name: cpu, target: ...}")
+        return self
+
+
+class HPAScalingPolicy(KubeModel):
+    """behavior.scaleUp/scaleDown.policies[]."""
+
+    type: Literal["Pods", "Percent"]
+    value: Annotated[int, Field(ge=1, le=100_000)]
+    period_seconds: Annotated[int, Field(ge=1, le=1800)]
+
+
+class HPAScalingRules(KubeModel):
+    """behavior.scaleUp / behavior.scaleDown; unset fields take Kubernetes' defaults for the direction."""
+
+    stabilization_window_seconds: Annotated[int, Field(ge=0, le=3600)] | None = None
+    select_policy: Literal["Max", "Min", "Disabled"] | None = None
+    policies: list[HPAScalingPolicy] | None = None
+    tolerance: Annotated[object, Refuse("a per-direction tolerance is not supported; the 10 % tolerance applies")] = (
+        None
+    )
+
+
+class HorizontalPodAutoscalerBehavior(KubeModel):
+    """HorizontalPodAutoscaler spec.behavior."""
+
+    scale_up: HPAScalingRules | None = None
+    scale_down: HPAScalingRules | None = None
+
+
+class _ScaleBounds(KubeModel):
+    """What both HorizontalPodAutoscaler versions share: the target and the replica bounds."""
+
+    scale_target_ref: CrossVersionObjectReference
+    min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=1000)]
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _ScaleBounds:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas ({self.min_replicas}) is above maxReplicas ({self.max_replicas})")
+        return self
+
+
+class HorizontalPodAutoscalerSpec(_ScaleBounds):
+    """autoscaling/v2 HorizontalPodAutoscaler spec."""
+
+    metrics: list[MetricSpec] | None = None
+    behavior: HorizontalPodAutoscalerBehavior | None = None
+
+
+class HorizontalPodAutoscalerSpecV1(_ScaleBounds):
+    """autoscaling/v1 HorizontalPodAutoscaler spec."""
+
+    target_cpu_utilization_percentage: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
+        default=None, alias="targetCPUUtilizationPercentage"
+    )
+
+
+class HorizontalPodAutoscaler(KubeModel):
+    """autoscaling/v2 HorizontalPodAutoscaler."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    spec: HorizontalPodAutoscalerSpec
+    status: Annotated[object, _API_SERVER] = None
+
+
+class HorizontalPodAutoscalerV1(KubeModel):
+    """autoscaling/v1 HorizontalPodAutoscaler."""
+
+    api_version: str
+    kind: str
+    metadata: ObjectMeta
+    spec: HorizontalPodAutoscalerSpecV1
+    status: Annotated[object, _API_SERVER] = None
+
+
 WORKLOAD_MODELS: dict[str, tuple[str, type[Deployment | DaemonSet | Job | CronJob | StatefulSet]]] = {
     "StatefulSet": ("apps/v1", StatefulSet),
     "Deployment": ("apps/v1", Deployment),

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from gitops.manifests import claims, configmaps, kube
+from gitops.manifests.autoscaler import convert_autoscaler, resolve_autoscalers
 from gitops.manifests.fields import KubeModel, ignored_fields
 from gitops.manifests.issues import Issues
 from gitops.manifests.names import generated_name
@@ -16,6 +17,7 @@ from gitops.manifests.service import convert_service
 from gitops.manifests.workload import convert_workload
 from gitops.manifests.yamlsafe import Document, Path, YamlError, load_documents
 from gitops.model import (
+    Autoscaler,
     Claim,
     ClusterSpec,
     ConfigMap,
@@ -28,7 +30,7 @@ from gitops.model import (
 )
 from gitops.services.allocate import allocate
 
-_Doc = TypeVar("_Doc", ConfigMap, Claim, VolumeRelease, Service)
+_Doc = TypeVar("_Doc", ConfigMap, Claim, VolumeRelease, Service, Autoscaler)
 _Model = TypeVar("_Model", bound=KubeModel)
 
 # The invalid_keys entry for a Cluster document that did not validate: keep the last valid settings.
@@ -38,8 +40,12 @@ _CLUSTER_TYPE = ("gitops/v1", "Cluster")
 _RETIRED = {("batch/v1beta1", "CronJob")}
 _SUPPORTED = (
     "gitops runs apps/v1 Deployment, DaemonSet and StatefulSet, batch/v1 Job and CronJob, "
-    "and reads v1 ConfigMap, Service and PersistentVolumeClaim"
+    "and reads v1 ConfigMap, Service and PersistentVolumeClaim and autoscaling/v2 HorizontalPodAutoscaler"
 )
+_AUTOSCALERS: dict[str, type[kube.HorizontalPodAutoscaler | kube.HorizontalPodAutoscalerV1]] = {
+    "autoscaling/v2": kube.HorizontalPodAutoscaler,
+    "autoscaling/v1": kube.HorizontalPodAutoscalerV1,
+}
 
 
 def is_manifest_path(path: str) -> bool:
@@ -57,6 +63,7 @@ class _FileParse:
         self.claims: list[Claim] = []
         self.releases: list[VolumeRelease] = []
         self.services: list[Service] = []
+        self.autoscalers: list[Autoscaler] = []
         self.clusters: list[tuple[ClusterSpec, int | None]] = []
         self.invalid_keys: list[str] = []
         self.unreadable = False
@@ -97,6 +104,8 @@ class _FileParse:
             self.claim(data, issues, broken)
         elif (api, kind) == ("v1", "Service"):
             self.service(data, issues, broken)
+        elif kind == "HorizontalPodAutoscaler":
+            self.autoscaler(data, api, issues, broken)
         elif (api, kind) == ("v1", "Secret"):
             issues.error(
                 (),
@@ -170,6 +179,23 @@ class _FileParse:
         _warn_ignored(doc, issues)
         self.services.append(service)
 
+    def autoscaler(self, data: dict[str, Any], api: str, issues: Issues, broken: bool) -> None:
+        before = len(issues.errors)
+        model = _AUTOSCALERS.get(api)
+        doc: kube.HorizontalPodAutoscaler | kube.HorizontalPodAutoscalerV1 | None = None
+        if model is None:
+            issues.error(("apiVersion",), f"{api} HorizontalPodAutoscaler is not supported", "use autoscaling/v2")
+        else:
+            doc = _validate(model, data, issues)
+        found = None if doc is None else convert_autoscaler(doc, self.path, issues.lines.get(issues.base), issues)
+        if doc is None or found is None or broken or len(issues.errors) > before:
+            key = _raw_key(data, "HorizontalPodAutoscaler")
+            if key is not None:
+                self.invalid_keys.append(key)
+            return
+        _warn_ignored(doc, issues)
+        self.autoscalers.append(found)
+
     def cluster(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
         doc = _validate(kube.Cluster, data, issues)
         if doc is None or broken:
@@ -204,6 +230,7 @@ class _FileParse:
             claims=tuple(self.claims),
             releases=tuple(self.releases),
             services=tuple(self.services),
+            autoscalers=tuple(self.autoscalers),
             cluster=cluster,
             errors=tuple(self.issues.errors),
             warnings=tuple(self.issues.warnings),
@@ -270,6 +297,9 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
     services = _unique([s for name in files for s in results[name].services], errors, invalid)
     allocated, unallocated = allocate(services, cluster.service_cidr)
     errors.extend(unallocated)
+    autoscalers, scaling_warnings = resolve_autoscalers(
+        _unique([a for name in files for a in results[name].autoscalers], errors, invalid), workloads, errors, invalid
+    )
     allocated_keys = {s.key for s in allocated}
     # Addresses depend on serviceCidr: with the Cluster document broken, every Service keeps what it had.
     invalid.extend(s.key for s in services if s.key not in allocated_keys or CLUSTER_KEY in invalid)
@@ -279,9 +309,10 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         claims=tuple(sorted(found_claims, key=lambda c: c.key)),
         releases=tuple(sorted(releases, key=lambda r: r.key)),
         services=tuple(sorted(allocated, key=lambda s: s.key)),
+        autoscalers=tuple(sorted(autoscalers, key=lambda a: a.key)),
         cluster=cluster,
         errors=tuple(errors),
-        warnings=tuple(w for name in files for w in results[name].warnings),
+        warnings=(*(w for name in files for w in results[name].warnings), *scaling_warnings),
         invalid_keys=tuple(dict.fromkeys(invalid)),
         unreadable_files=tuple(name for name in files if results[name].unreadable),
     )

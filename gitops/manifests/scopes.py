@@ -71,7 +71,8 @@ def scope_of_key(key: str) -> str:
 
 
 def compose(tip: ManifestSet, held: Mapping[str, ManifestSet]) -> ManifestSet:
-    """``tip`` with each held scope's workloads, claims and volume releases (and Cluster) from its own revision.
+    """``tip`` with each held scope's workloads, claims, volume releases and autoscalers (and Cluster) from its
+    own revision.
 
     Claims matter most: a refused commit deleting a claim's document must not delete its volume.
 
@@ -85,6 +86,8 @@ def compose(tip: ManifestSet, held: Mapping[str, ManifestSet]) -> ManifestSet:
     claims += [c for scope, mset in held.items() for c in mset.claims if c.namespace == scope]
     releases = [r for r in tip.releases if r.namespace not in held]
     releases += [r for scope, mset in held.items() for r in mset.releases if r.namespace == scope]
+    autoscalers = [a for a in tip.autoscalers if a.namespace not in held]
+    autoscalers += [a for scope, mset in held.items() for a in mset.autoscalers if a.namespace == scope]
     invalid = [k for k in tip.invalid_keys if scope_of_key(k) not in held]
     invalid += [k for scope, mset in held.items() for k in mset.invalid_keys if scope_of_key(k) == scope]
     cluster = held[CLUSTER_SCOPE].cluster if CLUSTER_SCOPE in held else tip.cluster
@@ -93,6 +96,7 @@ def compose(tip: ManifestSet, held: Mapping[str, ManifestSet]) -> ManifestSet:
             "workloads": tuple(sorted(workloads, key=lambda w: w.key)),
             "claims": tuple(sorted(claims, key=lambda c: c.key)),
             "releases": tuple(sorted(releases, key=lambda r: r.key)),
+            "autoscalers": tuple(sorted(autoscalers, key=lambda a: a.key)),
             "cluster": cluster,
             "invalid_keys": tuple(dict.fromkeys(invalid)),
         }

@@ -45,6 +45,8 @@ def convert_workload(
         kind, spec_path, template = "CronJob", _JOB_TEMPLATE, doc.spec.job_template.spec.template
         job = _job(doc.spec.job_template.spec, issues, spec_path)
         fields = {"job": job, "replicas": job.completions, "cron": _cron(doc.spec)}
+    if isinstance(doc, kube.Deployment | kube.StatefulSet):
+        fields["replicas_set"] = "replicas" in doc.spec.model_fields_set
     meta = doc.metadata
     pod_path = (*spec_path, "template", "spec")
     context = PodContext(kind, meta.namespace, template.metadata.labels, template.metadata.annotations)

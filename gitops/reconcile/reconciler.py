@@ -19,6 +19,8 @@ from gitops.metrics import Metrics
 from gitops.model import ManifestSet
 from gitops.nodefacts import host_ip, node_info
 from gitops.placement import Assignment, NodeInfo
+from gitops.reconcile import autoscaling
+from gitops.reconcile.autoscaling import Autoscaling
 from gitops.reconcile.cronruns import CronRuns
 from gitops.reconcile.execute import Executor, Outcome
 from gitops.reconcile.memory import Memory, MemoryUpdate
@@ -131,6 +133,7 @@ class Reconciler:
         self._heartbeat_timeout: tuple[float, float] = (10.0, 30.0)
         self._mset: ManifestSet | None = None
         self.cron = CronRuns()
+        self.autoscaling = Autoscaling(self.node, config.autoscale_window_s)
         # The mirror is shared by the pass (fetch) and the heartbeat thread (push).
         self._git_lock = threading.RLock()
         self._latest: NodeStatus | None = None
@@ -169,6 +172,8 @@ class Reconciler:
             self.cron.recover(view.reports.get(self.node), mset)
             self._recover_taint_times(view.reports.get(self.node))
             self._recovered = True
+        # Autoscaled workloads run the newest published count, for placement and every rule after it.
+        mset = self._mset = self.autoscaling.apply(mset, view.reports, datetime.now(UTC))
         nodes = self._nodes(view, mset)
         with self.metrics.placement_duration.time():
             pinned = volumes.place_pinned(
@@ -185,6 +190,10 @@ class Reconciler:
         self._record_outcome(self.executor.collect())
         obs = self._observe(mset)
         now = time.monotonic()
+        try:
+            self.autoscaling.sample(self.runtime, obs.containers, mset, now)
+        except RuntimeUnavailable as e:
+            raise PassFailed(str(e)) from e
         ctx = PassContext(
             node=self.node,
             revision=rev,
@@ -398,7 +407,10 @@ class Reconciler:
         facts = NodeFacts(self.node, self.facts, self.gpus, self.address)
         digest = ctx.assignment.digest(ctx.revision, live)
         rows = [self.cron.annotate(r) for r in rows]
-        return render(facts, revision, digest, live, errors, rows, now_iso, self._held_claims)
+        usage = self.autoscaling.usage_rows(ctx.manifests, ctx.observation)
+        decisions = self.autoscaling.decisions(ctx.manifests, live, ctx.view.reports, usage, datetime.now(UTC))
+        scaling = autoscaling.status(usage, decisions)
+        return render(facts, revision, digest, live, errors, rows, now_iso, self._held_claims, scaling)
 
     def _applied_at(self, rev: str) -> str:
         # When this revision was first applied; a per-pass time would make every pass a change.

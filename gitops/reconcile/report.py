@@ -15,6 +15,7 @@ from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, Plan
 from gitops.states import Reason, State
 from gitops.status import (
+    AutoscalingStatus,
     Capacity,
     ErrorStatus,
     GpuStatus,
@@ -48,6 +49,7 @@ def render(
     rows: Sequence[ReplicaStatus],
     now_iso: str,
     volumes: Sequence[str] = (),
+    autoscaling: AutoscalingStatus | None = None,
 ) -> NodeStatus:
     """The whole ``status.yaml`` of this node."""
     return NodeStatus(
@@ -77,6 +79,7 @@ def render(
         errors=list(errors),
         workloads=sorted(rows, key=lambda r: (r.namespace, r.kind, r.name, r.replica)),
         volumes=list(volumes) or None,
+        autoscaling=autoscaling,
     )
 
 

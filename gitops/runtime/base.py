@@ -6,10 +6,12 @@ Protocol (a slow pull, an engine that hiccups) instead of subclassing the adapte
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gitops.identity import Observed
+from gitops.runtime.cgroups import ContainerUsage
 
 
 class RuntimeUnavailable(Exception):
@@ -89,6 +91,10 @@ class Runtime(ProbeRuntime, Protocol):
 
     def list_managed(self, node: str) -> list[Observed]:
         """Every container this node manages, running or not, in one call."""
+        ...
+
+    def usage(self, cids: Sequence[str]) -> dict[str, ContainerUsage]:
+        """CPU time and memory of each listed container that runs, all at once (autoscaling samples)."""
         ...
 
     def image_present(self, image: str) -> bool:

@@ -8,6 +8,7 @@ import posixpath
 import re
 import tarfile
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import docker
@@ -17,6 +18,7 @@ import requests.exceptions
 
 from gitops.identity import LABEL, MANAGED, Observed
 from gitops.runtime.base import RunRequest, RuntimeFailure, RuntimeUnavailable
+from gitops.runtime.cgroups import ContainerUsage, read_usage
 
 _EXIT_RE = re.compile(r"Exited \((-?\d+)\)")
 
@@ -69,6 +71,10 @@ class DockerRuntime:
             )
             for r in rows
         ]
+
+    def usage(self, cids: Sequence[str]) -> dict[str, ContainerUsage]:
+        """From the host's cgroup files: the engine must run on this host (else nothing is sampled)."""
+        return read_usage(cids)
 
     def inspect(self, cid: str) -> dict[str, Any]:
         """Full inspect of one container."""

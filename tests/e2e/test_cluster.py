@@ -58,13 +58,15 @@ class Cluster:
         self.work.put(rel, text)
         git(self.work.path, "push", "-q", "-f", str(self.bare), "main")
 
-    def start(self, short: str, gpus: str = "[]", labels: str = "{}") -> DaemonProcess:
+    def start(
+        self, short: str, gpus: str = "[]", labels: str = "{}", env: dict[str, str] | None = None
+    ) -> DaemonProcess:
         node = self.name(short)
         server = self.servers.get(node) or GitServer(self.bare.parent)
         self.servers[node] = server.start()
         d = DaemonProcess(
             server.url(), node, self.tmp / f"state-{node}", self.tmp / f"{node}.log", interval=1,
-            extra_env={"GITOPS_GPUS": gpus, "GITOPS_LABELS": labels},
+            extra_env={"GITOPS_GPUS": gpus, "GITOPS_LABELS": labels, **(env or {})},
         ).start()  # fmt: skip
         self.daemons[node] = d
         return d

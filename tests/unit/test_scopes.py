@@ -6,7 +6,7 @@ from gitops.manifests.load import combine, parse_file
 from gitops.manifests.scopes import CLUSTER_SCOPE, changed_scopes, compose, file_scopes
 from gitops.model import ManifestSet
 from gitops.verify import Change, CommitCheck, Hold, TeamRules, walk
-from tests.builders import claim, deployment
+from tests.builders import autoscaler, claim, deployment
 
 
 def in_ns(text: str, namespace: str) -> str:
@@ -127,3 +127,15 @@ def test_a_held_scope_keeps_its_claims_so_a_refused_commit_deletes_no_volume() -
     old, new = mset("data", "logs"), mset("logs")
     assert [c.name for c in compose(new, {"team-b": old}).claims] == ["data", "logs"]
     assert [c.name for c in compose(new, {}).claims] == ["logs"]
+
+
+def test_a_held_scope_keeps_its_autoscalers() -> None:
+    web = deployment("web", container="resources: {requests: {cpu: 100m}}")
+
+    def mset(high: int) -> ManifestSet:
+        text = f"{in_ns(web, 'team-b')}---\n{in_ns(autoscaler(max_replicas=high), 'team-b')}"
+        return combine({"apps.yaml": parse_file("apps.yaml", text.encode())})
+
+    old, new = mset(3), mset(9)
+    assert [a.max_replicas for a in compose(new, {"team-b": old}).autoscalers] == [3]
+    assert [a.max_replicas for a in compose(new, {"team-a": old}).autoscalers] == [9]

@@ -62,6 +62,8 @@ def _models() -> list[type[BaseModel]]:
         *(model for _, model in kube.WORKLOAD_MODELS.values()),
         kube.PersistentVolumeClaim,
         kube.Service,
+        kube.HorizontalPodAutoscaler,
+        kube.HorizontalPodAutoscalerV1,
     ]
     found: list[type[BaseModel]] = []
     while roots:

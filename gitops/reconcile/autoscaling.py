@@ -1,0 +1,249 @@
+"""A node's part in autoscaling (docs/autoscaling.md): sample its replicas, decide what it owns, apply the count.
+
+Every node samples its own replicas of autoscaled workloads and publishes their usage. One node per
+autoscaler, by rendezvous hash over the live nodes, decides the count from everyone's usage and publishes
+the decision with its evidence; every node applies the newest decision published, so a new decider takes
+over from the last count and never from Git's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from gitops import autoscale
+from gitops.autoscale import History, Usage, seeded
+from gitops.identity import Observed, WorkloadKey
+from gitops.model import Autoscaler, ManifestSet, Workload
+from gitops.placement import rendezvous
+from gitops.reconcile.observe import Observation
+from gitops.runtime.base import Runtime
+from gitops.runtime.cgroups import ContainerUsage
+from gitops.status import (
+    AutoscalerStatus,
+    AutoscalingStatus,
+    MetricStatus,
+    NodeStatus,
+    ScaleEventStatus,
+    UsageStatus,
+    utc_now_iso,
+)
+
+_NS_PER_MILLICORE_SECOND = 1_000_000
+# A decision dated further ahead of this node's clock is ignored: it would otherwise outrank every
+# later one until that time (a node with a wild clock, or a forged record).
+MAX_AHEAD = timedelta(minutes=5)
+
+
+def newest_decisions(reports: Iterable[NodeStatus], now: datetime) -> dict[tuple[str, str], AutoscalerStatus]:
+    """(namespace, autoscaler name) -> the newest decision any record publishes (ties: the decider's name)."""
+    newest: dict[tuple[str, str], AutoscalerStatus] = {}
+    for report in reports:
+        for d in report.autoscaling.decisions if report.autoscaling else ():
+            if d.decided_at() > now + MAX_AHEAD:
+                continue
+            key = (d.namespace, d.name)
+            have = newest.get(key)
+            if have is None or (d.decided_at(), d.decider) > (have.decided_at(), have.decider):
+                newest[key] = d
+    return newest
+
+
+def requests(workload: Workload) -> tuple[int, int]:
+    """One replica's (millicores, bytes) requested, summed over its long-running containers as Kubernetes does."""
+    containers = workload.pod.long_running()
+    return sum(c.cpu_request_millis for c in containers), sum(c.memory_request_bytes for c in containers)
+
+
+def _target(hpa: Autoscaler) -> str:
+    return f"{hpa.target_kind}/{hpa.target_name}"
+
+
+def scaled(
+    mset: ManifestSet, reports: Mapping[str, NodeStatus], now: datetime
+) -> tuple[ManifestSet, dict[str, AutoscalerStatus]]:
+    """``mset`` with each autoscaled workload at the newest published count within min/max from Git, and the
+    decisions applied by autoscaler key.
+
+    Without any decision yet, Git's replicas are the starting point. An autoscaler whose document no
+    longer validates keeps the count last decided, as an invalid workload keeps its last spec.
+    """
+    newest = newest_decisions(reports.values(), now)
+    by_key = {w.key: w for w in mset.workloads}
+    counts: dict[WorkloadKey, int] = {}
+    applied: dict[str, AutoscalerStatus] = {}
+    for hpa in mset.autoscalers:
+        target = by_key.get(hpa.target)
+        if target is None:
+            continue
+        found = newest.get((hpa.namespace, hpa.name))
+        count = target.replicas
+        if found is not None and found.target == _target(hpa):
+            applied[hpa.key] = found
+            count = found.replicas
+        counts[hpa.target] = min(max(count, hpa.min_replicas), hpa.max_replicas)
+    for (namespace, name), found in newest.items():
+        key = f"{namespace}/HorizontalPodAutoscaler/{name}"
+        if key in mset.invalid_keys:
+            kind, _, target_name = found.target.partition("/")
+            counts.setdefault(WorkloadKey.of(namespace, kind, target_name), found.replicas)
+            applied[key] = found
+    if not counts:
+        return mset, applied
+    workloads = tuple(
+        w.model_copy(update={"replicas": counts[w.key]}) if counts.get(w.key, w.replicas) != w.replicas else w
+        for w in mset.workloads
+    )
+    return mset.model_copy(update={"workloads": workloads}), applied
+
+
+class Autoscaling:
+    """What one node keeps between passes: usage samples per container and the histories of what it decides."""
+
+    def __init__(self, node: str, window_s: float) -> None:
+        self.node = node
+        self.window_s = window_s
+        self._samples: dict[str, list[tuple[float, ContainerUsage]]] = {}
+        self._histories: dict[str, History] = {}
+        # Autoscaler key -> the decision this pass applies.
+        self._applied: dict[str, AutoscalerStatus] = {}
+
+    def apply(self, mset: ManifestSet, reports: Mapping[str, NodeStatus], now: datetime) -> ManifestSet:
+        """``mset`` at the published counts (``scaled``); remembers the decisions applied, to republish them."""
+        mset, self._applied = scaled(mset, reports, now)
+        return mset
+
+    def sample(self, runtime: Runtime, containers: Sequence[Observed], mset: ManifestSet, now: float) -> None:
+        """Read the usage of this node's running replicas of autoscaled workloads: one runtime call for all."""
+        targets = {hpa.target for hpa in mset.autoscalers}
+        running = [c.id for c in containers if c.key in targets and c.state == "running"]
+        found = runtime.usage(running) if running else {}
+        kept: dict[str, list[tuple[float, ContainerUsage]]] = {}
+        for cid, usage in found.items():
+            series = [*self._samples.get(cid, []), (now, usage)]
+            # The window, but never fewer than two samples: passes may be further apart than the window.
+            while len(series) > 2 and series[1][0] <= now - self.window_s:
+                series.pop(0)
+            kept[cid] = series
+        self._samples = kept
+
+    def _average(self, cid: str) -> tuple[int, int] | None:
+        """(millicores, bytes) of one container over its window, once it has two samples."""
+        series = self._samples.get(cid, [])
+        if len(series) < 2 or series[-1][0] <= series[0][0]:
+            return None
+        (t0, first), (t1, last) = series[0], series[-1]
+        cpu = max(last.cpu_ns - first.cpu_ns, 0) / (t1 - t0) / _NS_PER_MILLICORE_SECOND
+        memory = sum(u.memory_bytes for _, u in series) // len(series)
+        return round(cpu), memory
+
+    def usage_rows(self, mset: ManifestSet, obs: Observation) -> list[UsageStatus]:
+        """Per autoscaled workload, what this node's ready replicas with samples use together."""
+        targets = {hpa.target for hpa in mset.autoscalers}
+        totals: dict[WorkloadKey, Usage] = {}
+        for rid, group in sorted(obs.by_replica.items()):
+            running = [c for c in group if c.state == "running"]
+            if rid.key not in targets or not running or any(c.id not in obs.ready_ids for c in running):
+                continue
+            averages = [a for c in running if (a := self._average(c.id)) is not None]
+            if averages:
+                one = Usage(1, sum(cpu for cpu, _ in averages), sum(mem for _, mem in averages))
+                totals[rid.key] = totals.get(rid.key, Usage()) + one
+        return [
+            UsageStatus(
+                namespace=key.namespace,
+                kind=key.kind,
+                name=key.name,
+                pods=u.pods,
+                cpu=u.cpu_millis,
+                memory=u.memory_bytes,
+            )
+            for key, u in sorted(totals.items())
+        ]
+
+    def decisions(
+        self,
+        mset: ManifestSet,
+        live: Sequence[str],
+        reports: Mapping[str, NodeStatus],
+        own: Sequence[UsageStatus],
+        now: datetime,
+    ) -> list[AutoscalerStatus]:
+        """The decisions this node publishes: its own for the autoscalers it decides, the applied one for others.
+
+        ``own`` is this pass's usage of this node (its published record may be a heartbeat old).
+        """
+        usage = [
+            *own,
+            *(
+                u
+                for n in live
+                if n != self.node and (r := reports.get(n)) and r.autoscaling
+                for u in r.autoscaling.usage
+            ),
+        ]
+        by_key = {w.key: w for w in mset.workloads}
+        out: list[AutoscalerStatus] = []
+        # Histories of autoscalers this node no longer decides (or that are gone) are dropped.
+        histories, self._histories = self._histories, {}
+        for hpa in mset.autoscalers:
+            target = by_key.get(hpa.target)
+            applied = self._applied.get(hpa.key)
+            if target is None:
+                continue
+            if rendezvous(hpa.key, live) != self.node:
+                out += [applied] if applied is not None else []
+                continue
+            out.append(self._decide(hpa, target, applied, usage, histories.get(hpa.key), now))
+        applied_invalid = [d for key, d in sorted(self._applied.items()) if key in mset.invalid_keys]
+        return out + applied_invalid
+
+    def _decide(
+        self,
+        hpa: Autoscaler,
+        target: Workload,
+        applied: AutoscalerStatus | None,
+        rows: Sequence[UsageStatus],
+        history: History | None,
+        now: datetime,
+    ) -> AutoscalerStatus:
+        current = target.replicas
+        usage = sum(
+            (
+                Usage(u.pods, u.cpu, u.memory)
+                for u in rows
+                if (u.namespace, u.kind, u.name) == (hpa.namespace, hpa.target_kind, hpa.target_name)
+            ),
+            Usage(),
+        )
+        clock = now.timestamp()
+        history = history or seeded(current, clock)
+        verdict, self._histories[hpa.key] = autoscale.decide(hpa, current, usage, requests(target), history, clock)
+        last = applied.last_scale if applied is not None else None
+        at = applied.time if applied is not None else ""
+        if applied is None or applied.replicas != verdict.desired or applied.decider != self.node:
+            # Later than the decision it replaces even if this node's clock is behind the last decider's.
+            previous = applied.decided_at() + timedelta(seconds=1) if applied is not None else now
+            at = utc_now_iso(max(now, previous))
+        if verdict.desired != current:
+            last = ScaleEventStatus(time=at, from_=current, to=verdict.desired, reason=verdict.reason)
+        return AutoscalerStatus(
+            namespace=hpa.namespace,
+            name=hpa.name,
+            target=_target(hpa),
+            replicas=verdict.desired,
+            decider=self.node,
+            time=at,
+            current=current,
+            reason=verdict.reason,
+            metrics=[
+                MetricStatus(resource=r.resource, utilization=r.utilization, current=r.current, target=r.target)
+                for r in verdict.readings
+            ],
+            last_scale=last,
+        )
+
+
+def status(rows: list[UsageStatus], decisions: list[AutoscalerStatus]) -> AutoscalingStatus | None:
+    """The record's autoscaling section; None when there is nothing to say (records stay as they were)."""
+    return AutoscalingStatus(usage=rows, decisions=decisions) if rows or decisions else None
