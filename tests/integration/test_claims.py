@@ -11,7 +11,7 @@ import docker
 import pytest
 
 from gitops.release import release
-from tests.builders import TEST_IMAGE, claim, claim_pod, deployment
+from tests.builders import TEST_IMAGE, VOTING_DB_ROWS, claim, claim_pod, deployment, voting_db
 from tests.e2e.test_cluster import CLUSTER
 from tests.helpers import (
     DOCKER_HOST,
@@ -91,6 +91,31 @@ def test_claim_volume_keeps_data_across_rollout_and_restart_until_the_claim_is_d
     rec.run_pass()
     assert _claim_volumes(node_name) == []
     rec.close()
+
+
+def test_the_voting_apps_postgres_keeps_its_rows_across_a_spec_change(
+    repo: Repo, node_name: str, tmp_path: Path
+) -> None:
+    repo.put("apps/db.yaml", voting_db(engine=True))
+    rec = make_reconciler(str(repo.path), node_name, tmp_path / "state")
+
+    def rows() -> list[str]:
+        rec.run_pass()
+        running = managed(node_name, state="running")
+        if len(running) != 1:
+            return []
+        with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+            out: bytes = client.containers.get(running[0]["Id"]).exec_run(["cat", VOTING_DB_ROWS]).output
+        return out.decode().splitlines()
+
+    try:
+        wait_for(lambda: rows() == ["row postgres"], timeout=20, interval=0.3, what="the first row")
+        first = managed(node_name)[0]["Id"]
+        repo.put("apps/db.yaml", voting_db(engine=True, password="rotated"))  # an env change rolls the container
+        wait_for(lambda: rows() == ["row postgres", "row rotated"], timeout=20, interval=0.3, what="rows kept")
+        assert managed(node_name)[0]["Id"] != first
+    finally:
+        rec.close()
 
 
 def test_users_follow_the_volume_and_wait_for_a_release_when_its_node_dies(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gitops import volumes
 from gitops.cluster import ClusterView
 from gitops.identity import ReplicaId
+from gitops.manifests.load import combine, parse_file
 from gitops.model import (
     Claim,
     ClaimTemplate,
@@ -18,7 +19,7 @@ from gitops.model import (
 )
 from gitops.status import NodeStatus, ReplicaStatus
 from gitops.statusview import render_status, status_document
-from tests.builders import node, workload
+from tests.builders import node, voting_db, workload
 
 
 def _mset(*claims: str, invalid: tuple[str, ...] = (), unreadable: tuple[str, ...] = ()) -> ManifestSet:
@@ -180,3 +181,12 @@ def test_a_cordoned_holder_takes_no_stateful_replica() -> None:
     assert pinned.assignment.owners() == {} and pinned.lost == []
     [(_, _, why)] = pinned.assignment.unschedulable
     assert "cordoned node n1" in why
+
+
+def test_the_voting_apps_postgres_with_a_claim_loads_with_the_claim_mounted() -> None:
+    mset = combine({"db.yaml": parse_file("db.yaml", voting_db().encode())})
+    assert not mset.errors, mset.errors
+    (db,) = mset.workloads
+    assert [c.name for c in mset.claims] == ["db-data"] and db.pod.claims() == ("db-data",)
+    (mount,) = db.pod.containers[0].mounts
+    assert (mount.type, mount.source, mount.target) == ("claim", "db-data", "/var/lib/postgresql/data")
