@@ -68,6 +68,15 @@ class StatusSigningConfig(BaseModel):
     allowed_signers: Path
 
 
+class StorageClass(BaseModel):
+    """How this node creates the volumes of claims of one storageClassName: a Docker volume driver and its options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    driver: str = "local"
+    options: dict[str, str] = Field(default_factory=dict)
+
+
 class Config(BaseModel):
     """Everything a node needs that must not come from the repository."""
 
@@ -109,6 +118,8 @@ class Config(BaseModel):
     status_signing: StatusSigningConfig | None = None
     # What this node admits (docs/security.md, "Admission"); published in its status for placement.
     policy: Policy = Field(default_factory=Policy)
+    # storageClassName -> how claims of that class get their volumes here; other classes: the local driver.
+    storage_classes: dict[str, StorageClass] = Field(default_factory=dict)
 
     @property
     def effective_jitter(self) -> float:
@@ -131,8 +142,8 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, taints, gpus, verify, status_signing, policy) are given as YAML/JSON.
-        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy"}
+        # Structured values (labels, taints, gpus, verify, status_signing, policy, storage_classes) are YAML/JSON.
+        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy", "storage_classes"}
         out[name] = yaml.safe_load(raw) if name in structured else raw
     return out
 

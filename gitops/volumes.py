@@ -24,6 +24,11 @@ ORDINAL = LABEL + "claim-ordinal"
 DELETE_WHEN = LABEL + "claim-delete-when"
 
 
+def nfs_options(server: str, path: str, read_only: bool) -> dict[str, str]:
+    """Options of Docker's local driver that mount the NFS export ``server:path``."""
+    return {"type": "nfs", "o": f"addr={server},{'ro' if read_only else 'rw'}", "device": f":{path}"}
+
+
 def claim_id(namespace: str, claim: str) -> str:
     """``namespace/name``: how labels and status records name a claim."""
     return f"{namespace}/{claim}"

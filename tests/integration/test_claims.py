@@ -11,6 +11,8 @@ import docker
 import pytest
 
 from gitops.release import release
+from gitops.runtime.docker import DockerRuntime
+from gitops.volumes import nfs_options
 from tests.builders import TEST_IMAGE, VOTING_DB_ROWS, claim, claim_pod, deployment, voting_db
 from tests.e2e.test_cluster import CLUSTER
 from tests.helpers import (
@@ -268,3 +270,21 @@ def test_statefulset_gets_a_volume_per_ordinal_starts_in_order_updates_and_stops
         assert len(_claim_volumes(node_name)) == 3
     finally:
         rec.close()
+
+
+def test_the_engine_accepts_an_nfs_volume_with_the_local_drivers_options(node_name: str) -> None:
+    # No NFS server here: the volume is only created (mounting happens when a container starts).
+    runtime = DockerRuntime(DOCKER_HOST)
+    name = f"gitops.nfs-test_{node_name}"
+    options = nfs_options("192.0.2.10", "/export/media", read_only=True)
+    try:
+        runtime.ensure_volume(name, {"gitops.node": node_name}, "local", options)
+        runtime.ensure_volume(name, {"gitops.node": node_name}, "local", options)  # present: left alone
+        with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+            found = client.api.inspect_volume(name)
+        assert (found["Driver"], found["Options"]) == (
+            "local",
+            {"type": "nfs", "o": "addr=192.0.2.10,ro", "device": ":/export/media"},
+        )
+    finally:
+        runtime.close()
