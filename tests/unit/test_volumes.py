@@ -117,9 +117,22 @@ def test_holders_come_from_records_less_released_volumes() -> None:
         "n1": NodeStatus(node="n1", volumes=["default/data"]),
         "n2": NodeStatus(node="n2", volumes=["default/data", "default/logs"]),
     }
-    assert volumes.holders(reports, []) == {"default/data": "n1", "default/logs": "n2"}
+    assert volumes.holders(reports, []) == {"default/data": "n1+n2", "default/logs": "n2"}
     release = VolumeRelease(claim="data", nodes=("n1",), file="r.yaml")
     assert volumes.holders(reports, [release]) == {"default/data": "n2", "default/logs": "n2"}
+
+
+def test_users_of_a_claim_two_nodes_hold_run_nowhere_until_one_is_released() -> None:
+    db = _user("db", "data")
+    reports = {n: NodeStatus(node=n, volumes=["default/data"]) for n in ("n1", "n2")}
+    nodes = [node("n1"), node("n2")]
+    pinned = volumes.place_pinned([db], nodes, {}, volumes.holders(reports, []))
+    assert pinned.assignment.owners() == {}
+    [(_, _, why)] = pinned.lost
+    assert "volumes on nodes n1, n2" in why and "gitops volume release default/data --from NODE" in why
+    release = VolumeRelease(claim="data", nodes=("n2",), file="r.yaml")
+    pinned = volumes.place_pinned([db], nodes, {}, volumes.holders(reports, [release]))
+    assert set(pinned.assignment.owners({"x"}).values()) == {"n1"} and not pinned.lost
 
 
 def test_gitops_status_shows_each_claim_its_node_and_its_users() -> None:
