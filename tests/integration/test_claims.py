@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -43,7 +46,10 @@ def _counter(node: str) -> str:
     if len(rows) != 1:
         return ""
     with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
-        out: bytes = client.containers.get(rows[0]["Id"]).exec_run(["cat", "/data/n"]).output
+        try:
+            out: bytes = client.containers.get(rows[0]["Id"]).exec_run(["cat", "/data/n"]).output
+        except docker.errors.APIError:  # stopped since it was listed
+            return ""
     return out.decode().strip()
 
 
@@ -288,3 +294,62 @@ def test_the_engine_accepts_an_nfs_volume_with_the_local_drivers_options(node_na
         )
     finally:
         runtime.close()
+
+
+def _cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "GITOPS_CONFIG": "/nonexistent", "GIT_AUTHOR_NAME": "op", "GIT_AUTHOR_EMAIL": "op@x",
+           "GIT_COMMITTER_NAME": "op", "GIT_COMMITTER_EMAIL": "op@x"}  # fmt: skip
+    engine = ["--docker-host", DOCKER_HOST, "--image", TEST_IMAGE] if args[0] in ("export", "import") else []
+    cmd = [sys.executable, "-m", "gitops.cli", "volume", *args, *engine]
+    return subprocess.run(cmd, input=stdin, env=env, capture_output=True, timeout=120)
+
+
+def test_a_drained_claim_moves_with_its_data_by_export_import_and_release(tmp_path: Path) -> None:
+    nodes = sorted(f"t-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    bare = bare_repo(tmp_path)
+    work = Repo(tmp_path / "work")
+
+    def push(cordoned: str) -> None:
+        work.put("cluster.yaml", CLUSTER % cordoned)
+        git(work.path, "push", "-q", "-f", str(bare), "main")
+
+    work.put("apps/db.yaml", claim("data") + "---\n" + deployment("db", 1, engine=True, command=COUNTER, grace_s=1,
+                                                                   **claim_pod("data")))  # fmt: skip
+    push("[]")
+    recs = {n: make_reconciler(str(bare), n, tmp_path / f"state-{n}") for n in nodes}
+
+    def running_on() -> str:
+        for n in nodes:
+            recs[n].run_pass()
+        return next((n for n in nodes if _counter(n)), "")
+
+    try:
+        holder = wait_for(running_on, timeout=20, interval=0.2, what="db started")
+        target = next(n for n in nodes if n != holder)
+        wait_for(lambda: running_on() and status_of(bare, holder).get("volumes"), timeout=10, what="holder published")
+        busy = _cli("export", "default/data", "--node", holder)
+        assert busy.returncode == 2 and b"in use" in busy.stderr and b"cordon" in busy.stderr
+
+        # Drain: the cordoned holder stops db (its claim pins it there), so the volume is still.
+        push(f"[{holder}]")
+        wait_for(lambda: not running_on() and not managed(holder, state="running"), timeout=20, interval=0.3,
+                 what="db stopped on the cordoned holder")  # fmt: skip
+        exported = _cli("export", "default/data", "--node", holder)
+        assert exported.returncode == 0, exported.stderr
+        imported = _cli("import", "default/data", "--node", target, "--repo", str(bare), stdin=exported.stdout)
+        assert imported.returncode == 0, imported.stderr
+        again = _cli("import", "default/data", "--node", target, "--repo", str(bare), stdin=exported.stdout)
+        assert again.returncode == 2 and b"already has a volume" in again.stderr
+
+        # Both hold a volume now: db waits for the release, then starts on the copy.
+        for _ in range(2):
+            assert running_on() == ""
+        released = _cli("release", "default/data", "--from", holder, "--repo", str(bare))
+        assert released.returncode == 0, released.stderr
+        wait_for(lambda: running_on() == target, timeout=30, interval=0.3, what="db started on the copy")
+        assert _counter(target) == "2", "the second start counted on the copied data"
+    finally:
+        for rec in recs.values():
+            rec.close()
+        for n in nodes:
+            remove_node_containers(n)
