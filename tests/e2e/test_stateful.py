@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from tests.helpers import ROOT, managed, wait_for
 
 pytestmark = pytest.mark.usefixtures("docker_engine")
 
-# Each start appends "<pod> <version>" to the ordinal's volume; ready 2 s after start, so the gaps show gating.
+# Each start appends "<pod> <version>" to the ordinal's volume; ready 1 s after start at the soonest: gaps show gating.
 STATEFUL = """\
 apiVersion: apps/v1
 kind: StatefulSet
@@ -39,13 +40,13 @@ spec:
         env:
         - {name: VERSION, value: %s}
         - {name: POD, valueFrom: {fieldRef: {fieldPath: metadata.name}}}
-        readinessProbe: {exec: {command: [cat, /data/log]}, initialDelaySeconds: 2, periodSeconds: 1, timeoutSeconds: 5}
+        readinessProbe: {exec: {command: [cat, /data/log]}, initialDelaySeconds: 1, periodSeconds: 1, timeoutSeconds: 5}
         volumeMounts: [{name: data, mountPath: /data}]
   volumeClaimTemplates:
   - metadata: {name: data}
     spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
 """
-READY_AFTER_S = 2
+READY_AFTER_S = 1
 
 
 def _web(c: Cluster, all_: bool = False) -> dict[int, dict[str, str]]:
@@ -107,7 +108,10 @@ def test_statefulset_keeps_each_ordinals_data_on_its_node_and_waits_for_a_releas
     # Every daemon restarts, and the update lands while they are down: the new daemons find each
     # ordinal's volume by its labels and roll from the highest ordinal down, each gated on readiness.
     for d in c.daemons.values():
-        d.kill(15)
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGTERM)
+    for d in c.daemons.values():
+        d.kill(signal.SIGTERM)  # waits for the exit
     c.push("apps/web.yaml", STATEFUL % (TEST_IMAGE, "v2"))
     for d in c.daemons.values():
         d.start()
@@ -137,7 +141,7 @@ def test_statefulset_keeps_each_ordinals_data_on_its_node_and_waits_for_a_releas
     wait_for(volume_node_lost, timeout=20, interval=0.3, what="web-1 reported VolumeNodeLost")
     shown = _gitops(c, "status")
     assert "VolumeNodeLost" in shown.stdout and "default/data-web-1" in shown.stdout, shown.stdout + shown.stderr
-    time.sleep(2)
+    time.sleep(1)
     assert 1 not in _web(c), "web-1 started on an empty volume without a release"
 
     # The documented release brings it back on another node, on a new (empty) volume.
