@@ -409,6 +409,7 @@ def cmd_volume_copy(cfg: Config, verb: str, claim: str, image: str) -> int:
     import docker
 
     from gitops.release import parse_claim
+    from gitops.runtime.docker import DockerRuntime
     from gitops.volumecopy import CopyError, claim_labels_in, export_volume, import_volume
 
     try:
@@ -416,7 +417,8 @@ def cmd_volume_copy(cfg: Config, verb: str, claim: str, image: str) -> int:
     except ValueError as e:
         print(f"gitops volume {verb}: {e}", file=sys.stderr)
         return EXIT_ERROR
-    api = docker.APIClient(base_url=cfg.docker_host or "unix:///var/run/docker.sock", timeout=600)
+    engine = DockerRuntime(cfg.docker_host, timeout=600)  # a big volume takes a while to stream
+    api = engine.api
     try:
         if verb == "export":
             export_volume(api, namespace, name, cfg.node, image, sys.stdout.buffer)
@@ -430,7 +432,7 @@ def cmd_volume_copy(cfg: Config, verb: str, claim: str, image: str) -> int:
         print(f"gitops volume {verb}: {e}", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        api.close()
+        engine.close()
     print(f"imported {claim} on {cfg.node}; release the old volume: gitops volume release {claim} --from NODE")
     return EXIT_OK
 
