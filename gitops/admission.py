@@ -237,6 +237,8 @@ def _baseline(pod: PodSpec, level: Level, host_paths: tuple[str, ...]) -> list[s
 def _restricted(c: ContainerSpec) -> list[str]:
     where = f"(container {c.name})"
     rules = [f"restricted forbids hostPort {p.host_port} {where}" for p in c.ports if p.host_port]
+    # As the Pod Security Standards: nfs is not among the volume types restricted allows.
+    rules += [f"restricted forbids nfs volume {m.source} {where}" for m in c.mounts if m.type == "nfs"]
     s = c.security
     if not s.no_new_privileges:
         rules.append(f"restricted requires allowPrivilegeEscalation: false {where}")

@@ -91,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("claim", help="NAMESPACE/NAME (or NAME in default)")
     rel.add_argument("--from", dest="from_node", required=True, metavar="NODE", help="the node holding the volume")
     _add_source_flags(rel)
+    for verb, what in (
+        ("export", "write a tar of this node's volume of a claim to stdout (its users must be stopped)"),
+        ("import", "create this node's volume of a claim from a tar on stdin (before releasing the old one)"),
+    ):
+        cp = vol_sub.add_parser(verb, help=what)
+        cp.add_argument("claim", help="NAMESPACE/NAME (or NAME in default)")
+        cp.add_argument("--image", default="busybox:latest", help="any image on the engine, for a helper never started")
+        _add_source_flags(cp)
+        _add_node_flags(cp)
 
     sy = sub.add_parser("sync", help="make the running daemon reconcile now")
     sy.add_argument("--config", type=Path)
@@ -158,6 +167,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_doctor(args)
     cfg = _config(args)
     logs.setup(cfg.log_level if verb == "run" else "WARNING", cfg.log_format)
+    if verb == "volume" and args.volume_verb == "export":  # the engine is all it reads
+        return cmd_volume_copy(cfg, "export", args.claim, args.image)
     if not cfg.repo:
         print("gitops: --repo (or repo: in the config, or GITOPS_REPO) is required", file=sys.stderr)
         return EXIT_ERROR
@@ -169,8 +180,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return cmd_status(cfg, args.output)
     if verb == "placement":
         return cmd_placement(cfg, args.without, args.add_node, args.output)
-    if verb == "volume":
+    if verb == "volume" and args.volume_verb == "release":
         return cmd_volume_release(cfg, args.claim, args.from_node)
+    if verb == "volume":
+        return cmd_volume_copy(cfg, args.volume_verb, args.claim, args.image)
     raise AssertionError(verb)
 
 
@@ -423,6 +436,39 @@ def cmd_volume_release(cfg: Config, claim: str, node: str) -> int:
         print(f"gitops volume release: {e}", file=sys.stderr)
         return EXIT_ERROR
     print(f"released {claim} on {node} in commit {commit[:12]}; its users start elsewhere once {node} is fenced")
+    return EXIT_OK
+
+
+def cmd_volume_copy(cfg: Config, verb: str, claim: str, image: str) -> int:
+    """Export this node's volume of a claim to stdout, or import one from stdin (docs/operations.md)."""
+    import docker
+
+    from gitops.release import parse_claim
+    from gitops.runtime.docker import DockerRuntime
+    from gitops.volumecopy import CopyError, claim_labels_in, export_volume, import_volume
+
+    try:
+        namespace, name = parse_claim(claim)
+    except ValueError as e:
+        print(f"gitops volume {verb}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    engine = DockerRuntime(cfg.docker_host, timeout=600)  # a big volume takes a while to stream
+    api = engine.api
+    try:
+        if verb == "export":
+            export_volume(api, namespace, name, cfg.node, image, sys.stdout.buffer)
+            return EXIT_OK
+        read = _read_cluster(cfg, f"volume {verb}")
+        if read is None:
+            return EXIT_ERROR
+        labels = claim_labels_in(read[0], namespace, name, cfg.node)
+        import_volume(api, namespace, name, cfg.node, labels, image, sys.stdin.buffer)
+    except (CopyError, docker.errors.APIError) as e:
+        print(f"gitops volume {verb}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        engine.close()
+    print(f"imported {claim} on {cfg.node}; release the old volume: gitops volume release {claim} --from NODE")
     return EXIT_OK
 
 

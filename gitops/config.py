@@ -89,6 +89,15 @@ class WebhookConfig(BaseModel):
     secret_file: Path
 
 
+class StorageClass(BaseModel):
+    """How this node creates the volumes of claims of one storageClassName: a Docker volume driver and its options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    driver: str = "local"
+    options: dict[str, str] = Field(default_factory=dict)
+
+
 class Config(BaseModel):
     """Everything a node needs that must not come from the repository."""
 
@@ -136,6 +145,8 @@ class Config(BaseModel):
     metrics_address: BindAddress | None = None
     # Push webhooks that trigger a pass at once; None: not served.
     webhook: WebhookConfig | None = None
+    # storageClassName -> how claims of that class get their volumes here; other classes: the local driver.
+    storage_classes: dict[str, StorageClass] = Field(default_factory=dict)
 
     @property
     def effective_jitter(self) -> float:
@@ -158,8 +169,9 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
         raw = environ.get("GITOPS_" + name.upper())
         if raw is None:
             continue
-        # Structured values (labels, taints, gpus, verify, status_signing, policy, webhook) are given as YAML/JSON.
-        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy", "webhook"}
+        # Structured values (labels, taints, gpus, verify, status_signing, policy, webhook, storage_classes)
+        # are given as YAML/JSON.
+        structured = {"labels", "taints", "gpus", "verify", "status_signing", "policy", "webhook", "storage_classes"}
         out[name] = yaml.safe_load(raw) if name in structured else raw
     return out
 

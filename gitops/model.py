@@ -103,11 +103,18 @@ class PortSpec(Frozen):
     protocol: Literal["tcp", "udp", "sctp"] = "tcp"
 
 
+class NfsSource(Frozen):
+    """An NFS export a pod mounts: ``server:path``."""
+
+    server: str
+    path: str
+
+
 class Mount(Frozen):
-    """A volume mount; ``source`` is a host path, the name of an emptyDir or files volume, or a claim's name."""
+    """A volume mount; ``source`` is a host path, the name of an emptyDir, files or nfs volume, or a claim's name."""
 
     target: str
-    type: Literal["hostPath", "emptyDir", "files", "claim"]
+    type: Literal["hostPath", "emptyDir", "files", "claim", "nfs"]
     source: str
     read_only: bool = False
     sub_path: str | None = None
@@ -115,6 +122,8 @@ class Mount(Frozen):
     propagation: Literal["rslave", "rshared"] | None = None
     # A StatefulSet's volumeClaimTemplate: each replica mounts its own claim ``<source>-<workload>-<replica>``.
     per_replica: bool = False
+    # An nfs volume's export, mounted through a Docker volume with the local driver's NFS options.
+    nfs: NfsSource | None = None
 
 
 class Handler(Frozen):

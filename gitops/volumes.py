@@ -24,6 +24,11 @@ ORDINAL = LABEL + "claim-ordinal"
 DELETE_WHEN = LABEL + "claim-delete-when"
 
 
+def nfs_options(server: str, path: str, read_only: bool) -> dict[str, str]:
+    """Options of Docker's local driver that mount the NFS export ``server:path``."""
+    return {"type": "nfs", "o": f"addr={server},{'ro' if read_only else 'rw'}", "device": f":{path}"}
+
+
 def claim_id(namespace: str, claim: str) -> str:
     """``namespace/name``: how labels and status records name a claim."""
     return f"{namespace}/{claim}"
@@ -132,16 +137,20 @@ class Pinned:
 def holders(reports: Mapping[str, NodeStatus], releases: Iterable[VolumeRelease]) -> dict[str, str]:
     """Claim (``namespace/name``) -> the node whose record says it holds the claim's volume, live or not.
 
-    A volume a VolumeRelease names no longer counts. Were two nodes still to hold one claim, the
-    first by name wins on every node alike.
+    A volume a VolumeRelease names no longer counts. A claim that several nodes still hold maps to
+    their names joined by ``+`` (no node is named so): either volume may be the one with the data
+    (a copy being imported, say), so its users run nowhere until all but one are released.
     """
     released = {(claim_id(r.namespace, r.claim), node) for r in releases for node in r.nodes}
-    out: dict[str, str] = {}
+    found: dict[str, list[str]] = {}
     for node in sorted(reports):
         for claim in reports[node].volumes or ():
             if (claim, node) not in released:
-                out.setdefault(claim, node)
-    return out
+                found.setdefault(claim, []).append(node)
+    return {claim: AMBIGUOUS.join(nodes) for claim, nodes in found.items()}
+
+
+AMBIGUOUS = "+"
 
 
 def place_pinned(
@@ -218,6 +227,11 @@ def _follow_replica_claims(
 
 
 def _lost_why(claim: str, node: str) -> str:
+    if AMBIGUOUS in node:
+        return (
+            f"PersistentVolumeClaim {claim} has volumes on nodes {', '.join(node.split(AMBIGUOUS))}; release "
+            f"every one but the volume with the data: gitops volume release {claim} --from NODE"
+        )
     return (
         f"the volume of PersistentVolumeClaim {claim} is on node {node}, which is down; restore its data "
         f"on another node or accept an empty volume, then: gitops volume release {claim} --from {node}"

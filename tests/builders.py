@@ -14,6 +14,8 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import yaml
+
 from gitops.identity import ContainerIdentity, Observed, ReplicaId
 from gitops.model import (
     ContainerSpec,
@@ -253,6 +255,32 @@ def claim_pod(claim_name: str, mount_path: str = "/data", read_only: bool = Fals
         "pod": f"volumes: [{{name: data, persistentVolumeClaim: {source}}}]",
         "container": f"volumeMounts: [{{name: data, mountPath: {mount_path}}}]",
     }
+
+
+# Stands in for postgres on the test engine: each start inserts a row into the data directory, then serves.
+VOTING_DB_ROWS = "/var/lib/postgresql/data/rows"
+_VOTING_DB = ["sh", "-c", f'echo "row $POSTGRES_PASSWORD" >> {VOTING_DB_ROWS}; ' + SERVE[2]]
+
+
+def voting_db(engine: bool = False, password: str = "postgres") -> str:
+    """The voting app's postgres Deployment (the corpus file) with a PersistentVolumeClaim for emptyDir, and the claim.
+
+    ``engine=True``: runnable on the test engine, with the test image standing in for postgres.
+    """
+    from tests.unit.manifests.docs_tables import CORPUS
+
+    doc = yaml.safe_load((CORPUS / "voting__db-deployment.yaml").read_text())
+    pod = doc["spec"]["template"]["spec"]
+    (volume,) = pod["volumes"]
+    assert volume.pop("emptyDir") == {}, "the corpus file changed"
+    volume["persistentVolumeClaim"] = {"claimName": "db-data"}
+    (db,) = pod["containers"]
+    db["env"] = [{"name": "POSTGRES_PASSWORD", "value": password} if e["name"] == "POSTGRES_PASSWORD" else e
+                 for e in db["env"]]  # fmt: skip
+    if engine:
+        db.update(image=TEST_IMAGE, imagePullPolicy="IfNotPresent", command=_VOTING_DB)
+        pod["terminationGracePeriodSeconds"] = 1
+    return claim("db-data") + "---\n" + yaml.safe_dump(doc, sort_keys=False)
 
 
 def service(name: str = "web", spec: str = "", *, ports: str = "[{port: 80}]", selector: str | None = None) -> str:

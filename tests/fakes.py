@@ -48,6 +48,8 @@ class FakeRuntime:
     images: set[str] = field(default_factory=set)
     containers: dict[str, Observed] = field(default_factory=dict)
     volumes: dict[str, dict[str, str]] = field(default_factory=dict)
+    # name -> (driver, options) it was created with
+    volume_options: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     requests: list[RunRequest] = field(default_factory=list)
     # image -> the credentials its last pull was given
     pull_auths: dict[str, dict[str, str] | None] = field(default_factory=dict)
@@ -226,10 +228,13 @@ class FakeRuntime:
         self._call("logs_tail", cid)
         return ""
 
-    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+    def ensure_volume(
+        self, name: str, labels: dict[str, str], driver: str = "local", options: dict[str, str] | None = None
+    ) -> None:
         self._call("ensure_volume", name)
         with self._lock:
             self.volumes.setdefault(name, dict(labels))
+            self.volume_options.setdefault(name, (driver, dict(options or {})))
 
     def remove_volumes(self, label_filters: list[str]) -> None:
         self._call("remove_volumes", ",".join(label_filters))
@@ -238,6 +243,7 @@ class FakeRuntime:
             for name, labels in list(self.volumes.items()):
                 if all(labels.get(k) == v for k, v in wanted):
                     del self.volumes[name]
+                    self.volume_options.pop(name, None)
 
     def list_volumes(self, label_filters: list[str]) -> dict[str, dict[str, str]]:
         self._call("list_volumes", ",".join(label_filters))

@@ -474,6 +474,18 @@ class HostPathVolumeSource(KubeModel):
     ] = ""
 
 
+# An NFS server as mount's addr= option takes it: a host name or an IP address, nothing that ends the option.
+NfsServer = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9][-A-Za-z0-9.:]*$")]
+
+
+class NFSVolumeSource(KubeModel):
+    """volumes[].nfs: an NFS export, mounted by the engine (Docker's local driver with NFS options)."""
+
+    server: NfsServer
+    path: Annotated[AbsolutePath, Field(pattern=r"^[^,]*$")]
+    read_only: bool = False
+
+
 class EmptyDirVolumeSource(KubeModel):
     """volumes[].emptyDir: a Docker volume that lives as long as the replica."""
 
@@ -572,7 +584,7 @@ class Volume(KubeModel):
     downward_api: Annotated[object, _volume_type("downwardAPI", "put the values in a ConfigMap volume")] = Field(
         default=None, alias="downwardAPI"
     )
-    nfs: Annotated[object, _volume_type("nfs", "mount NFS on the nodes and use a hostPath")] = None
+    nfs: NFSVolumeSource | None = None
     csi: Annotated[object, _volume_type("csi", "use a hostPath")] = None
     ephemeral: Annotated[object, _volume_type("ephemeral", "use an emptyDir")] = None
     image: Annotated[object, _volume_type("image", "copy the files in the image build instead")] = None
@@ -586,11 +598,12 @@ class Volume(KubeModel):
             self.secret,
             self.projected,
             self.persistent_volume_claim,
+            self.nfs,
         )
         if sum(s is not None for s in sources) != 1:
             raise ValueError(
-                f"volume '{self.name}' needs exactly one of hostPath, emptyDir, configMap, secret, projected "
-                "and persistentVolumeClaim"
+                f"volume '{self.name}' needs exactly one of hostPath, emptyDir, configMap, secret, projected, "
+                "persistentVolumeClaim and nfs"
             )
         return self
 

@@ -394,7 +394,7 @@ def _mounts(
         if mount.mount_path in targets:
             issues.error((*mpath, "mountPath"), f"'{mount.mount_path}' is mounted twice")
         targets.add(mount.mount_path)
-        read_only = mount.read_only
+        read_only, export = mount.read_only, None
         if volume.host_path is not None:
             kind, source = "hostPath", volume.host_path.path
         elif volume.empty_dir is not None:
@@ -407,6 +407,15 @@ def _mounts(
                     "subPath is not supported on a persistentVolumeClaim volume",
                     "mount the whole volume, or give each use its own claim",
                 )
+        elif (nfs := volume.nfs) is not None:
+            kind, source, read_only = "nfs", volume.name, read_only or nfs.read_only
+            export = model.NfsSource(server=nfs.server, path=nfs.path)
+            if mount.sub_path:
+                issues.error(
+                    (*mpath, "subPath"),
+                    "subPath is not supported on an nfs volume",
+                    "export the subdirectory and mount that export",
+                )
         else:
             kind, source, read_only = "files", volume.name, True  # as in Kubernetes, always read-only
         mounts.append(
@@ -417,6 +426,7 @@ def _mounts(
                 read_only=read_only,
                 sub_path=mount.sub_path,
                 propagation=_propagation(mount, kind, container, issues, mpath),
+                nfs=export,
             )
         )
     return tuple(mounts)

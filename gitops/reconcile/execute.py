@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gitops import downward
 from gitops.admission import host_path_source
+from gitops.config import StorageClass
 from gitops.downward import PodValues
 from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
@@ -27,7 +28,7 @@ from gitops.secrets import SecretMissing, as_text, read_secret, read_secret_file
 from gitops.services.dns import search_domains
 from gitops.services.env import service_env
 from gitops.states import Reason
-from gitops.volumes import claim_labels, claim_volume, replica_claim, template_claim_labels
+from gitops.volumes import claim_id, claim_labels, claim_volume, nfs_options, replica_claim, template_claim_labels
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,10 @@ def identity_of(inst: Instance, spec: ContainerSpec, node: str) -> ContainerIden
         revision=inst.revision,
         container=spec.name,
         gpu_ids=() if role == "init" else inst.gpu_ids,
-        has_emptydir=any(m.type == "emptyDir" for c in (*pod.init_containers, *pod.containers) for m in c.mounts),
+        # nfs volumes are the pod's own too: they go with its emptyDirs.
+        has_emptydir=any(
+            m.type in ("emptyDir", "nfs") for c in (*pod.init_containers, *pod.containers) for m in c.mounts
+        ),
         role=role,
         hooks=hooks.encode(spec.hooks),
     )
@@ -117,6 +121,7 @@ class Executor:
         host_ip: str = "127.0.0.1",
         capacity: tuple[int, int] = (0, 0),
         metrics: Metrics | None = None,
+        storage_classes: Mapping[str, StorageClass] | None = None,
     ):
         self.runtime = runtime
         self.metrics = metrics or Metrics(node=node)
@@ -132,6 +137,10 @@ class Executor:
         # pass: containers started from then on get their variables and resolve their names.
         self.services: Sequence[Service] = ()
         self.dns_ip: str | None = None
+        # How claims of each storageClassName get their volumes here (node config), and the revision's
+        # claim documents' classes (``namespace/name`` -> class), set each pass.
+        self.storage_classes = dict(storage_classes or {})
+        self.claim_classes: Mapping[str, str] = {}
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -576,12 +585,20 @@ class Executor:
             elif m.type == "claim":
                 namespace, claim = ident.rid.key.namespace, m.source
                 labels = claim_labels(namespace, claim, ident.node)
+                storage_class = self.claim_classes.get(claim_id(namespace, claim))
                 if m.per_replica:
                     claim = replica_claim(m.source, ident.rid)
                     labels = template_claim_labels(namespace, claim, ident.node, ident.rid, stateful)
+                    templates = stateful.claims if stateful else ()
+                    storage_class = next((t.storage_class for t in templates if t.name == m.source), None)
                 source = claim_volume(namespace, claim, ident.node)
+                how = self.storage_classes.get(storage_class or "") or StorageClass()
                 # Created where its first user runs; kept until the claim's document (or retention policy) deletes it.
-                self.runtime.ensure_volume(source, labels)
+                self.runtime.ensure_volume(source, labels, how.driver, how.options)
+            elif m.nfs is not None:
+                source = ident.emptydir_volume(m.source)
+                options = nfs_options(m.nfs.server, m.nfs.path, m.read_only)
+                self.runtime.ensure_volume(source, {**ident.labels(), LABEL + "volume": m.source}, "local", options)
             else:
                 if m.sub_path:
                     raise RuntimeFailure(f"subPath on emptyDir {m.source} is not supported", "RunFailed")

@@ -366,7 +366,17 @@ def settle_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[Replica
     # What our record from before a restart claimed is ours already: repaired at once.
     own = ctx.view.reports.get(ctx.node)
     claimed = {r.rid for r in own.workloads} if own is not None else set()
-    return {i.id: why for i in desired if i.id not in ctx.observation.by_replica and i.id not in claimed}
+    by_replica = ctx.observation.by_replica
+    fresh = {i.id for i in desired if i.id not in by_replica and i.id not in claimed}
+    # A rollout step waits too: its gates read peers' records, and after the whole cluster
+    # restarted (its records went stale meanwhile) every node would otherwise step at once.
+    stepping = {i.id for i in desired if _only_old_running(by_replica.get(i.id, []), i.spec_hash)}
+    return dict.fromkeys(sorted(fresh | stepping), why)
+
+
+def _only_old_running(containers: Sequence[Observed], spec_hash: str) -> bool:
+    """Whether a replica runs, but no container of it is at ``spec_hash`` (the next step of a rollout)."""
+    return any(c.state == "running" for c in containers) and all(c.spec_hash != spec_hash for c in containers)
 
 
 def surge_blocks(

@@ -118,6 +118,7 @@ class Reconciler:
             host_ip=self.address,
             capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
             metrics=self.metrics,
+            storage_classes=config.storage_classes,
         )
         self.memory = Memory(backoff_scale=config.backoff_scale)
         self.services = ServiceProxy(self.node, self.address, config.state_dir)
@@ -222,6 +223,9 @@ class Reconciler:
         self.memory.apply(decision.update)
         self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
         self.executor.services = mset.services
+        self.executor.claim_classes = {
+            volumes.claim_id(c.namespace, c.name): c.storage_class for c in mset.claims if c.storage_class
+        }
         # Names are served before containers start, so a pod created in this pass resolves them.
         self.executor.dns_ip = self.services.serve_names(mset, errors)
         if decision.fenced:

@@ -133,8 +133,10 @@ class Runtime(ProbeRuntime, Protocol):
         """Last lines of a container's output."""
         ...
 
-    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
-        """Create a named volume if absent."""
+    def ensure_volume(
+        self, name: str, labels: dict[str, str], driver: str = "local", options: dict[str, str] | None = None
+    ) -> None:
+        """Create a named volume (with ``driver`` and its ``options``) if absent."""
         ...
 
     def remove_volumes(self, label_filters: list[str]) -> None:

@@ -244,9 +244,11 @@ class DockerRuntime:
         code = self._call(self.api.exec_inspect, ex["Id"]).get("ExitCode")
         return (code if isinstance(code, int) else -1), out.decode(errors="replace")
 
-    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
-        """Create a named volume (for emptyDir) if absent."""
-        self._call(self.api.create_volume, name=name, labels=labels)
+    def ensure_volume(
+        self, name: str, labels: dict[str, str], driver: str = "local", options: dict[str, str] | None = None
+    ) -> None:
+        """Create a named volume (with ``driver`` and its ``options``) if absent."""
+        self._call(self.api.create_volume, name=name, driver=driver, driver_opts=options or None, labels=labels)
 
     def remove_volumes(self, label_filters: list[str]) -> None:
         """Remove the named volumes whose labels match every filter."""

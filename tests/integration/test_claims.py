@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -11,7 +14,9 @@ import docker
 import pytest
 
 from gitops.release import release
-from tests.builders import TEST_IMAGE, claim, claim_pod, deployment
+from gitops.runtime.docker import DockerRuntime
+from gitops.volumes import nfs_options
+from tests.builders import TEST_IMAGE, VOTING_DB_ROWS, claim, claim_pod, deployment, voting_db
 from tests.e2e.test_cluster import CLUSTER
 from tests.helpers import (
     DOCKER_HOST,
@@ -41,7 +46,10 @@ def _counter(node: str) -> str:
     if len(rows) != 1:
         return ""
     with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
-        out: bytes = client.containers.get(rows[0]["Id"]).exec_run(["cat", "/data/n"]).output
+        try:
+            out: bytes = client.containers.get(rows[0]["Id"]).exec_run(["cat", "/data/n"]).output
+        except docker.errors.APIError:  # stopped since it was listed
+            return ""
     return out.decode().strip()
 
 
@@ -91,6 +99,31 @@ def test_claim_volume_keeps_data_across_rollout_and_restart_until_the_claim_is_d
     rec.run_pass()
     assert _claim_volumes(node_name) == []
     rec.close()
+
+
+def test_the_voting_apps_postgres_keeps_its_rows_across_a_spec_change(
+    repo: Repo, node_name: str, tmp_path: Path
+) -> None:
+    repo.put("apps/db.yaml", voting_db(engine=True))
+    rec = make_reconciler(str(repo.path), node_name, tmp_path / "state")
+
+    def rows() -> list[str]:
+        rec.run_pass()
+        running = managed(node_name, state="running")
+        if len(running) != 1:
+            return []
+        with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+            out: bytes = client.containers.get(running[0]["Id"]).exec_run(["cat", VOTING_DB_ROWS]).output
+        return out.decode().splitlines()
+
+    try:
+        wait_for(lambda: rows() == ["row postgres"], timeout=20, interval=0.3, what="the first row")
+        first = managed(node_name)[0]["Id"]
+        repo.put("apps/db.yaml", voting_db(engine=True, password="rotated"))  # an env change rolls the container
+        wait_for(lambda: rows() == ["row postgres", "row rotated"], timeout=20, interval=0.3, what="rows kept")
+        assert managed(node_name)[0]["Id"] != first
+    finally:
+        rec.close()
 
 
 def test_users_follow_the_volume_and_wait_for_a_release_when_its_node_dies(
@@ -243,3 +276,80 @@ def test_statefulset_gets_a_volume_per_ordinal_starts_in_order_updates_and_stops
         assert len(_claim_volumes(node_name)) == 3
     finally:
         rec.close()
+
+
+def test_the_engine_accepts_an_nfs_volume_with_the_local_drivers_options(node_name: str) -> None:
+    # No NFS server here: the volume is only created (mounting happens when a container starts).
+    runtime = DockerRuntime(DOCKER_HOST)
+    name = f"gitops.nfs-test_{node_name}"
+    options = nfs_options("192.0.2.10", "/export/media", read_only=True)
+    try:
+        runtime.ensure_volume(name, {"gitops.node": node_name}, "local", options)
+        runtime.ensure_volume(name, {"gitops.node": node_name}, "local", options)  # present: left alone
+        with contextlib.closing(docker.DockerClient(base_url=DOCKER_HOST)) as client:
+            found = client.api.inspect_volume(name)
+        assert (found["Driver"], found["Options"]) == (
+            "local",
+            {"type": "nfs", "o": "addr=192.0.2.10,ro", "device": ":/export/media"},
+        )
+    finally:
+        runtime.close()
+
+
+def _cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "GITOPS_CONFIG": "/nonexistent", "GIT_AUTHOR_NAME": "op", "GIT_AUTHOR_EMAIL": "op@x",
+           "GIT_COMMITTER_NAME": "op", "GIT_COMMITTER_EMAIL": "op@x"}  # fmt: skip
+    engine = ["--docker-host", DOCKER_HOST, "--image", TEST_IMAGE] if args[0] in ("export", "import") else []
+    cmd = [sys.executable, "-m", "gitops.cli", "volume", *args, *engine]
+    return subprocess.run(cmd, input=stdin, env=env, capture_output=True, timeout=120)
+
+
+def test_a_drained_claim_moves_with_its_data_by_export_import_and_release(tmp_path: Path) -> None:
+    nodes = sorted(f"t-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    bare = bare_repo(tmp_path)
+    work = Repo(tmp_path / "work")
+
+    def push(cordoned: str) -> None:
+        work.put("cluster.yaml", CLUSTER % cordoned)
+        git(work.path, "push", "-q", "-f", str(bare), "main")
+
+    work.put("apps/db.yaml", claim("data") + "---\n" + deployment("db", 1, engine=True, command=COUNTER, grace_s=1,
+                                                                   **claim_pod("data")))  # fmt: skip
+    push("[]")
+    recs = {n: make_reconciler(str(bare), n, tmp_path / f"state-{n}") for n in nodes}
+
+    def running_on() -> str:
+        for n in nodes:
+            recs[n].run_pass()
+        return next((n for n in nodes if _counter(n)), "")
+
+    try:
+        holder = wait_for(running_on, timeout=20, interval=0.2, what="db started")
+        target = next(n for n in nodes if n != holder)
+        wait_for(lambda: running_on() and status_of(bare, holder).get("volumes"), timeout=10, what="holder published")
+        busy = _cli("export", "default/data", "--node", holder)
+        assert busy.returncode == 2 and b"in use" in busy.stderr and b"cordon" in busy.stderr
+
+        # Drain: the cordoned holder stops db (its claim pins it there), so the volume is still.
+        push(f"[{holder}]")
+        wait_for(lambda: not running_on() and not managed(holder, state="running"), timeout=20, interval=0.3,
+                 what="db stopped on the cordoned holder")  # fmt: skip
+        exported = _cli("export", "default/data", "--node", holder)
+        assert exported.returncode == 0, exported.stderr
+        imported = _cli("import", "default/data", "--node", target, "--repo", str(bare), stdin=exported.stdout)
+        assert imported.returncode == 0, imported.stderr
+        again = _cli("import", "default/data", "--node", target, "--repo", str(bare), stdin=exported.stdout)
+        assert again.returncode == 2 and b"already has a volume" in again.stderr
+
+        # Both hold a volume now: db waits for the release, then starts on the copy.
+        for _ in range(2):
+            assert running_on() == ""
+        released = _cli("release", "default/data", "--from", holder, "--repo", str(bare))
+        assert released.returncode == 0, released.stderr
+        wait_for(lambda: running_on() == target, timeout=30, interval=0.3, what="db started on the copy")
+        assert _counter(target) == "2", "the second start counted on the copied data"
+    finally:
+        for rec in recs.values():
+            rec.close()
+        for n in nodes:
+            remove_node_containers(n)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from gitops import volumes
 from gitops.cluster import ClusterView
 from gitops.identity import ReplicaId
+from gitops.manifests.load import combine, parse_file
 from gitops.model import (
     Claim,
     ClaimTemplate,
@@ -18,7 +19,7 @@ from gitops.model import (
 )
 from gitops.status import NodeStatus, ReplicaStatus
 from gitops.statusview import render_status, status_document
-from tests.builders import node, workload
+from tests.builders import node, voting_db, workload
 
 
 def _mset(*claims: str, invalid: tuple[str, ...] = (), unreadable: tuple[str, ...] = ()) -> ManifestSet:
@@ -116,9 +117,22 @@ def test_holders_come_from_records_less_released_volumes() -> None:
         "n1": NodeStatus(node="n1", volumes=["default/data"]),
         "n2": NodeStatus(node="n2", volumes=["default/data", "default/logs"]),
     }
-    assert volumes.holders(reports, []) == {"default/data": "n1", "default/logs": "n2"}
+    assert volumes.holders(reports, []) == {"default/data": "n1+n2", "default/logs": "n2"}
     release = VolumeRelease(claim="data", nodes=("n1",), file="r.yaml")
     assert volumes.holders(reports, [release]) == {"default/data": "n2", "default/logs": "n2"}
+
+
+def test_users_of_a_claim_two_nodes_hold_run_nowhere_until_one_is_released() -> None:
+    db = _user("db", "data")
+    reports = {n: NodeStatus(node=n, volumes=["default/data"]) for n in ("n1", "n2")}
+    nodes = [node("n1"), node("n2")]
+    pinned = volumes.place_pinned([db], nodes, {}, volumes.holders(reports, []))
+    assert pinned.assignment.owners() == {}
+    [(_, _, why)] = pinned.lost
+    assert "volumes on nodes n1, n2" in why and "gitops volume release default/data --from NODE" in why
+    release = VolumeRelease(claim="data", nodes=("n2",), file="r.yaml")
+    pinned = volumes.place_pinned([db], nodes, {}, volumes.holders(reports, [release]))
+    assert set(pinned.assignment.owners({"x"}).values()) == {"n1"} and not pinned.lost
 
 
 def test_gitops_status_shows_each_claim_its_node_and_its_users() -> None:
@@ -180,3 +194,12 @@ def test_a_cordoned_holder_takes_no_stateful_replica() -> None:
     assert pinned.assignment.owners() == {} and pinned.lost == []
     [(_, _, why)] = pinned.assignment.unschedulable
     assert "cordoned node n1" in why
+
+
+def test_the_voting_apps_postgres_with_a_claim_loads_with_the_claim_mounted() -> None:
+    mset = combine({"db.yaml": parse_file("db.yaml", voting_db().encode())})
+    assert not mset.errors, mset.errors
+    (db,) = mset.workloads
+    assert [c.name for c in mset.claims] == ["db-data"] and db.pod.claims() == ("db-data",)
+    (mount,) = db.pod.containers[0].mounts
+    assert (mount.type, mount.source, mount.target) == ("claim", "db-data", "/var/lib/postgresql/data")

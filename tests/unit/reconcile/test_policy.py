@@ -328,6 +328,19 @@ def test_a_fresh_node_claims_no_new_work_until_it_has_seen_its_peers(
     assert {rid.replica for rid, why in d.inputs.blocked.items() if "membership" in why} == blocked
 
 
+@pytest.mark.parametrize(("uptime", "settling"), [(1.0, {0, 1}), (5.0, set())])
+def test_a_restarted_node_takes_no_rollout_step_until_it_has_seen_its_peers(uptime: float, settling: set[int]) -> None:
+    # The whole cluster restarted with a new spec: peers' records are stale, so no gate holds
+    # its replicas back yet; stepping at once on every node would update every replica together.
+    old, new = workload("web", 2, version="a"), workload("web", 2, version="b")
+    peers = {"n1": [row(old, r, "ready") for r in range(2)]}
+    d = run([new], mine=[(new, 0), (new, 1)], containers=[observed(old, 0), observed(old, 1)], peers=peers,
+            uptime=uptime)  # fmt: skip
+    assert {rid.replica for rid, why in d.inputs.blocked.items() if "membership" in why} == settling
+    if not settling:  # settled: the rollout's own gate lets one replica step
+        assert {rid.replica for rid in d.inputs.wait} == {1}
+
+
 def test_handoffs_never_take_a_deployment_past_replicas_plus_surge() -> None:
     w = workload("web", 4, max_surge=1)
     # n2 runs all four; placement now gives 0 and 1 to us (n1), 2 and 3 stay on n2.
