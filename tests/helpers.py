@@ -292,7 +292,9 @@ class GitServer:
         return f"git://127.0.0.1:{self.port}/{name}"
 
     def start(self) -> GitServer:
-        """Start serving and wait until it answers."""
+        """Start serving and wait until it answers; a server already running is kept, not doubled."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         args = ["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={self.port}",
                 f"--base-path={self.base}", "--export-all", "--enable=receive-pack", str(self.base)]  # fmt: skip
         self.proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
