@@ -217,7 +217,7 @@ class Reconciler:
             raise PassFailed(str(e)) from e
         self._held_claims = self._claims(mset)
         self._latest = self._status(ctx, decision, the_plan, errors)
-        if (problem := self.services.sync(mset, view, self._latest)) is not None:
+        if (problem := self.services.sync(mset, view, self._latest, ctx.observation.containers)) is not None:
             self._latest.errors.append(ErrorStatus(field="services", message=problem))
         report.pushed = self._push(self._latest)
         self.pass_error = None

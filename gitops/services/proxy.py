@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 from gitops.cluster import ClusterView
+from gitops.identity import Observed
 from gitops.model import ManifestSet
 from gitops.services import nft
 from gitops.services.dns import DnsServer, dns_ip
@@ -41,12 +43,17 @@ class ServiceProxy:
             return None
         return dns_ip(mset.cluster.service_cidr)
 
-    def sync(self, mset: ManifestSet, view: ClusterView, own: NodeStatus) -> str | None:
-        """Apply this pass's table (our own rows are ``own``, fresher than our published record); an error or None."""
+    def sync(self, mset: ManifestSet, view: ClusterView, own: NodeStatus, containers: Iterable[Observed]) -> str | None:
+        """Apply this pass's table (our own rows are ``own``, fresher than our published record); an error or None.
+
+        ``containers`` are this node's: its endpoints are reached at their containers' own addresses.
+        """
         script: str | None = None
         if mset.services:
             reports = {**view.reports, self.node: own}
-            backends = endpoints(mset.services, mset.workloads, reports, view.live | {self.node})
+            local = {c.rid: c.network for c in containers if c.network and c.published}
+            live = view.live | {self.node}
+            backends = endpoints(mset.services, mset.workloads, reports, live, self.node, local)
             server = nft.Backend(self.dns.address, self.dns.port)
             script = nft.render(self.node, mset.services, backends, (dns_ip(mset.cluster.service_cidr), server))
         if script == self._applied:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops.cluster import ClusterView
+from gitops.identity import ReplicaId
 from gitops.manifests.load import combine, parse_file
 from gitops.model import ManifestSet
 from gitops.reconcile.execute import Executor
@@ -58,6 +59,20 @@ def test_ready_replicas_on_live_nodes_serve_by_named_target_port() -> None:
     found = endpoints(mset.services, mset.workloads, reports, live={"a", "b", "d"})
     # Not ready, terminating, a node that is not live, and one without an address: none serve.
     assert found == {port_key(svc, svc.ports[0]): [Backend("10.0.0.1", 32001)]}
+
+
+def test_this_nodes_replicas_carry_their_container_address_and_port() -> None:
+    mset = manifests(WEB, service("web", ports="[{port: 80, targetPort: http}]"))
+    reports = {
+        "a": record("a", "10.0.0.1", (0, "ready", None, 32001)),
+        "b": record("b", "10.0.0.2", (1, "ready", None, 32002)),
+    }
+    key = port_key(mset.services[0], mset.services[0].ports[0])
+    web = mset.workloads[0].key
+    # Replica 1 is b's: a's container list never names it, whatever it holds.
+    local = {ReplicaId(web, 0): "172.17.0.5/16", ReplicaId(web, 1): "172.17.0.6/16"}
+    found = endpoints(mset.services, mset.workloads, reports, {"a", "b"}, "a", local)
+    assert found == {key: [Backend("10.0.0.1", 32001, "172.17.0.5/16", 8080), Backend("10.0.0.2", 32002)]}
 
 
 def test_selector_namespace_protocol_and_publish_not_ready() -> None:

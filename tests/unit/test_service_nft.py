@@ -32,6 +32,24 @@ def test_each_service_port_spreads_over_its_endpoints_and_client_ip_hashes_the_s
     assert "jhash ip saddr mod 1 vmap { 0 : goto svc-default-sticky-0-0 }" in script
 
 
+def test_an_endpoint_on_this_node_is_reached_at_its_container_and_same_network_clients_are_masqueraded() -> None:
+    web = svc("web", cluster_ip="10.96.0.20")
+    local = nft.Backend("10.0.0.1", 31000, "172.17.0.5/16", 8080)
+    script = nft.render("n1", [web], {port_key(web, PORT): [local]})
+    rules = script.split("chain svc-default-web-0-0 {\n")[1].split("  }")[0].splitlines()
+    assert [r.strip() for r in rules] == [
+        # The container calling its own Service: Docker's bridge port has no hairpin mode.
+        "ip saddr 172.17.0.5 meta l4proto tcp dnat to 10.0.0.1:31000",
+        # Same network: straight to the container, masqueraded so that its answer comes back through NAT.
+        "ip saddr 172.17.0.0/16 meta mark set meta mark or 0x00008000 meta l4proto tcp dnat to 172.17.0.5:8080",
+        # Another Docker network is isolated from the container's: the published port still reaches it.
+        'meta iifkind "bridge" meta l4proto tcp dnat to 10.0.0.1:31000',
+        # Host processes and other hosts: straight to the container, past docker-proxy.
+        "meta l4proto tcp dnat to 172.17.0.5:8080",
+    ]
+    assert "type nat hook postrouting priority 100; policy accept;\n    meta mark & 0x00008000 != 0" in script
+
+
 def test_headless_and_external_name_services_have_no_rules_and_empty_ports_are_rejected() -> None:
     headless = svc("db", cluster_ip="None")
     external = Service(name="mail", file="m.yaml", type="ExternalName", external_name="smtp.example.com")
