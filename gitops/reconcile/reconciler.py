@@ -187,6 +187,7 @@ class Reconciler:
             busy=self.executor.busy(),
             logs=self._logs(obs),
             policy=self.config.policy,
+            drain_s=self.config.drain_s,
         )
         decision = decide(ctx)
         the_plan = plan(decision.desired, obs.containers, decision.inputs)
@@ -195,6 +196,7 @@ class Reconciler:
             return report
         self.executor.files.sweep({c.name for c in (*obs.containers, *obs.leaving)})
         self.memory.apply(decision.update)
+        self.memory.draining = the_plan.draining
         self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
         self.executor.services = mset.services
         # Names are served before containers start, so a pod created in this pass resolves them.

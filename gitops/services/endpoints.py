@@ -17,6 +17,7 @@ from gitops.identity import ReplicaId
 from gitops.model import Service, ServicePort, Workload
 from gitops.services.allocate import port_key
 from gitops.services.nft import Backend
+from gitops.services.selector import selects
 from gitops.states import Reason, State
 from gitops.status import NodeStatus, PortStatus, ReplicaStatus
 
@@ -49,7 +50,7 @@ def endpoints(
             if workload is None or not row.ports or row.reason == Reason.TERMINATING:
                 continue
             for service in by_namespace.get(workload.namespace, ()):
-                if not _serves(row, service) or not _selects(service.selector, workload.pod_labels):
+                if not _serves(row, service) or not selects(service.selector, workload.pod_labels):
                     continue
                 for port in service.ports:
                     published = _published(row, workload, port)
@@ -63,10 +64,6 @@ def endpoints(
 
 def _serves(row: ReplicaStatus, service: Service) -> bool:
     return row.state == State.READY or (service.publish_not_ready and row.state == State.RUNNING)
-
-
-def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
 def _published(row: ReplicaStatus, workload: Workload, port: ServicePort) -> PortStatus | None:
