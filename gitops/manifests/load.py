@@ -26,7 +26,7 @@ from gitops.model import (
     VolumeRelease,
     Workload,
 )
-from gitops.services.allocate import allocate
+from gitops.services.allocate import allocate, with_endpoint_ips
 
 _Doc = TypeVar("_Doc", ConfigMap, Claim, VolumeRelease, Service)
 _Model = TypeVar("_Model", bound=KubeModel)
@@ -269,6 +269,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         invalid.append(CLUSTER_KEY)
     services = _unique([s for name in files for s in results[name].services], errors, invalid)
     allocated, unallocated = allocate(services, cluster.service_cidr)
+    allocated = with_endpoint_ips(allocated, workloads, cluster.service_cidr)
     errors.extend(unallocated)
     allocated_keys = {s.key for s in allocated}
     # Addresses depend on serviceCidr: with the Cluster document broken, every Service keeps what it had.

@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from gitops.model import Service
@@ -46,14 +46,24 @@ def search_domains(namespace: str) -> list[str]:
     return [f"{namespace}.svc.{DOMAIN}", f"svc.{DOMAIN}", DOMAIN]
 
 
-def hosts(services: Sequence[Service]) -> str:
-    """The hosts file: each Service with a virtual IP under its four names."""
-    lines = [
-        f"{s.cluster_ip} {s.name}.{s.namespace}.svc.{DOMAIN} {s.name}.{s.namespace}.svc {s.name}.{s.namespace}"
-        for s in sorted(services, key=lambda s: s.key)
-        if s.type != "ExternalName" and not s.headless
-    ]
+def hosts(services: Sequence[Service], ready: Collection[str] = ()) -> str:
+    """The hosts file: each Service with a virtual IP under its names; a headless one under the virtual IPs
+    of its ``ready`` replicas, each of which also answers as ``REPLICA.NAME`` (``web-0.web``)."""
+    lines = []
+    for s in sorted(services, key=lambda s: s.key):
+        if s.type == "ExternalName":
+            continue
+        if not s.headless:
+            lines.append(f"{s.cluster_ip} {_names(s.name, s.namespace)}")
+            continue
+        for replica, ip in sorted(s.endpoint_ips.items()):
+            if ip in ready:
+                lines.append(f"{ip} {_names(s.name, s.namespace)} {_names(f'{replica}.{s.name}', s.namespace)}")
     return "".join(line + "\n" for line in lines)
+
+
+def _names(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.svc.{DOMAIN} {name}.{namespace}.svc {name}.{namespace}"
 
 
 class DnsServer:
@@ -68,9 +78,9 @@ class DnsServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._written: str | None = None
 
-    def serve(self, services: Sequence[Service]) -> None:
-        """Make dnsmasq answer for ``services``; OSError or RuntimeError if it cannot run."""
-        text = hosts(services)
+    def serve(self, services: Sequence[Service], ready: Collection[str] = ()) -> None:
+        """Make dnsmasq answer for ``services`` (``hosts``); OSError or RuntimeError if it cannot run."""
+        text = hosts(services, ready)
         if text != self._written:
             self.hosts_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = self.hosts_file.with_suffix(".tmp")

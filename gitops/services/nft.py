@@ -54,12 +54,14 @@ def render(
     services: Sequence[Service],
     endpoints: Mapping[str, Sequence[Backend]],
     dns: tuple[str, Backend] | None = None,
+    replicas: Mapping[str, Sequence[tuple[str, int, Backend]]] | None = None,
 ) -> str:
     """The ``nft -f`` script that replaces the node's table with rules for ``services``.
 
     ``endpoints`` maps ``allocate.port_key`` to the backends of that Service port; a port
     missing from it has none. Headless and ExternalName Services have no rules (DNS only).
-    ``dns`` forwards a virtual IP's port 53 (UDP and TCP) to the node's DNS server.
+    ``dns`` forwards a virtual IP's port 53 (UDP and TCP) to the node's DNS server. ``replicas`` maps the
+    virtual IP of a headless Service's replica to its ports: (protocol, container port, backend) each.
     """
     table = table_name(node)
     vips: list[str] = []
@@ -88,6 +90,12 @@ def render(
             for i, backend in enumerate(backends):
                 rules = "".join(f"    {rule}\n" for rule in _endpoint_rules(backend, proto))
                 chains.append(f"  chain {chain}-{i} {{\n{rules}  }}")
+    for n, (ip, port_list) in enumerate(sorted((replicas or {}).items())):
+        for proto, number, backend in sorted(port_list):
+            chain = f"replica-{n}-{proto}-{number}"
+            vips.append(f"{ip} . {proto} . {number} : goto {chain}")
+            rules = "".join(f"    {rule}\n" for rule in _endpoint_rules(backend, proto))
+            chains.append(f"  chain {chain} {{\n{rules}  }}")
     if dns is not None:
         vip, server = dns
         vips += [f"{vip} . udp . 53 : goto dns", f"{vip} . tcp . 53 : goto dns"]

@@ -11,7 +11,7 @@ from gitops.identity import Observed
 from gitops.model import ManifestSet
 from gitops.services import nft
 from gitops.services.dns import DnsServer, dns_ip
-from gitops.services.endpoints import endpoints
+from gitops.services.endpoints import endpoints, replica_endpoints
 from gitops.status import ErrorStatus, NodeStatus
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,8 @@ class ServiceProxy:
         # The script last applied; None: none by this process. A node that never had Services never runs nft
         # or dnsmasq, so it needs neither package nor CAP_NET_ADMIN.
         self._applied: str | None = None
+        # Virtual IPs of the headless Services' serving replicas, as last computed: their names resolve.
+        self._ready: frozenset[str] = frozenset()
 
     def serve_names(self, mset: ManifestSet, errors: list[ErrorStatus]) -> str | None:
         """Run the DNS server for this revision's Services; the DNS virtual IP containers should use, or None.
@@ -37,7 +39,7 @@ class ServiceProxy:
             self.dns.stop()
             return None
         try:
-            self.dns.serve(mset.services)
+            self.dns.serve(mset.services, self._ready)
         except (OSError, RuntimeError) as e:
             errors.append(ErrorStatus(field="services", message=f"the DNS server does not run: {e}"))
             return None
@@ -54,19 +56,30 @@ class ServiceProxy:
             local = {c.rid: c.network for c in containers if c.network and c.published}
             live = view.live | {self.node}
             backends = endpoints(mset.services, mset.workloads, reports, live, self.node, local)
+            replicas = replica_endpoints(mset.services, mset.workloads, reports, live, self.node, local)
             server = nft.Backend(self.dns.address, self.dns.port)
-            script = nft.render(self.node, mset.services, backends, (dns_ip(mset.cluster.service_cidr), server))
-        if script == self._applied:
-            return None
+            dns = (dns_ip(mset.cluster.service_cidr), server)
+            script = nft.render(self.node, mset.services, backends, dns, replicas)
+            self._ready = frozenset(replicas)
+        if script != self._applied:
+            try:
+                if script is None:
+                    nft.remove(self.node, self.nft_path)
+                else:
+                    nft.apply(script, self.nft_path)
+            except nft.NftError as e:
+                log.warning("services: programming table %s failed: %s", nft.table_name(self.node), e)
+                return f"services: nftables refused the rules: {e}"
+            self._applied = script
+        # Replicas' names change with their readiness: served once the rules reach them.
+        return self._rename(mset) if mset.services else None
+
+    def _rename(self, mset: ManifestSet) -> str | None:
+        """Serve the names of the replicas serving now; an error or None."""
         try:
-            if script is None:
-                nft.remove(self.node, self.nft_path)
-            else:
-                nft.apply(script, self.nft_path)
-        except nft.NftError as e:
-            log.warning("services: programming table %s failed: %s", nft.table_name(self.node), e)
-            return f"services: nftables refused the rules: {e}"
-        self._applied = script
+            self.dns.serve(mset.services, self._ready)
+        except (OSError, RuntimeError) as e:
+            return f"services: the DNS server does not run: {e}"
         return None
 
     def stop(self) -> None:

@@ -55,6 +55,15 @@ def nodes(tmp_path: Path) -> Iterator[tuple[Repo, list[Reconciler]]]:
         remove_node_containers(rec.node)
 
 
+WEB = deployment(
+    "web",
+    1,
+    engine=True,
+    command=["sh", "-c", "mkdir -p /www; hostname > /www/index.html; httpd -f -p 8080 -h /www"],
+    container="ports: [{containerPort: 8080}]\n",
+).replace("kind: Deployment", "kind: StatefulSet")
+
+
 def fetch_many(url: str, times: int) -> list[str]:
     """What ``times`` wget calls from one client container answer (a line per call, ``fail`` for an error)."""
     client = docker.DockerClient(base_url=DOCKER_HOST)
@@ -124,6 +133,20 @@ def test_a_service_spreads_over_ready_replicas_on_both_nodes_by_virtual_ip_and_n
         for rec in recs:
             rec.run_pass()
         assert get("http://late:8000/") in owner
+
+        # A StatefulSet behind a headless Service: web-0.web resolves to web-0's own virtual IP and answers.
+        repo.put("web.yaml", WEB)
+        repo.put("web-svc.yaml", service("web", "clusterIP: None\n", ports="[{port: 8080}]"))
+
+        def web_0() -> str:
+            for rec in recs:
+                rec.run_pass()
+            return get("http://web-0.web:8080/")
+
+        wait_for(lambda: web_0() == "web-0", timeout=40, interval=0.5, what="web-0.web answering")
+        out = client.exec_run(["nslookup", "web-0.web.default.svc.cluster.local"]).output
+        (web,) = [s for s in recs[0].run_pass().manifests.services if s.name == "web"]
+        assert web.endpoint_ips["web-0"] in out.decode(), out
     finally:
         client.remove(force=True)
         engine.close()

@@ -12,8 +12,9 @@ from gitops.manifests.load import combine, parse_file
 from gitops.model import ManifestSet
 from gitops.reconcile.execute import Executor
 from gitops.reconcile.plan import Action, Instance
+from gitops.services import dns, nft
 from gitops.services.allocate import port_key
-from gitops.services.endpoints import endpoints
+from gitops.services.endpoints import endpoints, replica_endpoints
 from gitops.services.nft import Backend
 from gitops.status import NodeStatus
 from gitops.statusview import render_status, status_document
@@ -132,3 +133,45 @@ def test_containers_get_service_variables_and_resolver_settings_and_their_own_en
     assert (req.dns, req.dns_opt) == (("10.96.0.10",), ("ndots:5",))
     assert req.dns_search == ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
     ex.close()
+
+
+STATEFUL = deployment("db", 2, container="ports: [{name: pg, containerPort: 5432}]\n").replace(
+    "kind: Deployment", "kind: StatefulSet"
+)
+
+
+def test_headless_replicas_get_their_own_virtual_ips_names_and_rules() -> None:
+    headless = service("db", "clusterIP: None\n", ports="[{port: 5432}]")
+    mset = manifests(STATEFUL, headless, service("api", selector="app: db"))
+    api, db = mset.services
+    assert sorted(db.endpoint_ips) == ["db-0", "db-1"]
+    # Distinct from each other and from every Service's own address, and the same from the same repository.
+    assert len({*db.endpoint_ips.values(), api.cluster_ip}) == 3
+    assert manifests(STATEFUL, headless, service("api", selector="app: db")).services == mset.services
+    # Adding replicas never moves a Service's own address.
+    more = manifests(STATEFUL.replace("replicas: 2", "replicas: 40"), headless, service("api", selector="app: db"))
+    assert more.services[0].cluster_ip == api.cluster_ip
+    rows = [
+        {"namespace": "default", "kind": "StatefulSet", "name": "db", "replica": i, "specHash": "h", "state": state}
+        | {"ports": [{"containerPort": 5432, "protocol": "tcp", "hostPort": 32000 + i}]}
+        for i, state in ((0, "ready"), (1, "running"))
+    ]
+    reports = {
+        "a": NodeStatus.model_validate({"node": "a", "address": "10.0.0.1", "workloads": rows[:1]}),
+        "b": NodeStatus.model_validate({"node": "b", "address": "10.0.0.2", "workloads": rows[1:]}),
+    }
+    db0 = db.endpoint_ips["db-0"]
+    found = replica_endpoints(mset.services, mset.workloads, reports, {"a", "b"})
+    # db-1 is not ready: neither its name nor its address serves.
+    assert found == {db0: [("tcp", 5432, Backend("10.0.0.1", 32000))]}
+    script = nft.render("a", mset.services, {}, None, found)
+    assert f"{db0} . tcp . 5432 : goto replica-0-tcp-5432" in script
+    assert "chain replica-0-tcp-5432 {\n    meta l4proto tcp dnat to 10.0.0.1:32000\n" in script
+    view = ClusterView(reports=reports, live=frozenset(reports))
+    text = render_status(status_document(mset, view, "abc"))
+    assert f"replicas: db-0 {db0}, db-1 {db.endpoint_ips['db-1']} (not ready)" in text
+    assert dns.hosts(mset.services, set(found)) == (
+        f"{api.cluster_ip} api.default.svc.cluster.local api.default.svc api.default\n"
+        f"{db0} db.default.svc.cluster.local db.default.svc db.default"
+        " db-0.db.default.svc.cluster.local db-0.db.default.svc db-0.db.default\n"
+    )
