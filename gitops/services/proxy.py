@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from gitops.cluster import ClusterView
 from gitops.identity import Observed
 from gitops.model import ManifestSet
 from gitops.services import nft
-from gitops.services.dns import DnsServer, dns_ip
+from gitops.services.dns import DnsServer, ExternalNames, dns_ip
 from gitops.services.endpoints import endpoints, replica_endpoints
 from gitops.status import ErrorStatus, NodeStatus
 
@@ -24,6 +25,7 @@ class ServiceProxy:
         self.node = node
         self.nft_path = nft_path
         self.dns = DnsServer(node, address, state_dir)
+        self.external = ExternalNames()
         # The script last applied; None: none by this process. A node that never had Services never runs nft
         # or dnsmasq, so it needs neither package nor CAP_NET_ADMIN.
         self._applied: str | None = None
@@ -39,7 +41,7 @@ class ServiceProxy:
             self.dns.stop()
             return None
         try:
-            self.dns.serve(mset.services, self._ready)
+            self.dns.serve(mset.services, self._ready, self._resolved(mset))
         except (OSError, RuntimeError) as e:
             errors.append(ErrorStatus(field="services", message=f"the DNS server does not run: {e}"))
             return None
@@ -77,11 +79,16 @@ class ServiceProxy:
     def _rename(self, mset: ManifestSet) -> str | None:
         """Serve the names of the replicas serving now; an error or None."""
         try:
-            self.dns.serve(mset.services, self._ready)
+            self.dns.serve(mset.services, self._ready, self._resolved(mset))
         except (OSError, RuntimeError) as e:
             return f"services: the DNS server does not run: {e}"
         return None
 
+    def _resolved(self, mset: ManifestSet) -> dict[str, tuple[str, ...]]:
+        targets = (s.external_name.rstrip(".") for s in mset.services if s.external_name)
+        return self.external.addresses(targets, time.monotonic())
+
     def stop(self) -> None:
         """Stop the DNS server; the table stays, so traffic keeps flowing while the daemon restarts."""
         self.dns.stop()
+        self.external.stop()

@@ -137,6 +137,9 @@ def test_a_service_spreads_over_ready_replicas_on_both_nodes_by_virtual_ip_and_n
         # A StatefulSet behind a headless Service: web-0.web resolves to web-0's own virtual IP and answers.
         repo.put("web.yaml", WEB)
         repo.put("web-svc.yaml", service("web", "clusterIP: None\n", ports="[{port: 8080}]"))
+        # And an ExternalName naming the backend Service: its name answers with the backend's address.
+        alias = "type: ExternalName\nexternalName: backend.default.svc.cluster.local\n"
+        repo.put("alias.yaml", service("alias", alias, selector="", ports=""))
 
         def web_0() -> str:
             for rec in recs:
@@ -147,6 +150,7 @@ def test_a_service_spreads_over_ready_replicas_on_both_nodes_by_virtual_ip_and_n
         out = client.exec_run(["nslookup", "web-0.web.default.svc.cluster.local"]).output
         (web,) = [s for s in recs[0].run_pass().manifests.services if s.name == "web"]
         assert web.endpoint_ips["web-0"] in out.decode(), out
+        assert get("http://alias/") in owner
     finally:
         client.remove(force=True)
         engine.close()
