@@ -305,7 +305,8 @@ def _drain_then_remove(
             del result.draining[c.id]
         return _remove_all(rid, containers, cause)
     if announce:
-        result.waiting[rid] = (Reason.TERMINATING, f"draining from Service endpoints, stopped in {left:.0f}s")
+        # One message for the whole drain: a countdown would make every pass's record differ.
+        result.waiting[rid] = (Reason.TERMINATING, f"draining from Service endpoints for {inputs.drain_s:g}s")
     return []
 
 

@@ -119,7 +119,7 @@ def test_ready_containers_behind_a_service_drain_before_they_are_removed() -> No
     # Not behind a Service: removed at once. The scaled-down replica says Terminating while it drains;
     # the replaced container left its replica's row when the new one appeared, so its row stays as it is.
     assert [(a.op, a.target) for a in p.actions] == [("remove", other)]
-    assert p.waiting == {gone.rid: ("Terminating", "draining from Service endpoints, stopped in 3s")}
+    assert p.waiting == {gone.rid: ("Terminating", "draining from Service endpoints for 3s")}
     assert p.draining == {both[0].id: 100.0, gone.id: 100.0}
     later = PlanInputs(**{**served.__dict__, "draining": p.draining, "now": 102.0})
     assert plan([Instance(new, 0, "r2")], containers, later).draining == p.draining
