@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
+from docker.models.containers import Container
 
 from gitops.nodefacts import host_ip
 from gitops.reconcile.reconciler import Reconciler
@@ -155,8 +158,49 @@ def test_a_service_spreads_over_ready_replicas_on_both_nodes_by_virtual_ip_and_n
         client.remove(force=True)
         engine.close()
 
+    # A scale-down drains: the leaving replica's node takes it out of its table and publishes it Terminating,
+    # and stops it only once its peer has had time to read that (service_drain_seconds: 1 + 0.1 + 2 s here).
+    repo.put("backend.yaml", BACKEND.replace("replicas: 4", "replicas: 3"))
+    (holder,) = [rec for rec in recs if any(r["replica"] == 3 for r in repo.status(rec.node)["workloads"])]
+    peer = next(rec for rec in recs if rec is not holder)
+    leaving = _backend_container(holder.node, 3)
+    (row,) = [r for r in repo.status(holder.node)["workloads"] if r["name"] == "backend" and r["replica"] == 3]
+    published = f"{host_ip()}:{row['ports'][0]['hostPort']}"
+    started = time.monotonic()
+    holder.run_pass()
+    (row,) = [r for r in repo.status(holder.node)["workloads"] if r["name"] == "backend" and r["replica"] == 3]
+    assert (row["reason"], row["message"]) == ("Terminating", "draining from Service endpoints for 3.1s")
+    leaving.reload()
+    assert leaving.status == "running" and published in _table(peer.node)
+    peer.run_pass()
+    assert published not in _table(peer.node)
+    wait_for(lambda: holder.run_pass() and _gone(leaving), timeout=10, interval=0.3, what="the drained replica gone")
+    assert time.monotonic() - started >= 3.1
+
     # Each node holds its own table: removing one node's leaves the other serving.
     nft.remove(recs[0].node)
     assert set(fetch_many(f"http://{svc.cluster_ip}/", 5)) <= set(owner)
     listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
     assert nft.table_name(recs[1].node) in listed and nft.table_name(recs[0].node) not in listed
+
+
+def _backend_container(node: str, replica: int) -> Container:
+    engine = docker.DockerClient(base_url=DOCKER_HOST)
+    try:
+        labels = ["gitops.name=backend", f"gitops.node={node}", f"gitops.replica={replica}"]
+        (found,) = engine.containers.list(filters={"label": labels})
+        return found
+    finally:
+        engine.close()
+
+
+def _gone(container: Container) -> bool:
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return True
+    return False
+
+
+def _table(node: str) -> str:
+    return subprocess.run(["nft", "list", "table", "ip", nft.table_name(node)], capture_output=True, text=True).stdout
