@@ -4,7 +4,7 @@ Run: python bench/service.py [--requests 300] [--interval 1]
 
 - Latency: one busybox httpd replica published on the host address as the daemon publishes
   it; the benchmark (on the host) sends ``--requests`` HTTP GETs through a Service virtual
-  IP (nftables DNAT to address:published port, as a peer's endpoint) and as many straight
+  IP (nftables DNAT as the daemon renders an endpoint of its own node) and as many straight
   to the container IP, interleaved, each on a new connection; p50/p99 of both.
 - Propagation: two daemons at ``--interval``; a one-replica Deployment behind a Service.
   t0: the replica first answers on its published port (polled every 20 ms); t1: the *other*
@@ -68,12 +68,15 @@ def latency(requests: int) -> tuple[list[float], list[float]]:
             TEST_IMAGE, HTTPD, detach=True, labels={"gitops.node": node}, ports={"8080/tcp": (host_ip(),)}
         )
         c.reload()
-        direct = c.attrs["NetworkSettings"]["IPAddress"]
-        published = int(c.attrs["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"])
+        settings = c.attrs["NetworkSettings"]
+        direct = settings["IPAddress"]
+        published = int(settings["Ports"]["8080/tcp"][0]["HostPort"])
+        # As the daemon renders an endpoint of its own node: the container's address, the published port as fallback.
+        local = nft.Backend(host_ip(), published, f"{direct}/{settings['IPPrefixLen']}", 8080)
         svc = Service(
             name="web", file="-", cluster_ip=VIP, selector={"a": "b"}, ports=(ServicePort(port=80, target_port=8080),)
         )
-        nft.apply(nft.render(node, [svc], {port_key(svc, svc.ports[0]): [nft.Backend(host_ip(), published)]}))
+        nft.apply(nft.render(node, [svc], {port_key(svc, svc.ports[0]): [local]}))
         wait_until(lambda: _answers(direct, 8080), 10, 0.05, "httpd")
         via, straight = [], []
         for _ in range(requests):

@@ -135,6 +135,8 @@ class Config(BaseModel):
     settle_seconds: float | None = None
     # Seconds of usage samples an autoscaled replica's cpu and memory are averaged over (docs/autoscaling.md).
     autoscale_window_s: float = Field(default=30.0, gt=0)
+    # Seconds a replica behind a Service stays out of every node's endpoints before SIGTERM (None: see drain_s).
+    service_drain_seconds: float | None = Field(default=None, ge=0)
     # Commit verification; off unless configured.
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     # Status signing; None: status commits are unsigned and peers' records are not checked.
@@ -152,6 +154,13 @@ class Config(BaseModel):
     def effective_jitter(self) -> float:
         """Jitter of the interval timer: 10 % of the interval unless set."""
         return self.jitter if self.jitter is not None else self.interval * 0.1
+
+    @property
+    def drain_s(self) -> float:
+        """The Service drain: unless set, one interval with its jitter (peers re-read status each pass) + 2 s."""
+        if self.service_drain_seconds is not None:
+            return self.service_drain_seconds
+        return self.interval + self.effective_jitter + 2.0
 
     @property
     def trigger_file(self) -> Path:

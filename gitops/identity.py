@@ -146,6 +146,8 @@ class Observed:
     created: int
     # (container port, protocol, host port) for each port the engine published.
     published: tuple[tuple[int, str, int], ...] = ()
+    # Its address on its Docker network with the network's prefix ("172.17.0.2/16"); "" when it has none of its own.
+    network: str = ""
 
     # Cached: a pass reads these for every container many times (the labels never change).
     @cached_property

@@ -499,6 +499,8 @@ class Service(Frozen):
     external_name: str | None = None
     session_affinity: Literal["None", "ClientIP"] = "None"
     publish_not_ready: bool = False
+    # Headless only: a virtual IP per replica it selects, by replica name (``web-0``), allocated like its own.
+    endpoint_ips: dict[str, str] = Field(default_factory=dict)
 
     @property
     def key(self) -> str:

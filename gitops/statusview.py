@@ -13,7 +13,7 @@ from gitops.model import Autoscaler, ManifestSet, Workload
 from gitops.placement import NodeInfo
 from gitops.reconcile.autoscaling import scaled
 from gitops.services.allocate import port_key
-from gitops.services.endpoints import endpoints
+from gitops.services.endpoints import endpoints, replica_endpoints
 from gitops.states import READY_STATES, RUNNING_STATES, UP_STATES, Reason, State
 from gitops.status import AutoscalerStatus, ReplicaStatus
 
@@ -185,6 +185,7 @@ def _claims(mset: ManifestSet, view: ClusterView) -> list[dict[str, Any]]:
 def _services(mset: ManifestSet, view: ClusterView) -> list[dict[str, Any]]:
     """Each Service with its address, ports and ready endpoints per live node, as every node serves them."""
     per_node = {n: endpoints(mset.services, mset.workloads, view.reports, {n}) for n in sorted(view.live)}
+    serving = replica_endpoints(mset.services, mset.workloads, view.reports, view.live)
     return [
         {
             "key": s.key,
@@ -201,6 +202,8 @@ def _services(mset: ManifestSet, view: ClusterView) -> list[dict[str, Any]]:
                 }
                 for p in s.ports
             ],
+            # Headless: each replica's own virtual IP (its name REPLICA.NAME), and whether it serves now.
+            "replicas": [{"name": n, "ip": ip, "ready": ip in serving} for n, ip in sorted(s.endpoint_ips.items())],
         }
         for s in mset.services
     ]
@@ -320,6 +323,9 @@ def render_status(doc: dict[str, Any]) -> str:
             node_port = f" node port {p['nodePort']}" if p["nodePort"] else ""
             ready = ", ".join(f"{n} {count}" for n, count in p["endpoints"].items()) or "none"
             lines.append(f"      {p['port']}/{p['protocol']} -> {p['targetPort']}{node_port}  ready endpoints: {ready}")
+        if s["replicas"]:
+            listed = ", ".join(f"{r['name']} {r['ip']}{'' if r['ready'] else ' (not ready)'}" for r in s["replicas"])
+            lines.append(f"      replicas: {listed}")
     if doc["autoscalers"]:
         lines += ["", "AUTOSCALERS"]
     for a in doc["autoscalers"]:

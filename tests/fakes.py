@@ -182,7 +182,12 @@ class FakeRuntime:
                 for key, port in req.ports.items()
                 if port is not None or req.publish_ip
             )
-            self.containers[cid] = Observed(cid, req.name, dict(req.labels), "running", None, self._next_id, published)
+            # A pod's own network namespace gets an address on a bridge, as the engine's default network gives one.
+            shared = req.network_mode == "host" or (req.network_mode or "").startswith("container:")
+            network = "" if shared else f"{req.ip or f'172.30.{self._next_id // 256}.{self._next_id % 256}'}/16"
+            self.containers[cid] = Observed(
+                cid, req.name, dict(req.labels), "running", None, self._next_id, published, network
+            )
         return cid
 
     def _set_state(self, cid: str, state: str, exit_code: int | None = None) -> None:
@@ -190,7 +195,7 @@ class FakeRuntime:
             c = self.containers.get(cid)
             if c is None:
                 raise RuntimeFailure(f"no such container: {cid}", "NotFound")
-            self.containers[cid] = Observed(c.id, c.name, c.labels, state, exit_code, c.created, c.published)
+            self.containers[cid] = Observed(c.id, c.name, c.labels, state, exit_code, c.created, c.published, c.network)
 
     def start(self, cid: str) -> None:
         self._call("start", cid)

@@ -1329,7 +1329,9 @@ class StatefulSetSpec(KubeModel):
     replicas: Replicas = 1
     selector: LabelSelector
     template: PodTemplateSpec
-    service_name: Annotated[object, Ignore("per-replica DNS names (web-0.web) are not served yet")] = None
+    service_name: Annotated[
+        object, Ignore("per-replica names (web-0.SERVICE) come from each headless Service selecting the pods")
+    ] = None
     volume_claim_templates: list[PersistentVolumeClaimTemplate] = Field(default_factory=list)
     pod_management_policy: Literal["OrderedReady", "Parallel"] = "OrderedReady"
     update_strategy: StatefulSetUpdateStrategy = StatefulSetUpdateStrategy()

@@ -28,7 +28,7 @@ from gitops.model import (
     VolumeRelease,
     Workload,
 )
-from gitops.services.allocate import allocate
+from gitops.services.allocate import allocate, with_endpoint_ips
 
 _Doc = TypeVar("_Doc", ConfigMap, Claim, VolumeRelease, Service, Autoscaler)
 _Model = TypeVar("_Model", bound=KubeModel)
@@ -296,6 +296,7 @@ def combine(results: Mapping[str, FileResult]) -> ManifestSet:
         invalid.append(CLUSTER_KEY)
     services = _unique([s for name in files for s in results[name].services], errors, invalid)
     allocated, unallocated = allocate(services, cluster.service_cidr)
+    allocated = with_endpoint_ips(allocated, workloads, cluster.service_cidr)
     errors.extend(unallocated)
     autoscalers, scaling_warnings = resolve_autoscalers(
         _unique([a for name in files for a in results[name].autoscalers], errors, invalid), workloads, errors, invalid

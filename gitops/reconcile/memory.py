@@ -74,6 +74,8 @@ class Memory:
     jobs_done: dict[WorkloadKey, tuple[str, float]] = field(default_factory=dict)
     # replica -> (state, since) so a row's ``since`` only moves when its state does
     since: dict[ReplicaId, tuple[str, str]] = field(default_factory=dict)
+    # container id -> monotonic time it began draining from Service endpoints (``plan.Plan.draining``)
+    draining: dict[str, float] = field(default_factory=dict)
 
     def recover(self, own: NodeStatus | None) -> None:
         """Take back what only our own status remembers: Job results, restarts, halted rollouts."""

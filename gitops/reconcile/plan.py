@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-from gitops.identity import Observed, ReplicaId
+from gitops.identity import Observed, ReplicaId, WorkloadKey
 from gitops.model import ContainerSpec, Workload
 from gitops.states import Reason, State
 
@@ -97,6 +97,11 @@ class PlanInputs:
     ordered_stop: Mapping[ReplicaId, str] = field(default_factory=dict)
     # Replicas whose last creation failed in an init container: recreated after their backoff.
     init_failed: frozenset[ReplicaId] = frozenset()
+    # Workloads some Service selects: their ready containers drain before they are stopped.
+    behind_service: frozenset[WorkloadKey] = frozenset()
+    # Container id -> when it began draining (out of every node's endpoints, still running), and for how long.
+    draining: Mapping[str, float] = field(default_factory=dict)
+    drain_s: float = 0.0
     now: float = 0.0
 
 
@@ -107,6 +112,8 @@ class Plan:
     actions: list[Action] = field(default_factory=list)
     # replica -> (state, reason) for replicas the plan deliberately leaves alone
     waiting: dict[ReplicaId, tuple[Reason, str]] = field(default_factory=dict)
+    # Container id -> when it began draining, for the containers still draining (the next pass's input).
+    draining: dict[str, float] = field(default_factory=dict)
 
 
 def _is_pod_complete(inst: Instance, containers: Sequence[Observed]) -> bool:
@@ -131,7 +138,8 @@ def _needs_restart(inst: Instance, c: Observed) -> bool:
 
 def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: PlanInputs) -> Plan:
     """Diff what should run against what runs; pure, deterministic in its inputs."""
-    result = Plan()
+    # A replica whose actions are in flight this pass keeps draining where it was.
+    result = Plan(draining={c.id: inputs.draining[c.id] for c in observed if c.id in inputs.draining})
     by_replica: dict[ReplicaId, list[Observed]] = defaultdict(list)
     for c in observed:
         by_replica[c.rid].append(c)
@@ -162,9 +170,13 @@ def plan(desired: Sequence[Instance], observed: Sequence[Observed], inputs: Plan
             result.waiting[rid] = (Reason.HANDOFF, "kept until its new owner reports it ready")
             continue
         if rid[0] in desired_keys:
-            result.actions += _remove_all(rid, by_replica[rid], "replica no longer assigned to this node")
+            result.actions += _drain_then_remove(
+                rid, by_replica[rid], "replica no longer assigned to this node", inputs, result
+            )
         elif inputs.prune_allowed:
-            result.actions += _remove_all(rid, by_replica[rid], "workload no longer in the repository")
+            result.actions += _drain_then_remove(
+                rid, by_replica[rid], "workload no longer in the repository", inputs, result
+            )
         else:
             result.waiting[rid] = (Reason.NOT_PRUNED, "not pruned: this revision has invalid manifests")
     return result
@@ -206,7 +218,9 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
             # Make-before-break: the old container serves until the new one is ready.
             result.waiting[rid] = (Reason.ROLLING_UPDATE, f"waiting for {inst.spec_hash[:8]} to become ready")
         else:
-            result.actions += _remove_all(rid, stale, f"replaced by spec {inst.spec_hash[:8]}")
+            # The stale containers' ports left this replica's row when the new ones appeared.
+            cause = f"replaced by spec {inst.spec_hash[:8]}"
+            result.actions += _drain_then_remove(rid, stale, cause, inputs, result, announce=False)
         result.actions += _remove_all(rid, inits, "init container left from an interrupted start")
         _plan_restarts(inst, current, inputs, result)
         return
@@ -222,7 +236,8 @@ def _plan_replica(inst: Instance, have_unsorted: Sequence[Observed], inputs: Pla
     # Partial pods are rebuilt whole: the shared network namespace may be gone.
     run = _run_all(inst, cause)
     if _break_before_make(inst):
-        result.actions += _remove_all(rid, have, "replaced (break-before-make)") + run
+        removed = _drain_then_remove(rid, have, "replaced (break-before-make)", inputs, result)
+        result.actions += removed + run if removed or not have else []
     else:
         result.actions += _remove_all(rid, current + inits, "incomplete pod, rebuilt") + run
 
@@ -263,6 +278,36 @@ def _create_cause(inst: Instance, current: Sequence[Observed], stale: Sequence[O
 
 def _run_all(inst: Instance, cause: str) -> list[Action]:
     return [Action("run", inst.id, cause, instance=inst, container=spec) for spec in inst.workload.pod.long_running()]
+
+
+def _drain_then_remove(
+    rid: ReplicaId,
+    containers: Sequence[Observed],
+    cause: str,
+    inputs: PlanInputs,
+    result: Plan,
+    announce: bool = True,
+) -> list[Action]:
+    """Remove ``containers``, once those serving a Service have been out of every node's endpoints long enough.
+
+    A ready container of a workload a Service selects first drains for ``inputs.drain_s``: its replica's
+    row says Terminating (``announce``), which takes it out of this node's table at once and out of the
+    peers' tables when they next read this node's record; SIGTERM comes after, so no peer still sends it
+    new connections. The others are removed at once.
+    """
+    serving = [c for c in containers if c.key in inputs.behind_service and c.id in inputs.ready_ids]
+    left = 0.0
+    for c in serving:
+        since = result.draining.setdefault(c.id, inputs.now)
+        left = max(left, since + inputs.drain_s - inputs.now)
+    if left <= 0:
+        for c in serving:
+            del result.draining[c.id]
+        return _remove_all(rid, containers, cause)
+    if announce:
+        # One message for the whole drain: a countdown would make every pass's record differ.
+        result.waiting[rid] = (Reason.TERMINATING, f"draining from Service endpoints for {inputs.drain_s:g}s")
+    return []
 
 
 def _remove_all(rid: ReplicaId, containers: Sequence[Observed], cause: str) -> list[Action]:

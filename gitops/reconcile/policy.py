@@ -26,6 +26,7 @@ from gitops.reconcile.memory import JobResult, Memory, MemoryUpdate
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.plan import Instance, PlanInputs
 from gitops.rollout import ReplicaView, compute_gates, scale_down_order
+from gitops.services.selector import selected
 from gitops.states import FINISHED_STATES, INIT_FAILURES, RELEASING_REASONS, RUNNING_STATES, Reason, State
 
 JOB_KINDS = ("Job", "CronJob")
@@ -58,6 +59,8 @@ class PassContext:
     logs: Mapping[str, str] = field(default_factory=dict)
     # This node's admission policy; None admits everything.
     policy: Policy | None = None
+    # Seconds a replica behind a Service stays out of every node's endpoints before it is stopped.
+    drain_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,9 @@ def decide(ctx: PassContext) -> Decision:
         denied=denied,
         init_failed=frozenset(rid for rid, (reason, _) in ctx.memory.failures.items() if reason in INIT_FAILURES),
         ordered_stop=scale_down_order(mset.workloads, present_replicas(ctx)),
+        behind_service=selected(mset.services, mset.workloads),
+        draining=ctx.memory.draining,
+        drain_s=ctx.drain_s,
         now=ctx.now,
     )
     update = MemoryUpdate(

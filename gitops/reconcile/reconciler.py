@@ -213,6 +213,7 @@ class Reconciler:
             busy=self.executor.busy(),
             logs=self._logs(obs),
             policy=self.config.policy,
+            drain_s=self.config.drain_s,
         )
         decision = decide(ctx)
         the_plan = plan(decision.desired, obs.containers, decision.inputs)
@@ -221,6 +222,7 @@ class Reconciler:
             return report
         self.executor.files.sweep({c.name for c in (*obs.containers, *obs.leaving)})
         self.memory.apply(decision.update)
+        self.memory.draining = the_plan.draining
         self.executor.supersede({i.id: i.spec_hash for i in decision.desired})
         self.executor.services = mset.services
         self.executor.claim_classes = {
@@ -247,7 +249,7 @@ class Reconciler:
         self._held_claims = self._claims(mset)
         self._latest = self._status(ctx, decision, the_plan, errors)
         self.metrics.cluster(mset, view, self._latest, [w.key for w in (*mset.workloads, *ctx.cron_runs)])
-        if (problem := self.services.sync(mset, view, self._latest)) is not None:
+        if (problem := self.services.sync(mset, view, self._latest, ctx.observation.containers)) is not None:
             self._latest.errors.append(ErrorStatus(field="services", message=problem))
         report.pushed = self._push(self._latest)
         self.pass_error = None

@@ -150,8 +150,8 @@ def replica_rows(
     for rid, cs in sorted(others.items()):
         up = [c for c in cs if c.state == "running"]
         main = (up or cs)[0]
-        reason = the_plan.waiting.get(rid, (Reason.TERMINATING, ""))[0]
-        rows.append(b.row(rid, main.spec_hash, main.id, State.RUNNING if up else State.EXITED, reason))
+        reason, message = the_plan.waiting.get(rid, (Reason.TERMINATING, ""))
+        rows.append(b.row(rid, main.spec_hash, main.id, State.RUNNING if up else State.EXITED, reason, message or None))
     # Job results stay published while their spec is current, even when the index moved away.
     emitted = {r.rid for r in rows}
     rows += [b.result(rid, r) for rid, r in memory.finished.items() if rid not in emitted]

@@ -68,6 +68,7 @@ class DockerRuntime:
                 exit_code=_exit_code(r.get("Status", "")),
                 created=int(r.get("Created", 0)),
                 published=_published(r.get("Ports") or []),
+                network=_network(r.get("NetworkSettings") or {}),
             )
             for r in rows
         ]
@@ -309,6 +310,14 @@ def _published(ports: list[dict[str, Any]]) -> tuple[tuple[int, str, int], ...]:
     return tuple(
         sorted({(p["PrivatePort"], p.get("Type", "tcp"), p["PublicPort"]) for p in ports if p.get("PublicPort")})
     )
+
+
+def _network(settings: dict[str, Any]) -> str:
+    """The container's address and prefix on its first network with one ("" for host or a shared namespace)."""
+    for net in (settings.get("Networks") or {}).values():
+        if (net or {}).get("IPAddress"):
+            return f"{net['IPAddress']}/{net.get('IPPrefixLen') or 32}"
+    return ""
 
 
 def _port_tuple(key: str) -> tuple[int, str]:

@@ -18,7 +18,8 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
 
-from gitops.model import ManifestError, Service, ServicePort
+from gitops.model import ManifestError, Service, ServicePort, Workload
+from gitops.services.selector import selects
 
 NODE_PORTS = range(30000, 32768)
 # The first addresses of the range stay free for the cluster's own use (the network address, and
@@ -70,6 +71,45 @@ def allocate(services: Sequence[Service], cidr: str) -> tuple[list[Service], lis
         ports = tuple(p.model_copy(update={"node_port": node_ports.get(port_key(service, p))}) for p in service.ports)
         out.append(service.model_copy(update={"cluster_ip": ips.get(service.key, service.cluster_ip), "ports": ports}))
     return out, [error for _, error in problems]
+
+
+def replica_name(workload: Workload, replica: int) -> str:
+    """A replica's name under a headless Service: a StatefulSet's ordinal name (``web-0``), likewise for the rest."""
+    return f"{workload.name}-{replica}"
+
+
+def with_endpoint_ips(services: Sequence[Service], workloads: Sequence[Workload], cidr: str) -> list[Service]:
+    """``services`` with a virtual IP for each replica each headless one selects, from the addresses they left free.
+
+    Placed after every Service's own address, so replicas coming and going never move a Service; among
+    themselves they follow the same rules, keyed ``namespace/Service/name/replica-name``. A replica that
+    finds no address left has none (its name does not resolve).
+    """
+    network = ipaddress.IPv4Network(cidr)
+    base, size = int(network.network_address) + RESERVED_LOW, network.num_addresses - RESERVED_LOW - 1
+    taken = [int(ipaddress.IPv4Address(s.cluster_ip)) - base for s in services if s.cluster_ip not in ("", "None")]
+    names: dict[str, list[str]] = {}
+    for service in services:
+        if service.headless:
+            selected = [
+                w for w in workloads if w.namespace == service.namespace and selects(service.selector, w.pod_labels)
+            ]
+            names[service.key] = sorted({replica_name(w, i) for w in selected for i in range(w.replicas)})
+    placed = place((f"{key}/{n}" for key, found in names.items() for n in found), size, taken)
+    return [
+        s.model_copy(
+            update={
+                "endpoint_ips": {
+                    n: str(ipaddress.IPv4Address(base + placed[f"{s.key}/{n}"]))
+                    for n in names[s.key]
+                    if f"{s.key}/{n}" in placed
+                }
+            }
+        )
+        if s.key in names
+        else s
+        for s in services
+    ]
 
 
 def _virtual_ips(

@@ -14,9 +14,12 @@ import ipaddress
 import logging
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gitops.model import Service
@@ -46,14 +49,36 @@ def search_domains(namespace: str) -> list[str]:
     return [f"{namespace}.svc.{DOMAIN}", f"svc.{DOMAIN}", DOMAIN]
 
 
-def hosts(services: Sequence[Service]) -> str:
-    """The hosts file: each Service with a virtual IP under its four names."""
-    lines = [
-        f"{s.cluster_ip} {s.name}.{s.namespace}.svc.{DOMAIN} {s.name}.{s.namespace}.svc {s.name}.{s.namespace}"
-        for s in sorted(services, key=lambda s: s.key)
+def hosts(
+    services: Sequence[Service], ready: Collection[str] = (), resolved: Mapping[str, Sequence[str]] | None = None
+) -> str:
+    """The hosts file: each Service with a virtual IP under its names; a headless one under the virtual IPs
+    of its ``ready`` replicas, each of which also answers as ``REPLICA.NAME`` (``web-0.web``); an ExternalName
+    one under its target's addresses: a Service's of the cluster, else as ``resolved`` holds them."""
+    lines = []
+    own = {
+        name: s.cluster_ip
+        for s in services
         if s.type != "ExternalName" and not s.headless
-    ]
+        for name in (f"{s.name}.{s.namespace}.svc.{DOMAIN}", f"{s.name}.{s.namespace}.svc")
+    }
+    for s in sorted(services, key=lambda s: s.key):
+        if s.type == "ExternalName":
+            target = (s.external_name or "").rstrip(".")
+            addresses = [own[target]] if target in own else (resolved or {}).get(target, ())
+            lines += [f"{address} {_names(s.name, s.namespace)}" for address in addresses]
+            continue
+        if not s.headless:
+            lines.append(f"{s.cluster_ip} {_names(s.name, s.namespace)}")
+            continue
+        for replica, ip in sorted(s.endpoint_ips.items()):
+            if ip in ready:
+                lines.append(f"{ip} {_names(s.name, s.namespace)} {_names(f'{replica}.{s.name}', s.namespace)}")
     return "".join(line + "\n" for line in lines)
+
+
+def _names(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.svc.{DOMAIN} {name}.{namespace}.svc {name}.{namespace}"
 
 
 class DnsServer:
@@ -68,9 +93,14 @@ class DnsServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._written: str | None = None
 
-    def serve(self, services: Sequence[Service]) -> None:
-        """Make dnsmasq answer for ``services``; OSError or RuntimeError if it cannot run."""
-        text = hosts(services)
+    def serve(
+        self,
+        services: Sequence[Service],
+        ready: Collection[str] = (),
+        resolved: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
+        """Make dnsmasq answer for ``services`` (``hosts``); OSError or RuntimeError if it cannot run."""
+        text = hosts(services, ready, resolved)
         if text != self._written:
             self.hosts_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = self.hosts_file.with_suffix(".tmp")
@@ -131,3 +161,39 @@ class DnsServer:
             return
         self._process = None
         raise RuntimeError(f"dnsmasq exited with {code} (listen {self.address}:{self.port}); see the daemon's log")
+
+
+class ExternalNames:
+    """Addresses of ExternalName targets, looked up in the background so that a slow resolver never holds up
+    a pass: a target's addresses are served from the pass after its lookup ends, and looked up again every
+    ``refresh_s``. dnsmasq answers a CNAME only for a target it knows itself, never one from upstream."""
+
+    def __init__(self, refresh_s: float = 30.0) -> None:
+        self.refresh_s = refresh_s
+        self._found: dict[str, tuple[str, ...]] = {}
+        self._asked: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="external-names")
+
+    def addresses(self, names: Iterable[str], now: float) -> dict[str, tuple[str, ...]]:
+        """The IPv4 addresses found so far for ``names``; starts a lookup for those not asked within ``refresh_s``."""
+        wanted = set(names)
+        with self._lock:
+            for name in sorted(wanted):
+                if name not in self._asked or now - self._asked[name] >= self.refresh_s:
+                    self._asked[name] = now
+                    self._pool.submit(self._lookup, name)
+            return {name: found for name, found in self._found.items() if name in wanted}
+
+    def stop(self) -> None:
+        """Drop lookups not yet started; one in progress ends on its own."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _lookup(self, name: str) -> None:
+        try:
+            infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+            found = tuple(sorted({str(info[4][0]) for info in infos}))
+        except OSError:
+            found = ()
+        with self._lock:
+            self._found[name] = found

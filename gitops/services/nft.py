@@ -13,6 +13,7 @@ one host (one kernel) never touch each other's rules.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,9 @@ class Backend:
 
     address: str
     port: int
+    # An endpoint on this node: its container's address with its network's prefix ("172.17.0.2/16") and port.
+    container: str = ""
+    container_port: int = 0
 
 
 class NftError(Exception):
@@ -50,12 +54,14 @@ def render(
     services: Sequence[Service],
     endpoints: Mapping[str, Sequence[Backend]],
     dns: tuple[str, Backend] | None = None,
+    replicas: Mapping[str, Sequence[tuple[str, int, Backend]]] | None = None,
 ) -> str:
     """The ``nft -f`` script that replaces the node's table with rules for ``services``.
 
     ``endpoints`` maps ``allocate.port_key`` to the backends of that Service port; a port
     missing from it has none. Headless and ExternalName Services have no rules (DNS only).
-    ``dns`` forwards a virtual IP's port 53 (UDP and TCP) to the node's DNS server.
+    ``dns`` forwards a virtual IP's port 53 (UDP and TCP) to the node's DNS server. ``replicas`` maps the
+    virtual IP of a headless Service's replica to its ports: (protocol, container port, backend) each.
     """
     table = table_name(node)
     vips: list[str] = []
@@ -82,9 +88,14 @@ def render(
             targets = ", ".join(f"{i} : goto {chain}-{i}" for i in range(len(backends)))
             chains.append(f"  chain {chain} {{\n    {pick} mod {len(backends)} vmap {{ {targets} }}\n  }}")
             for i, backend in enumerate(backends):
-                chains.append(
-                    f"  chain {chain}-{i} {{\n    meta l4proto {proto} dnat to {backend.address}:{backend.port}\n  }}"
-                )
+                rules = "".join(f"    {rule}\n" for rule in _endpoint_rules(backend, proto))
+                chains.append(f"  chain {chain}-{i} {{\n{rules}  }}")
+    for n, (ip, port_list) in enumerate(sorted((replicas or {}).items())):
+        for proto, number, backend in sorted(port_list):
+            chain = f"replica-{n}-{proto}-{number}"
+            vips.append(f"{ip} . {proto} . {number} : goto {chain}")
+            rules = "".join(f"    {rule}\n" for rule in _endpoint_rules(backend, proto))
+            chains.append(f"  chain {chain} {{\n{rules}  }}")
     if dns is not None:
         vip, server = dns
         vips += [f"{vip} . udp . 53 : goto dns", f"{vip} . tcp . 53 : goto dns"]
@@ -108,6 +119,7 @@ def render(
             "  }",
             _hook("prerouting", "nat", "prerouting", "-100", "jump services"),
             _hook("output", "nat", "output", "-100", "jump services"),
+            _hook("masquerade-marked", "nat", "postrouting", "100", _MASQUERADE),
             _hook("reject-forward", "filter", "forward", "-10", _REJECT),
             _hook("reject-output", "filter", "output", "-10", _REJECT),
             _hook("reject-input", "filter", "input", "-10", _REJECT_LOCAL),
@@ -118,8 +130,36 @@ def render(
     )
 
 
+# The packet mark bit of connections to masquerade (kube-proxy's 0x4000 is left to kube-proxy).
+_MARK = "0x00008000"
+_MASQUERADE = f"meta mark & {_MARK} != 0 meta mark set meta mark and 0xffff7fff masquerade"
 _REJECT = "ip daddr . meta l4proto . th dport @no-endpoints reject"
 _REJECT_LOCAL = "fib daddr type local ip daddr . meta l4proto . th dport @no-endpoints reject"
+
+
+def _endpoint_rules(backend: Backend, proto: str) -> list[str]:
+    """DNAT to one endpoint: a remote one at its node's published port, one of this node's at its container.
+
+    Reaching this node's container by its own address skips docker-proxy, which serves the node address for
+    locally delivered packets (a connection is NATed once, so Docker's DNAT no longer applies after ours).
+    A client on the container's own network is masqueraded: without br_netfilter the container would answer
+    it straight across the bridge, from an address it never called. The container calling its own Service
+    (hairpin) keeps the published port: br_netfilter bridges a DNATed packet whose new destination is on the
+    same bridge, and a bridge sends nothing back out of the port it came in on unless Docker set hairpin
+    mode (only with ``--userland-proxy=false``). A client on another Docker network keeps it too: Docker
+    isolates its networks from each other.
+    """
+    published = f"meta l4proto {proto} dnat to {backend.address}:{backend.port}"
+    if not backend.container:
+        return [published]
+    network = ipaddress.IPv4Interface(backend.container)
+    direct = f"meta l4proto {proto} dnat to {network.ip}:{backend.container_port}"
+    return [
+        f"ip saddr {network.ip} {published}",
+        f"ip saddr {network.network} meta mark set meta mark or {_MARK} {direct}",
+        f'meta iifkind "bridge" {published}',
+        direct,
+    ]
 
 
 def apply(script: str, nft: str = NFT) -> None:

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -69,18 +70,15 @@ def test_a_client_reaches_backend_replicas_on_several_nodes_by_name_and_a_node_p
     repo, procs = daemons
     nodes = [d.args[d.args.index("--node") + 1] for d in procs]
 
-    def ready_backends() -> int:
-        rows = [r for n in nodes for r in status_of(repo.path, n).get("workloads", []) if r["name"] == "backend"]
-        return sum(1 for r in rows if r["state"] == "ready" and r.get("ports"))
+    def ready_backends() -> dict[str, str]:
+        """Node of each ready backend, by hostname (its container id's first 12 characters)."""
+        rows = [(n, r) for n in nodes for r in status_of(repo.path, n).get("workloads", []) if r["name"] == "backend"]
+        return {r["container"][:12]: n for n, r in rows if r["state"] == "ready" and r.get("ports")}
 
-    wait_for(lambda: ready_backends() == 4, timeout=60, interval=0.5, what="4 ready backends")
+    wait_for(lambda: len(ready_backends()) == 4, timeout=60, interval=0.5, what="4 ready backends")
     engine = docker.DockerClient(base_url=DOCKER_HOST)
     try:
-        owner = {
-            c.attrs["Config"]["Hostname"]: c.labels["gitops.node"]
-            for c in engine.containers.list(filters={"label": "gitops.name=backend"})
-            if c.labels["gitops.node"] in nodes
-        }
+        owner = ready_backends()
         assert len(set(owner.values())) >= 2, owner
 
         def answers() -> list[str]:
@@ -94,13 +92,48 @@ def test_a_client_reaches_backend_replicas_on_several_nodes_by_name_and_a_node_p
         # Every node serves the same endpoints once it has read its peers' records.
         every_node = set(owner.values())
         wait_for(lambda: {owner.get(a) for a in answers()[-20:]} >= every_node, 40, 0.5, "answers from every node")
-        assert set(answers()) <= set(owner)
+        assert set(answers()[-20:]) <= set(owner)  # earlier ones may come from replicas placed while nodes joined
 
         node_port = _node_port(repo)
         out = engine.containers.run(TEST_IMAGE, ["wget", "-qO-", f"http://{host_ip()}:{node_port}/"], remove=True)
         assert out.decode().strip() in owner
+
+        # A readiness-gated rolling update and a scale-down under load: each old container drains before SIGTERM.
+        load = engine.containers.run(TEST_IMAGE, ["sh", "-c", LOAD], detach=True, labels={LOAD_LABEL: "1"}, **RESOLVER)
+        started = time.monotonic()
+        updated = BACKEND.replace("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 3")
+        repo.put("backend.yaml", updated.replace("replicas: 4", "replicas: 3"))
+        old = set(owner)
+        wait_for(lambda: _rolled_over(engine, nodes, old), timeout=90, interval=0.5, what="the rollout")
+        time.sleep(1)
+        load.kill()
+        took = time.monotonic() - started
+        results = Counter(load.logs().decode().split())
+        total = results["ok"] + results["fail"]
+        print(f"rolling update under load: {total} requests in {took:.1f}s, {results['fail']} failed")
+        assert total / took >= 20, results
+        assert results["fail"] <= total * 0.001, results
     finally:
+        for c in engine.containers.list(all=True, filters={"label": LOAD_LABEL}):
+            c.remove(force=True)
         engine.close()
+
+
+LOAD_LABEL = "gitops-test.services-load"
+# Three loops of requests by name, one line each: ok or fail.
+LOAD = "for i in 1 2 3; do while true; do wget -qO- http://backend/ >/dev/null 2>&1 && echo ok || echo fail; done & done; wait"  # noqa: E501
+RESOLVER: dict[str, Any] = {
+    "dns": [dns_ip("10.96.0.0/16")],
+    "dns_search": search_domains("default"),
+    "dns_opt": ["ndots:5"],
+}
+
+
+def _rolled_over(engine: docker.DockerClient, nodes: list[str], old: set[str]) -> bool:
+    """Three backends of the new spec, and none of the old containers left."""
+    rows = engine.api.containers(filters={"label": "gitops.name=backend"})
+    mine = [r for r in rows if r["Labels"]["gitops.node"] in nodes]
+    return len(mine) == 3 and not old & {r["Id"][:12] for r in mine}
 
 
 def _node_port(repo: Repo) -> int:
@@ -140,14 +173,7 @@ def test_when_the_node_with_most_backends_dies_every_request_succeeds_after_time
         os.kill(pid, signal.SIGTERM)
         time.sleep(3 + 2 * 1)  # node timeout + two intervals
         script = "ok=0; for i in $(seq 100); do wget -qO- http://backend/ >/dev/null && ok=$((ok+1)); done; echo $ok"
-        out = engine.containers.run(
-            TEST_IMAGE,
-            ["sh", "-c", script],
-            remove=True,
-            dns=[dns_ip("10.96.0.0/16")],
-            dns_search=search_domains("default"),
-            dns_opt=["ndots:5"],
-        )
+        out = engine.containers.run(TEST_IMAGE, ["sh", "-c", script], remove=True, **RESOLVER)
         assert out.decode().strip() == "100"
     finally:
         engine.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import struct
 import subprocess
@@ -15,6 +16,7 @@ import docker
 import pytest
 
 from gitops.model import Service, ServicePort
+from gitops.nodefacts import host_ip
 from gitops.services import nft
 from gitops.services.allocate import port_key
 from gitops.services.dns import DnsServer
@@ -110,6 +112,35 @@ def test_virtual_ip_and_node_port_spread_over_endpoints_and_follow_updates(
     nft.remove(node)
     listed = subprocess.run(["nft", "list", "table", "ip", nft.table_name(node)], capture_output=True, check=False)
     assert listed.returncode != 0
+
+
+def test_this_nodes_endpoint_answers_at_its_container_from_its_network_itself_the_host_and_other_networks(
+    client: docker.DockerClient, node: str
+) -> None:
+    labels = dict([LABEL.split("=")])
+    c = client.containers.run(TEST_IMAGE, HTTPD, detach=True, labels=labels, ports={"8080/tcp": (host_ip(),)})
+    c.reload()
+    settings = c.attrs["NetworkSettings"]
+    published = int(settings["Ports"]["8080/tcp"][0]["HostPort"])
+    local = nft.Backend(host_ip(), published, f"{settings['IPAddress']}/{settings['IPPrefixLen']}", 8080)
+    nft.apply(nft.render(node, [WEB], {port_key(WEB, WEB.ports[0]): [local]}))
+    name = c.attrs["Config"]["Hostname"]
+    time.sleep(0.3)  # httpd binds its port
+    assert fetch_many(client, "http://10.96.200.7/", 3) == [name] * 3
+    # Hairpin: the endpoint calls its own Service.
+    assert c.exec_run(["wget", "-qO-", "http://10.96.200.7/"]).output.decode().split() == [name]
+    conn = http.client.HTTPConnection("10.96.200.7", 80, timeout=5)
+    conn.request("GET", "/")
+    assert conn.getresponse().read().decode().split() == [name]
+    conn.close()
+    # A client on another Docker network, which Docker isolates from the container's: via the published port.
+    other = client.networks.create("gitops-test-" + node, labels=labels)
+    try:
+        script = "wget -qO- http://10.96.200.7/ || echo fail"
+        out = client.containers.run(TEST_IMAGE, ["sh", "-c", script], remove=True, network=other.name, labels=labels)
+        assert out.decode().split() == [name]
+    finally:
+        other.remove()
 
 
 def test_a_refused_ruleset_raises_with_nfts_message_and_keeps_the_old_table(node: str) -> None:

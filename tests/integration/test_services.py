@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker
+import docker.errors
 import pytest
+from docker.models.containers import Container
 
 from gitops.nodefacts import host_ip
 from gitops.reconcile.reconciler import Reconciler
@@ -53,6 +56,15 @@ def nodes(tmp_path: Path) -> Iterator[tuple[Repo, list[Reconciler]]]:
         rec.close()
         nft.remove(rec.node)
         remove_node_containers(rec.node)
+
+
+WEB = deployment(
+    "web",
+    1,
+    engine=True,
+    command=["sh", "-c", "mkdir -p /www; hostname > /www/index.html; httpd -f -p 8080 -h /www"],
+    container="ports: [{containerPort: 8080}]\n",
+).replace("kind: Deployment", "kind: StatefulSet")
 
 
 def fetch_many(url: str, times: int) -> list[str]:
@@ -124,12 +136,71 @@ def test_a_service_spreads_over_ready_replicas_on_both_nodes_by_virtual_ip_and_n
         for rec in recs:
             rec.run_pass()
         assert get("http://late:8000/") in owner
+
+        # A StatefulSet behind a headless Service: web-0.web resolves to web-0's own virtual IP and answers.
+        repo.put("web.yaml", WEB)
+        repo.put("web-svc.yaml", service("web", "clusterIP: None\n", ports="[{port: 8080}]"))
+        # And an ExternalName naming the backend Service: its name answers with the backend's address.
+        alias = "type: ExternalName\nexternalName: backend.default.svc.cluster.local\n"
+        repo.put("alias.yaml", service("alias", alias, selector="", ports=""))
+
+        def web_0() -> str:
+            for rec in recs:
+                rec.run_pass()
+            return get("http://web-0.web:8080/")
+
+        wait_for(lambda: web_0() == "web-0", timeout=40, interval=0.5, what="web-0.web answering")
+        out = client.exec_run(["nslookup", "web-0.web.default.svc.cluster.local"]).output
+        (web,) = [s for s in recs[0].run_pass().manifests.services if s.name == "web"]
+        assert web.endpoint_ips["web-0"] in out.decode(), out
+        assert get("http://alias/") in owner
     finally:
         client.remove(force=True)
         engine.close()
+
+    # A scale-down drains: the leaving replica's node takes it out of its table and publishes it Terminating,
+    # and stops it only once its peer has had time to read that (service_drain_seconds: 1 + 0.1 + 2 s here).
+    repo.put("backend.yaml", BACKEND.replace("replicas: 4", "replicas: 3"))
+    (holder,) = [rec for rec in recs if any(r["replica"] == 3 for r in repo.status(rec.node)["workloads"])]
+    peer = next(rec for rec in recs if rec is not holder)
+    leaving = _backend_container(holder.node, 3)
+    (row,) = [r for r in repo.status(holder.node)["workloads"] if r["name"] == "backend" and r["replica"] == 3]
+    published = f"{host_ip()}:{row['ports'][0]['hostPort']}"
+    started = time.monotonic()
+    holder.run_pass()
+    (row,) = [r for r in repo.status(holder.node)["workloads"] if r["name"] == "backend" and r["replica"] == 3]
+    assert (row["reason"], row["message"]) == ("Terminating", "draining from Service endpoints for 3.1s")
+    leaving.reload()
+    assert leaving.status == "running" and published in _table(peer.node)
+    peer.run_pass()
+    assert published not in _table(peer.node)
+    wait_for(lambda: holder.run_pass() and _gone(leaving), timeout=10, interval=0.3, what="the drained replica gone")
+    assert time.monotonic() - started >= 3.1
 
     # Each node holds its own table: removing one node's leaves the other serving.
     nft.remove(recs[0].node)
     assert set(fetch_many(f"http://{svc.cluster_ip}/", 5)) <= set(owner)
     listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
     assert nft.table_name(recs[1].node) in listed and nft.table_name(recs[0].node) not in listed
+
+
+def _backend_container(node: str, replica: int) -> Container:
+    engine = docker.DockerClient(base_url=DOCKER_HOST)
+    try:
+        labels = ["gitops.name=backend", f"gitops.node={node}", f"gitops.replica={replica}"]
+        (found,) = engine.containers.list(filters={"label": labels})
+        return found
+    finally:
+        engine.close()
+
+
+def _gone(container: Container) -> bool:
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return True
+    return False
+
+
+def _table(node: str) -> str:
+    return subprocess.run(["nft", "list", "table", "ip", nft.table_name(node)], capture_output=True, text=True).stdout

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from gitops.cluster import ClusterView
+from gitops.identity import ReplicaId
 from gitops.manifests.load import combine, parse_file
 from gitops.model import ManifestSet
 from gitops.reconcile.execute import Executor
 from gitops.reconcile.plan import Action, Instance
+from gitops.services import dns, nft
 from gitops.services.allocate import port_key
-from gitops.services.endpoints import endpoints
+from gitops.services.endpoints import endpoints, replica_endpoints
 from gitops.services.nft import Backend
 from gitops.status import NodeStatus
 from gitops.statusview import render_status, status_document
@@ -58,6 +60,20 @@ def test_ready_replicas_on_live_nodes_serve_by_named_target_port() -> None:
     found = endpoints(mset.services, mset.workloads, reports, live={"a", "b", "d"})
     # Not ready, terminating, a node that is not live, and one without an address: none serve.
     assert found == {port_key(svc, svc.ports[0]): [Backend("10.0.0.1", 32001)]}
+
+
+def test_this_nodes_replicas_carry_their_container_address_and_port() -> None:
+    mset = manifests(WEB, service("web", ports="[{port: 80, targetPort: http}]"))
+    reports = {
+        "a": record("a", "10.0.0.1", (0, "ready", None, 32001)),
+        "b": record("b", "10.0.0.2", (1, "ready", None, 32002)),
+    }
+    key = port_key(mset.services[0], mset.services[0].ports[0])
+    web = mset.workloads[0].key
+    # Replica 1 is b's: a's container list never names it, whatever it holds.
+    local = {ReplicaId(web, 0): "172.17.0.5/16", ReplicaId(web, 1): "172.17.0.6/16"}
+    found = endpoints(mset.services, mset.workloads, reports, {"a", "b"}, "a", local)
+    assert found == {key: [Backend("10.0.0.1", 32001, "172.17.0.5/16", 8080), Backend("10.0.0.2", 32002)]}
 
 
 def test_selector_namespace_protocol_and_publish_not_ready() -> None:
@@ -117,3 +133,45 @@ def test_containers_get_service_variables_and_resolver_settings_and_their_own_en
     assert (req.dns, req.dns_opt) == (("10.96.0.10",), ("ndots:5",))
     assert req.dns_search == ("default.svc.cluster.local", "svc.cluster.local", "cluster.local")
     ex.close()
+
+
+STATEFUL = deployment("db", 2, container="ports: [{name: pg, containerPort: 5432}]\n").replace(
+    "kind: Deployment", "kind: StatefulSet"
+)
+
+
+def test_headless_replicas_get_their_own_virtual_ips_names_and_rules() -> None:
+    headless = service("db", "clusterIP: None\n", ports="[{port: 5432}]")
+    mset = manifests(STATEFUL, headless, service("api", selector="app: db"))
+    api, db = mset.services
+    assert sorted(db.endpoint_ips) == ["db-0", "db-1"]
+    # Distinct from each other and from every Service's own address, and the same from the same repository.
+    assert len({*db.endpoint_ips.values(), api.cluster_ip}) == 3
+    assert manifests(STATEFUL, headless, service("api", selector="app: db")).services == mset.services
+    # Adding replicas never moves a Service's own address.
+    more = manifests(STATEFUL.replace("replicas: 2", "replicas: 40"), headless, service("api", selector="app: db"))
+    assert more.services[0].cluster_ip == api.cluster_ip
+    rows = [
+        {"namespace": "default", "kind": "StatefulSet", "name": "db", "replica": i, "specHash": "h", "state": state}
+        | {"ports": [{"containerPort": 5432, "protocol": "tcp", "hostPort": 32000 + i}]}
+        for i, state in ((0, "ready"), (1, "running"))
+    ]
+    reports = {
+        "a": NodeStatus.model_validate({"node": "a", "address": "10.0.0.1", "workloads": rows[:1]}),
+        "b": NodeStatus.model_validate({"node": "b", "address": "10.0.0.2", "workloads": rows[1:]}),
+    }
+    db0 = db.endpoint_ips["db-0"]
+    found = replica_endpoints(mset.services, mset.workloads, reports, {"a", "b"})
+    # db-1 is not ready: neither its name nor its address serves.
+    assert found == {db0: [("tcp", 5432, Backend("10.0.0.1", 32000))]}
+    script = nft.render("a", mset.services, {}, None, found)
+    assert f"{db0} . tcp . 5432 : goto replica-0-tcp-5432" in script
+    assert "chain replica-0-tcp-5432 {\n    meta l4proto tcp dnat to 10.0.0.1:32000\n" in script
+    view = ClusterView(reports=reports, live=frozenset(reports))
+    text = render_status(status_document(mset, view, "abc"))
+    assert f"replicas: db-0 {db0}, db-1 {db.endpoint_ips['db-1']} (not ready)" in text
+    assert dns.hosts(mset.services, set(found)) == (
+        f"{api.cluster_ip} api.default.svc.cluster.local api.default.svc api.default\n"
+        f"{db0} db.default.svc.cluster.local db.default.svc db.default"
+        " db-0.db.default.svc.cluster.local db-0.db.default.svc db-0.db.default\n"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from gitops.model import Service, ServicePort
 from gitops.services import dns, nft
 from gitops.services.allocate import port_key
@@ -32,6 +34,24 @@ def test_each_service_port_spreads_over_its_endpoints_and_client_ip_hashes_the_s
     assert "jhash ip saddr mod 1 vmap { 0 : goto svc-default-sticky-0-0 }" in script
 
 
+def test_an_endpoint_on_this_node_is_reached_at_its_container_and_same_network_clients_are_masqueraded() -> None:
+    web = svc("web", cluster_ip="10.96.0.20")
+    local = nft.Backend("10.0.0.1", 31000, "172.17.0.5/16", 8080)
+    script = nft.render("n1", [web], {port_key(web, PORT): [local]})
+    rules = script.split("chain svc-default-web-0-0 {\n")[1].split("  }")[0].splitlines()
+    assert [r.strip() for r in rules] == [
+        # The container calling its own Service: Docker's bridge port has no hairpin mode.
+        "ip saddr 172.17.0.5 meta l4proto tcp dnat to 10.0.0.1:31000",
+        # Same network: straight to the container, masqueraded so that its answer comes back through NAT.
+        "ip saddr 172.17.0.0/16 meta mark set meta mark or 0x00008000 meta l4proto tcp dnat to 172.17.0.5:8080",
+        # Another Docker network is isolated from the container's: the published port still reaches it.
+        'meta iifkind "bridge" meta l4proto tcp dnat to 10.0.0.1:31000',
+        # Host processes and other hosts: straight to the container, past docker-proxy.
+        "meta l4proto tcp dnat to 172.17.0.5:8080",
+    ]
+    assert "type nat hook postrouting priority 100; policy accept;\n    meta mark & 0x00008000 != 0" in script
+
+
 def test_headless_and_external_name_services_have_no_rules_and_empty_ports_are_rejected() -> None:
     headless = svc("db", cluster_ip="None")
     external = Service(name="mail", file="m.yaml", type="ExternalName", external_name="smtp.example.com")
@@ -53,3 +73,32 @@ def test_the_dns_virtual_ip_forwards_to_the_nodes_dns_server_which_knows_every_v
     assert 20000 <= server.port < 30000 and server.port == dns.dns_port("n1") != dns.dns_port("n2")
     headless = svc("db", cluster_ip="None")
     assert dns.hosts([web, headless]) == ("10.96.0.20 web.default.svc.cluster.local web.default.svc web.default\n")
+
+
+def test_an_external_name_answers_with_its_targets_addresses_a_services_of_the_cluster_or_looked_up() -> None:
+    web = svc("web", cluster_ip="10.96.0.20")
+    inside = Service(name="alias", file="a.yaml", type="ExternalName", external_name="web.default.svc.cluster.local.")
+    outside = Service(name="mail", file="m.yaml", type="ExternalName", external_name="smtp.example.com")
+    text = dns.hosts([web, inside, outside], resolved={"smtp.example.com": ("192.0.2.7", "192.0.2.8")})
+    assert "10.96.0.20 alias.default.svc.cluster.local alias.default.svc alias.default\n" in text
+    assert "192.0.2.7 mail.default.svc.cluster.local" in text and "192.0.2.8 mail.default.svc.cluster.local" in text
+    # Unknown targets have no records yet: the name is answered as unknown, never forwarded.
+    assert "mail" not in dns.hosts([outside])
+
+
+def test_external_names_are_looked_up_in_the_background_and_again_after_the_refresh() -> None:
+    names = dns.ExternalNames(refresh_s=30.0)
+    try:
+        found: dict[str, tuple[str, ...]] = {}
+        deadline = time.monotonic() + 10
+        while "localhost" not in found and time.monotonic() < deadline:
+            found = names.addresses(["localhost", "no-such-name.invalid"], now=0.0)
+            time.sleep(0.02)
+        assert "127.0.0.1" in found["localhost"]
+        time.sleep(0.5)
+        assert names.addresses(["no-such-name.invalid"], now=1.0) == {"no-such-name.invalid": ()}
+        assert names._asked == {"localhost": 0.0, "no-such-name.invalid": 0.0}
+        names.addresses(["localhost"], now=31.0)
+        assert names._asked["localhost"] == 31.0
+    finally:
+        names.stop()

@@ -106,3 +106,37 @@ def test_job_past_its_deadline_is_stopped_not_removed() -> None:
     live = observed(job, 0)
     p = plan([Instance(job, 0, "r")], [live], PlanInputs(finished={rid: "failed"}, stop={rid: "too long"}))
     assert [(a.op, a.target) for a in p.actions] == [("stop", live)]
+
+
+def test_ready_containers_behind_a_service_drain_before_they_are_removed() -> None:
+    old, new = workload(version="a"), workload(version="b")
+    gone, other = observed(old, 1), observed(workload("other"), 0)
+    both = [observed(old, 0), observed(new, 0)]
+    ready = frozenset({both[0].id, both[1].id, gone.id, other.id})
+    served = PlanInputs(ready_ids=ready, behind_service=frozenset({old.key}), drain_s=3.0, now=100.0)
+    containers = [*both, gone, other]
+    p = plan([Instance(new, 0, "r2")], containers, served)
+    # Not behind a Service: removed at once. The scaled-down replica says Terminating while it drains;
+    # the replaced container left its replica's row when the new one appeared, so its row stays as it is.
+    assert [(a.op, a.target) for a in p.actions] == [("remove", other)]
+    assert p.waiting == {gone.rid: ("Terminating", "draining from Service endpoints for 3s")}
+    assert p.draining == {both[0].id: 100.0, gone.id: 100.0}
+    later = PlanInputs(**{**served.__dict__, "draining": p.draining, "now": 102.0})
+    assert plan([Instance(new, 0, "r2")], containers, later).draining == p.draining
+    done = PlanInputs(**{**served.__dict__, "draining": p.draining, "now": 103.0})
+    p = plan([Instance(new, 0, "r2")], containers, done)
+    assert [(a.op, a.target) for a in p.actions] == [("remove", both[0]), ("remove", other), ("remove", gone)]
+    assert p.draining == {} and p.waiting == {}
+    # Not ready: no endpoint anywhere, nothing to drain.
+    p = plan([], [gone], PlanInputs(behind_service=frozenset({old.key}), drain_s=3.0, now=100.0))
+    assert [(a.op, a.target) for a in p.actions] == [("remove", gone)]
+
+
+def test_a_break_before_make_replacement_behind_a_service_waits_for_the_drain() -> None:
+    old, new = workload(host_port=8080, version="a"), workload(host_port=8080, version="b")
+    c = observed(old, 0)
+    inputs = PlanInputs(ready_ids=frozenset({c.id}), behind_service=frozenset({old.key}), drain_s=3.0, now=10.0)
+    p = plan([Instance(new, 0, "r")], [c], inputs)
+    assert p.actions == [] and p.waiting[c.rid][0] == "Terminating"
+    p = plan([Instance(new, 0, "r")], [c], PlanInputs(**{**inputs.__dict__, "draining": p.draining, "now": 13.0}))
+    assert [a.op for a in p.actions] == ["remove", "run"]
