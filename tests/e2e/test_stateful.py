@@ -123,8 +123,8 @@ def test_statefulset_keeps_each_ordinals_data_on_its_node_and_waits_for_a_releas
         assert w["node"] == home[i], f"web-{i} moved from {home[i]} to {w['node']}"
         assert _log(c, w["id"]) == [f"web-{i} v1", f"web-{i} v2"]
 
-    # Per-replica DNS names (issue 12): `web-0.web` resolving from another workload's container to
-    # web-0's endpoint is asserted here once gitops/services/ serves them.
+    # Per-replica names (`web-0.web` from another workload's container) are asserted with the Services
+    # data path, in tests/integration/test_services.py.
 
     # The node of web-1 dies with its containers; its volume is still on its disk, so web-1 runs nowhere.
     lost = home[1]
