@@ -98,6 +98,16 @@ def test_a_client_reaches_backend_replicas_on_several_nodes_by_name_and_a_node_p
         out = engine.containers.run(TEST_IMAGE, ["wget", "-qO-", f"http://{host_ip()}:{node_port}/"], remove=True)
         assert out.decode().strip() in owner
 
+        # A Service added after the client started resolves from the client, without a restart.
+        (client,) = [c for c in engine.containers.list(filters={"label": "gitops.name=client"})
+                     if c.labels["gitops.node"] in nodes]  # fmt: skip
+        added = time.monotonic()
+        repo.put("late.yaml", service("late", selector="app: backend", ports="[{port: 8000, targetPort: http}]"))
+        wait_for(lambda: client.exec_run(["wget", "-qO-", "http://late:8000/"]).exit_code == 0, 30, 0.2, "late")
+        # Two intervals is the goal (1 s each here); the bound leaves room for a loaded CI machine.
+        print(f"a Service added after the client resolved and answered in {time.monotonic() - added:.1f}s")
+        assert time.monotonic() - added < 10
+
         # A readiness-gated rolling update and a scale-down under load: each old container drains before SIGTERM.
         load = engine.containers.run(TEST_IMAGE, ["sh", "-c", LOAD], detach=True, labels={LOAD_LABEL: "1"}, **RESOLVER)
         started = time.monotonic()
