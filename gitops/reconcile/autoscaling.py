@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from gitops import autoscale
 from gitops.autoscale import History, Usage, seeded
+from gitops.gpu import GpuInventory
 from gitops.identity import Observed, WorkloadKey
 from gitops.model import Autoscaler, ManifestSet, Workload
 from gitops.placement import rendezvous
@@ -29,6 +31,7 @@ from gitops.status import (
     utc_now_iso,
 )
 
+_T = TypeVar("_T")
 _NS_PER_MILLICORE_SECOND = 1_000_000
 # A decision dated further ahead of this node's clock is ignored: it would otherwise outrank every
 # later one until that time (a node with a wild clock, or a forged record).
@@ -104,6 +107,8 @@ class Autoscaling:
         self.node = node
         self.window_s = window_s
         self._samples: dict[str, list[tuple[float, ContainerUsage]]] = {}
+        # GPU UUID -> (time, percent busy) samples.
+        self._gpu_samples: dict[str, list[tuple[float, int]]] = {}
         self._histories: dict[str, History] = {}
         # Autoscaler key -> the decision this pass applies.
         self._applied: dict[str, AutoscalerStatus] = {}
@@ -113,19 +118,34 @@ class Autoscaling:
         mset, self._applied = scaled(mset, reports, now)
         return mset
 
-    def sample(self, runtime: Runtime, containers: Sequence[Observed], mset: ManifestSet, now: float) -> None:
-        """Read the usage of this node's running replicas of autoscaled workloads: one runtime call for all."""
+    def sample(
+        self, runtime: Runtime, gpus: GpuInventory, containers: Sequence[Observed], mset: ManifestSet, now: float
+    ) -> None:
+        """Read the usage of this node's running replicas of autoscaled workloads: one runtime call for all, and
+        one NVML read per GPU those replicas hold where an autoscaler asks for gpu_utilization."""
         targets = {hpa.target for hpa in mset.autoscalers}
-        running = [c.id for c in containers if c.key in targets and c.state == "running"]
-        found = runtime.usage(running) if running else {}
-        kept: dict[str, list[tuple[float, ContainerUsage]]] = {}
-        for cid, usage in found.items():
-            series = [*self._samples.get(cid, []), (now, usage)]
-            # The window, but never fewer than two samples: passes may be further apart than the window.
-            while len(series) > 2 and series[1][0] <= now - self.window_s:
-                series.pop(0)
-            kept[cid] = series
-        self._samples = kept
+        running = [c for c in containers if c.key in targets and c.state == "running"]
+        found = runtime.usage([c.id for c in running]) if running else {}
+        self._samples = {cid: self._window([*self._samples.get(cid, []), (now, u)], now) for cid, u in found.items()}
+        on_gpus = {hpa.target for hpa in mset.autoscalers if any(m.resource == "gpu_utilization" for m in hpa.metrics)}
+        held = sorted({u for c in running if c.key in on_gpus for u in c.gpu_ids})
+        busy = gpus.utilization(held) if held else {}
+        self._gpu_samples = {u: self._window([*self._gpu_samples.get(u, []), (now, p)], now) for u, p in busy.items()}
+
+    def _window(self, series: list[tuple[float, _T]], now: float) -> list[tuple[float, _T]]:
+        """The samples of the last ``window_s``, but never fewer than two: passes may be further apart."""
+        while len(series) > 2 and series[1][0] <= now - self.window_s:
+            series.pop(0)
+        return series
+
+    def _gpu_average(self, containers: Sequence[Observed]) -> int | None:
+        """A replica's GPU utilization over the window in thousandths of a percent: the mean over its GPUs."""
+        means = [
+            1000 * sum(p for _, p in series) // len(series)
+            for u in sorted({u for c in containers for u in c.gpu_ids})
+            if (series := self._gpu_samples.get(u))
+        ]
+        return sum(means) // len(means) if means else None
 
     def _average(self, cid: str) -> tuple[int, int] | None:
         """(millicores, bytes) of one container over its window, once it has two samples."""
@@ -145,9 +165,13 @@ class Autoscaling:
             running = [c for c in group if c.state == "running"]
             if rid.key not in targets or not running or any(c.id not in obs.ready_ids for c in running):
                 continue
+            one = Usage()
             averages = [a for c in running if (a := self._average(c.id)) is not None]
             if averages:
-                one = Usage(1, sum(cpu for cpu, _ in averages), sum(mem for _, mem in averages))
+                one += Usage(1, sum(cpu for cpu, _ in averages), sum(mem for _, mem in averages))
+            if (gpu := self._gpu_average(running)) is not None:
+                one += Usage(gpu_pods=1, gpu_milli=gpu)
+            if one != Usage():
                 totals[rid.key] = totals.get(rid.key, Usage()) + one
         return [
             UsageStatus(
@@ -157,6 +181,8 @@ class Autoscaling:
                 pods=u.pods,
                 cpu=u.cpu_millis,
                 memory=u.memory_bytes,
+                gpu_pods=u.gpu_pods or None,
+                gpu=u.gpu_milli if u.gpu_pods else None,
             )
             for key, u in sorted(totals.items())
         ]
@@ -210,7 +236,7 @@ class Autoscaling:
         current = target.replicas
         usage = sum(
             (
-                Usage(u.pods, u.cpu, u.memory)
+                Usage(u.pods, u.cpu, u.memory, u.gpu_pods or 0, u.gpu or 0)
                 for u in rows
                 if (u.namespace, u.kind, u.name) == (hpa.namespace, hpa.target_kind, hpa.target_name)
             ),

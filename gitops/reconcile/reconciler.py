@@ -96,6 +96,7 @@ class Reconciler:
         # Status signing: a peer's commit counts only if signed by that peer (docs/security.md).
         signing = config.status_signing
         self.signatures = StatusSignatures(signing.allowed_signers, self.source) if signing else None
+        self.inventory = gpus
         self.gpus: list[Gpu] = gpus.gpus()
         self.facts: NodeInfo = node_info(
             self.node,
@@ -192,7 +193,7 @@ class Reconciler:
         obs = self._observe(mset)
         now = time.monotonic()
         try:
-            self.autoscaling.sample(self.runtime, obs.containers, mset, now)
+            self.autoscaling.sample(self.runtime, self.inventory, obs.containers, mset, now)
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
         ctx = PassContext(

@@ -6,6 +6,7 @@ Pure parts on records built here; the pass itself on a real git repository with 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -225,7 +226,7 @@ def test_usage_counts_ready_replicas_with_two_samples_over_the_window() -> None:
         # The fresh replica starts at t=20: one sample so far.
         sampled = (ready, unready, fresh) if t == 20 else (ready, unready)
         runtime.usages = {c.id: ContainerUsage(busy_ns, 1 << 20) for c in sampled}
-        node.sample(runtime, [ready, unready, fresh], mset, t)
+        node.sample(runtime, DeclaredInventory(), [ready, unready, fresh], mset, t)
     obs = Observation(
         containers=[ready, unready, fresh],
         by_replica={c.rid: [c] for c in (ready, unready, fresh)},
@@ -238,3 +239,57 @@ def test_usage_counts_ready_replicas_with_two_samples_over_the_window() -> None:
     (row,) = node.usage_rows(mset, obs)
     assert (row.pods, row.cpu, row.memory) == (1, round(2000 / 15), 1 << 20)
     assert runtime.ops("usage") == ["usage"] * 3
+
+
+GPU_WEB = deployment("web", 2, image=TEST_IMAGE, container="resources: {limits: {nvidia.com/gpu: 2}}")
+GPU_60 = "{type: Pods, pods: {metric: {name: gpu_utilization}, target: {type: AverageValue, averageValue: 60}}}"
+GPU_HPA = autoscaler(spec=f"metrics: [{GPU_60}]")
+
+
+class CountingInventory(DeclaredInventory):
+    """Declared GPUs whose utilization reads are recorded."""
+
+    def __init__(self, busy: dict[str, int]) -> None:
+        super().__init__(busy=busy)
+        self.reads: list[list[str]] = []
+
+    def utilization(self, uuids: Sequence[str]) -> dict[str, int]:
+        self.reads.append(list(uuids))
+        return super().utilization(uuids)
+
+
+def test_gpu_utilization_is_read_once_per_gpu_per_pass_and_averaged_per_replica() -> None:
+    mset = manifests(GPU_WEB, GPU_HPA)
+    (web,) = mset.workloads
+    two, one = observed(web, 0, gpu_ids=("GPU-a", "GPU-b")), observed(web, 1, gpu_ids=("GPU-c",))
+    stopped = observed(web, 2, "exited", gpu_ids=("GPU-d",))
+    inventory = CountingInventory({"GPU-a": 100, "GPU-b": 60, "GPU-c": 50, "GPU-d": 100})
+    runtime = FakeRuntime()
+    node = Autoscaling("n1", window_s=10)
+    node.sample(runtime, inventory, [two, one, stopped], mset, 0.0)
+    inventory.busy.update({"GPU-a": 80, "GPU-c": 70})
+    node.sample(runtime, inventory, [two, one, stopped], mset, 5.0)
+    # One read per pass, of the GPUs running replicas hold; the engine is asked once per pass, not per GPU.
+    assert inventory.reads == [["GPU-a", "GPU-b", "GPU-c"]] * 2
+    assert runtime.ops("usage") == ["usage"] * 2
+    containers = [two, one]
+    obs = Observation(
+        containers=containers,
+        by_replica={c.rid: [c] for c in containers},
+        ready_ids=frozenset(c.id for c in containers),
+        unhealthy_ids=frozenset(),
+        health={},
+        running_since={},
+    )
+    # Replica 0: GPU-a 90 % and GPU-b 60 % over the window, 75 %; replica 1: 60 %. No cpu samples.
+    (row,) = node.usage_rows(mset, obs)
+    assert (row.pods, row.gpu_pods, row.gpu) == (0, 2, 135_000)
+    (decided,) = node.decisions(mset, ["n1"], {}, [row], T0)
+    # 67.5 % against 60 %: ceil(2 * 1.125) = 3.
+    assert (decided.replicas, decided.reason) == (3, "gpu_utilization above target")
+    assert [(m.resource, m.current, m.target) for m in decided.metrics] == [("gpu_utilization", 67_500, 60_000)]
+    view = ClusterView(reports={"n1": record("n1", decision=decided)}, live=frozenset({"n1"}))
+    assert "gpu_utilization 67500m/60  current 2 desired 3" in render_status(status_document(mset, view, "abc"))
+    # Without an autoscaler asking for gpu_utilization, NVML is not read at all.
+    node.sample(runtime, inventory, [two, one], manifests(), 10.0)
+    assert len(inventory.reads) == 2
