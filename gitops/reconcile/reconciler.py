@@ -33,6 +33,7 @@ from gitops.runtime.docker import DockerRuntime
 from gitops.scheduling import stamp_taints
 from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
+from gitops.services import nft
 from gitops.services.proxy import ServiceProxy
 from gitops.source import GitError, GitSource
 from gitops.states import INIT_FAILURES
@@ -194,6 +195,9 @@ class Reconciler:
         now = time.monotonic()
         try:
             self.autoscaling.sample(self.runtime, self.inventory, obs.containers, mset, now)
+            self.autoscaling.sample_connections(
+                lambda: nft.read_counters(self.node, self.services.nft_path), mset, view.reports, now
+            )
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
         ctx = PassContext(

@@ -13,10 +13,12 @@ one host (one kernel) never touch each other's rules.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gitops.model import Service
 from gitops.services.allocate import port_key
@@ -83,7 +85,8 @@ def render(
             chains.append(f"  chain {chain} {{\n    {pick} mod {len(backends)} vmap {{ {targets} }}\n  }}")
             for i, backend in enumerate(backends):
                 chains.append(
-                    f"  chain {chain}-{i} {{\n    meta l4proto {proto} dnat to {backend.address}:{backend.port}\n  }}"
+                    f"  chain {chain}-{i} {{\n    {_counter(backend)}\n"
+                    f"    meta l4proto {proto} dnat to {backend.address}:{backend.port}\n  }}"
                 )
     if dns is not None:
         vip, server = dns
@@ -122,6 +125,42 @@ _REJECT = "ip daddr . meta l4proto . th dport @no-endpoints reject"
 _REJECT_LOCAL = "fib daddr type local ip daddr . meta l4proto . th dport @no-endpoints reject"
 
 
+_COUNTER = "endpoint "
+
+
+def _counter(backend: Backend) -> str:
+    """A rule counting the packets that enter an endpoint chain: in a nat chain, each connection's first only."""
+    return f'counter comment "{_COUNTER}{backend.address}:{backend.port}"'
+
+
+def counters(listing: str) -> dict[Backend, int]:
+    """New connections per endpoint so far, from ``nft -j list table`` output; ValueError if it is not one."""
+    found: dict[Backend, int] = {}
+    try:
+        for item in json.loads(listing)["nftables"]:
+            rule: dict[str, Any] = item.get("rule") or {}
+            comment = rule.get("comment")
+            if not isinstance(comment, str) or not comment.startswith(_COUNTER):
+                continue
+            address, _, port = comment.removeprefix(_COUNTER).rpartition(":")
+            packets = sum(int(e["counter"]["packets"]) for e in rule["expr"] if "counter" in e)
+            backend = Backend(address, int(port))
+            # One endpoint may sit behind several Service ports: its connections add up.
+            found[backend] = found.get(backend, 0) + packets
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"unreadable nft listing: {exc!r}") from None
+    return found
+
+
+def read_counters(node: str, nft: str = NFT) -> dict[Backend, int]:
+    """The node's endpoint counters (``counters``) in one ``nft -j list table``; NftError if nft fails."""
+    listing = _run([nft, "-j", "list", "table", "ip", table_name(node)], "")
+    try:
+        return counters(listing)
+    except ValueError as exc:
+        raise NftError(str(exc)) from None
+
+
 def apply(script: str, nft: str = NFT) -> None:
     """Run ``script`` as one ``nft -f`` transaction; NftError with nft's message if it is refused."""
     _run([nft, "-f", "-"], script)
@@ -133,13 +172,14 @@ def remove(node: str, nft: str = NFT) -> None:
     _run([nft, "-f", "-"], f"table ip {table}\ndelete table ip {table}\n")
 
 
-def _run(argv: list[str], script: str) -> None:
+def _run(argv: list[str], script: str) -> str:
     try:
         done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NftError(f"{argv[0]}: {exc}") from None
     if done.returncode != 0:
         raise NftError(done.stderr.strip() or f"{argv[0]} exited with {done.returncode}")
+    return done.stdout
 
 
 def _map(name: str, type_: str, elements: list[str]) -> str:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from gitops.model import Service, ServicePort
 from gitops.services import dns, nft
 from gitops.services.allocate import port_key
@@ -28,7 +32,10 @@ def test_each_service_port_spreads_over_its_endpoints_and_client_ip_hashes_the_s
     assert "10.96.0.20 . tcp . 80 : goto svc-default-web-0" in script
     assert "numgen random mod 2 vmap { 0 : goto svc-default-web-0-0, 1 : goto svc-default-web-0-1 }" in script
     # Endpoints in a canonical order: every node renders the same table from the same status.
-    assert "chain svc-default-web-0-0 {\n    meta l4proto tcp dnat to 10.0.0.1:31000\n" in script
+    assert (
+        'chain svc-default-web-0-0 {\n    counter comment "endpoint 10.0.0.1:31000"\n'
+        "    meta l4proto tcp dnat to 10.0.0.1:31000\n"
+    ) in script
     assert "jhash ip saddr mod 1 vmap { 0 : goto svc-default-sticky-0-0 }" in script
 
 
@@ -53,3 +60,15 @@ def test_the_dns_virtual_ip_forwards_to_the_nodes_dns_server_which_knows_every_v
     assert 20000 <= server.port < 30000 and server.port == dns.dns_port("n1") != dns.dns_port("n2")
     headless = svc("db", cluster_ip="None")
     assert dns.hosts([web, headless]) == ("10.96.0.20 web.default.svc.cluster.local web.default.svc web.default\n")
+
+
+def test_endpoint_counters_are_read_per_backend_from_a_captured_listing() -> None:
+    # `nft -j list table ip gitops-pmcapture` (nftables 1.0.6) after 5 connections to a Service of two endpoints.
+    listing = (Path(__file__).parent / "nft_listing.json").read_text()
+    assert nft.counters(listing) == {nft.Backend("192.0.2.1", 31000): 2, nft.Backend("192.0.2.2", 31001): 3}
+    # An endpoint behind two Service ports: its chains' counters add up.
+    doubled = listing.replace('"endpoint 192.0.2.2:31001"', '"endpoint 192.0.2.1:31000"')
+    assert nft.counters(doubled) == {nft.Backend("192.0.2.1", 31000): 5}
+    for broken in ("", "{}", '{"nftables": [{"rule": {"comment": "endpoint 1.2.3.4:x", "expr": []}}]}'):
+        with pytest.raises(ValueError, match="unreadable nft listing"):
+            nft.counters(broken)

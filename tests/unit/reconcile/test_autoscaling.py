@@ -20,18 +20,21 @@ from gitops.reconcile.autoscaling import Autoscaling, newest_decisions
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.reconciler import Reconciler
 from gitops.runtime.cgroups import ContainerUsage
+from gitops.services import nft
 from gitops.status import (
     AutoscalerStatus,
     AutoscalingStatus,
     MetricStatus,
     NodeStatus,
+    PortStatus,
+    ReplicaStatus,
     ScaleEventStatus,
     UsageStatus,
     content_key,
     utc_now_iso,
 )
 from gitops.statusview import render_status, status_document
-from tests.builders import TEST_IMAGE, autoscaler, deployment, observed
+from tests.builders import TEST_IMAGE, autoscaler, deployment, observed, service
 from tests.fakes import FakeRuntime
 from tests.helpers import Repo, status_of
 
@@ -293,3 +296,82 @@ def test_gpu_utilization_is_read_once_per_gpu_per_pass_and_averaged_per_replica(
     # Without an autoscaler asking for gpu_utilization, NVML is not read at all.
     node.sample(runtime, inventory, [two, one], manifests(), 10.0)
     assert len(inventory.reads) == 2
+
+
+RPS_10 = "{type: Pods, pods: {metric: {name: requests_per_second}, target: {type: AverageValue, averageValue: 10}}}"
+
+
+def serving_record(node: str, address: str, replicas: dict[int, int]) -> NodeStatus:
+    """A record of ``node`` whose ready replicas of web publish port 8080 at the given host ports."""
+    rows = [
+        ReplicaStatus(
+            namespace="default",
+            kind="Deployment",
+            name="web",
+            replica=r,
+            spec_hash="h",
+            state="ready",
+            ports=[PortStatus(container_port=8080, host_port=port)],
+        )
+        for r, port in replicas.items()
+    ]
+    return NodeStatus(node=node, heartbeat=utc_now_iso(T0), address=address, workloads=rows)
+
+
+def test_connections_are_counted_per_endpoint_and_attributed_to_the_replica_behind_it() -> None:
+    mset = manifests(
+        WEB.replace("spec:\n", "spec:\n  replicas: 2\n", 1) + "---\n" + service(),
+        autoscaler(spec=f"metrics: [{RPS_10}]"),
+    )
+    reports = {"a": serving_record("a", "10.0.0.1", {0: 31000}), "b": serving_record("b", "10.0.0.2", {1: 31001})}
+    one, other = nft.Backend("10.0.0.1", 31000), nft.Backend("10.0.0.2", 31001)
+    stranger = nft.Backend("10.0.0.9", 40000)
+    readings = iter([{one: 100, other: 50, stranger: 7}, {one: 160, other: 90, stranger: 9}, {one: 20, other: 150}])
+    reads: list[int] = []
+
+    def read() -> dict[nft.Backend, int]:
+        reads.append(1)
+        return next(readings)
+
+    node = Autoscaling("a", window_s=30)
+    node.sample_connections(read, mset, reports, 0.0)
+    assert node.usage_rows(mset, EMPTY_OBS) == []  # one reading is no rate yet
+    node.sample_connections(read, mset, reports, 10.0)
+    (row,) = node.usage_rows(mset, EMPTY_OBS)
+    # (60 + 40) new connections in 10 s; the endpoint nobody publishes is nobody's.
+    assert (row.pods, row.connections) == (0, 10_000)
+    # The table was replaced (a new endpoint set): a counter below its last reading starts again from zero.
+    node.sample_connections(read, mset, reports, 20.0)
+    (row,) = node.usage_rows(mset, EMPTY_OBS)
+    assert row.connections == (60 + 20 + 40 + 60) * 1000 // 20
+    # The decider adds the other nodes' connections and divides by the serving replicas of its own table.
+    b_usage = UsageStatus(
+        namespace="default", kind="Deployment", name="web", pods=0, cpu=0, memory=0, connections=41_000
+    )
+    reports["b"] = reports["b"].model_copy(update={"autoscaling": AutoscalingStatus(usage=[b_usage])})
+    (decided,) = node.decisions(mset, ["a", "b"], reports, [row], T0)
+    assert [(m.resource, m.current, m.target) for m in decided.metrics] == [("requests_per_second", 25_000, 10_000)]
+    assert (decided.replicas, decided.reason) == (5, "requests_per_second above target")
+    assert len(reads) == 3
+    # Without an autoscaler asking for requests_per_second, nft is not read.
+    node.sample_connections(read, manifests(), reports, 30.0)
+    assert len(reads) == 3 and node.usage_rows(manifests(), EMPTY_OBS) == []
+
+
+def test_without_a_measured_rate_the_decider_keeps_the_count() -> None:
+    mset = manifests(WEB + "---\n" + service(), autoscaler(spec=f"metrics: [{RPS_10}]"))
+
+    def broken() -> dict[nft.Backend, int]:
+        raise nft.NftError("Error: No such file or directory")
+
+    node = Autoscaling("a", window_s=30)
+    for t in (0.0, 10.0):
+        node.sample_connections(broken, mset, {}, t)
+    assert node.usage_rows(mset, EMPTY_OBS) == []
+    (decided,) = node.decisions(mset, ["a"], {}, [], T0)
+    assert (decided.replicas, decided.reason) == (1, "metrics unavailable")
+
+
+EMPTY_OBS = Observation(
+    containers=[], by_replica={}, ready_ids=frozenset(), unhealthy_ids=frozenset(), health={}, running_since={}
+)
