@@ -211,7 +211,8 @@ class Autoscaling:
         return round(cpu), memory
 
     def usage_rows(self, mset: ManifestSet, obs: Observation) -> list[UsageStatus]:
-        """Per autoscaled workload, what this node's ready replicas with samples use together."""
+        """Per autoscaled workload, what this node's ready replicas with samples use together, and the connections
+        this node sent to its endpoints."""
         targets = {hpa.target for hpa in mset.autoscalers}
         totals: dict[WorkloadKey, Usage] = {}
         for rid, group in sorted(obs.by_replica.items()):
