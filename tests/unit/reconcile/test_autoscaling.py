@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gitops.cluster import ClusterView
 from gitops.config import Config
-from gitops.gpu import DeclaredInventory
+from gitops.gpu import DeclaredInventory, Gpu
 from gitops.manifests.load import combine, parse_file
 from gitops.model import ManifestSet
 from gitops.placement import rendezvous
@@ -252,8 +252,8 @@ GPU_HPA = autoscaler(spec=f"metrics: [{GPU_60}]")
 class CountingInventory(DeclaredInventory):
     """Declared GPUs whose utilization reads are recorded."""
 
-    def __init__(self, busy: dict[str, int]) -> None:
-        super().__init__(busy=busy)
+    def __init__(self, busy: dict[str, int], gpus: Sequence[Gpu] = ()) -> None:
+        super().__init__(gpus, busy)
         self.reads: list[list[str]] = []
 
     def utilization(self, uuids: Sequence[str]) -> dict[str, int]:
@@ -375,3 +375,25 @@ def test_without_a_measured_rate_the_decider_keeps_the_count() -> None:
 EMPTY_OBS = Observation(
     containers=[], by_replica={}, ready_ids=frozenset(), unhealthy_ids=frozenset(), health={}, running_since={}
 )
+
+
+def test_a_pass_reads_the_gpus_its_replica_holds_and_publishes_their_utilization(repo: Repo, tmp_path: Path) -> None:
+    repo.put(
+        "apps/web.yaml", deployment("web", 1, image=TEST_IMAGE, container="resources: {limits: {nvidia.com/gpu: 1}}")
+    )
+    repo.put("apps/hpa.yaml", GPU_HPA)
+    runtime = FakeRuntime(images={TEST_IMAGE})
+    gpus = [Gpu(uuid=f"GPU-{i}", model="NVIDIA H100", memory_mib=81559, index=i) for i in range(2)]
+    inventory = CountingInventory({"GPU-0": 30, "GPU-1": 90}, gpus)
+    cfg = Config(repo=str(repo.path), node="n1", state_dir=tmp_path / "state", settle_seconds=0, autoscale_window_s=5)
+    rec = Reconciler(cfg, inventory, runtime=runtime)
+    try:
+        for _ in range(3):
+            rec.run_pass()
+        (request,) = {r.name: r for r in runtime.requests}.values()
+        assert request.gpu_ids == ("GPU-0",)
+        assert inventory.reads and set(map(tuple, inventory.reads)) == {("GPU-0",)}
+        (usage,) = status_of(repo.path, "n1")["autoscaling"]["usage"]
+        assert (usage["gpuPods"], usage["gpu"]) == (1, 30_000)
+    finally:
+        rec.close()
