@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, replace
 
 from gitops.model import Autoscaler, MetricTarget, ScalingRules
 
@@ -18,14 +18,23 @@ TOLERANCE = 0.1
 
 @dataclass(frozen=True)
 class Usage:
-    """What the target's sampled replicas use together: ``pods`` replicas, millicores and bytes in total."""
+    """What the target's sampled replicas use together, per metric: how many replicas have samples, and the sum.
+
+    ``pods`` replicas with cpu and memory samples use ``cpu_millis`` and ``memory_bytes``; ``gpu_pods`` with
+    GPU samples use ``gpu_milli`` (thousandths of a percent); ``serving`` replicas behind a Service receive
+    ``connections_milli`` new connections per second (thousandths).
+    """
 
     pods: int = 0
     cpu_millis: int = 0
     memory_bytes: int = 0
+    gpu_pods: int = 0
+    gpu_milli: int = 0
+    serving: int = 0
+    connections_milli: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.pods + other.pods, self.cpu_millis + other.cpu_millis, self.memory_bytes + other.memory_bytes)
+        return Usage(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 @dataclass(frozen=True)
@@ -94,12 +103,9 @@ def decide(
 
 def reading(metric: MetricTarget, current: int, usage: Usage, requests: tuple[int, int]) -> Reading:
     """One metric's current value and proposal (replica_calculator.go, missing replicas handled as it does)."""
-    cpu = metric.resource == "cpu"
-    total = usage.cpu_millis if cpu else usage.memory_bytes
-    request = requests[0] if cpu else requests[1]
+    pods, total, request = _sampled(metric, usage, requests)
     utilization = metric.utilization is not None
     target = metric.utilization if metric.utilization is not None else metric.average or 1
-    pods = usage.pods
     if pods == 0 or (utilization and request == 0):
         return Reading(metric.resource, utilization, 0, target, None)
     value = _value(total, pods, request, utilization)
@@ -122,6 +128,17 @@ def reading(metric: MetricTarget, current: int, usage: Usage, requests: tuple[in
     ):
         proposal = current
     return Reading(metric.resource, utilization, value, target, proposal)
+
+
+def _sampled(metric: MetricTarget, usage: Usage, requests: tuple[int, int]) -> tuple[int, int, int]:
+    """(replicas with samples, their total, one replica's request) of one metric; Pods metrics have no request."""
+    if metric.resource == "cpu":
+        return usage.pods, usage.cpu_millis, requests[0]
+    if metric.resource == "memory":
+        return usage.pods, usage.memory_bytes, requests[1]
+    if metric.resource == "gpu_utilization":
+        return usage.gpu_pods, usage.gpu_milli, 0
+    return usage.serving, usage.connections_milli, 0
 
 
 def _value(total: int, pods: int, request: int, utilization: bool) -> int:

@@ -26,22 +26,32 @@ class Gpu:
 
 
 class GpuInventory(Protocol):
-    """Anything that can list this node's GPUs."""
+    """Anything that can list this node's GPUs and read how busy they are."""
 
     def gpus(self) -> list[Gpu]:
         """The GPUs present now, in index order."""
         ...
 
+    def utilization(self, uuids: Sequence[str]) -> dict[str, int]:
+        """Percent of the last sample period each GPU was busy (NVML utilization.gpu); unreadable ones left out."""
+        ...
+
 
 class DeclaredInventory:
-    """GPUs given explicitly: by node-local config, or by tests."""
+    """GPUs given explicitly: by node-local config, or by tests (which set ``busy``, percent by UUID)."""
 
-    def __init__(self, gpus: Sequence[Gpu] = ()) -> None:
+    def __init__(self, gpus: Sequence[Gpu] = (), busy: Mapping[str, int] | None = None) -> None:
         self._gpus = sorted(gpus, key=lambda g: (g.index, g.uuid))
+        # Declared GPUs have no driver to ask: only what is set here is known.
+        self.busy = dict(busy or {})
 
     def gpus(self) -> list[Gpu]:
         """The declared GPUs, in index order."""
         return list(self._gpus)
+
+    def utilization(self, uuids: Sequence[str]) -> dict[str, int]:
+        """The utilization set in ``busy`` for each of ``uuids`` that has one."""
+        return {u: self.busy[u] for u in uuids if u in self.busy}
 
 
 def _text(value: bytes | str) -> str:
@@ -54,6 +64,8 @@ class NvmlInventory:
 
     def __init__(self) -> None:
         self.error: str | None = None
+        # NVML stays initialised between utilization reads: nvmlInit can take seconds without persistence mode.
+        self._initialised = False
 
     def gpus(self) -> list[Gpu]:
         """Query NVML once; any NVML failure yields zero GPUs and sets ``error``."""
@@ -93,6 +105,27 @@ class NvmlInventory:
                 pynvml.nvmlShutdown()
             except pynvml.NVMLError as exc:
                 log.debug("nvmlShutdown failed: %s", exc)
+
+    def utilization(self, uuids: Sequence[str]) -> dict[str, int]:
+        """One NVML read per GPU; a GPU NVML cannot read is left out (its replicas go unsampled this pass)."""
+        try:
+            import pynvml
+        except ImportError:
+            return {}
+        found: dict[str, int] = {}
+        try:
+            if not self._initialised:
+                pynvml.nvmlInit()
+                self._initialised = True
+            for uuid in uuids:
+                try:
+                    handle = pynvml.nvmlDeviceGetHandleByUUID(uuid)
+                    found[uuid] = int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+                except pynvml.NVMLError as exc:
+                    log.debug("no utilization for GPU %s: %s", uuid, exc)
+        except pynvml.NVMLError as exc:
+            log.warning("NVML unavailable, GPU utilization not sampled: %s", exc)
+        return found
 
 
 def assign_gpus(

@@ -537,13 +537,18 @@ SCALE_UP_DEFAULT = ScalingRules(
 SCALE_DOWN_DEFAULT = ScalingRules(window_s=300, policies=(ScalingPolicy(type="Percent", value=100, period_s=15),))
 
 
-class MetricTarget(Frozen):
-    """A Resource metric: average ``utilization`` percent of requests, or an ``average`` per replica.
+# The Pods metrics this project measures itself (docs/autoscaling.md), in thousandths per replica.
+POD_METRICS = ("gpu_utilization", "requests_per_second")
 
-    ``average`` is millicores for cpu, bytes for memory.
+
+class MetricTarget(Frozen):
+    """A Resource metric (cpu, memory) or a Pods metric (named in ``POD_METRICS``) and its target.
+
+    ``resource`` names either; ``utilization`` is percent of requests, ``average`` a value per replica:
+    millicores for cpu, bytes for memory, thousandths of a percent or of a connection per second for Pods.
     """
 
-    resource: Literal["cpu", "memory"]
+    resource: Literal["cpu", "memory", "gpu_utilization", "requests_per_second"]
     utilization: int | None = None
     average: int | None = None
 

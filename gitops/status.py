@@ -228,6 +228,12 @@ class UsageStatus(_Status):
     pods: Replicas
     cpu: Amount  # millicores
     memory: Annotated[int, Field(ge=0, le=MAX_BYTES)]  # bytes
+    # Pods metrics (docs/autoscaling.md), present only where measured: ``gpu_pods`` replicas with GPU samples
+    # and their summed utilization, and the connections per second this node sent to the workload's
+    # endpoints; both in thousandths.
+    gpu_pods: Replicas | None = Field(default=None, alias="gpuPods")
+    gpu: Amount | None = None
+    connections: Amount | None = None
 
 
 class MetricStatus(_Status):

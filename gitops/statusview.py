@@ -9,7 +9,7 @@ from typing import Any
 from gitops import volumes
 from gitops.cluster import ClusterView
 from gitops.identity import ReplicaId
-from gitops.model import Autoscaler, ManifestSet, Workload
+from gitops.model import POD_METRICS, Autoscaler, ManifestSet, Workload
 from gitops.placement import NodeInfo
 from gitops.reconcile.autoscaling import scaled
 from gitops.services.allocate import port_key
@@ -329,10 +329,8 @@ def render_status(doc: dict[str, Any]) -> str:
     if doc["autoscalers"]:
         lines += ["", "AUTOSCALERS"]
     for a in doc["autoscalers"]:
-        unit = {True: "%", False: ""}
         metrics = ", ".join(
-            f"{m['resource']} {m['current']}{unit[m['utilization']]}/{m['target']}{unit[m['utilization']]}"
-            for m in a["metrics"]
+            f"{m['resource']} {_metric_value(m, 'current')}/{_metric_value(m, 'target')}" for m in a["metrics"]
         )
         counts = f"current {a['current']} desired {a['desired']}" if a["desired"] is not None else "no decision yet"
         lines.append(
@@ -366,3 +364,13 @@ def parse_node_spec(text: str) -> NodeInfo:
     cpu_m = int(cpu[:-1]) if cpu.endswith("m") else int(float(cpu) * 1000)
     gpus = tuple(f"{name}-gpu-{i}" for i in range(int(values["gpus"])))
     return NodeInfo(name=name, cpu_millis=cpu_m, memory_mib=int(values["memory"]), gpus=gpus)
+
+
+def _metric_value(metric: dict[str, Any], which: str) -> str:
+    """A metric's value as written in its target: percent of requests, a Pods metric as a quantity ("1500m")."""
+    value = metric[which]
+    if metric["utilization"]:
+        return f"{value}%"
+    if metric["resource"] in POD_METRICS:
+        return str(value // 1000) if value % 1000 == 0 else f"{value}m"
+    return str(value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gitops.manifests import kube, quantity
 from gitops.manifests.issues import Issues
@@ -34,9 +34,13 @@ def convert_autoscaler(
     else:
         metrics = [] if spec.metrics else [_cpu(DEFAULT_CPU_UTILIZATION)]
         for index, metric in enumerate(spec.metrics or []):
-            # MetricSpec refuses every type but Resource, which must carry its source.
-            assert metric.resource is not None
-            found = _metric(metric.resource, ("spec", "metrics", index, "resource", "target"), issues)
+            # MetricSpec refuses every type but Resource and Pods, each carrying its source.
+            if metric.type == "Pods":
+                assert metric.pods is not None
+                found = _pods(metric.pods, ("spec", "metrics", index, "pods", "target"), issues)
+            else:
+                assert metric.resource is not None
+                found = _metric(metric.resource, ("spec", "metrics", index, "resource", "target"), issues)
             metrics += [found] if found is not None else []
         if spec.behavior is not None:
             scale_up = _rules(spec.behavior.scale_up, SCALE_UP_DEFAULT)
@@ -68,15 +72,27 @@ def _metric(source: kube.ResourceMetricSource, path: tuple[str | int, ...], issu
     if target.type == "Utilization":
         return MetricTarget(resource=resource, utilization=target.average_utilization)
     parse = quantity.cpu_millis if resource == "cpu" else quantity.memory_bytes
+    average = _average(target.average_value, parse, path, issues)
+    return None if average is None else MetricTarget(resource=resource, average=average)
+
+
+def _pods(source: kube.PodsMetricSource, path: tuple[str | int, ...], issues: Issues) -> MetricTarget | None:
+    name = "gpu_utilization" if source.metric.name == "gpu_utilization" else "requests_per_second"
+    average = _average(source.target.average_value, quantity.milli_units, path, issues)
+    return None if average is None else MetricTarget(resource=name, average=average)
+
+
+def _average(value: object, parse: Callable[[object], int], path: tuple[str | int, ...], issues: Issues) -> int | None:
+    """An AverageValue target in the metric's unit; None after recording why it is invalid."""
     try:
-        average = parse(target.average_value)
+        average = parse(value)
     except ValueError as e:
         issues.error((*path, "averageValue"), str(e))
         return None
     if average <= 0:
         issues.error((*path, "averageValue"), "must be greater than zero")
         return None
-    return MetricTarget(resource=resource, average=average)
+    return average
 
 
 def _rules(rules: kube.HPAScalingRules | None, default: ScalingRules) -> ScalingRules:
@@ -114,6 +130,14 @@ def resolve_autoscalers(
         elif target is None and str(a.target) not in invalid:
             problem = f"{a.target_kind} {a.target_name} is not in namespace {a.namespace} of this revision"
             hint = "name a Deployment or StatefulSet of the same namespace in scaleTargetRef"
+        elif (
+            target is not None
+            and target.pod.gpu_count() == 0
+            and any(m.resource == "gpu_utilization" for m in a.metrics)
+        ):
+            field = "spec.metrics"
+            problem = f"gpu_utilization is measured on the GPUs of the replicas; {target.kind} {target.name} has none"
+            hint = f"set resources.limits nvidia.com/gpu in {target.kind} {target.name}, or use another metric"
         elif target is not None and (missing := _unrequested(a, target)):
             field = "spec.metrics"
             problem = f"a {missing} Utilization target needs a {missing} request in every container of the target"

@@ -45,6 +45,7 @@ from gitops.manifests.fields import (
     refusal,
     refuse_when,
 )
+from gitops.model import POD_METRICS
 
 _API_SERVER = Ignore("set by a Kubernetes API server")
 _NO_ACCOUNTS = Ignore("there is no Kubernetes API server, so no service accounts or tokens")
@@ -1368,7 +1369,7 @@ class VolumeRelease(KubeModel):
 
 # --- HorizontalPodAutoscaler ------------------------------------------------------------------
 
-_MEASURED = "only cpu and memory of the target's replicas are measured here"
+_MEASURED = f"only cpu and memory (Resource) and {' and '.join(POD_METRICS)} (Pods) are measured here"
 
 
 class CrossVersionObjectReference(KubeModel):
@@ -1385,7 +1386,7 @@ class CrossVersionObjectReference(KubeModel):
 
 
 class MetricTarget(KubeModel):
-    """metrics[].resource.target: a utilization of requests in percent, or an average value per replica."""
+    """metrics[].resource.target, metrics[].pods.target: a utilization of requests in percent or an average."""
 
     type: Annotated[
         Literal["Utilization", "AverageValue", "Value"],
@@ -1414,14 +1415,34 @@ class ResourceMetricSource(KubeModel):
     target: MetricTarget
 
 
+class MetricIdentifier(KubeModel):
+    """metrics[].pods.metric: one of the Pods metrics this project measures."""
+
+    name: Annotated[
+        str, refuse_when(lambda n: n not in POD_METRICS, f"unknown Pods metric; supported: {', '.join(POD_METRICS)}")
+    ]
+    selector: Annotated[object, Refuse("metric selectors are not supported; remove selector")] = None
+
+
+class PodsMetricSource(KubeModel):
+    """metrics[].pods: a metric averaged over the target's replicas."""
+
+    metric: MetricIdentifier
+    target: MetricTarget
+
+    @model_validator(mode="after")
+    def _average_value(self) -> PodsMetricSource:
+        if self.target.type != "AverageValue":
+            raise ValueError("a Pods metric needs an AverageValue target (Kubernetes accepts no other)")
+        return self
+
+
 class MetricSpec(KubeModel):
     """HorizontalPodAutoscaler spec.metrics[]."""
 
     type: Literal["Resource", "Pods", "Object", "External", "ContainerResource"]
     resource: ResourceMetricSource | None = None
-    pods: Annotated[
-        object, Refuse(f"Pods metrics (requests per second, GPU utilisation) are not measured; {_MEASURED}")
-    ] = None
+    pods: PodsMetricSource | None = None
     object_: Annotated[object, Refuse(f"Object metrics need a metrics API; {_MEASURED}")] = Field(
         default=None, alias="object"
     )
@@ -1432,10 +1453,12 @@ class MetricSpec(KubeModel):
 
     @model_validator(mode="after")
     def _resource(self) -> MetricSpec:
-        if self.type != "Resource":
-            raise ValueError(f"{self.type} metrics are not supported; {_MEASURED} (type: Resource)")
-        if self.resource is None:
+        if self.type not in ("Resource", "Pods"):
+            raise ValueError(f"{self.type} metrics are not supported; {_MEASURED} (type: Resource or Pods)")
+        if self.type == "Resource" and self.resource is None:
             raise ValueError("a Resource metric needs resource: {name: cpu, target: ...}")
+        if self.type == "Pods" and self.pods is None:
+            raise ValueError("a Pods metric needs pods: {metric: {name: gpu_utilization}, target: ...}")
         return self
 
 

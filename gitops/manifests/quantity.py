@@ -45,6 +45,14 @@ def cpu_millis(value: object) -> int:
     return millis
 
 
+def milli_units(value: object) -> int:
+    """A plain quantity in thousandths, rounded up (``60`` -> 60000, ``500m`` -> 500)."""
+    millis = math.ceil(parse_quantity(value) * 1000)
+    if millis > MAX_CPU_MILLIS:
+        raise ValueError(f"'{value}' is over {MAX_CPU_MILLIS // 1000}")
+    return millis
+
+
 def memory_bytes(value: object) -> int:
     """Memory quantity in bytes, rounded up (``4Gi`` -> 4294967296)."""
     amount = parse_quantity(value)

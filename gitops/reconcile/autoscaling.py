@@ -8,17 +8,21 @@ over from the last count and never from Git's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from gitops import autoscale
 from gitops.autoscale import History, Usage, seeded
-from gitops.identity import Observed, WorkloadKey
+from gitops.gpu import GpuInventory
+from gitops.identity import Observed, ReplicaId, WorkloadKey
 from gitops.model import Autoscaler, ManifestSet, Workload
 from gitops.placement import rendezvous
 from gitops.reconcile.observe import Observation
 from gitops.runtime.base import Runtime
 from gitops.runtime.cgroups import ContainerUsage
+from gitops.services.nft import Backend, NftError
 from gitops.status import (
     AutoscalerStatus,
     AutoscalingStatus,
@@ -29,6 +33,8 @@ from gitops.status import (
     utc_now_iso,
 )
 
+log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 _NS_PER_MILLICORE_SECOND = 1_000_000
 # A decision dated further ahead of this node's clock is ignored: it would otherwise outrank every
 # later one until that time (a node with a wild clock, or a forged record).
@@ -104,6 +110,13 @@ class Autoscaling:
         self.node = node
         self.window_s = window_s
         self._samples: dict[str, list[tuple[float, ContainerUsage]]] = {}
+        # GPU UUID -> (time, percent busy) samples.
+        self._gpu_samples: dict[str, list[tuple[float, int]]] = {}
+        # Endpoint -> (its counter's last reading, (time, connections counted since first seen) samples).
+        self._connections: dict[Backend, tuple[int, list[tuple[float, int]]]] = {}
+        # Per workload: new connections per second (thousandths) from this node, and its serving replicas.
+        self._rates: dict[WorkloadKey, int] = {}
+        self._serving: dict[WorkloadKey, int] = {}
         self._histories: dict[str, History] = {}
         # Autoscaler key -> the decision this pass applies.
         self._applied: dict[str, AutoscalerStatus] = {}
@@ -113,19 +126,79 @@ class Autoscaling:
         mset, self._applied = scaled(mset, reports, now)
         return mset
 
-    def sample(self, runtime: Runtime, containers: Sequence[Observed], mset: ManifestSet, now: float) -> None:
-        """Read the usage of this node's running replicas of autoscaled workloads: one runtime call for all."""
+    def sample(
+        self, runtime: Runtime, gpus: GpuInventory, containers: Sequence[Observed], mset: ManifestSet, now: float
+    ) -> None:
+        """Read the usage of this node's running replicas of autoscaled workloads: one runtime call for all, and
+        one NVML read per GPU those replicas hold where an autoscaler asks for gpu_utilization."""
         targets = {hpa.target for hpa in mset.autoscalers}
-        running = [c.id for c in containers if c.key in targets and c.state == "running"]
-        found = runtime.usage(running) if running else {}
-        kept: dict[str, list[tuple[float, ContainerUsage]]] = {}
-        for cid, usage in found.items():
-            series = [*self._samples.get(cid, []), (now, usage)]
-            # The window, but never fewer than two samples: passes may be further apart than the window.
-            while len(series) > 2 and series[1][0] <= now - self.window_s:
-                series.pop(0)
-            kept[cid] = series
-        self._samples = kept
+        running = [c for c in containers if c.key in targets and c.state == "running"]
+        found = runtime.usage([c.id for c in running]) if running else {}
+        self._samples = {cid: self._window([*self._samples.get(cid, []), (now, u)], now) for cid, u in found.items()}
+        on_gpus = {hpa.target for hpa in mset.autoscalers if any(m.resource == "gpu_utilization" for m in hpa.metrics)}
+        held = sorted({u for c in running if c.key in on_gpus for u in c.gpu_ids})
+        busy = gpus.utilization(held) if held else {}
+        self._gpu_samples = {u: self._window([*self._gpu_samples.get(u, []), (now, p)], now) for u, p in busy.items()}
+
+    def _window(self, series: list[tuple[float, _T]], now: float) -> list[tuple[float, _T]]:
+        """The samples of the last ``window_s``, but never fewer than two: passes may be further apart."""
+        while len(series) > 2 and series[1][0] <= now - self.window_s:
+            series.pop(0)
+        return series
+
+    def sample_connections(
+        self,
+        read: Callable[[], Mapping[Backend, int]],
+        mset: ManifestSet,
+        reports: Mapping[str, NodeStatus],
+        now: float,
+    ) -> None:
+        """Read this node's endpoint counters (one ``nft`` call) where an autoscaler asks for requests_per_second,
+        and attribute each endpoint to the replica the records publish at its address and port."""
+        wanted = {
+            hpa.target for hpa in mset.autoscalers if any(m.resource == "requests_per_second" for m in hpa.metrics)
+        }
+        counts: Mapping[Backend, int] = {}
+        if wanted and mset.services:
+            try:
+                counts = read()
+            except NftError as e:
+                # No table yet (the first pass programs it after this read), or nft is missing: nothing sampled.
+                log.debug("no connection counters: %s", e)
+        series: dict[Backend, tuple[int, list[tuple[float, int]]]] = {}
+        for backend, raw in counts.items():
+            last, samples = self._connections.get(backend, (raw, []))
+            # A counter below its last reading restarted with a new table: all it holds is new.
+            total = (samples[-1][1] if samples else 0) + (raw - last if raw >= last else raw)
+            series[backend] = (raw, self._window([*samples, (now, total)], now))
+        self._connections = series
+        owners = {
+            (r.address, p.host_port): row.rid
+            for r in reports.values()
+            if r.address
+            for row in r.workloads
+            for p in row.ports or ()
+        }
+        serving: dict[WorkloadKey, set[ReplicaId]] = {}
+        self._rates = {}
+        for backend, (_, samples) in series.items():
+            rid = owners.get((backend.address, backend.port))
+            if rid is None or rid.key not in wanted:
+                continue
+            serving.setdefault(rid.key, set()).add(rid)
+            (t0, first), (t1, last_total) = samples[0], samples[-1]
+            if t1 > t0:
+                self._rates[rid.key] = self._rates.get(rid.key, 0) + round(1000 * (last_total - first) / (t1 - t0))
+        self._serving = {key: len(rids) for key, rids in serving.items() if key in self._rates}
+
+    def _gpu_average(self, containers: Sequence[Observed]) -> int | None:
+        """A replica's GPU utilization over the window in thousandths of a percent: the mean over its GPUs."""
+        means = [
+            1000 * sum(p for _, p in series) // len(series)
+            for u in sorted({u for c in containers for u in c.gpu_ids})
+            if (series := self._gpu_samples.get(u))
+        ]
+        return sum(means) // len(means) if means else None
 
     def _average(self, cid: str) -> tuple[int, int] | None:
         """(millicores, bytes) of one container over its window, once it has two samples."""
@@ -138,16 +211,21 @@ class Autoscaling:
         return round(cpu), memory
 
     def usage_rows(self, mset: ManifestSet, obs: Observation) -> list[UsageStatus]:
-        """Per autoscaled workload, what this node's ready replicas with samples use together."""
+        """Per autoscaled workload, what this node's ready replicas with samples use together, and the connections
+        this node sent to its endpoints."""
         targets = {hpa.target for hpa in mset.autoscalers}
         totals: dict[WorkloadKey, Usage] = {}
         for rid, group in sorted(obs.by_replica.items()):
             running = [c for c in group if c.state == "running"]
             if rid.key not in targets or not running or any(c.id not in obs.ready_ids for c in running):
                 continue
+            one = Usage()
             averages = [a for c in running if (a := self._average(c.id)) is not None]
             if averages:
-                one = Usage(1, sum(cpu for cpu, _ in averages), sum(mem for _, mem in averages))
+                one += Usage(1, sum(cpu for cpu, _ in averages), sum(mem for _, mem in averages))
+            if (gpu := self._gpu_average(running)) is not None:
+                one += Usage(gpu_pods=1, gpu_milli=gpu)
+            if one != Usage():
                 totals[rid.key] = totals.get(rid.key, Usage()) + one
         return [
             UsageStatus(
@@ -157,8 +235,11 @@ class Autoscaling:
                 pods=u.pods,
                 cpu=u.cpu_millis,
                 memory=u.memory_bytes,
+                gpu_pods=u.gpu_pods or None,
+                gpu=u.gpu_milli if u.gpu_pods else None,
+                connections=self._rates.get(key),
             )
-            for key, u in sorted(totals.items())
+            for key, u in sorted({**{k: Usage() for k in self._rates}, **totals}.items())
         ]
 
     def decisions(
@@ -208,13 +289,15 @@ class Autoscaling:
         now: datetime,
     ) -> AutoscalerStatus:
         current = target.replicas
+        # Serving replicas are the endpoints of this node's own table (every node's has the same), counted
+        # only while it measures their connections: the other nodes' add to the total, not to the replicas.
         usage = sum(
             (
-                Usage(u.pods, u.cpu, u.memory)
+                Usage(u.pods, u.cpu, u.memory, u.gpu_pods or 0, u.gpu or 0, 0, u.connections or 0)
                 for u in rows
                 if (u.namespace, u.kind, u.name) == (hpa.namespace, hpa.target_kind, hpa.target_name)
             ),
-            Usage(),
+            Usage(serving=self._serving.get(hpa.target, 0)),
         )
         clock = now.timestamp()
         history = history or seeded(current, clock)

@@ -33,6 +33,7 @@ from gitops.runtime.docker import DockerRuntime
 from gitops.scheduling import stamp_taints
 from gitops.secretdigest import with_secret_digests
 from gitops.secrets import redactor
+from gitops.services import nft
 from gitops.services.proxy import ServiceProxy
 from gitops.source import GitError, GitSource
 from gitops.states import INIT_FAILURES
@@ -96,6 +97,7 @@ class Reconciler:
         # Status signing: a peer's commit counts only if signed by that peer (docs/security.md).
         signing = config.status_signing
         self.signatures = StatusSignatures(signing.allowed_signers, self.source) if signing else None
+        self.inventory = gpus
         self.gpus: list[Gpu] = gpus.gpus()
         self.facts: NodeInfo = node_info(
             self.node,
@@ -192,7 +194,10 @@ class Reconciler:
         obs = self._observe(mset)
         now = time.monotonic()
         try:
-            self.autoscaling.sample(self.runtime, obs.containers, mset, now)
+            self.autoscaling.sample(self.runtime, self.inventory, obs.containers, mset, now)
+            self.autoscaling.sample_connections(
+                lambda: nft.read_counters(self.node, self.services.nft_path), mset, view.reports, now
+            )
         except RuntimeUnavailable as e:
             raise PassFailed(str(e)) from e
         ctx = PassContext(

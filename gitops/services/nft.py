@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gitops.model import Service
 from gitops.services.allocate import port_key
@@ -151,15 +153,52 @@ def _endpoint_rules(backend: Backend, proto: str) -> list[str]:
     """
     published = f"meta l4proto {proto} dnat to {backend.address}:{backend.port}"
     if not backend.container:
-        return [published]
+        return [_counter(backend), published]
     network = ipaddress.IPv4Interface(backend.container)
     direct = f"meta l4proto {proto} dnat to {network.ip}:{backend.container_port}"
     return [
+        _counter(backend),
         f"ip saddr {network.ip} {published}",
         f"ip saddr {network.network} meta mark set meta mark or {_MARK} {direct}",
         f'meta iifkind "bridge" {published}',
         direct,
     ]
+
+
+_COUNTER = "endpoint "
+
+
+def _counter(backend: Backend) -> str:
+    """A rule counting the packets that enter an endpoint chain: in a nat chain, each connection's first only."""
+    return f'counter comment "{_COUNTER}{backend.address}:{backend.port}"'
+
+
+def counters(listing: str) -> dict[Backend, int]:
+    """New connections per endpoint so far, from ``nft -j list table`` output; ValueError if it is not one."""
+    found: dict[Backend, int] = {}
+    try:
+        for item in json.loads(listing)["nftables"]:
+            rule: dict[str, Any] = item.get("rule") or {}
+            comment = rule.get("comment")
+            if not isinstance(comment, str) or not comment.startswith(_COUNTER):
+                continue
+            address, _, port = comment.removeprefix(_COUNTER).rpartition(":")
+            packets = sum(int(e["counter"]["packets"]) for e in rule["expr"] if "counter" in e)
+            backend = Backend(address, int(port))
+            # One endpoint may sit behind several Service ports: its connections add up.
+            found[backend] = found.get(backend, 0) + packets
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"unreadable nft listing: {exc!r}") from None
+    return found
+
+
+def read_counters(node: str, nft: str = NFT) -> dict[Backend, int]:
+    """The node's endpoint counters (``counters``) in one ``nft -j list table``; NftError if nft fails."""
+    listing = _run([nft, "-j", "list", "table", "ip", table_name(node)], "")
+    try:
+        return counters(listing)
+    except ValueError as exc:
+        raise NftError(str(exc)) from None
 
 
 def apply(script: str, nft: str = NFT) -> None:
@@ -173,13 +212,14 @@ def remove(node: str, nft: str = NFT) -> None:
     _run([nft, "-f", "-"], f"table ip {table}\ndelete table ip {table}\n")
 
 
-def _run(argv: list[str], script: str) -> None:
+def _run(argv: list[str], script: str) -> str:
     try:
         done = subprocess.run(argv, input=script, capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise NftError(f"{argv[0]}: {exc}") from None
     if done.returncode != 0:
         raise NftError(done.stderr.strip() or f"{argv[0]} exited with {done.returncode}")
+    return done.stdout
 
 
 def _map(name: str, type_: str, elements: list[str]) -> str:

@@ -164,3 +164,25 @@ def test_a_dns_server_answers_service_names_and_replaces_one_a_killed_daemon_lef
         assert resolve("empty.default.svc.cluster.local", second.port) == "10.96.200.8"
     finally:
         second.stop()
+
+
+def test_each_endpoint_chain_counts_the_connections_it_forwards(node: str) -> None:
+    """The autoscaler's requests_per_second source: one count per new connection, per endpoint, read in one call."""
+    with socket.create_server(("127.0.0.1", 0)) as first, socket.create_server(("127.0.0.1", 0)) as second:
+        servers = {nft.Backend("127.0.0.1", s.getsockname()[1]): s for s in (first, second)}
+        service = Service(
+            name="counted",
+            file="c.yaml",
+            cluster_ip="10.96.200.9",
+            selector={"app": "counted"},
+            ports=(ServicePort(port=80, target_port=80),),
+        )
+        nft.apply(nft.render(node, [service], {port_key(service, service.ports[0]): list(servers)}))
+        assert nft.read_counters(node) == dict.fromkeys(servers, 0)
+        for _ in range(10):
+            # Locally generated traffic meets the output hook's DNAT; the kernel completes each connection with
+            # one endpoint (queued in its backlog).
+            with socket.create_connection(("10.96.200.9", 80), timeout=3):
+                pass
+        counted = nft.read_counters(node)
+        assert sum(counted.values()) == 10 and set(counted) == set(servers)

@@ -159,3 +159,20 @@ def test_min_and_max_clamp() -> None:
     verdict, _ = decide(hpa(high=3), 5, cpu(5, 50), REQUESTS, History(), 0.0)
     assert (verdict.desired, verdict.reason) == (3, "Current number of replicas above maxReplicas")
     assert decide(hpa(low=2), 1, cpu(1, 50), REQUESTS, History(), 0.0)[0].desired == 2
+
+
+def test_pods_metrics_average_over_the_replicas_that_report_them() -> None:
+    gpu = MetricTarget(resource="gpu_utilization", average=60_000)
+    # Two replicas at 90 % of their GPUs against 60 %: 3 replicas; cpu samples play no part.
+    r = reading(gpu, 2, Usage(gpu_pods=2, gpu_milli=180_000), REQUESTS)
+    assert (r.current, r.target, r.proposal) == (90_000, 60_000, 3)
+    # One replica of two without GPU samples counts as idle on a scale-up: 90 % over 2 is 45 %, a scale-down
+    # proposal the missing one flips, so no change.
+    assert reading(gpu, 2, Usage(gpu_pods=1, gpu_milli=90_000), REQUESTS).proposal == 2
+    rps = MetricTarget(resource="requests_per_second", average=10_000)
+    # 4 serving replicas receive 100 connections/s in all against 10 each: 10 replicas.
+    assert reading(rps, 4, Usage(serving=4, connections_milli=100_000), REQUESTS).proposal == 10
+    assert reading(rps, 4, Usage(pods=4, cpu_millis=400), REQUESTS).proposal is None
+    verdict, _ = decide(hpa(gpu, rps, down=FAST), 4, Usage(gpu_pods=4, gpu_milli=4 * 15_000), REQUESTS, History(), 0.0)
+    # gpu asks for 1, but requests_per_second is missing: no scale-down.
+    assert (verdict.desired, verdict.reason) == (4, "metrics unavailable")

@@ -51,6 +51,15 @@ class _FakeNvml(types.ModuleType):
     def nvmlDeviceGetMemoryInfo(self, h: int) -> Any:
         return types.SimpleNamespace(total=80 * 1024**3)
 
+    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> int:
+        self.calls.append(f"handle {uuid}")
+        if uuid == "GPU-lost":
+            raise self.NVMLError("GPU is lost")
+        return int(uuid.removeprefix("GPU-"))
+
+    def nvmlDeviceGetUtilizationRates(self, h: int) -> Any:
+        return types.SimpleNamespace(gpu=40 + h, memory=10)
+
 
 def test_nvml_reads_devices_and_shuts_down(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = _FakeNvml()
@@ -79,6 +88,26 @@ def test_nvml_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
     inv = NvmlInventory()
     assert inv.gpus() == []
     assert inv.error is not None and "not installed" in inv.error
+
+
+def test_nvml_utilization_reads_each_gpu_by_uuid_and_leaves_out_what_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not a real-GPU test: pynvml is replaced by the fake above, to drive the adapter's own code path.
+    fake = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    inv = NvmlInventory()
+    assert inv.utilization(["GPU-0", "GPU-lost", "GPU-1"]) == {"GPU-0": 40, "GPU-1": 41}
+    assert inv.utilization(["GPU-1"]) == {"GPU-1": 41}
+    # NVML is initialised once and kept for the next pass.
+    assert fake.calls == ["init", "handle GPU-0", "handle GPU-lost", "handle GPU-1", "handle GPU-1"]
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml(fail_init=True))
+    assert NvmlInventory().utilization(["GPU-0"]) == {}
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert NvmlInventory().utilization(["GPU-0"]) == {}
+
+
+def test_declared_gpus_report_only_the_utilization_set_for_them() -> None:
+    inv = DeclaredInventory(gpus(2), busy={"GPU-0": 75})
+    assert inv.utilization(["GPU-0", "GPU-1"]) == {"GPU-0": 75}
 
 
 def test_real_nvml_never_crashes() -> None:

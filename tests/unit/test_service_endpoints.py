@@ -166,7 +166,11 @@ def test_headless_replicas_get_their_own_virtual_ips_names_and_rules() -> None:
     assert found == {db0: [("tcp", 5432, Backend("10.0.0.1", 32000))]}
     script = nft.render("a", mset.services, {}, None, found)
     assert f"{db0} . tcp . 5432 : goto replica-0-tcp-5432" in script
-    assert "chain replica-0-tcp-5432 {\n    meta l4proto tcp dnat to 10.0.0.1:32000\n" in script
+    assert (
+        "chain replica-0-tcp-5432 {\n"
+        '    counter comment "endpoint 10.0.0.1:32000"\n'
+        "    meta l4proto tcp dnat to 10.0.0.1:32000\n"
+    ) in script
     view = ClusterView(reports=reports, live=frozenset(reports))
     text = render_status(status_document(mset, view, "abc"))
     assert f"replicas: db-0 {db0}, db-1 {db.endpoint_ips['db-1']} (not ready)" in text

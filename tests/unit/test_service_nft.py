@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+
+import pytest
 
 from gitops.model import Service, ServicePort
 from gitops.services import dns, nft
@@ -30,7 +33,10 @@ def test_each_service_port_spreads_over_its_endpoints_and_client_ip_hashes_the_s
     assert "10.96.0.20 . tcp . 80 : goto svc-default-web-0" in script
     assert "numgen random mod 2 vmap { 0 : goto svc-default-web-0-0, 1 : goto svc-default-web-0-1 }" in script
     # Endpoints in a canonical order: every node renders the same table from the same status.
-    assert "chain svc-default-web-0-0 {\n    meta l4proto tcp dnat to 10.0.0.1:31000\n" in script
+    assert (
+        'chain svc-default-web-0-0 {\n    counter comment "endpoint 10.0.0.1:31000"\n'
+        "    meta l4proto tcp dnat to 10.0.0.1:31000\n"
+    ) in script
     assert "jhash ip saddr mod 1 vmap { 0 : goto svc-default-sticky-0-0 }" in script
 
 
@@ -40,6 +46,8 @@ def test_an_endpoint_on_this_node_is_reached_at_its_container_and_same_network_c
     script = nft.render("n1", [web], {port_key(web, PORT): [local]})
     rules = script.split("chain svc-default-web-0-0 {\n")[1].split("  }")[0].splitlines()
     assert [r.strip() for r in rules] == [
+        # Connections to this endpoint, for the autoscaler's requests_per_second.
+        'counter comment "endpoint 10.0.0.1:31000"',
         # The container calling its own Service: Docker's bridge port has no hairpin mode.
         "ip saddr 172.17.0.5 meta l4proto tcp dnat to 10.0.0.1:31000",
         # Same network: straight to the container, masqueraded so that its answer comes back through NAT.
@@ -102,3 +110,15 @@ def test_external_names_are_looked_up_in_the_background_and_again_after_the_refr
         assert names._asked["localhost"] == 31.0
     finally:
         names.stop()
+
+
+def test_endpoint_counters_are_read_per_backend_from_a_captured_listing() -> None:
+    # `nft -j list table ip gitops-pmcapture` (nftables 1.0.6) after 5 connections to a Service of two endpoints.
+    listing = (Path(__file__).parent / "nft_listing.json").read_text()
+    assert nft.counters(listing) == {nft.Backend("192.0.2.1", 31000): 2, nft.Backend("192.0.2.2", 31001): 3}
+    # An endpoint behind two Service ports: its chains' counters add up.
+    doubled = listing.replace('"endpoint 192.0.2.2:31001"', '"endpoint 192.0.2.1:31000"')
+    assert nft.counters(doubled) == {nft.Backend("192.0.2.1", 31000): 5}
+    for broken in ("", "{}", '{"nftables": [{"rule": {"comment": "endpoint 1.2.3.4:x", "expr": []}}]}'):
+        with pytest.raises(ValueError, match="unreadable nft listing"):
+            nft.counters(broken)

@@ -71,19 +71,57 @@ def test_a_v1_autoscaler_reads_its_cpu_target() -> None:
 def test_unmeasured_metrics_are_refused_with_file_line_and_what_to_do() -> None:
     spec = """
     metrics:
-    - {type: Pods, pods: {metric: {name: requests_per_second}, target: {type: AverageValue, averageValue: 10}}}
+    - {type: Pods, pods: {metric: {name: queue_length}, target: {type: AverageValue, averageValue: 10}}}
     - {type: External, external: {metric: {name: queue}, target: {type: Value, value: 3}}}
     - {type: Resource, resource: {name: ephemeral-storage, target: {type: Utilization, averageUtilization: 50}}}
     - {type: Resource, resource: {name: cpu, target: {type: Value, value: 1}}}
     """
     found = errors({"web.yaml": WEB, "hpa.yaml": autoscaler(spec=spec)})
-    assert found[0].startswith("hpa.yaml:10: spec.metrics[0].pods: Pods metrics (requests per second")
+    assert found[0] == (
+        "hpa.yaml:10: spec.metrics[0].pods.metric.name: unknown Pods metric; "
+        "supported: gpu_utilization, requests_per_second"
+    )
     assert found[1].startswith("hpa.yaml:11: spec.metrics[1].external: External metrics need a metrics API")
     assert found[2].startswith("hpa.yaml:12: spec.metrics[2].resource.name: only cpu and memory")
     assert "use Utilization or AverageValue" in found[3] and found[3].startswith("hpa.yaml:13:")
     assert load({"web.yaml": WEB, "hpa.yaml": autoscaler(spec=spec)}).invalid_keys == (
         "default/HorizontalPodAutoscaler/web",
     )
+
+
+def test_pods_metrics_read_an_average_value_in_thousandths() -> None:
+    gpu_web = deployment("web", container="resources: {limits: {nvidia.com/gpu: 1}}")
+    spec = """
+    metrics:
+    - {type: Pods, pods: {metric: {name: gpu_utilization}, target: {type: AverageValue, averageValue: 60}}}
+    - {type: Pods, pods: {metric: {name: requests_per_second}, target: {type: AverageValue, averageValue: 500m}}}
+    """
+    hpa = only(load({"web.yaml": gpu_web, "hpa.yaml": autoscaler(spec=spec)}))
+    assert hpa.metrics == (
+        MetricTarget(resource="gpu_utilization", average=60_000),
+        MetricTarget(resource="requests_per_second", average=500),
+    )
+
+
+def test_pods_metrics_refuse_other_targets_and_gpu_utilization_needs_gpus() -> None:
+    gpu = "{metric: {name: gpu_utilization}, target: {type: AverageValue, averageValue: %s}}"
+    spec = """
+    metrics:
+    - {type: Pods, pods: {metric: {name: gpu_utilization}, target: {type: Utilization, averageUtilization: 6}}}
+    - {type: Pods, pods: {metric: {name: gpu_utilization, selector: {}}, target: {type: AverageValue}}}
+    - {type: Pods}
+    """
+    found = errors({"web.yaml": WEB, "hpa.yaml": autoscaler(spec=spec)})
+    assert found[0].startswith("hpa.yaml:10: spec.metrics[0].pods: a Pods metric needs an AverageValue target")
+    assert found[1].startswith("hpa.yaml:11: spec.metrics[1].pods.target: target type AverageValue needs averageValue")
+    assert found[2].startswith("hpa.yaml:12: spec.metrics[2]: a Pods metric needs pods:")
+    (error,) = errors({"web.yaml": WEB, "hpa.yaml": autoscaler(spec=f"metrics: [{{type: Pods, pods: {gpu % 0}}}]")})
+    assert error == "hpa.yaml:9: spec.metrics[0].pods.target.averageValue: must be greater than zero"
+    selector = gpu.replace("}, target", ", selector: {matchLabels: {a: b}}}, target") % 60
+    (error,) = errors({"web.yaml": WEB, "hpa.yaml": autoscaler(spec=f"metrics: [{{type: Pods, pods: {selector}}}]")})
+    assert "spec.metrics[0].pods.metric.selector: metric selectors are not supported" in error
+    (error,) = errors({"web.yaml": WEB, "hpa.yaml": autoscaler(spec=f"metrics: [{{type: Pods, pods: {gpu % 60}}}]")})
+    assert "spec.metrics: gpu_utilization is measured on the GPUs of the replicas; Deployment web has none" in error
 
 
 def test_a_missing_target_is_an_error_naming_it() -> None:

@@ -6,12 +6,13 @@ Pure parts on records built here; the pass itself on a real git repository with 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from gitops.cluster import ClusterView
 from gitops.config import Config
-from gitops.gpu import DeclaredInventory
+from gitops.gpu import DeclaredInventory, Gpu
 from gitops.manifests.load import combine, parse_file
 from gitops.model import ManifestSet
 from gitops.placement import rendezvous
@@ -19,18 +20,21 @@ from gitops.reconcile.autoscaling import Autoscaling, newest_decisions
 from gitops.reconcile.observe import Observation
 from gitops.reconcile.reconciler import Reconciler
 from gitops.runtime.cgroups import ContainerUsage
+from gitops.services import nft
 from gitops.status import (
     AutoscalerStatus,
     AutoscalingStatus,
     MetricStatus,
     NodeStatus,
+    PortStatus,
+    ReplicaStatus,
     ScaleEventStatus,
     UsageStatus,
     content_key,
     utc_now_iso,
 )
 from gitops.statusview import render_status, status_document
-from tests.builders import TEST_IMAGE, autoscaler, deployment, observed
+from tests.builders import TEST_IMAGE, autoscaler, deployment, observed, service
 from tests.fakes import FakeRuntime
 from tests.helpers import Repo, status_of
 
@@ -225,7 +229,7 @@ def test_usage_counts_ready_replicas_with_two_samples_over_the_window() -> None:
         # The fresh replica starts at t=20: one sample so far.
         sampled = (ready, unready, fresh) if t == 20 else (ready, unready)
         runtime.usages = {c.id: ContainerUsage(busy_ns, 1 << 20) for c in sampled}
-        node.sample(runtime, [ready, unready, fresh], mset, t)
+        node.sample(runtime, DeclaredInventory(), [ready, unready, fresh], mset, t)
     obs = Observation(
         containers=[ready, unready, fresh],
         by_replica={c.rid: [c] for c in (ready, unready, fresh)},
@@ -238,3 +242,158 @@ def test_usage_counts_ready_replicas_with_two_samples_over_the_window() -> None:
     (row,) = node.usage_rows(mset, obs)
     assert (row.pods, row.cpu, row.memory) == (1, round(2000 / 15), 1 << 20)
     assert runtime.ops("usage") == ["usage"] * 3
+
+
+GPU_WEB = deployment("web", 2, image=TEST_IMAGE, container="resources: {limits: {nvidia.com/gpu: 2}}")
+GPU_60 = "{type: Pods, pods: {metric: {name: gpu_utilization}, target: {type: AverageValue, averageValue: 60}}}"
+GPU_HPA = autoscaler(spec=f"metrics: [{GPU_60}]")
+
+
+class CountingInventory(DeclaredInventory):
+    """Declared GPUs whose utilization reads are recorded."""
+
+    def __init__(self, busy: dict[str, int], gpus: Sequence[Gpu] = ()) -> None:
+        super().__init__(gpus, busy)
+        self.reads: list[list[str]] = []
+
+    def utilization(self, uuids: Sequence[str]) -> dict[str, int]:
+        self.reads.append(list(uuids))
+        return super().utilization(uuids)
+
+
+def test_gpu_utilization_is_read_once_per_gpu_per_pass_and_averaged_per_replica() -> None:
+    mset = manifests(GPU_WEB, GPU_HPA)
+    (web,) = mset.workloads
+    two, one = observed(web, 0, gpu_ids=("GPU-a", "GPU-b")), observed(web, 1, gpu_ids=("GPU-c",))
+    stopped = observed(web, 2, "exited", gpu_ids=("GPU-d",))
+    inventory = CountingInventory({"GPU-a": 100, "GPU-b": 60, "GPU-c": 50, "GPU-d": 100})
+    runtime = FakeRuntime()
+    node = Autoscaling("n1", window_s=10)
+    node.sample(runtime, inventory, [two, one, stopped], mset, 0.0)
+    inventory.busy.update({"GPU-a": 80, "GPU-c": 70})
+    node.sample(runtime, inventory, [two, one, stopped], mset, 5.0)
+    # One read per pass, of the GPUs running replicas hold; the engine is asked once per pass, not per GPU.
+    assert inventory.reads == [["GPU-a", "GPU-b", "GPU-c"]] * 2
+    assert runtime.ops("usage") == ["usage"] * 2
+    containers = [two, one]
+    obs = Observation(
+        containers=containers,
+        by_replica={c.rid: [c] for c in containers},
+        ready_ids=frozenset(c.id for c in containers),
+        unhealthy_ids=frozenset(),
+        health={},
+        running_since={},
+    )
+    # Replica 0: GPU-a 90 % and GPU-b 60 % over the window, 75 %; replica 1: 60 %. No cpu samples.
+    (row,) = node.usage_rows(mset, obs)
+    assert (row.pods, row.gpu_pods, row.gpu) == (0, 2, 135_000)
+    (decided,) = node.decisions(mset, ["n1"], {}, [row], T0)
+    # 67.5 % against 60 %: ceil(2 * 1.125) = 3.
+    assert (decided.replicas, decided.reason) == (3, "gpu_utilization above target")
+    assert [(m.resource, m.current, m.target) for m in decided.metrics] == [("gpu_utilization", 67_500, 60_000)]
+    view = ClusterView(reports={"n1": record("n1", decision=decided)}, live=frozenset({"n1"}))
+    assert "gpu_utilization 67500m/60  current 2 desired 3" in render_status(status_document(mset, view, "abc"))
+    # Without an autoscaler asking for gpu_utilization, NVML is not read at all.
+    node.sample(runtime, inventory, [two, one], manifests(), 10.0)
+    assert len(inventory.reads) == 2
+
+
+RPS_10 = "{type: Pods, pods: {metric: {name: requests_per_second}, target: {type: AverageValue, averageValue: 10}}}"
+
+
+def serving_record(node: str, address: str, replicas: dict[int, int]) -> NodeStatus:
+    """A record of ``node`` whose ready replicas of web publish port 8080 at the given host ports."""
+    rows = [
+        ReplicaStatus(
+            namespace="default",
+            kind="Deployment",
+            name="web",
+            replica=r,
+            spec_hash="h",
+            state="ready",
+            ports=[PortStatus(container_port=8080, host_port=port)],
+        )
+        for r, port in replicas.items()
+    ]
+    return NodeStatus(node=node, heartbeat=utc_now_iso(T0), address=address, workloads=rows)
+
+
+def test_connections_are_counted_per_endpoint_and_attributed_to_the_replica_behind_it() -> None:
+    mset = manifests(
+        WEB.replace("spec:\n", "spec:\n  replicas: 2\n", 1) + "---\n" + service(),
+        autoscaler(spec=f"metrics: [{RPS_10}]"),
+    )
+    reports = {"a": serving_record("a", "10.0.0.1", {0: 31000}), "b": serving_record("b", "10.0.0.2", {1: 31001})}
+    one, other = nft.Backend("10.0.0.1", 31000), nft.Backend("10.0.0.2", 31001)
+    stranger = nft.Backend("10.0.0.9", 40000)
+    readings = iter([{one: 100, other: 50, stranger: 7}, {one: 160, other: 90, stranger: 9}, {one: 20, other: 150}])
+    reads: list[int] = []
+
+    def read() -> dict[nft.Backend, int]:
+        reads.append(1)
+        return next(readings)
+
+    node = Autoscaling("a", window_s=30)
+    node.sample_connections(read, mset, reports, 0.0)
+    assert node.usage_rows(mset, EMPTY_OBS) == []  # one reading is no rate yet
+    node.sample_connections(read, mset, reports, 10.0)
+    (row,) = node.usage_rows(mset, EMPTY_OBS)
+    # (60 + 40) new connections in 10 s; the endpoint nobody publishes is nobody's.
+    assert (row.pods, row.connections) == (0, 10_000)
+    # The table was replaced (a new endpoint set): a counter below its last reading starts again from zero.
+    node.sample_connections(read, mset, reports, 20.0)
+    (row,) = node.usage_rows(mset, EMPTY_OBS)
+    assert row.connections == (60 + 20 + 40 + 60) * 1000 // 20
+    # The decider adds the other nodes' connections and divides by the serving replicas of its own table.
+    b_usage = UsageStatus(
+        namespace="default", kind="Deployment", name="web", pods=0, cpu=0, memory=0, connections=41_000
+    )
+    reports["b"] = reports["b"].model_copy(update={"autoscaling": AutoscalingStatus(usage=[b_usage])})
+    (decided,) = node.decisions(mset, ["a", "b"], reports, [row], T0)
+    assert [(m.resource, m.current, m.target) for m in decided.metrics] == [("requests_per_second", 25_000, 10_000)]
+    assert (decided.replicas, decided.reason) == (5, "requests_per_second above target")
+    assert len(reads) == 3
+    # Without an autoscaler asking for requests_per_second, nft is not read.
+    node.sample_connections(read, manifests(), reports, 30.0)
+    assert len(reads) == 3 and node.usage_rows(manifests(), EMPTY_OBS) == []
+
+
+def test_without_a_measured_rate_the_decider_keeps_the_count() -> None:
+    mset = manifests(WEB + "---\n" + service(), autoscaler(spec=f"metrics: [{RPS_10}]"))
+
+    def broken() -> dict[nft.Backend, int]:
+        raise nft.NftError("Error: No such file or directory")
+
+    node = Autoscaling("a", window_s=30)
+    for t in (0.0, 10.0):
+        node.sample_connections(broken, mset, {}, t)
+    assert node.usage_rows(mset, EMPTY_OBS) == []
+    (decided,) = node.decisions(mset, ["a"], {}, [], T0)
+    assert (decided.replicas, decided.reason) == (1, "metrics unavailable")
+
+
+EMPTY_OBS = Observation(
+    containers=[], by_replica={}, ready_ids=frozenset(), unhealthy_ids=frozenset(), health={}, running_since={}
+)
+
+
+def test_a_pass_reads_the_gpus_its_replica_holds_and_publishes_their_utilization(repo: Repo, tmp_path: Path) -> None:
+    repo.put(
+        "apps/web.yaml", deployment("web", 1, image=TEST_IMAGE, container="resources: {limits: {nvidia.com/gpu: 1}}")
+    )
+    repo.put("apps/hpa.yaml", GPU_HPA)
+    runtime = FakeRuntime(images={TEST_IMAGE})
+    gpus = [Gpu(uuid=f"GPU-{i}", model="NVIDIA H100", memory_mib=81559, index=i) for i in range(2)]
+    inventory = CountingInventory({"GPU-0": 30, "GPU-1": 90}, gpus)
+    cfg = Config(repo=str(repo.path), node="n1", state_dir=tmp_path / "state", settle_seconds=0, autoscale_window_s=5)
+    rec = Reconciler(cfg, inventory, runtime=runtime)
+    try:
+        for _ in range(3):
+            rec.run_pass()
+        (request,) = {r.name: r for r in runtime.requests}.values()
+        assert request.gpu_ids == ("GPU-0",)
+        assert inventory.reads and set(map(tuple, inventory.reads)) == {("GPU-0",)}
+        (usage,) = status_of(repo.path, "n1")["autoscaling"]["usage"]
+        assert (usage["gpuPods"], usage["gpu"]) == (1, 30_000)
+    finally:
+        rec.close()
