@@ -89,6 +89,7 @@ class Node:
         self.fetch_s: list[float] = []
         self.lag_s: list[float] = []
         self.pushes = 0
+        self.passes = 0
         fetch = self.rec.source.fetch
 
         def timed_fetch() -> str:
@@ -102,6 +103,7 @@ class Node:
 
     def run_pass(self) -> None:
         started = time.monotonic()
+        self.passes += 1
         self.lag_s.append(max(0.0, started - self.next_pass))
         try:
             if self.rec.run_pass().pushed:
@@ -155,7 +157,10 @@ def worker(conn: Connection, url: str, base: str, interval: float, threads: int)
         elif cmd == "stats":
             with lock:
                 live = [n for n in nodes.values() if n.alive]
+                cpu = os.times()
                 stats = {
+                    "cpu_s": cpu.user + cpu.system + cpu.children_user + cpu.children_system,
+                    "passes": sum(n.passes for n in nodes.values()),
                     "pushes": sum(n.pushes for n in nodes.values()),
                     "fetch_s": [f for n in live for f in n.fetch_s],
                     "lag_s": [x for n in live for x in n.lag_s],
@@ -254,9 +259,11 @@ class Sim:
             self.ask(i, "kill", [n for n in names if self.where[n] == i])
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"pushes": 0, "fetch_s": [], "lag_s": []}
+        out: dict[str, Any] = {"cpu_s": 0.0, "passes": 0, "pushes": 0, "fetch_s": [], "lag_s": []}
         for i in range(len(self.conns)):
             s = self.ask(i, "stats")
+            out["cpu_s"] += s["cpu_s"]
+            out["passes"] += s["passes"]
             out["pushes"] += s["pushes"]
             out["fetch_s"] += s["fetch_s"]
             out["lag_s"] += s["lag_s"]
@@ -321,21 +328,27 @@ def main() -> int:
             sim.stats()
 
             # steady state
-            pushes0, cpu0, disk0, w0 = sim.stats()["pushes"], git_server_cpu_s(server.proc.pid), disk_bytes(bare), \
-                time.monotonic()  # fmt: skip
+            st0, cpu0, disk0, w0 = sim.stats(), git_server_cpu_s(server.proc.pid), disk_bytes(bare), time.monotonic()
             time.sleep(args.window)
             st = sim.stats()
             window = time.monotonic() - w0
-            pushes_per_s = (st["pushes"] - pushes0) / window
+            pushes_per_s = (st["pushes"] - st0["pushes"]) / window
+            passes = st["passes"] - st0["passes"]
+            sim_cpu = (st["cpu_s"] - st0["cpu_s"]) / window
             cpu_cores = (git_server_cpu_s(server.proc.pid) - cpu0) / window
             growth = (disk_bytes(bare) - disk0) / window * 86400 / 2**20
             fetch_ms = statistics.median(st["fetch_s"]) * 1000 if st["fetch_s"] else float("nan")
             fetch_p90 = sorted(st["fetch_s"])[int(len(st["fetch_s"]) * 0.9)] * 1000 if st["fetch_s"] else float("nan")
             lag = st["lag_s"]
             lag_p90 = sorted(lag)[int(len(lag) * 0.9)] if lag else float("nan")
-            print(f"steady state over {window:.0f} s: {pushes_per_s:.2f} pushes/s, git server {cpu_cores:.2f} cores, "
-                  f"fetch per pass p50 {fetch_ms:.0f} ms p90 {fetch_p90:.0f} ms over {len(st['fetch_s'])} passes, "
-                  f"repository +{growth:.1f} MiB/day; scheduler lag p90 {lag_p90:.2f} s", flush=True)  # fmt: skip
+            print(
+                f"steady state over {window:.0f} s: {pushes_per_s:.2f} pushes/s, git server {cpu_cores:.2f} cores, "
+                f"fetch per pass p50 {fetch_ms:.0f} ms p90 {fetch_p90:.0f} ms over {len(st['fetch_s'])} passes, "
+                f"repository +{growth:.1f} MiB/day; scheduler lag p90 {lag_p90:.2f} s",
+                flush=True,
+            )
+            print(f"  simulation: {passes / window:.2f} passes/s using {sim_cpu:.2f} cores (git clients included), "
+                  f"{sim_cpu * window / max(1, passes) * 1000:.0f} ms CPU per pass", flush=True)  # fmt: skip
 
             # a push
             work.write("apps/d00.yaml", deployment("d00", args.replicas, engine=True, env={"V": "2"}))
