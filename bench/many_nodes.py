@@ -225,8 +225,11 @@ def git_server_cpu_s(daemon_pid: int) -> float:
     return total
 
 
-def disk_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+def disk_bytes(bare: Path) -> int:
+    """Bytes of object storage in the repository: loose, packed and garbage (``git count-objects``)."""
+    out = git(bare, "count-objects", "-v")
+    kib = {k: int(v) for k, v in (line.split(": ") for line in out.splitlines())}
+    return 1024 * (kib["size"] + kib["size-pack"] + kib["size-garbage"])
 
 
 class Sim:
