@@ -17,7 +17,9 @@ Measured (the main process reads the served bare repository and /proc only):
 - steady state, over ``--window`` seconds: status pushes per second (passes' and heartbeat
   thread's), Git server CPU (utime + stime of the ``git daemon`` process and every git
   process it forked and reaped, from /proc, as cores), each node's ``git fetch`` wall time
-  per pass, the bare repository's disk use growth scaled to one simulated day;
+  per pass, the bare repository's object storage growth scaled to one simulated day, as
+  pushed (loose objects) and after ``git gc`` with cruft packs, as a Git host compacts it
+  (unreachable objects of cut status history kept, as for the default two weeks);
 - push_converge_s: a commit changing one Deployment's env is pushed; t0 before ``git push``,
   t1 when every node's record names the new revision;
 - churn: 10 nodes stop (as if killed: no pass, no heartbeat) and 10 new ones start; t0 then,
@@ -225,6 +227,11 @@ def git_server_cpu_s(daemon_pid: int) -> float:
     return total
 
 
+def gc(bare: Path) -> None:
+    """Compact the served repository as a Git host would, unreachable objects kept in a cruft pack."""
+    git(bare, "-c", "gc.cruftPacks=true", "gc", "-q")
+
+
 def disk_bytes(bare: Path) -> int:
     """Bytes of object storage in the repository: loose, packed and garbage (``git count-objects``)."""
     out = git(bare, "count-objects", "-v")
@@ -331,6 +338,7 @@ def main() -> int:
             sim.stats()
 
             # steady state
+            gc(bare)
             st0, cpu0, disk0, w0 = sim.stats(), git_server_cpu_s(server.proc.pid), disk_bytes(bare), time.monotonic()
             time.sleep(args.window)
             st = sim.stats()
@@ -339,6 +347,8 @@ def main() -> int:
             passes = st["passes"] - st0["passes"]
             sim_cpu = (st["cpu_s"] - st0["cpu_s"]) / window
             cpu_cores = (git_server_cpu_s(server.proc.pid) - cpu0) / window
+            growth_raw = (disk_bytes(bare) - disk0) / window * 86400 / 2**20
+            gc(bare)
             growth = (disk_bytes(bare) - disk0) / window * 86400 / 2**20
             fetch_ms = statistics.median(st["fetch_s"]) * 1000 if st["fetch_s"] else float("nan")
             fetch_p90 = sorted(st["fetch_s"])[int(len(st["fetch_s"]) * 0.9)] * 1000 if st["fetch_s"] else float("nan")
@@ -347,7 +357,8 @@ def main() -> int:
             print(
                 f"steady state over {window:.0f} s: {pushes_per_s:.2f} pushes/s, git server {cpu_cores:.2f} cores, "
                 f"fetch per pass p50 {fetch_ms:.0f} ms p90 {fetch_p90:.0f} ms over {len(st['fetch_s'])} passes, "
-                f"repository +{growth:.1f} MiB/day; scheduler lag p90 {lag_p90:.2f} s",
+                f"repository +{growth_raw:.1f} MiB/day as pushed, +{growth:.1f} MiB/day after gc; "
+                f"scheduler lag p90 {lag_p90:.2f} s",
                 flush=True,
             )
             print(f"  simulation: {passes / window:.2f} passes/s using {sim_cpu:.2f} cores (git clients included), "
