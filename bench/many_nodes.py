@@ -79,12 +79,14 @@ spec:
 class Node:
     """One simulated daemon: a Reconciler on the in-memory engine, scheduled as gitops/daemon.py does."""
 
-    def __init__(self, name: str, url: str, base: Path, interval: float):
+    def __init__(self, name: str, url: str, base: Path, interval: float, stagger: bool):
         cfg = Config(repo=url, node=name, state_dir=base / name, secrets_dir=base / name / "secrets",
                      cpu_millis=8000, memory_mib=16384, interval=interval)  # fmt: skip
         self.rec = Reconciler(cfg, DeclaredInventory([]), runtime=FakeRuntime(images={TEST_IMAGE}))
         self.interval = interval
-        self.next_pass = time.monotonic() + random.uniform(0, interval)
+        # The first nodes' passes are spread over an interval, as daemons started at different
+        # times; a node joining later passes at once, as a daemon does when it starts.
+        self.next_pass = time.monotonic() + (random.uniform(0, interval) if stagger else 0.0)
         self.last_pass = 0.0
         self.running = False
         self.alive = True
@@ -148,8 +150,9 @@ def worker(conn: Connection, url: str, base: str, interval: float, threads: int)
     while True:
         cmd, arg = conn.recv()
         if cmd == "start":
+            joined = bool(nodes)
             for name in arg:
-                node = Node(name, url, Path(base), interval)
+                node = Node(name, url, Path(base), interval, stagger=not joined)
                 with lock:
                     nodes[name] = node
         elif cmd == "kill":
