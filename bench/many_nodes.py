@@ -6,8 +6,9 @@ Each simulated node is a real ``Reconciler`` (its own state directory and Git mi
 real GitSource, StatusBoard, placement, policy and status code) whose container engine is
 tests/fakes.py's in-memory ``FakeRuntime`` behind the same Runtime Protocol. Nodes are spread
 over ``--procs`` worker processes; in each, a scheduler runs every node as ``gitops run``
-does (gitops/daemon.py): a pass at every interval and whenever ``next_wake_in`` says a
-heartbeat is due, and ``heartbeat()`` every 0.5 s, on a pool of ``--threads`` threads. All of
+does (gitops/daemon.py): a pass at every interval and whenever ``next_wake_in`` says one is
+heartbeat is due, and ``heartbeat()`` every 0.5 s, on ``--threads`` threads for passes and
+as many for heartbeats (a node's next heartbeat call waits for its previous one). All of
 them fetch from and push to one ``git daemon`` on 127.0.0.1 serving one bare repository.
 The repository holds ``--deployments`` Deployments of ``--replicas`` replicas.
 
@@ -89,6 +90,7 @@ class Node:
         self.next_pass = time.monotonic() + (random.uniform(0, interval) if stagger else 0.0)
         self.last_pass = 0.0
         self.running = False
+        self.beating = False
         self.alive = True
         self.fetch_s: list[float] = []
         self.lag_s: list[float] = []
@@ -119,8 +121,11 @@ class Node:
         self.running = False
 
     def heartbeat(self) -> None:
-        if self.alive and self.rec.heartbeat():
-            self.pushes += 1
+        try:
+            if self.alive and self.rec.heartbeat():
+                self.pushes += 1
+        finally:
+            self.beating = False
 
 
 def worker(conn: Connection, url: str, base: str, interval: float, threads: int) -> None:
@@ -129,6 +134,8 @@ def worker(conn: Connection, url: str, base: str, interval: float, threads: int)
     lock = threading.Lock()
     stop = threading.Event()
     pool = ThreadPoolExecutor(threads)
+    # Each daemon has its own heartbeat thread: heartbeats never queue behind passes.
+    beats = ThreadPoolExecutor(threads)
 
     def schedule() -> None:
         next_hb = time.monotonic()
@@ -143,8 +150,9 @@ def worker(conn: Connection, url: str, base: str, interval: float, threads: int)
             if now >= next_hb:
                 next_hb = now + HEARTBEAT_TICK_S
                 for n in live:
-                    if not n.running:
-                        pool.submit(n.heartbeat)
+                    if not n.beating:
+                        n.beating = True
+                        beats.submit(n.heartbeat)
 
     threading.Thread(target=schedule, daemon=True).start()
     while True:
@@ -177,6 +185,7 @@ def worker(conn: Connection, url: str, base: str, interval: float, threads: int)
         elif cmd == "stop":
             stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
+            beats.shutdown(wait=True, cancel_futures=True)
             conn.send("stopped")
             return
         conn.send("ok")
