@@ -7,7 +7,7 @@ real GitSource, StatusBoard, placement, policy and status code) whose container 
 tests/fakes.py's in-memory ``FakeRuntime`` behind the same Runtime Protocol. Nodes are spread
 over ``--procs`` worker processes; in each, a scheduler runs every node as ``gitops run``
 does (gitops/daemon.py): a pass at every interval and whenever ``next_wake_in`` says one is
-heartbeat is due, and ``heartbeat()`` every 0.5 s, on ``--threads`` threads for passes and
+due, and ``heartbeat()`` every 0.5 s, on ``--threads`` threads for passes and
 as many for heartbeats (a node's next heartbeat call waits for its previous one). All of
 them fetch from and push to one ``git daemon`` on 127.0.0.1 serving one bare repository.
 The repository holds ``--deployments`` Deployments of ``--replicas`` replicas.
