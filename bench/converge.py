@@ -6,14 +6,14 @@ For each N (default 100 and 1,000) and each cluster size (default one node and t
 real ``gitops run`` daemons (interval 1 s), each behind its own ``git daemon`` in front of one
 bare repository, as in tests/e2e; once every node sees the others and has settled, one
 commit adds N files, each one single-replica Deployment of the test image (tests/builders.py
-``deployment(engine=True)``). t0 is taken right before ``git push``; converge_s is t0 -> the
-first engine listing (every 0.5 s, label-filtered, ``status=running``) that shows N running
-managed containers of the cluster's nodes. Then the daemons are killed and every container
-removed before the next run.
+``deployment(engine=True)``, a shell idle until SIGTERM). t0 is taken right before
+``git push``; converge_s is t0 -> the first engine listing (every 0.5 s, label-filtered,
+``status=running``) that shows N running managed containers of the cluster's nodes. Then
+the daemons are killed and every container removed before the next run.
 
-The floor is measured in the same run, before the daemons: N bare ``docker run -d`` (create
-and start through the Docker API, which is what the CLI does, without a CLI process per
-container), on a thread pool whose width is chosen by trying a few (``--threads``) on a
+The floor is measured in the same run, before the daemons: N bare ``docker run -d`` (same
+image and command; create and start through the Docker API, which is what the CLI does,
+without a CLI process per container), on a thread pool whose width is chosen by trying a few (``--threads``) on a
 sample first and taking the fastest. floor_s: t0 -> the last start returned.
 
 Goals: N = 1,000 faster than Flux's 256 s (its published benchmark for 1,000
@@ -40,6 +40,9 @@ from _common import DOCKER_HOST, TEST_IMAGE, deployment, emit, git, report_table
 from tests.e2e.test_cluster import Cluster
 
 FLUX_1000_S = 256.0
+# Idle until SIGTERM: SERVE's polling loop forks a sleep five times a second, which with
+# 1,000 containers is thousands of processes a second and starves the machine.
+IDLE = ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
 POLL_S = 0.5
 CLUSTER_YAML = """\
 apiVersion: gitops/v1
@@ -65,9 +68,7 @@ class Engine:
 
     def run_d(self, label: str) -> str:
         """What ``docker run -d`` does: create, then start."""
-        cid: str = self.api().create_container(
-            TEST_IMAGE, ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"], labels={"bench": label}
-        )["Id"]
+        cid: str = self.api().create_container(TEST_IMAGE, IDLE, labels={"bench": label})["Id"]
         self.api().start(cid)
         return cid
 
@@ -122,7 +123,7 @@ def converge(engine: Engine, n: int, nodes: int) -> float:
                        "every node sees the others")  # fmt: skip
             time.sleep(6)  # past the 5 s settling floor: a node that just joined holds back
             for i in range(n):
-                c.work.write(f"apps/s{i:04d}.yaml", deployment(f"s{i:04d}", 1, engine=True))
+                c.work.write(f"apps/s{i:04d}.yaml", deployment(f"s{i:04d}", 1, engine=True, command=IDLE))
             git(c.work.path, "add", "-A")
             git(c.work.path, "commit", "-q", "-m", f"{n} services")
             t0 = time.monotonic()
