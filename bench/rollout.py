@@ -19,14 +19,25 @@ t0 is taken right before the push. Measured from the engine, not from status:
 The floor is measured in the same run, just before the rollout: a bare ``docker run -d`` of
 the same image, command and env, t0 before the CLI starts, t1 when it first answers HTTP 200
 (polled every 50 ms); median of ``--floor-samples``. floor_s = waves x that median, with
-waves = ceil(replicas / (maxSurge + maxUnavailable)). Goal: rollout_s <= 1.5 x floor_s + 2 x
-interval_s.
+waves = ceil(replicas / (maxSurge + maxUnavailable)). That floor is one container start per
+wave, which a 2-core engine cannot reach (15 parallel starts take far longer than one), so it
+is informational.
+
+engine_floor_s, the goal's floor, is also measured in the same run, before the rollout: a
+bare-engine script does the same rolling update on ``replicas`` containers of the same image,
+command and env (Docker API, one client per thread, no daemon): each wave removes up to
+maxUnavailable old containers, starts maxSurge + maxUnavailable new ones in parallel (never
+more than replicas + maxSurge containers, never fewer than replicas - maxUnavailable
+answering), waits until each new one answers HTTP 200, then removes the rest of the wave's
+old ones; t0 to the last old one gone and every new one answering. Goal: rollout_s <= 1.25
+x engine_floor_s + 2 x interval_s.
 
 After the numbers, a timeline for the profile: per replica, when its node logged the ``run``
 (the action completes), when the engine says the container started, when it first answered
 200, when the node logged removing the old container; each node's passes; and each status
 push (from the bare repository's refs) with how many replicas it reported ready on the new
-spec. Ends with one JSON line: rollout_s, floor_s, interval_s, min_ready_seen, desired.
+spec. Ends with one JSON line: rollout_s, floor_s, engine_floor_s, interval_s,
+min_ready_seen, desired.
 """
 
 from __future__ import annotations
@@ -129,6 +140,62 @@ def floor_sample(c: Cluster, node: str, command: str) -> tuple[float, float]:
             time.sleep(FLOOR_POLL_S)
     finally:
         c.client.api.remove_container(cid, force=True)
+
+
+class EngineFloor:
+    """The same rolling update done by a bare script against the engine (module docstring)."""
+
+    def __init__(self, node: str, command: str, desired: int, surge: int, unavailable: int):
+        self.node, self.command, self.desired = node, command, desired
+        self.surge, self.unavailable = surge, unavailable
+        self.local = threading.local()
+        width = max(1, surge + unavailable, desired)
+        self.pool = ThreadPoolExecutor(width)
+
+    def api(self) -> docker.APIClient:
+        if not hasattr(self.local, "api"):
+            self.local.api = docker.APIClient(base_url=DOCKER_HOST, timeout=120)
+        return self.local.api  # type: ignore[no-any-return]
+
+    def start(self, version: str) -> str:
+        """Create and start one container; return its id once it answers HTTP 200."""
+        api = self.api()
+        cid: str = api.create_container(
+            TEST_IMAGE, ["sh", "-c", self.command], environment={"VERSION": version},
+            labels={"gitops.node": self.node, "bench": "rollout-engine-floor"},
+        )["Id"]  # fmt: skip
+        api.start(cid)
+        ip, t0 = "", time.monotonic()
+        while not (ip := ip or ip_of(api.inspect_container(cid))) or not answers(ip):
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError("engine floor container never answered HTTP 200")
+            time.sleep(FLOOR_POLL_S)
+        return cid
+
+    def remove(self, cid: str) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api().remove_container(cid, force=True)
+
+    def measure(self) -> float:
+        """Seconds for the rolling update from ``desired`` v1 containers (already answering) to as many v2."""
+        old = list(self.pool.map(lambda _: self.start("floor-v1"), range(self.desired)))
+        t0 = time.monotonic()
+        started = 0
+        removals = []
+        while started < self.desired:
+            n = min(self.surge + self.unavailable, self.desired - started)
+            early, old = old[: self.unavailable], old[self.unavailable :]
+            removals += [self.pool.submit(self.remove, cid) for cid in early]
+            list(self.pool.map(lambda _: self.start("floor-v2"), range(n)))
+            started += n
+            late, old = old[: n - len(early)], old[n - len(early) :]
+            removals += [self.pool.submit(self.remove, cid) for cid in late]
+        for f in removals:
+            f.result()
+        return time.monotonic() - t0
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
 
 
 def remove_labelled(node: str) -> None:
@@ -377,6 +444,14 @@ def main() -> int:
             print(f"floor: docker run -d + first 200: {', '.join(f'{t:.3f}' for _, t in floor)} s "
                   f"(docker run alone median {statistics.median(r for r, _ in floor):.3f} s)", flush=True)  # fmt: skip
 
+            engine = EngineFloor(floor_node, command, desired, surge, unavailable)
+            try:
+                engine_floor_s = engine.measure()
+            finally:
+                engine.close()
+                remove_labelled(floor_node)
+            print(f"engine floor: the same {waves} wave(s) by a bare script: {engine_floor_s:.3f} s", flush=True)
+
             (v1,) = {r["Labels"]["gitops.spec-hash"] for r in tracker.running()}
             time.sleep(2 * INTERVAL_S)  # let the daemons go idle after the floor containers
             load_at_push = os.getloadavg()
@@ -397,19 +472,23 @@ def main() -> int:
             during = [n for t, n in sampler.samples if t >= t0]
             min_ready = min(during) if during else 0
 
-            goal = 1.5 * floor_s + 2 * INTERVAL_S
+            goal = 1.25 * engine_floor_s + 2 * INTERVAL_S
             load_after = os.getloadavg()
             print(f"\nrollout of {desired} replicas over {len(nodes)} nodes: maxSurge {surge}, maxUnavailable "
                   f"{unavailable} -> {waves} wave(s); app sleep {args.app_sleep:g} s, readiness period 1 s, "
                   f"daemon interval {INTERVAL_S:g} s")  # fmt: skip
             print(f"  {'metric':<16} {'goal':<26} {'measured':>10}  result")
             print(f"  {'-' * 16} {'-' * 26} {'-' * 10}  ------")
-            print(f"  {'rollout_s':<16} {f'<= {goal:.2f} (1.5 floor + 2 int)':<26} {rollout_s:>10.2f}  "
+            print(f"  {'rollout_s':<16} {f'<= {goal:.2f} (1.25 eng + 2 int)':<26} {rollout_s:>10.2f}  "
                   f"{'PASS' if rollout_s <= goal else 'FAIL'}")  # fmt: skip
+            print(f"  {'engine_floor_s':<16} {'bare script, same waves':<26} {engine_floor_s:>10.2f}")
             print(f"  {'floor_s':<16} {f'{waves} x {one:.3f} s':<26} {floor_s:>10.2f}")
             print(f"  {'min_ready_seen':<16} {f'>= {desired - unavailable} (maxUnavailable)':<26} {min_ready:>10}  "
                   f"{'PASS' if min_ready >= desired - unavailable else 'FAIL'}")  # fmt: skip
-            print(f"  rollout / floor = {rollout_s / floor_s:.2f}; readiness samples during rollout: {len(during)}")
+            print(
+                f"  rollout / engine floor = {rollout_s / engine_floor_s:.2f} (goal <= 1.25 + 2 int), "
+                f"rollout / floor = {rollout_s / floor_s:.2f}; readiness samples during rollout: {len(during)}"
+            )
             print(f"  load average (1 min) before setup {load_before[0]:.2f}, at push {load_at_push[0]:.2f}, "
                   f"after {load_after[0]:.2f} on {os.cpu_count()} CPUs"
                   + ("  -- machine busy, timings noisy" if max(load_at_push[0], load_after[0]) > (os.cpu_count() or 1)
@@ -418,6 +497,7 @@ def main() -> int:
                 profile(c, nodes, tracker, t0, wall0, mono0, max(1, surge + unavailable))
             print(f"\ntotal benchmark time {time.monotonic() - started:.0f} s", flush=True)
             print(json.dumps({"rollout_s": round(rollout_s, 3), "floor_s": round(floor_s, 3),
+                              "engine_floor_s": round(engine_floor_s, 3),
                               "interval_s": INTERVAL_S, "min_ready_seen": min_ready, "desired": desired}))  # fmt: skip
             return 0 if rollout_s <= goal and min_ready >= desired - unavailable else 1
         finally:

@@ -270,7 +270,7 @@ class Daemon:
                 sd_notify("READY=1")
             if ok:
                 failures, delay = 0, 0.0
-                # Heartbeats and crash-loop restarts fall due between intervals: wake for them too.
+                # Settling, crash-loop restarts and CronJobs fall due between intervals: wake for them too.
                 due = self.reconciler.next_wake_in()
                 self.wake.wait((min(due, REQUEUE_S) if self.acted else due) + 0.05)
             else:

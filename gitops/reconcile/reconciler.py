@@ -453,7 +453,7 @@ class Reconciler:
             return True
 
     def heartbeat(self) -> bool:
-        """Re-publish the last pass's record with a fresh heartbeat when passes fall behind; True if pushed.
+        """Re-publish the last pass's record with a fresh heartbeat once one is due; True if pushed.
 
         Runs on its own timer, so engine work, slow pulls or a stuck pass never silence a live
         node; it also says why passes are failing, and fences exclusive work when Git is unreachable.
@@ -461,8 +461,10 @@ class Reconciler:
         self._fence_if_silent()
         every, _ = self._heartbeat_timeout
         now = time.monotonic()
-        # Passes normally publish heartbeats; this steps in once one is overdue by a quarter period.
-        if self._latest is None or now - self._last_push_at < every * 1.25 or now - self._last_push_try < 1.0:
+        # Heartbeats between passes come from here, not from a pass: one push, no fetch and no
+        # reading of every peer's record, so the Git server's load per heartbeat does not grow
+        # with the number of nodes (docs/benchmarks.md, many nodes).
+        if self._latest is None or now - self._last_push_at < every or now - self._last_push_try < 1.0:
             return False
         errors = list(self._latest.errors)
         if self.pass_error:
@@ -492,9 +494,9 @@ class Reconciler:
         return 0.0 if self._joined_at is None else now - self._joined_at
 
     def next_wake_in(self) -> float:
-        """Seconds until a pass is due for a heartbeat or a crash-loop restart, whatever the interval."""
+        """Seconds until a pass is due for settling, a crash-loop restart or a CronJob, at most the interval."""
         now = time.monotonic()
-        due = [self._last_push_at + self._heartbeat_timeout[0] - now]
+        due = [self.config.interval]
         settle = settle_seconds(self._mset.cluster, self.config.settle_seconds) if self._mset else 0.0
         if self._joined_at is not None and self._uptime(now) < settle:
             due.append(self._joined_at + settle - now)
