@@ -47,13 +47,18 @@ def _shared_host_state(item: pytest.Item, fixtures: set[str]) -> str | None:
     """The host-wide resource a test holds, so that ``--dist loadgroup`` never runs two such tests at once.
 
     Tests run in parallel workers on one host and one kernel: a second engine has one bridge
-    name, and the Service tests deploy the same Service names, whose virtual IPs and
-    nodePorts every node's nftables table would then claim twice.
+    name, the Service tests deploy the same Service names, whose virtual IPs and nodePorts
+    every node's nftables table would then claim twice, and an engine test module shares its
+    containers and labels among its own tests.
     """
     if "second_engine" in fixtures:
         return "second-engine"
     if item.path.name in SERVICE_TEST_FILES:
         return "services"
+    # An engine test module runs whole on one worker: module-scoped containers, and clean-ups by the
+    # module's own label, must not meet the same module's tests on the other worker.
+    if item.get_closest_marker("docker"):
+        return str(item.path.relative_to(HERE))
     return None
 
 

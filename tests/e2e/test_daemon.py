@@ -47,8 +47,9 @@ def test_commit_triggers_pass_sigkill_adopts_drift_repaired(
     repo: Repo, node_name: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     repo.put("apps/web.yaml", deployment("web", 2, engine=True))
-    # A long interval: only the watched local repository can make this fast.
-    d = start(daemons, str(repo.path), node_name, tmp_path, interval=30)
+    # A long interval: only the watched local repository can make this fast. A lone node has no peers
+    # to learn of first (it would otherwise settle for two default heartbeats, 20 s).
+    d = start(daemons, str(repo.path), node_name, tmp_path, interval=30, extra_env={"GITOPS_SETTLE_SECONDS": "0"})
     ids = wait_for(lambda: n_running(node_name, 2), what="2 replicas")
     t0 = time.monotonic()
     repo.put("apps/web.yaml", deployment("web", 3, engine=True))

@@ -230,7 +230,9 @@ def settle(rec: Reconciler, repo: Repo, timeout: float = 30.0) -> None:
     def done() -> bool:
         report = rec.run_pass()
         ready = all(r["state"] == "ready" for r in repo.status(rec.node)["workloads"])
-        return ready and not report.plan.actions and not report.plan.waiting and rec.executor.idle()
+        # A container behind a Service drains before it is removed: that is still work left to do.
+        quiet = not (report.plan.actions or report.plan.waiting or report.plan.draining)
+        return ready and quiet and rec.executor.idle()
 
     wait_for(done, timeout=timeout, interval=0.3, what="the node to converge")
 
