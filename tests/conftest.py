@@ -46,17 +46,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def _shared_host_state(item: pytest.Item, fixtures: set[str]) -> str | None:
     """The host-wide resource a test holds, so that ``--dist loadgroup`` never runs two such tests at once.
 
-    Tests run in parallel workers on one host and one kernel: a second engine has one bridge
-    name, the Service tests deploy the same Service names, whose virtual IPs and nodePorts
-    every node's nftables table would then claim twice, and an engine test module shares its
-    containers and labels among its own tests.
+    Tests run in parallel workers on one host and one kernel. A second engine has one bridge
+    name. Every node's nftables table claims the same DNS virtual IP, so two tests serving
+    Service names at once would answer each other's lookups; the multi-daemon clusters are
+    timing-sensitive besides. Those run one at a time, on one worker, while the other runs the
+    single-node tests. An engine test module runs whole on one worker: module-scoped containers,
+    and clean-ups by the module's own label, must not meet the same module's tests elsewhere.
     """
     if "second_engine" in fixtures:
         return "second-engine"
-    if item.path.name in SERVICE_TEST_FILES:
-        return "services"
-    # An engine test module runs whole on one worker: module-scoped containers, and clean-ups by the
-    # module's own label, must not meet the same module's tests on the other worker.
+    if item.path.is_relative_to(HERE / "e2e") or item.path.name in SERVICE_TEST_FILES:
+        return "clusters"
     if item.get_closest_marker("docker"):
         return str(item.path.relative_to(HERE))
     return None
