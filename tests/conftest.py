@@ -29,37 +29,14 @@ HERE = Path(__file__).resolve().parent
 ENGINE_DIRS = (HERE / "integration", HERE / "e2e")
 # Fixtures that reach the engine: node_name removes the node's containers at teardown.
 ENGINE_FIXTURES = frozenset({"docker_engine", "second_engine", "daemons", "node_name"})
-SERVICE_TEST_FILES = frozenset({"test_services.py", "test_service_dataplane.py"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``docker`` every test that needs the engine, and group the ones that share host state."""
+    """Mark ``docker`` every test that needs the engine (see the module docstring)."""
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if fixtures & ENGINE_FIXTURES or any(item.path.is_relative_to(d) for d in ENGINE_DIRS):
             item.add_marker(pytest.mark.docker)
-        group = _shared_host_state(item, fixtures)
-        if group:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
-def _shared_host_state(item: pytest.Item, fixtures: set[str]) -> str | None:
-    """The host-wide resource a test holds, so that ``--dist loadgroup`` never runs two such tests at once.
-
-    Tests run in parallel workers on one host and one kernel. A second engine has one bridge
-    name. Every node's nftables table claims the same DNS virtual IP, so two tests serving
-    Service names at once would answer each other's lookups; the multi-daemon clusters are
-    timing-sensitive besides. Those run one at a time, on one worker, while the other runs the
-    single-node tests. An engine test module runs whole on one worker: module-scoped containers,
-    and clean-ups by the module's own label, must not meet the same module's tests elsewhere.
-    """
-    if "second_engine" in fixtures:
-        return "second-engine"
-    if item.path.is_relative_to(HERE / "e2e") or item.path.name in SERVICE_TEST_FILES:
-        return "clusters"
-    if item.get_closest_marker("docker"):
-        return str(item.path.relative_to(HERE))
-    return None
 
 
 @pytest.fixture(scope="session")

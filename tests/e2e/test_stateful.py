@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import datetime
 
+import docker.errors
 import pytest
 
 from tests.builders import TEST_IMAGE
@@ -53,7 +54,10 @@ def _web(c: Cluster, all_: bool = False) -> dict[int, dict[str, str]]:
     """Ordinal -> {node, id, version, started} of web's running (or, with ``all_``, newest) containers."""
     out: dict[int, dict[str, str]] = {}
     for row in c.containers("gitops.managed=true", "gitops.name=web", all_=all_):
-        info = c.client.api.inspect_container(row["Id"])
+        try:
+            info = c.client.api.inspect_container(row["Id"])
+        except docker.errors.NotFound:
+            continue  # removed by its daemon since the listing (an old container of the rollout)
         env = dict(e.split("=", 1) for e in info["Config"]["Env"])
         replica = int(row["Labels"]["gitops.replica"])
         if replica in out and out[replica]["started"] > info["State"]["StartedAt"]:
