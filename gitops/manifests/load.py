@@ -161,20 +161,22 @@ class _FileParse:
         """The validated document, or None after recording its key as invalid (when it has one)."""
         doc: _Model | None = _validate(model, data, issues)
         if doc is None or broken:
-            key = _raw_key(data, kind)
-            if key is not None:
-                self.invalid_keys.append(key)
+            self._invalid(data, kind)
             return None
         return doc
+
+    def _invalid(self, data: dict[str, Any], kind: str) -> None:
+        """Record the document's key (when it has one) as invalid: its last valid version stays in force."""
+        key = _raw_key(data, kind)
+        if key is not None:
+            self.invalid_keys.append(key)
 
     def service(self, data: dict[str, Any], issues: Issues, broken: bool) -> None:
         before = len(issues.errors)
         doc = _validate(kube.Service, data, issues)
         service = convert_service(doc, self.path, issues.lines.get(issues.base), issues) if doc is not None else None
         if service is None or broken or len(issues.errors) > before:
-            key = _raw_key(data, "Service")
-            if key is not None:
-                self.invalid_keys.append(key)
+            self._invalid(data, "Service")
             return
         _warn_ignored(doc, issues)
         self.services.append(service)
@@ -189,9 +191,7 @@ class _FileParse:
             doc = _validate(model, data, issues)
         found = None if doc is None else convert_autoscaler(doc, self.path, issues.lines.get(issues.base), issues)
         if doc is None or found is None or broken or len(issues.errors) > before:
-            key = _raw_key(data, "HorizontalPodAutoscaler")
-            if key is not None:
-                self.invalid_keys.append(key)
+            self._invalid(data, "HorizontalPodAutoscaler")
             return
         _warn_ignored(doc, issues)
         self.autoscalers.append(found)
