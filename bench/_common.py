@@ -35,6 +35,7 @@ from tests.helpers import make_reconciler as make_test_reconciler  # noqa: E402
 
 __all__ = [
     "DOCKER_HOST",
+    "IDLE",
     "ROOT",
     "SERVE",
     "TEST_IMAGE",
@@ -57,6 +58,10 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# Idle until SIGTERM: SERVE's polling loop forks a sleep five times a second, which with
+# hundreds of containers is thousands of processes a second and starves the machine.
+IDLE = ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
 
 
 def bench_node(what: str) -> str:

@@ -35,14 +35,11 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from _common import DOCKER_HOST, TEST_IMAGE, deployment, emit, git, report_table, wait_until
+from _common import DOCKER_HOST, IDLE, TEST_IMAGE, deployment, emit, git, report_table, wait_until
 
 from tests.e2e.test_cluster import Cluster
 
 FLUX_1000_S = 256.0
-# Idle until SIGTERM: SERVE's polling loop forks a sleep five times a second, which with
-# 1,000 containers is thousands of processes a second and starves the machine.
-IDLE = ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
 POLL_S = 0.5
 CLUSTER_YAML = """\
 apiVersion: gitops/v1

@@ -28,6 +28,7 @@ from gitops.reconcile.plan import Instance, PlanInputs
 from gitops.rollout import ReplicaView, compute_gates, scale_down_order
 from gitops.services.selector import selected
 from gitops.states import FINISHED_STATES, INIT_FAILURES, RELEASING_REASONS, RUNNING_STATES, Reason, State
+from gitops.status import ReplicaStatus
 
 JOB_KINDS = ("Job", "CronJob")
 
@@ -356,6 +357,14 @@ def handoff_holds(
 SETTLE_FLOOR_S = 5.0
 
 
+# Why a fresh node's replicas wait: the message of their status rows.
+SETTLING = "learning the cluster's membership first"
+
+
+def _settling(row: ReplicaStatus) -> bool:
+    return row.container is None and (row.message or "").startswith(SETTLING)
+
+
 def settle_seconds(cluster: ClusterSpec, configured: float | None) -> float:
     """How long a fresh node watches, from its first publish, before claiming new work: by then every
     live peer, and every peer that started with it, has published (two heartbeats, at least
@@ -368,10 +377,13 @@ def settle_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[Replica
     settle = settle_seconds(ctx.manifests.cluster, ctx.settle_s)
     if ctx.uptime >= settle:
         return {}
-    why = f"learning the cluster's membership first ({settle:.0f}s after start)"
-    # What our record from before a restart claimed is ours already: repaired at once.
+    why = f"{SETTLING} ({settle:.0f}s after start)"
+    # What our record from before a restart claimed is ours already: repaired at once. Rows that
+    # only wait out a settle claim nothing: our own first record, published while settling, holds
+    # them for every replica placed here, and counting them let nodes started together each start
+    # their whole share of a cluster they had not seen yet.
     own = ctx.view.reports.get(ctx.node)
-    claimed = {r.rid for r in own.workloads} if own is not None else set()
+    claimed = {r.rid for r in own.workloads if not _settling(r)} if own is not None else set()
     by_replica = ctx.observation.by_replica
     fresh = {i.id for i in desired if i.id not in by_replica and i.id not in claimed}
     # A rollout step waits too: its gates read peers' records, and after the whole cluster
@@ -433,7 +445,7 @@ def exclusive_blocks(ctx: PassContext, desired: Sequence[Instance]) -> dict[Repl
         if not w.exclusive:
             continue
         if settling and not any(c.state == "running" for c in ctx.observation.by_replica.get(inst.id, [])):
-            blocked[inst.id] = "exclusive: learning the cluster's membership first (one node timeout)"
+            blocked[inst.id] = f"exclusive: {SETTLING} (one node timeout)"
             continue
         for name, report in sorted(ctx.view.reports.items()):
             if name == ctx.node or ctx.view.ages.get(name, float("inf")) > gone_after:

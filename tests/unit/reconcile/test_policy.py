@@ -21,7 +21,7 @@ from gitops.reconcile import policy
 from gitops.reconcile.memory import JobResult, Memory, RestartTrack
 from gitops.reconcile.observe import observe
 from gitops.reconcile.plan import plan
-from gitops.reconcile.policy import Decision, PassContext, decide
+from gitops.reconcile.policy import SETTLING, Decision, PassContext, decide
 from gitops.states import Reason, State
 from gitops.status import NodeStatus, ReplicaStatus
 from tests.builders import observed, workload
@@ -317,13 +317,19 @@ def test_invalid_revision_forbids_pruning_and_protects_invalid_keys() -> None:
         (5.0, None, [], set()),
         (1.0, 0.0, [], set()),  # configured off (a lone node, `run --once`)
         (1.0, None, [1], {0}),  # replica 1 was ours before a restart: repaired at once
+        # Our own first record, published while settling, lists every replica placed here as
+        # waiting: that is no claim (nodes started together each took their whole share).
+        (1.0, None, [-1], {0, 1}),
     ],
 )
 def test_a_fresh_node_claims_no_new_work_until_it_has_seen_its_peers(
     uptime: float, settle_s: float | None, own_rows: list[int], blocked: set[int]
 ) -> None:
     w = workload("web", 2)
-    peers = {"n1": [row(w, r, "running") for r in own_rows]}
+    settling = {"reason": "Waiting", "message": f"{SETTLING} (5s after start)"}
+    own = [row(w, r, "running") for r in own_rows if r >= 0]
+    own += [row(w, r, "starting", **settling) for r in (0, 1) if -1 in own_rows]
+    peers = {"n1": own}
     d = run([w], mine=[(w, 0), (w, 1)], peers=peers, uptime=uptime, settle_s=settle_s)
     assert {rid.replica for rid, why in d.inputs.blocked.items() if "membership" in why} == blocked
 
