@@ -320,14 +320,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s200 = run_scenario(
             f"{args.deployments} local",
-            {f"apps/d{i:04d}.yaml": deployment(f"d{i:04d}", engine=True, command=IDLE) for i in range(args.deployments)},
+            {
+                f"apps/d{i:04d}.yaml": deployment(f"d{i:04d}", engine=True, command=IDLE)
+                for i in range(args.deployments)
+            },
             tmp,
             args.passes,
             args.profile,
         )
         print_series(s200)
         files = {
-            f"apps/f{i:04d}.yaml": deployment(f"f{i:04d}", engine=True, command=IDLE, pod="" if i < args.local else ELSEWHERE)
+            f"apps/f{i:04d}.yaml": deployment(
+                f"f{i:04d}", engine=True, command=IDLE, pod="" if i < args.local else ELSEWHERE
+            )
             for i in range(args.files)
         }
         s2k = run_scenario(f"{args.files} files", files, tmp, args.passes, args.profile, cold=True)

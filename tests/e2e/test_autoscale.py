@@ -111,5 +111,7 @@ def test_cpu_load_scales_up_survives_its_decider_and_scales_back(cluster: Cluste
     assert took >= 12, f"scaled down after {took:.1f}s, inside the 12 s window"
     assert max(running.samples) <= 5, running.samples
     wait_for(lambda: {applied(c, n) for n in survivors} == {1}, timeout=30, interval=0.5, what="1 everywhere")
-    last = decision(c, successor)
-    assert last is not None and "below target" in str(last["reason"]), last
+    # Scaling 5 -> 2 -> 1 may respread replica 0 onto another node (placement keeps the spread even):
+    # its new container has no samples for a pass or two, and the decision says so meanwhile.
+    wait_for(lambda: "below target" in str((decision(c, successor) or {}).get("reason")), timeout=15, interval=0.5,
+             what=f"a below-target decision (last: {decision(c, successor)})")  # fmt: skip

@@ -74,6 +74,19 @@ def test_scale_down_drops_highest_indices() -> None:
     assert after == {r: n for r, n in before.items() if r[1] < 2}
 
 
+@pytest.mark.parametrize("keep", [1, 2])
+def test_scale_down_moves_no_survivor_to_a_node_it_left_empty(keep: int) -> None:
+    # Each survivor already sits alone on its node: whichever nodes rank it first, a pull by the
+    # emptied node (its quota is below one replica) would only restart it elsewhere.
+    w = "default/Deployment/w"
+    for nodes in ([node("a"), node("b")], [node("a"), node("b"), node("c")]):
+        for first in ("a", "b", "c")[: len(nodes)]:
+            others = [n.name for n in nodes if n.name != first]
+            before = {(w, 0): first, **{(w, r): n for r, n in enumerate(others, 1)}}
+            after = place([workload("w", replicas=keep, cpu=100)], nodes, before).owners()
+            assert after == {r: n for r, n in before.items() if r[1] < keep}
+
+
 def test_replica_leaves_node_that_no_longer_fits_or_matches() -> None:
     nodes = [node("a", labels={"z": "1"}), node("b", labels={"z": "1"}), node("c", labels={"z": "2"})]
     prev = {("default/Deployment/w", 0): "c", ("default/Deployment/w", 1): "gone"}
