@@ -44,6 +44,7 @@ __all__ = [
     "bench_node",
     "client",
     "cpu_count",
+    "cpu_ticks",
     "deployment",
     "emit",
     "fmt_s",
@@ -168,3 +169,14 @@ def emit(figures: dict[str, float]) -> None:
 def cpu_count() -> int:
     """CPUs this process may use."""
     return len(os.sched_getaffinity(0))
+
+
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """(utime + stime, cutime + cstime) of ``pid`` in clock ticks."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    # The command name may hold spaces: fields are counted after its closing parenthesis.
+    fields = raw[raw.rindex(")") + 2 :].split()
+    # fields[0] is field 3 (state): utime=14, stime=15, cutime=16, cstime=17.
+    own = int(fields[11]) + int(fields[12])
+    kids = int(fields[13]) + int(fields[14])
+    return own, kids

@@ -36,6 +36,7 @@ from _common import (
     bench_node,
     client,
     cpu_count,
+    cpu_ticks,
     emit,
     git,
     remove_bench_containers,
@@ -62,17 +63,6 @@ def ensure_template_image() -> None:
             print(f"tagged {TEST_IMAGE} as {':'.join(TEMPLATE_IMAGE)}")
     finally:
         c.close()
-
-
-def cpu_ticks(pid: int) -> tuple[int, int]:
-    """(utime + stime, cutime + cstime) of ``pid`` in clock ticks."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    # The command name may hold spaces: fields are counted after its closing parenthesis.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    # fields[0] is field 3 (state): utime=14, stime=15, cutime=16, cstime=17.
-    own = int(fields[11]) + int(fields[12])
-    kids = int(fields[13]) + int(fields[14])
-    return own, kids
 
 
 def rss_kib(pid: int) -> int:

@@ -187,13 +187,15 @@ def run_scenario(
         out["first_s"], out["first_actions"] = took, actions
         print(f"  first pass: {took:.2f} s, {actions} action(s) (starts the containers)", flush=True)
         # Starts run off the pass: converged once a pass plans nothing and nothing is in flight.
-        for _ in range(60):
+        # The engine starts a few containers a second here: allow a second per file, a minute at least.
+        deadline = time.monotonic() + max(60.0, float(len(files)))
+        while True:
             took, _, actions = timed_pass(rec, timer, warm)
             if actions == 0 and rec.executor.idle():
                 break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{label}: still {actions} action(s) after {max(60, len(files))} s")
             time.sleep(0.5)
-        else:
-            raise RuntimeError(f"{label}: still {actions} action(s) after 60 passes")
         running = len(rec.runtime.list_managed(node))
         out["running"] = running
         print(f"  converged: {running} container(s) running, no-change pass {took:.3f} s", flush=True)

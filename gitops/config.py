@@ -97,6 +97,11 @@ class StorageClass(BaseModel):
     driver: str = "local"
     options: dict[str, str] = Field(default_factory=dict)
 
+# Starts wait on the engine (network namespace, runc), so more at once go faster up to the engine's
+# own limit: on a 2-core machine 8 at once started about 1.5 times as many a second as 4
+# (docs/benchmarks.md, "Convergence").
+START_WORKERS = 8
+
 
 class Config(BaseModel):
     """Everything a node needs that must not come from the repository."""
@@ -133,6 +138,8 @@ class Config(BaseModel):
     status_logs: bool = False
     # Seconds a fresh node watches, from its first publish, before claiming new work (None: two heartbeats, >= 5 s).
     settle_seconds: float | None = None
+    # Replicas created and started at once (see START_WORKERS).
+    start_workers: int = Field(default=START_WORKERS, ge=1, le=64)
     # Seconds of usage samples an autoscaled replica's cpu and memory are averaged over (docs/autoscaling.md).
     autoscale_window_s: float = Field(default=30.0, gt=0)
     # Seconds a replica behind a Service stays out of every node's endpoints before SIGTERM (None: see drain_s).

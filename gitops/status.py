@@ -12,9 +12,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Annotated, Any, get_args
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from gitops import yamlemit
 from gitops.admission import Policy
 from gitops.identity import ReplicaId, WorkloadKey
 from gitops.manifests.yamlsafe import Limits, YamlError, format_path, load_documents
@@ -334,14 +334,10 @@ def utc_now_iso(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# libyaml is 4-5x faster on records of thousands of rows; the pure-Python class is the fallback.
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-
-
 def dump(status: NodeStatus) -> bytes:
     """Serialise a status record as YAML with the documented camelCase keys."""
     data: dict[str, Any] = status.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, width=200).encode()
+    return yamlemit.dump(data).encode()
 
 
 def parse_record(raw: bytes, node: str) -> NodeStatus:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gitops import downward
 from gitops.admission import host_path_source
-from gitops.config import StorageClass
+from gitops.config import START_WORKERS, StorageClass
 from gitops.downward import PodValues
 from gitops.health import NoAddress, container_address
 from gitops.identity import LABEL, ContainerIdentity, Observed, ReplicaId, pod_label_filters
@@ -32,8 +32,6 @@ from gitops.volumes import claim_id, claim_labels, claim_volume, nfs_options, re
 
 log = logging.getLogger(__name__)
 
-# Replicas acted on at once; the engine serialises little and a wave waits for its slowest.
-WORKERS = 4
 # Stops and removals at once: each mostly waits out a grace period, so many may wait together.
 STOPPERS = 32
 # How long a pass waits for its starts, so the status it publishes shows them.
@@ -116,7 +114,7 @@ class Executor:
         secrets_dir: Path,
         files_dir: Path,
         seccomp_dir: Path,
-        workers: int = WORKERS,
+        workers: int = START_WORKERS,
         stoppers: int = STOPPERS,
         host_ip: str = "127.0.0.1",
         capacity: tuple[int, int] = (0, 0),

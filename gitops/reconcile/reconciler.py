@@ -117,6 +117,7 @@ class Reconciler:
             config.secrets_dir,
             config.state_dir / "files",
             config.state_dir / "seccomp",
+            workers=config.start_workers,
             host_ip=self.address,
             capacity=(self.facts.cpu_millis, self.facts.memory_mib * 1024 * 1024),
             metrics=self.metrics,
