@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-# Plain only when no YAML 1.1 resolver can claim it: starts with a letter, no ':', '#', spaces...
-_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*\Z")
+# Plain only when no YAML 1.1 resolver can claim it: starts with a letter or /, no ':', '#', spaces...
+_PLAIN = re.compile(r"[A-Za-z/][A-Za-z0-9_./-]*\Z")
 _WORDS = frozenset(
     w
     for base in ("yes", "no", "true", "false", "on", "off", "null", "y", "n")

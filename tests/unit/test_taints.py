@@ -42,7 +42,7 @@ def test_taints_round_trip_through_the_status_record_and_the_cluster_view() -> N
     assert info.labels[HOSTNAME_LABEL] == "n1"
     record = render(NodeFacts("n1", info, []), RevisionStatus(), "", ["n1"], [], [], "2026-12-01T12:00:00Z")
     raw = dump(record)
-    assert b"timeAdded: '2026-12-01T12:00:00Z'" in raw
+    assert b'timeAdded: "2026-12-01T12:00:00Z"' in raw
     back = parse_record(raw, "n1")
     assert taints_of(back) == taints
     view = ClusterView(reports={"n1": back}, live=frozenset({"n1"}))
