@@ -97,6 +97,7 @@ class StorageClass(BaseModel):
     driver: str = "local"
     options: dict[str, str] = Field(default_factory=dict)
 
+
 # Starts wait on the engine (network namespace, runc), so more at once go faster up to the engine's
 # own limit: on a 2-core machine 300 Deployments converged in 1.23x the time of bare starts with 4
 # at once, 1.08x with 8 (docs/benchmarks.md, "Convergence").

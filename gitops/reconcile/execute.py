@@ -139,6 +139,7 @@ class Executor:
         # claim documents' classes (``namespace/name`` -> class), set each pass.
         self.storage_classes = dict(storage_classes or {})
         self.claim_classes: Mapping[str, str] = {}
+        self._workers = workers
         self._starters = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gitops-exec")
         self._stoppers = ThreadPoolExecutor(max_workers=stoppers, thread_name_prefix="gitops-stop")
         self._lock = threading.Lock()
@@ -162,6 +163,11 @@ class Executor:
         """Ids of containers whose stop and removal has not finished yet."""
         with self._lock:
             return frozenset(self._leaving)
+
+    def backlog(self) -> int:
+        """Replicas whose actions wait for a worker: those in flight beyond the start workers."""
+        with self._lock:
+            return max(0, len(self._busy) - self._workers)
 
     def idle(self) -> bool:
         """Nothing in flight."""
