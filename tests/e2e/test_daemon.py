@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import docker
 import pytest
@@ -37,8 +38,10 @@ def n_running(node: str, n: int, host: str = DOCKER_HOST) -> set[str] | None:
     return ids if len(ids) == n else None
 
 
-def start(daemons: list[DaemonProcess], repo: str, node: str, tmp_path: Path, **kw: object) -> DaemonProcess:
-    d = DaemonProcess(repo, node, tmp_path / f"state-{node}", tmp_path / f"{node}.log", **kw).start()  # type: ignore[arg-type]
+def start(daemons: list[DaemonProcess], repo: str, node: str, tmp_path: Path, **kw: Any) -> DaemonProcess:
+    """A lone daemon: it has no peers to learn of first (it would otherwise settle for two default heartbeats, 20 s)."""
+    kw["extra_env"] = {"GITOPS_SETTLE_SECONDS": "0", **kw.get("extra_env", {})}
+    d = DaemonProcess(repo, node, tmp_path / f"state-{node}", tmp_path / f"{node}.log", **kw).start()
     daemons.append(d)
     return d
 
@@ -47,9 +50,8 @@ def test_commit_triggers_pass_sigkill_adopts_drift_repaired(
     repo: Repo, node_name: str, tmp_path: Path, daemons: list[DaemonProcess]
 ) -> None:
     repo.put("apps/web.yaml", deployment("web", 2, engine=True))
-    # A long interval: only the watched local repository can make this fast. A lone node has no peers
-    # to learn of first (it would otherwise settle for two default heartbeats, 20 s).
-    d = start(daemons, str(repo.path), node_name, tmp_path, interval=30, extra_env={"GITOPS_SETTLE_SECONDS": "0"})
+    # A long interval: only the watched local repository can make this fast.
+    d = start(daemons, str(repo.path), node_name, tmp_path, interval=30)
     ids = wait_for(lambda: n_running(node_name, 2), what="2 replicas")
     t0 = time.monotonic()
     repo.put("apps/web.yaml", deployment("web", 3, engine=True))
