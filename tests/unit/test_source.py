@@ -48,6 +48,13 @@ def test_status_branch_bounded_history(repo: Repo, tmp_path: Path) -> None:
     assert 1 <= depth <= 5
     src.fetch()
     assert src.read_status_files(src.status_heads()) == {"n1": b"i: 11\n"}
+    # A restarted daemon (a new GitSource on the same mirror) reads where the branch stands and
+    # goes on from there: one more commit on top, or a fresh root at the bound.
+    tip = git(repo.path, "rev-parse", "gitops/status/n1").strip()
+    GitSource(str(repo.path), "main", "", tmp_path / "state").push_status("n1", b"i: 12\n", "n1: 12", max_history=5)
+    parents = git(repo.path, "log", "-1", "--format=%P", "gitops/status/n1").split()
+    assert parents == ([tip] if depth < 5 else [])
+    assert int(git(repo.path, "rev-list", "--count", "gitops/status/n1")) == (depth + 1 if depth < 5 else 1)
 
 
 def test_unreachable_repo_is_a_git_error(tmp_path: Path) -> None:
