@@ -98,9 +98,10 @@ class StartWatch:
     nothing and times each start exactly.
     """
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, n: int) -> None:
         self.prefix = prefix
-        self.n = 0
+        # ``done`` is set once this many distinct containers have started.
+        self.n = n
         self.ids: set[str] = set()
         self.last = 0.0
         self.done = threading.Event()
@@ -109,12 +110,6 @@ class StartWatch:
             filters={"type": "container", "event": "start", "label": "gitops.managed=true"}, decode=True
         )
         self.thread = threading.Thread(target=self._follow, daemon=True)
-
-    def expect(self, n: int) -> StartWatch:
-        """Set ``done`` once ``n`` distinct containers have started."""
-        self.n = n
-        self.thread.start()
-        return self
 
     def _follow(self) -> None:
         with contextlib.suppress(Exception):  # the stream closes under us on exit
@@ -127,6 +122,7 @@ class StartWatch:
                         self.done.set()
 
     def __enter__(self) -> StartWatch:
+        self.thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -171,7 +167,7 @@ def converge(engine: Engine, n: int, nodes: int) -> float:
             git(c.work.path, "commit", "-q", "-m", f"{n} services")
             pids = [d.proc.pid for d in c.daemons.values() if d.proc is not None]
             ticks0 = sum(sum(cpu_ticks(p)) for p in pids)
-            with StartWatch(c.prefix).expect(n) as starts:
+            with StartWatch(c.prefix, n) as starts:
                 t0 = time.monotonic()
                 git(c.work.path, "push", "-q", "-f", str(c.bare), "main")
                 if not starts.done.wait(900):
