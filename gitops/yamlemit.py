@@ -86,7 +86,7 @@ def _value(value: Any, indent: str, out: list[str]) -> None:
     if isinstance(value, Mapping) and value:
         out.append(":\n")
         _mapping(value, indent + "  ", out)
-    elif isinstance(value, Sequence) and not isinstance(value, str) and value:
+    elif _is_list(value) and value:
         out.append(":\n")
         _sequence(value, indent, out)
     else:
@@ -99,7 +99,7 @@ def _sequence(items: Sequence[Any], indent: str, out: list[str]) -> None:
     for item in items:
         if isinstance(item, Mapping) and item:
             _mapping(item, indent + "  ", out, first=indent + "- ")
-        elif isinstance(item, Sequence) and not isinstance(item, str) and item:
+        elif _is_list(item) and item:
             out.append(indent + "-\n")
             _sequence(item, indent + "  ", out)
         else:
@@ -111,6 +111,10 @@ def _sequence(items: Sequence[Any], indent: str, out: list[str]) -> None:
 def _inline(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{}"
-    if isinstance(value, Sequence) and not isinstance(value, str):
+    if _is_list(value):
         return "[]"
     return _scalar(value)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, str)
